@@ -1,0 +1,64 @@
+"""Memory budgets and out-of-memory handling for batched IG."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from grains.errors import ResourceError
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory on the device (system RAM available for the CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil ships with gradio
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def ig_bytes_per_point(seq_len: int, kept_positions: int, hidden: int, layers: int, intermediate: int,
+                       vocab: int, dtype_bytes: int) -> int:
+    """Rough activation memory for one interpolation point (two sequences, forward + backward)."""
+    per_token = layers * (12 * hidden + 3 * intermediate) * dtype_bytes
+    logits = kept_positions * vocab * 4 * 3  # fp32 logits, log-softmax and its gradient
+    return 2 * (seq_len * per_token + logits)
+
+
+def auto_chunk_size(steps: int, bytes_per_point: int, device: torch.device, budget_fraction: float | None = None,
+                    cap_bytes: int = 4 * 1024**3) -> int:
+    """How many interpolation points fit at once: a fraction of free memory (half on a GPU, a quarter of RAM capped
+    at 4 GiB on the CPU, where larger batches stop paying off)."""
+    fraction = budget_fraction if budget_fraction is not None else (0.5 if device.type == "cuda" else 0.25)
+    budget = available_bytes(device) * fraction
+    if device.type != "cuda":
+        budget = min(budget, cap_bytes)
+    return int(max(1, min(steps, budget // max(1, bytes_per_point))))
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures."""
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+@contextmanager
+def oom_guard(what: str, advice: str) -> Iterator[None]:
+    """Turn an out-of-memory error into a ResourceError that says what to change."""
+    try:
+        yield
+    except Exception as exc:
+        if is_oom(exc):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise ResourceError(f"Ran out of memory during {what}: {advice}") from exc
+        raise

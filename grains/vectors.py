@@ -1,0 +1,159 @@
+"""Steering vectors: per-layer directions with their metadata, saved as safetensors (+ a JSON sidecar).
+
+Strength unit: a vector is applied as h + lambda * m_l * v_l / |v_l|, where m_l is the median hidden-state norm of
+layer l measured while building. So lambda = 0.5 adds half a typical hidden state's length before the per-token norm
+is restored; the same lambda means the same thing on every model and layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grains import __version__
+from grains.errors import VectorError
+
+FORMAT = "grains-steering-vector/1"
+MAX_VECTOR_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class SteeringVector:
+    """Per-layer steering directions for one model."""
+
+    directions: dict[int, torch.Tensor]
+    layer_norms: dict[int, float]
+    model_id: str
+    hidden_size: int
+    num_layers: int
+    method: str = "grains"
+    k: int | None = None
+    n_examples: int = 0
+    default_layer: int | None = None
+    default_strength: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for layer, vec in self.directions.items():
+            if vec.dim() != 1 or vec.shape[0] != self.hidden_size:
+                raise VectorError(
+                    f"Layer {layer}'s vector has shape {tuple(vec.shape)}, expected ({self.hidden_size},)."
+                )
+            if not torch.isfinite(vec).all():
+                raise VectorError(f"Layer {layer}'s vector has NaN or infinite values.")
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.directions)
+
+    def scaled(self, layer: int, strength: float) -> torch.Tensor:
+        """lambda * m_l * unit(v_l): what the hook adds before restoring the norm."""
+        if layer not in self.directions:
+            raise VectorError(f"This vector has no direction for layer {layer} (it has {self.layers}).")
+        vec = self.directions[layer].float()
+        norm = float(vec.norm())
+        if norm == 0.0:
+            return torch.zeros_like(vec)
+        return vec / norm * (strength * self.layer_norms.get(layer, 1.0))
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "library_version": __version__, "model_id": self.model_id,
+            "hidden_size": self.hidden_size, "num_layers": self.num_layers, "layers": self.layers,
+            "layer_norms": {str(k): v for k, v in self.layer_norms.items()}, "method": self.method, "k": self.k,
+            "n_examples": self.n_examples, "default_layer": self.default_layer,
+            "default_strength": self.default_strength, "strength_unit": "median hidden-state norm of the layer",
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write `path` (.safetensors, metadata embedded) and a readable `path.json` beside it."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = self.metadata()
+        tensors = {f"layer.{layer}": vec.detach().float().cpu().contiguous() for layer, vec in self.directions.items()}
+        save_file(tensors, str(path), metadata={"grains": json.dumps(meta)})
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    def check_fits(self, model_id: str, hidden_size: int, num_layers: int, allow_other_model: bool = False) -> None:
+        """Raise VectorError when this vector was built for another model."""
+        if self.hidden_size != hidden_size:
+            raise VectorError(f"This vector was built for {self.model_id!r} (hidden size {self.hidden_size}); "
+                              f"the loaded model has hidden size {hidden_size}.")
+        if max(self.layers, default=-1) >= num_layers:
+            raise VectorError(f"This vector has layers up to {max(self.layers)}, but the model has {num_layers}.")
+        if not allow_other_model and self.model_id != model_id:
+            raise VectorError(f"This vector was built for {self.model_id!r}, not for {model_id!r}.")
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    return head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"(", b"c", b"]", b"}")
+
+
+def load_vector(path: str | Path) -> SteeringVector:
+    """Read a vector saved by `SteeringVector.save`. Pickles and other formats are refused, never unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise VectorError(f"No vector file at {path}.")
+    size = path.stat().st_size
+    if size > MAX_VECTOR_BYTES:
+        raise VectorError(f"The vector file is {size / 1e6:.0f} MB; the limit is {MAX_VECTOR_BYTES / 1e6:.0f} MB.")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if len(head) < 10:
+        raise VectorError("The vector file is empty or truncated.")
+    header_len = int.from_bytes(head[:8], "little")
+    if head[8:9] != b"{" or header_len > size:
+        if _looks_like_pickle(head):
+            raise VectorError("This file looks like a pickle; only safetensors vectors are accepted (never unpickled).")
+        raise VectorError("This is not a safetensors file.")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            raw_meta = (fh.metadata() or {}).get("grains")
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise VectorError(f"The vector file is corrupt: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    if raw_meta is None:
+        raise VectorError("The safetensors file has no GrAInS metadata: it is not a steering vector saved by GrAInS.")
+    try:
+        meta = json.loads(raw_meta)
+        if meta.get("format") != FORMAT:
+            raise VectorError(f"Unknown vector format {meta.get('format')!r}.")
+        directions = {}
+        for name, tensor in tensors.items():
+            if not name.startswith("layer."):
+                raise VectorError(f"Unexpected tensor {name!r} in the vector file.")
+            directions[int(name.split(".", 1)[1])] = tensor.float()
+        layer_norms = {int(k): float(v) for k, v in meta["layer_norms"].items()}
+        if any(not math.isfinite(v) or v < 0 for v in layer_norms.values()):
+            raise VectorError("The vector's layer norms are not valid numbers.")
+        strength = float(meta.get("default_strength") or 0.0)
+        if not math.isfinite(strength):
+            raise VectorError("The vector's default strength is not a finite number.")
+        default_layer = meta.get("default_layer")
+        return SteeringVector(
+            directions=directions, layer_norms=layer_norms, model_id=str(meta["model_id"]),
+            hidden_size=int(meta["hidden_size"]), num_layers=int(meta["num_layers"]),
+            method=str(meta.get("method", "grains")), k=meta.get("k"), n_examples=int(meta.get("n_examples", 0)),
+            default_layer=int(default_layer) if default_layer is not None else None,
+            default_strength=strength, meta=dict(meta.get("meta") or {}),
+        )
+    except VectorError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise VectorError(f"The vector's metadata is missing or malformed ({exc!r}).") from exc
