@@ -39,3 +39,7 @@ class ImageError(GrainsError):
 
 class ResourceError(GrainsError):
     """The computation ran out of memory or another resource."""
+
+
+class Cancelled(GrainsError):
+    """The user cancelled a long operation."""
