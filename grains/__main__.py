@@ -1,0 +1,7 @@
+"""Entry point for `python -m grains`."""
+
+import sys
+
+from grains.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""Ablation deltas: how each layer's hidden state moves when the top-k tokens are replaced by the baseline.
+
+For s in {s+, s-}: d+(s) = h_l(s) - h_l(s without I+(s)), d-(s) = h_l(s) - h_l(s without I-(s)), read at the last
+token of the full sequence (the answer's position, as CAA does) or, as a variant, at the last prompt token.
+The same forward also gives CAA's difference h_l(s+) - h_l(s-) and the layers' typical hidden-state norms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from grains.attribution import AttributionResult, baseline_embeddings, input_embeddings
+from grains.encoding import EncodedExample
+from grains.topk import TokenSelection, select_top_k
+
+Position = Literal["answer", "prompt"]
+
+
+@dataclass
+class ExampleDeltas:
+    """One example's shifts, all layers at once. d_plus/d_minus: [2 (s+, s-), L, D]; caa: [L, D]; norms: [L]."""
+
+    d_plus: torch.Tensor | None
+    d_minus: torch.Tensor | None
+    caa: torch.Tensor
+    norms: torch.Tensor
+    selections: dict[str, TokenSelection] | None = None
+
+
+@contextmanager
+def record_layer_outputs(lm: Any) -> Iterator[list[torch.Tensor]]:
+    """Collect every decoder layer's output hidden states (what a steering hook sees) during one forward."""
+    outputs: list[torch.Tensor] = []
+
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        outputs.append((output if isinstance(output, torch.Tensor) else output[0]).detach())
+
+    handles = [layer.register_forward_hook(hook) for layer in lm.adapter.layers]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _rows_forward(lm: Any, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],
+                  read_at: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run right-padded rows of embeddings; return hidden states [R, L, D] at `read_at` per row and the median
+    token norm per layer over all real positions of all rows [L]."""
+    lengths = [emb.shape[1] for _, emb in rows]
+    width = max(lengths)
+    dim = rows[0][1].shape[-1]
+    embeds = rows[0][1].new_zeros(len(rows), width, dim)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=embeds.device)
+    pad = lm.tokenizer.pad_token_id or 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=embeds.device)
+    for i, (which, emb) in enumerate(rows):
+        embeds[i, : lengths[i]] = emb[0]
+        mask[i, : lengths[i]] = 1
+        ids[i, : lengths[i]] = torch.tensor(example.sequence_ids(which), device=embeds.device)
+    extras = lm.adapter.expand_extras(example.extras, len(rows))
+    with torch.no_grad(), record_layer_outputs(lm) as outputs:
+        lm.adapter.forward_embeds(embeds, attention_mask=mask, extras=extras, input_ids=ids, logits_to_keep=1)
+    stacked = torch.stack([o.float().to(embeds.device) for o in outputs], dim=1)  # [R, L, T, D]
+    picked = stacked[torch.arange(len(rows)), :, torch.tensor(read_at)]  # [R, L, D]
+    real = mask.bool()
+    norms = stacked.norm(dim=-1)  # [R, L, T]
+    per_layer = torch.stack([norms[:, layer][real].median() for layer in range(stacked.shape[1])])
+    return picked.cpu(), per_layer.cpu()
+
+
+def caa_deltas(lm: Any, example: EncodedExample, position: Position = "answer") -> ExampleDeltas:
+    """CAA's contrast only: h_l(prompt + chosen) - h_l(prompt + rejected) at the read position."""
+    plus, minus = input_embeddings(lm, example)
+    read = _read_positions(example, position)
+    hidden, norms = _rows_forward(lm, example, [("plus", plus), ("minus", minus)], [read["plus"], read["minus"]])
+    return ExampleDeltas(d_plus=None, d_minus=None, caa=hidden[0] - hidden[1], norms=norms)
+
+
+def _read_positions(example: EncodedExample, position: Position) -> dict[str, int]:
+    if position == "prompt":
+        return {"plus": example.prompt_len - 1, "minus": example.prompt_len - 1}
+    return {w: len(example.sequence_ids(w)) - 1 for w in ("plus", "minus")}
+
+
+def select_for_example(example: EncodedExample, attribution: AttributionResult, k: int, content_only: bool = True,
+                       skip_punctuation: bool = False, strict: bool = False,
+                       overrides: dict[str, dict[str, list[int]]] | None = None) -> dict[str, TokenSelection]:
+    """Top-k per sequence. `overrides` = {"plus"|"minus": {"force_positive": [...], "force_negative": [...],
+    "drop": [...]}} with positions in that sequence."""
+    out = {}
+    for which, scores in (("plus", attribution.plus_scores), ("minus", attribution.minus_scores)):
+        extra = (overrides or {}).get(which, {})
+        out[which] = select_top_k(scores, k, example.eligible_mask(which, content_only, skip_punctuation),
+                                  force_positive=extra.get("force_positive", ()),
+                                  force_negative=extra.get("force_negative", ()), drop=extra.get("drop", ()),
+                                  strict=strict)
+    return out
+
+
+def ablation_deltas(lm: Any, example: EncodedExample, selections: dict[str, TokenSelection],
+                    baseline: str = "zero", position: Position = "answer") -> ExampleDeltas:
+    """d+ and d- for both sequences in one batched forward of six rows."""
+    inputs = input_embeddings(lm, example)
+    bases = baseline_embeddings(lm, example, inputs, baseline)  # type: ignore[arg-type]
+    read = _read_positions(example, position)
+    rows: list[tuple[str, torch.Tensor]] = []
+    read_at: list[int] = []
+    for which, emb, base in zip(("plus", "minus"), inputs, bases):
+        sel = selections[which]
+        without_pos = emb.clone()
+        without_pos[0, sel.positive] = base[0, sel.positive]
+        without_neg = emb.clone()
+        without_neg[0, sel.negative] = base[0, sel.negative]
+        rows += [(which, emb), (which, without_pos), (which, without_neg)]
+        read_at += [read[which]] * 3
+    hidden, norms = _rows_forward(lm, example, rows, read_at)
+    h_plus, h_plus_np, h_plus_nn, h_minus, h_minus_np, h_minus_nn = hidden
+    d_plus = torch.stack([h_plus - h_plus_np, h_minus - h_minus_np])
+    d_minus = torch.stack([h_plus - h_plus_nn, h_minus - h_minus_nn])
+    return ExampleDeltas(d_plus=d_plus, d_minus=d_minus, caa=h_plus - h_minus, norms=norms, selections=selections)

@@ -1,0 +1,62 @@
+"""Turning per-example shifts into one direction per layer: PCA or mean of ablation deltas, or CAA."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from grains.ablation import ExampleDeltas
+from grains.errors import InputError
+
+METHODS = ("grains", "pca", "mean", "caa")
+
+
+def first_component(rows: torch.Tensor) -> torch.Tensor:
+    """Unit first principal component of rows [N, D] (centred), its sign chosen to agree with the rows' mean.
+    With a single row, the row's own direction."""
+    mean = rows.mean(dim=0)
+    if rows.shape[0] < 2:
+        return mean / mean.norm().clamp_min(1e-12)
+    centred = rows - mean
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    pc = vh[0]
+    if torch.dot(pc, mean) < 0:  # PCA's sign is arbitrary: point it the way the shifts actually go
+        pc = -pc
+    return pc
+
+
+def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.Tensor]:
+    """One vector per layer from a set of examples' deltas.
+
+    - "caa":   mean over examples of h(s+) - h(s-)  (the baseline).
+    - "mean":  mean(d+) - mean(d-) over both sequences of every example.
+    - "pca":   PC1(d+) - PC1(d-), each sign-aligned with its mean (the reference's method).
+    - "grains": the default GrAInS configuration, currently "mean" (PC1 of d+ and d- share the generic
+      "something was removed" direction, so their difference nearly cancels; the means do not).
+    """
+    if method not in METHODS:
+        raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    if not deltas:
+        raise InputError("No examples to build a vector from.")
+    if method == "caa":
+        stacked = torch.stack([d.caa for d in deltas])  # [N, L, D]
+        mean = stacked.mean(dim=0)
+        return {layer: mean[layer] for layer in range(mean.shape[0])}
+    if any(d.d_plus is None for d in deltas):
+        raise InputError("These deltas have no ablation shifts (they were made for CAA).")
+    plus = torch.cat([d.d_plus for d in deltas])  # [2N, L, D]
+    minus = torch.cat([d.d_minus for d in deltas])
+    out = {}
+    for layer in range(plus.shape[1]):
+        if method == "pca":
+            out[layer] = first_component(plus[:, layer]) - first_component(minus[:, layer])
+        else:
+            out[layer] = plus[:, layer].mean(dim=0) - minus[:, layer].mean(dim=0)
+    return out
+
+
+def layer_norms(deltas: Sequence[ExampleDeltas]) -> dict[int, float]:
+    """Median over examples of each layer's median token norm: the unit of steering strength."""
+    norms = torch.stack([d.norms for d in deltas]).median(dim=0).values
+    return {layer: float(norms[layer]) for layer in range(norms.shape[0])}

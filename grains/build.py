@@ -1,0 +1,157 @@
+"""Building a steering vector from preference examples: attribute, pick top-k, ablate, aggregate, then choose
+a layer and strength by cross-validation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grains import __version__
+from grains.ablation import ExampleDeltas, ablation_deltas, caa_deltas, select_for_example
+from grains.aggregate import METHODS, aggregate, layer_norms
+from grains.attribution import attribute_example
+from grains.encoding import encode_example
+from grains.errors import Cancelled, GrainsError, InputError
+from grains.scoring import resolve_image, score_pair
+from grains.selection import Selection, cross_validate
+from grains.steering import steer
+from grains.topk import check_k
+from grains.vectors import SteeringVector
+
+DEFAULT_STRENGTHS = (0.1, 0.25, 0.5, 1.0)
+
+
+def default_layers(num_layers: int, count: int = 6) -> list[int]:
+    """Evenly spread candidate layers over the middle of the network (20% to 80% of depth)."""
+    low, high = max(0, round(0.2 * (num_layers - 1))), round(0.8 * (num_layers - 1))
+    if high - low + 1 <= count:
+        return list(range(low, high + 1))
+    step = (high - low) / (count - 1)
+    return sorted({round(low + i * step) for i in range(count)})
+
+
+@dataclass
+class BuildResult:
+    vector: SteeringVector
+    selection: Selection | None
+    seconds: float
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        v = self.vector
+        return {"method": v.method, "n_examples": v.n_examples, "k": v.k, "layer": v.default_layer,
+                "strength": v.default_strength, "layers": len(v.layers), "seconds": self.seconds,
+                "selection": self.selection.to_dict() if self.selection else None, "skipped": self.skipped,
+                "note": v.meta.get("note", "")}
+
+
+def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: str, baseline: str, position: str,
+                    content_only: bool, skip_punctuation: bool, overrides: dict | None) -> ExampleDeltas:
+    encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected, image=resolve_image(getattr(ex, "image", None)))
+    if method == "caa":
+        return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
+    result = attribute_example(lm, encoded, steps=steps, target=target, baseline=baseline)  # type: ignore[arg-type]
+    selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
+                                    overrides=overrides)
+    return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
+
+
+def build_vector(
+    lm: Any,
+    examples: Sequence[Any],
+    method: str = "grains",
+    k: int = 5,
+    steps: int = 16,
+    target: str = "sequence",
+    baseline: str = "zero",
+    position: str = "answer",
+    content_only: bool = True,
+    skip_punctuation: bool = False,
+    select: bool = True,
+    folds: int = 3,
+    layers: Sequence[int] | None = None,
+    strengths: Sequence[float] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    overrides: dict | None = None,
+    seed: int = 0,
+) -> BuildResult:
+    """A steering vector for every layer from `examples` (objects with prompt, chosen, rejected, optional image).
+
+    With `select`, layer and strength are chosen by `folds`-fold cross-validation on the mean margin
+    (strength 0 included); the estimate is stored in the vector's metadata.
+    """
+    if method not in METHODS:
+        raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    if position not in ("answer", "prompt"):
+        raise InputError("The read position must be 'answer' or 'prompt'.")
+    k = check_k(k)
+    if not examples:
+        raise InputError("There are no examples to build a vector from.")
+    start = time.perf_counter()
+    collect_share = 0.6 if select and len(examples) >= 2 else 1.0
+    deltas: list[ExampleDeltas] = []
+    kept: list[Any] = []
+    skipped: list[dict[str, Any]] = []
+    with lm.lock:
+        for i, ex in enumerate(examples):
+            if should_stop and should_stop():
+                raise Cancelled("Vector building was cancelled.")
+            try:
+                deltas.append(_example_deltas(lm, ex, method, k, steps, target, baseline, position, content_only,
+                                              skip_punctuation, overrides if len(examples) == 1 else None))
+                kept.append(ex)
+            except (InputError, GrainsError) as exc:
+                if len(examples) == 1:
+                    raise
+                skipped.append({"index": i, "reason": str(exc)})
+            if progress:
+                progress(collect_share * (i + 1) / len(examples), f"example {i + 1}/{len(examples)}")
+        if not deltas:
+            raise InputError("No example could be used: " + (skipped[0]["reason"] if skipped else "none given."))
+        norms = layer_norms(deltas)
+        candidates = list(layers) if layers else default_layers(lm.num_layers)
+        grid = [float(s) for s in (strengths or DEFAULT_STRENGTHS)]
+
+        def make_vector(indices: list[int]) -> SteeringVector:
+            subset = [deltas[i] for i in indices]
+            return SteeringVector(directions=aggregate(subset, method), layer_norms=layer_norms(subset),
+                                  model_id=lm.model_id, hidden_size=lm.hidden_size, num_layers=lm.num_layers,
+                                  method=method, k=None if method == "caa" else k, n_examples=len(subset))
+
+        vector = make_vector(list(range(len(deltas))))
+        vector.layer_norms = norms
+        selection: Selection | None = None
+        if select and len(kept) >= 2:
+            def score(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
+                margins = []
+                for i in idx:
+                    ex = kept[i]
+                    if vec is None or strength == 0:
+                        s = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, getattr(ex, "image", None))
+                    else:
+                        with steer(lm, vec, layer, strength):
+                            s = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, getattr(ex, "image", None))
+                    margins.append(s.margin())
+                return margins
+
+            sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
+            selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
+                                       fallback_layer=candidates[len(candidates) // 2], should_stop=should_stop,
+                                       progress=sub_progress)
+            vector.default_layer, vector.default_strength = selection.layer, selection.strength
+            note = selection.note
+        else:
+            vector.default_layer = candidates[len(candidates) // 2]
+            vector.default_strength = 0.5
+            note = ("Layer and strength not cross-validated (one example): the defaults are a middle layer and "
+                    "strength 0.5.")
+    vector.meta = {
+        "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
+        "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
+        "candidate_layers": candidates, "candidate_strengths": grid, "skipped": len(skipped),
+        **({"selection": selection.to_dict()} if selection else {}),
+    }
+    return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped)

@@ -1,0 +1,296 @@
+"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, bench, presets.
+
+With --json each command prints one JSON object on stdout. Bad input exits non-zero with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from grains.errors import GrainsError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(_clean(data), ensure_ascii=False))
+    else:
+        print(text)
+
+
+def _load(args: argparse.Namespace):
+    from grains.models import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
+
+def _image(args: argparse.Namespace):
+    if not getattr(args, "image", None):
+        return None
+    from grains.images import load_image
+
+    return load_image(args.image)
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    from grains.attribution import attribute
+
+    lm = _load(args)
+    result = attribute(lm, args.prompt, args.chosen, args.rejected, image=_image(args), steps=args.steps,
+                       target=args.target, baseline=args.baseline, points=args.points)
+    data: dict[str, Any] = {
+        "tokens": result.tokens, "scores": result.scores, "f_input": result.f_input,
+        "f_baseline": result.f_baseline, "delta": result.delta, "relative_delta": result.relative_delta,
+        "seconds": result.seconds, "target": result.target, "steps": result.steps,
+        "plus_tokens": result.plus_tokens, "plus_scores": result.plus_scores,
+        "minus_tokens": result.minus_tokens, "minus_scores": result.minus_scores,
+    }
+    if result.image_grid is not None:
+        data["image_scores"] = result.image_grid
+        data["image_token_count"] = result.extra.get("image_token_count")
+        data["image_share"] = result.extra.get("image_share")
+    ranked = sorted(range(len(result.tokens)), key=lambda i: -abs(result.scores[i]))[:10]
+    lines = [f"f(x) - f(baseline) = {result.f_input - result.f_baseline:.4f}, delta = {result.delta:.4f} "
+             f"({result.seconds:.2f} s)", "top tokens by |score|:"]
+    lines += [f"  {i:4d} {result.tokens[i]!r:>20} {result.scores[i]:+.4f}" for i in ranked]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _load_rows(path: str, limit: int | None, offset: int = 0) -> tuple[str, list[Any]]:
+    from grains.data import BUILTIN_DATASETS, load_any
+
+    resolved = str(BUILTIN_DATASETS.get(path, path))
+    return load_any(resolved, limit=limit, offset=offset)
+
+
+def _as_pairs(kind: str, rows: list[Any]) -> list[Any]:
+    if kind == "truthfulqa":
+        from grains.data import truthfulqa_to_pairs
+
+        return truthfulqa_to_pairs(rows)
+    if kind == "probes":
+        from grains.data import probes_to_pairs
+
+        return probes_to_pairs(rows)
+    return rows
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from grains.build import build_vector
+
+    kind, rows = _load_rows(args.data, args.limit, args.offset)
+    examples = _as_pairs(kind, rows)
+    lm = _load(args)
+    progress = None if args.json or args.quiet else (lambda f, m: print(f"[{f:5.0%}] {m}", file=sys.stderr))
+    result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
+                          position=args.position, content_only=not args.all_tokens, select=not args.no_select,
+                          folds=args.folds, progress=progress)
+    out = result.vector.save(args.out)
+    summary = {**result.summary(), "out": str(out), "data_kind": kind}
+    text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
+            f"{summary['layer']}, strength {summary['strength']:g}. {summary['note']}")
+    _emit(args, summary, text)
+    return 0
+
+
+def _vector(args: argparse.Namespace, lm: Any):
+    if not args.vector:
+        return None
+    from grains.vectors import load_vector
+
+    vector = load_vector(args.vector)
+    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers)
+    return vector
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from grains.generation import GenerationSettings, generate_pair
+
+    lm = _load(args)
+    vector = _vector(args, lm)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                                  temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    start = time.perf_counter()
+    pair = generate_pair(lm, args.prompt, vector, args.layer, args.strength, settings, image=_image(args))
+    data = {"unsteered": pair.unsteered, "steered": pair.steered, "seconds": time.perf_counter() - start}
+    if vector is not None:
+        data["layer"] = args.layer if args.layer is not None else vector.default_layer
+        data["strength"] = args.strength if args.strength is not None else vector.default_strength
+    _emit(args, data, f"--- unsteered ---\n{pair.unsteered}\n--- steered ---\n{pair.steered}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from grains.evaluation import evaluate
+
+    kind, rows = _load_rows(args.data, args.limit, args.offset)
+    lm = _load(args)
+    vector = _vector(args, lm)
+    result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
+                      length_normalize=args.length_normalize)
+    text = json.dumps(_clean({k: v for k, v in result.items() if k != "items"}), indent=2)
+    _emit(args, result, text)
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from grains.presets import PRESETS, is_installed
+
+    data = {name: {"group": p.group, "description": p.description, "installed": is_installed(name),
+                   "random_weights": p.random_weights, "vlm": p.vlm, "install": p.install_hint}
+            for name, p in PRESETS.items()}
+    text = "\n".join(f"{n:28s} {d['group']:9s} {'installed' if d['installed'] else 'not installed':14s} "
+                     f"{d['description']}" for n, d in data.items())
+    _emit(args, {"presets": data}, text)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from grains.bench import bench_command
+
+    return bench_command(args)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from exc
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return number
+
+
+def _common(p: argparse.ArgumentParser, with_model: bool = True) -> None:
+    if with_model:
+        p.add_argument("--model", default=None, help="preset name, hub id, local dir or .gguf file "
+                                                     "(default: gemma-3-270m)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
+        p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
+        p.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grains", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("attribute", help="contrastive IG over the prompt tokens (and image patches)")
+    _common(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--chosen", required=True)
+    p.add_argument("--rejected", required=True)
+    p.add_argument("--image", default=None, help="image file for a VLM")
+    p.add_argument("--steps", type=_positive_int, default=20)
+    p.add_argument("--target", choices=["sequence", "last"], default="sequence",
+                   help="whole-response log-prob (default) or the paper's last-token variant")
+    p.add_argument("--baseline", choices=["zero", "pad"], default="zero")
+    p.add_argument("--points", choices=["gauss-legendre", "midpoint"], default="gauss-legendre")
+    p.set_defaults(func=_cmd_attribute)
+
+    p = sub.add_parser("build", help="build a steering vector from a dataset")
+    _common(p)
+    p.add_argument("--data", required=True, help="JSONL/CSV file or a built-in dataset name")
+    p.add_argument("--limit", type=_positive_int, default=None)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--method", choices=["grains", "pca", "mean", "caa"], default="grains")
+    p.add_argument("--steps", type=_positive_int, default=16)
+    p.add_argument("--target", choices=["sequence", "last"], default="sequence")
+    p.add_argument("--position", choices=["answer", "prompt"], default="answer")
+    p.add_argument("--all-tokens", action="store_true", help="let top-k pick template/special-free tokens too")
+    p.add_argument("--folds", type=_positive_int, default=3)
+    p.add_argument("--no-select", action="store_true", help="skip the cross-validated layer/strength choice")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("generate", help="unsteered and steered continuations side by side")
+    _common(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--image", default=None)
+    p.add_argument("--vector", default=None)
+    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=40)
+    p.add_argument("--sample", action="store_true")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("eval", help="accuracy with and without a vector, with significance")
+    _common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--vector", default=None)
+    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--limit", type=_positive_int, default=None)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--per-item", action="store_true")
+    p.add_argument("--length-normalize", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("presets", help="list model presets")
+    _common(p, with_model=False)
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("bench", help="speed and memory benchmarks against the reference way")
+    _common(p)
+    try:
+        from grains.bench import add_bench_arguments
+
+        add_bench_arguments(p)
+    except ImportError:
+        pass
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "image", None) and not Path(args.image).exists():
+        print(f"error: no image file at {args.image}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except GrainsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # no traceback for users unless asked
+        if args.debug or os.environ.get("GRAINS_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
