@@ -1,0 +1,3 @@
+"""Vision-language model support: per-family adapters (adapters), tiny offline test models (tiny), loading real
+checkpoints (loading) and POPE-style yes/no probes (pope). Import the submodules directly; this package imports
+nothing heavy."""
