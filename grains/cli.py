@@ -91,7 +91,7 @@ def _as_pairs(kind: str, rows: list[Any]) -> list[Any]:
 
         return truthfulqa_to_pairs(rows)
     if kind == "probes":
-        from grains.data import probes_to_pairs
+        from grains.vlm.pope import probes_to_pairs
 
         return probes_to_pairs(rows)
     return rows

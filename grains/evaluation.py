@@ -98,8 +98,9 @@ def _summary(items: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, A
     out: dict[str, Any] = {
         f"accuracy{suffix}": sum(i["correct"] for i in items) / n,
         f"margin{suffix}": sum(i["margin"] for i in items) / n,
-        f"answer_distribution{suffix}": _answer_distribution(items),
     }
+    if kind != "truthfulqa":  # A/B letters or yes/no: the bias that fakes significance
+        out[f"answer_distribution{suffix}"] = _answer_distribution(items)
     if kind == "truthfulqa":
         out[f"mc1{suffix}"] = out[f"accuracy{suffix}"]
         mc2 = [i["mc2"] for i in items if not math.isnan(i["mc2"])]

@@ -65,7 +65,7 @@ def tiny_tokenizer(extra_special: tuple[str, ...] = (), chat_template: bool = Tr
 def _text_config(arch: str, vocab_size: int, tokenizer: PreTrainedTokenizerFast):
     common = dict(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )
     if arch == "llama":

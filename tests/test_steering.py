@@ -91,7 +91,7 @@ def test_hooks_removed_after_an_exception(lm):
 
 def test_hooks_removed_when_a_forward_fails_inside(lm):
     vector = random_vector(lm)
-    with pytest.raises(Exception):
+    with pytest.raises(IndexError):
         with steer(lm, vector, layers=1, strength=1.0):
             lm.model(input_ids=torch.tensor([[10**7]]))  # out-of-vocabulary id fails inside the model
     assert active_hook_count(lm) == 0
