@@ -270,6 +270,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Progress bars and warnings from the libraries would break the one-line error contract on stderr."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _precheck(args: argparse.Namespace) -> None:
+    """Cheap input checks before a model is loaded."""
+    from grains.errors import InputError
+    from grains.prompts import check_text
+
+    if getattr(args, "prompt", None) is not None:
+        check_text(args.prompt, "prompt")
+    if getattr(args, "chosen", None) is not None:
+        check_text(args.chosen, "chosen answer")
+        check_text(args.rejected, "rejected answer")
+        if args.chosen.strip() == args.rejected.strip():
+            raise InputError("The chosen and rejected answers are identical: attribution needs two different answers.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -277,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no image file at {args.image}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
+        _quiet_libraries()
+        _precheck(args)
         return int(args.func(args) or 0)
     except GrainsError as exc:
         print(f"error: {exc}", file=sys.stderr)
