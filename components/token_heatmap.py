@@ -1,0 +1,181 @@
+"""Self-contained HTML for token attribution heatmaps and word-level diffs of two texts.
+
+Everything user-supplied is HTML-escaped. Styles are inline so the HTML renders alone; assets/style.css adds polish.
+Each token is a `<span class="grains-tok" data-index="i">` so the app's JavaScript can hook clicks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from grains.errors import InputError
+from grains.overlay import DIVERGING_STOPS, diverging_rgb, format_score, rgb_hex, symmetric_vmax
+
+POS_BORDER = "#67001f"  # dark red: top-k positive
+NEG_BORDER = "#053061"  # dark blue: top-k negative
+DEFAULT_CAPTION = ("Red tokens push toward the chosen answer, blue toward the rejected one. "
+                   "Outlined: the top-k selected tokens (red outline positive, blue outline negative). "
+                   "Grey, struck through: excluded from top-k (special or template tokens). "
+                   "Hover a token for its score.")
+
+_VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def visible_token(token: str) -> str:
+    """The token with whitespace made visible: leading/trailing spaces as '·', newlines '↵', tabs '⇥';
+    other invisible characters as <U+XXXX>; an empty token as '∅'. Not escaped."""
+    if token == "":
+        return "∅"
+    stripped = token.strip(" ")
+    lead = len(token) - len(token.lstrip(" "))
+    trail = len(token) - len(token.rstrip(" ")) if stripped else 0
+    middle = stripped if stripped else ""
+    out = ["·" * lead]
+    for ch in middle:
+        if ch in _VISIBLE and ch != " ":  # inner spaces stay spaces (the span keeps white-space:pre)
+            out.append(_VISIBLE[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            out.append(f"<U+{ord(ch):04X}>")
+        else:
+            out.append(ch)
+    out.append("·" * trail)
+    return "".join(out)
+
+
+def _indices(values: Iterable[int], n: int, what: str) -> set[int]:
+    out = set()
+    for v in values:
+        i = int(v)
+        if not 0 <= i < n:
+            raise InputError(f"The {what} token index {i} is out of range for {n} tokens.")
+        out.add(i)
+    return out
+
+
+def _text_colour(rgb: np.ndarray) -> str:
+    """Black or white text, whichever reads better on the background."""
+    luminance = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return "#111" if luminance > 140 else "#fff"
+
+
+def _css_gradient() -> str:
+    stops = ", ".join(f"{rgb_hex(rgb)} {(p + 1) * 50:g}%" for p, rgb in DIVERGING_STOPS)
+    return f"linear-gradient(to right, {stops})"
+
+
+def _legend(vmax: float) -> str:
+    bar = (f'<span class="grains-legend-bar" style="display:inline-block;width:160px;height:10px;'
+           f'background:{_css_gradient()};border:1px solid #888;vertical-align:middle"></span>')
+    labels = (f'<span class="grains-legend-labels" style="display:inline-flex;justify-content:space-between;'
+              f'width:160px;font-size:11px;color:#444">'
+              f'<span>{html.escape(format_score(-vmax))}</span><span>0</span>'
+              f'<span>{html.escape(format_score(vmax))}</span></span>')
+    keys = (f'<span class="grains-legend-key" style="margin-left:12px;font-size:11px">'
+            f'<span style="border:2px solid {POS_BORDER};padding:0 4px">top-k +</span> '
+            f'<span style="border:2px solid {NEG_BORDER};padding:0 4px">top-k −</span> '
+            f'<span style="background:#eee;color:#999;text-decoration:line-through;padding:0 4px">excluded</span>'
+            f'</span>')
+    return (f'<div class="grains-legend" style="margin-top:8px;display:flex;align-items:center;flex-wrap:wrap;'
+            f'gap:4px"><span style="display:inline-flex;flex-direction:column">{bar}{labels}</span>{keys}</div>')
+
+
+def render_token_heatmap(tokens: Sequence[str], scores: Sequence[float], selected_positive: Iterable[int] = (),
+                         selected_negative: Iterable[int] = (), excluded: Iterable[int] = (),
+                         title: str | None = None, caption: str | None = DEFAULT_CAPTION) -> str:
+    """HTML heatmap: one span per token, background from the shared diverging map centred at 0.
+
+    The colour scale is symmetric, set by the largest |score| among the non-excluded tokens (special tokens
+    such as BOS often dwarf the content); excluded tokens are greyed and struck through instead of coloured.
+    Selected top-k tokens get a solid border (dark red positive, dark blue negative). The hover title holds
+    "index i · token · score" with the real token text. `caption=None` omits the caption.
+    """
+    tokens = [str(t) for t in tokens]
+    values = np.asarray(list(scores), dtype=np.float64).reshape(-1)
+    n = len(tokens)
+    if values.shape[0] != n:
+        raise InputError(f"There are {n} tokens but {values.shape[0]} scores; they must match one to one.")
+    pos = _indices(selected_positive, n, "selected positive")
+    neg = _indices(selected_negative, n, "selected negative")
+    exc = _indices(excluded, n, "excluded")
+
+    parts = ['<div class="grains-heatmap" style="font-family:ui-monospace,Menlo,Consolas,monospace;'
+             'line-height:2.1;font-size:14px">']
+    if title:
+        parts.append(f'<div class="grains-heatmap-title" style="font-weight:600;margin-bottom:4px;'
+                     f'font-family:system-ui,sans-serif">{html.escape(title)}</div>')
+    if n == 0:
+        parts.append('<div class="grains-empty" style="color:#777">No tokens to show.</div></div>')
+        return "".join(parts)
+
+    kept = [i for i in range(n) if i not in exc]
+    vmax = symmetric_vmax(values[kept] if kept else values)
+    colours = diverging_rgb(values, vmax=vmax)
+    parts.append('<div class="grains-tokens" style="display:flex;flex-wrap:wrap;gap:3px 2px">')
+    for i, (tok, score) in enumerate(zip(tokens, values)):
+        classes = ["grains-tok"]
+        style = ["padding:1px 3px", "border-radius:3px", "white-space:pre", "cursor:pointer",
+                 "border:2px solid transparent"]
+        if i in exc:
+            classes.append("grains-excluded")
+            style += ["background:#eeeeee", "color:#999999", "text-decoration:line-through"]
+        else:
+            style += [f"background:{rgb_hex(colours[i])}", f"color:{_text_colour(colours[i])}"]
+        if i in pos:
+            classes.append("grains-sel-pos")
+            style.append(f"border-color:{POS_BORDER}")
+        if i in neg:
+            classes.append("grains-sel-neg")
+            style.append(f"border-color:{NEG_BORDER}")
+        score_text = f"{score:+.4g}" if math.isfinite(score) else "nan"
+        hover = f"index {i} · {tok} · {score_text}"
+        parts.append(
+            f'<span class="{" ".join(classes)}" data-index="{i}" data-score="{html.escape(score_text)}" '
+            f'title="{html.escape(hover, quote=True)}" style="{";".join(style)}">'
+            f'{html.escape(visible_token(tok))}</span>'
+        )
+    parts.append("</div>")
+    parts.append(_legend(vmax))
+    if caption:
+        parts.append(f'<div class="grains-caption" style="font-size:12px;color:#555;margin-top:4px;'
+                     f'font-family:system-ui,sans-serif;line-height:1.4">{html.escape(caption)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+_DEL_STYLE = "background:#fbd3d3;color:#8a1010;text-decoration:line-through;border-radius:2px"
+_INS_STYLE = "background:#d4f5d4;color:#0d5c0d;text-decoration:none;border-radius:2px"
+_DIFF_BOX = ('<div class="grains-diff" style="white-space:pre-wrap;word-break:break-word;'
+             'font-family:system-ui,sans-serif;line-height:1.5">')
+
+
+def _split_words(text: str) -> list[str]:
+    return _WORDS.findall(text)
+
+
+def render_diff(a: str, b: str) -> tuple[str, str]:
+    """Two HTML columns for texts a and b with word-level differences marked: words only in a as
+    `<del class="grains-del">`, words only in b as `<ins class="grains-ins">`. All text is escaped."""
+    wa, wb = _split_words(a or ""), _split_words(b or "")
+    matcher = difflib.SequenceMatcher(None, wa, wb, autojunk=False)
+    left, right = [_DIFF_BOX], [_DIFF_BOX]
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        seg_a, seg_b = html.escape("".join(wa[a0:a1])), html.escape("".join(wb[b0:b1]))
+        if op == "equal":
+            left.append(seg_a)
+            right.append(seg_b)
+            continue
+        if seg_a:
+            left.append(f'<del class="grains-del" style="{_DEL_STYLE}">{seg_a}</del>')
+        if seg_b:
+            right.append(f'<ins class="grains-ins" style="{_INS_STYLE}">{seg_b}</ins>')
+    left.append("</div>")
+    right.append("</div>")
+    return "".join(left), "".join(right)
