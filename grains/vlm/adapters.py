@@ -441,14 +441,16 @@ class Qwen2VLAdapter(VLMAdapter):
         ids = input_ids.to(inputs_embeds.device)
         has_image = (ids == self.image_token_id).any(dim=1)
         grid = (extras or {}).get("image_grid_thw")
+        mask = attention_mask.to(ids.device) if attention_mask is not None else torch.ones_like(ids)
         if grid is None or not bool(has_image.any()):
-            return {}
+            # always explicit: without positions the model would reuse rope deltas cached by an earlier generate()
+            text_positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+            return {"position_ids": text_positions.unsqueeze(0).expand(3, -1, -1)}
         grid = grid.to(ids.device)
         n_rows_with_image = int(has_image.sum())
         if grid.shape[0] != n_rows_with_image:  # one example's grid, repeated for every row that has the image
             grid = grid[:1].repeat(n_rows_with_image, 1)
         mm_types = (ids == self.image_token_id).int()
-        mask = attention_mask.to(ids.device) if attention_mask is not None else torch.ones_like(ids)
         position_ids, _ = self.model.model.get_rope_index(ids, mm_token_type_ids=mm_types, image_grid_thw=grid,
                                                           attention_mask=mask)
         return {"position_ids": position_ids}
