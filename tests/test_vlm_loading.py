@@ -1,0 +1,35 @@
+"""Loading VLM checkpoints from a local directory through load_model, and refusing unsupported architectures."""
+
+import pytest
+import torch
+
+from grains.errors import ModelLoadError
+from grains.models import load_model
+from grains.vlm.adapters import Qwen2VLAdapter
+from grains.vlm.loading import load_vlm_pretrained
+from grains.vlm.tiny import tiny_qwen2_vl
+
+
+def test_saved_tiny_vlm_loads_from_a_directory(tmp_path):
+    model, processor = tiny_qwen2_vl()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path))
+    assert lm.is_vlm and isinstance(lm.adapter, Qwen2VLAdapter) and lm.prompt_style == "chat"
+    enc = lm.encode_prompt("Is there a cup?", image="/work/shared/data/images/coffee.jpg")
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        reloaded = lm.adapter.forward_embeds(lm.adapter.embed_ids(ids, enc.extras), torch.ones_like(ids),
+                                             enc.extras, ids).logits
+        original = model(**{**lm.adapter.generation_inputs(ids, enc.extras)}).logits
+    assert torch.allclose(reloaded, original, atol=1e-5)
+
+
+def test_unsupported_vlm_checkpoint_is_refused_before_loading_weights():
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("paligemma")
+    config.architectures = ["PaliGemmaForConditionalGeneration"]
+    with pytest.raises(ModelLoadError, match="PaliGemmaForConditionalGeneration is not a supported") as info:
+        load_vlm_pretrained("/nonexistent", config, {})
+    assert "Qwen2-VL" in str(info.value)
