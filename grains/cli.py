@@ -42,7 +42,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 def _load(args: argparse.Namespace):
     from grains.models import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                      use_chat_template=args.chat_template)
 
 
 def _image(args: argparse.Namespace):
@@ -190,6 +191,8 @@ def _common(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
         p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
         p.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
+        p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                       help="use the model's chat template (default: when it has one)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
