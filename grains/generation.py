@@ -86,20 +86,27 @@ def _decode(lm: Any, rows: torch.Tensor, prompt_len: int) -> list[str]:
     return [lm.tokenizer.decode(r[prompt_len:], skip_special_tokens=True) for r in rows]
 
 
+def _run(lm: Any, prompt: str, vector: SteeringVector | None, layer: Any, strength: float | None,
+         settings: GenerationSettings | None, image: Any, normalize: bool,
+         steer_rows: list[bool] | None) -> tuple[list[str], str]:
+    """One generate call over len(steer_rows) (or 1) copies of the prompt; returns the texts and the prompt text."""
+    settings = settings or GenerationSettings()
+    settings.check()
+    _check_request(lm, vector, layer, strength)
+    with lm.lock, oom_guard("generation", "use fewer new tokens."):
+        inputs, text, prompt_len = _batch_inputs(lm, prompt, image, len(steer_rows) if steer_rows else 1)
+        torch.manual_seed(settings.seed)
+        with _steering_context(lm, vector, layer, strength, steer_rows, normalize), torch.no_grad():
+            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings))
+    return _decode(lm, out, prompt_len), text
+
+
 def generate_pair(lm: Any, prompt: str, vector: SteeringVector | None = None, layer: Any = None,
                   strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                   normalize: bool = True) -> PairedGeneration:
     """Row 0 unsteered, row 1 steered, in one generate call with the same seed. Without a vector both rows are
     unsteered; at strength 0 the steered text equals the unsteered text exactly."""
-    settings = settings or GenerationSettings()
-    settings.check()
-    _check_request(lm, vector, layer, strength)
-    with lm.lock, oom_guard("generation", "use fewer new tokens."):
-        inputs, text, prompt_len = _batch_inputs(lm, prompt, image, 2)
-        torch.manual_seed(settings.seed)
-        with _steering_context(lm, vector, layer, strength, [False, True], normalize), torch.no_grad():
-            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings))
-    unsteered, steered = _decode(lm, out, prompt_len)
+    (unsteered, steered), text = _run(lm, prompt, vector, layer, strength, settings, image, normalize, [False, True])
     return PairedGeneration(unsteered=unsteered, steered=steered, prompt_text=text)
 
 
@@ -107,15 +114,8 @@ def generate_one(lm: Any, prompt: str, vector: SteeringVector | None = None, lay
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                  normalize: bool = True) -> str:
     """A single continuation, steered when a vector is given."""
-    settings = settings or GenerationSettings()
-    settings.check()
-    _check_request(lm, vector, layer, strength)
-    with lm.lock, oom_guard("generation", "use fewer new tokens."):
-        inputs, _, prompt_len = _batch_inputs(lm, prompt, image, 1)
-        torch.manual_seed(settings.seed)
-        with _steering_context(lm, vector, layer, strength, None, normalize), torch.no_grad():
-            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings))
-    return _decode(lm, out, prompt_len)[0]
+    texts, _ = _run(lm, prompt, vector, layer, strength, settings, image, normalize, None)
+    return texts[0]
 
 
 class _RowStreamer(BaseStreamer):
