@@ -155,5 +155,5 @@ def load_vector(path: str | Path) -> SteeringVector:
         )
     except VectorError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise VectorError(f"The vector's metadata is missing or malformed ({exc!r}).") from exc
