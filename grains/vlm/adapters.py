@@ -103,15 +103,25 @@ class VLMAdapter(TextAdapter):
     def embed_ids(self, input_ids: torch.Tensor, extras: dict[str, Any] | None = None) -> torch.Tensor:
         """Token embeddings with the image features scattered into the image-token slots (found by id)."""
         ids = input_ids.to(self.input_device)
-        is_image = ids == self.image_token_id
-        text_ids = ids.masked_fill(is_image, 0) if self.image_token_id >= self._vocab_size() else ids
-        embeds = self.model.get_input_embeddings()(text_ids)
-        n_slots = int(is_image.sum())
-        if n_slots == 0:
-            return embeds
+        if not bool((ids == self.image_token_id).any()):
+            return self.text_embeddings(ids)
         if not extras or extras.get("pixel_values") is None:
             raise InputError("The prompt has image tokens but no image was given.")
-        feats = self.image_features(extras).to(embeds.device, embeds.dtype)
+        return self.merge_image_features(ids, self.text_embeddings(ids), self.image_features(extras))
+
+    def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings only (image slots hold the placeholder's embedding, or row 0's if it is out of vocab)."""
+        ids = input_ids.to(self.input_device)
+        is_image = ids == self.image_token_id
+        text_ids = ids.masked_fill(is_image, 0) if self.image_token_id >= self._vocab_size() else ids
+        return self.model.get_input_embeddings()(text_ids)
+
+    def merge_image_features(self, input_ids: torch.Tensor, embeds: torch.Tensor, feats: torch.Tensor
+                             ) -> torch.Tensor:
+        """Scatter image features [N, D] into the image-token slots of `embeds` (repeated for several rows)."""
+        is_image = input_ids.to(embeds.device) == self.image_token_id
+        n_slots = int(is_image.sum())
+        feats = feats.to(embeds.device, embeds.dtype)
         if n_slots != feats.shape[0]:
             if n_slots % feats.shape[0] != 0:
                 raise InputError(f"The prompt has {n_slots} image tokens but the image gives {feats.shape[0]}.")
@@ -236,6 +246,31 @@ class VLMAdapter(TextAdapter):
         ids = tokenizer("a", add_special_tokens=True)["input_ids"]
         return bos_id is not None and bool(ids) and ids[0] == bos_id
 
+    # ----- pixels ----------------------------------------------------------------------------------------------
+    def pixel_baseline(self, pixel_values: torch.Tensor, processor: Any, kind: str = "black") -> torch.Tensor:
+        """The pixel IG baseline in the processor's normalised units: a black image, or the mean colour (0).
+
+        Black is the default: a mean-colour (all-zero) input gives zero patch embeddings where a tower has no bias
+        or class token before its first norm (Qwen2-VL), where IG is singular, and Idefics3 drops all-zero frames
+        as batch padding."""
+        if kind == "mean":
+            return torch.zeros_like(pixel_values)
+        ip = processor.image_processor
+        channels = pixel_values.new_zeros(3)
+        if getattr(ip, "do_normalize", True) and getattr(ip, "image_mean", None) is not None:
+            mean = torch.tensor(ip.image_mean, dtype=pixel_values.dtype, device=pixel_values.device)
+            std = torch.tensor(ip.image_std, dtype=pixel_values.dtype, device=pixel_values.device)
+            channels = -mean / std
+        return self._broadcast_channels(channels, pixel_values)
+
+    def _broadcast_channels(self, channels: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """A per-channel value spread over a [..., C, H, W] pixel tensor."""
+        return channels.view(3, 1, 1).expand_as(pixel_values).clone()
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """Per image token, the sum of a pixel_values-shaped attribution over the pixels that token sees."""
+        raise NotImplementedError
+
     # ----- image layout ----------------------------------------------------------------------------------------
     def layout(self, processor: Any, extras: dict[str, Any], ids: list[int], image_size: tuple[int, int]
                ) -> dict[str, Any]:
@@ -307,6 +342,13 @@ def _size_dict(size: Any) -> dict[str, Any]:
             if getattr(size, k, None) is not None}
 
 
+def _block_sums(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[F, C, H, W] -> per frame, sums over channels and each of rows x cols pixel blocks, row-major: [F*rows*cols]."""
+    f, _, h, w = frames.shape
+    summed = frames.sum(dim=1)[:, : (h // rows) * rows, : (w // cols) * cols]
+    return summed.reshape(f, rows, h // rows, cols, w // cols).sum(dim=(2, 4)).reshape(-1)
+
+
 def resize_crop_box(width: int, height: int, image_processor: Any) -> tuple[tuple[float, ...], tuple[int, int]]:
     """Box (original pixels) seen after CLIP-style optional pad-to-square, resize and centre crop; and its px size."""
     x0, y0, w, h = 0.0, 0.0, float(width), float(height)
@@ -347,6 +389,12 @@ class LlavaAdapter(VLMAdapter):
         out = self.model.model.get_image_features(pixel_values=extras["pixel_values"].to(self.input_device),
                                                   return_dict=True, **self._vision_args())
         return torch.cat(list(out.pooler_output), dim=0)
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        main = extras[LAYOUT_KEY]["views"][0]
+        rows, cols = main["shape"]
+        grid = _block_sums(attr.reshape(-1, *attr.shape[-3:]), rows, cols)
+        return torch.cat([grid.new_zeros(len(main["cells"]) - grid.numel()), grid])  # CLS ("full"): no pixels
 
     def layout(self, processor: Any, extras: dict[str, Any], ids: list[int], image_size: tuple[int, int]
                ) -> dict[str, Any]:
@@ -417,7 +465,20 @@ class LlavaNextAdapter(LlavaAdapter):
         base_cells_full = base_cells + [-1] * (n - len(base_cells))
         views = [_view("tiles", (rows, cols), tile_cells, box, (bh, bw)),
                  _view("base", (side, side), base_cells_full, (0.0, 0.0, float(width), float(height)), (tile, tile))]
-        return {"image_size": list(image_size), "views": views}
+        anyres = {"tiles": [bh // tile, bw // tile], "unpad": [r0, r1, c0, c1], "side": side,
+                  "base_count": base_count}
+        return {"image_size": list(image_size), "views": views, "anyres": anyres}
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        info = extras[LAYOUT_KEY]["anyres"]
+        side, (nph, npw), (r0, r1, c0, c1) = info["side"], info["tiles"], info["unpad"]
+        frames = attr.reshape(-1, *attr.shape[-3:])
+        base = _block_sums(frames[:1], side, side)
+        tiles = _block_sums(frames[1:1 + nph * npw], side, side).reshape(nph, npw, side, side)
+        stitched = tiles.permute(0, 2, 1, 3).reshape(nph * side, npw * side)[r0:r1, c0:c1]
+        with_newlines = torch.cat([stitched, stitched.new_zeros(stitched.shape[0], 1)], dim=1).reshape(-1)
+        lead = base.new_zeros(info["base_count"] - base.numel())
+        return torch.cat([lead, base, with_newlines])
 
 
 class Qwen2VLAdapter(VLMAdapter):
@@ -461,6 +522,15 @@ class Qwen2VLAdapter(VLMAdapter):
             out["mm_token_type_ids"] = (out["input_ids"] == self.image_token_id).int()
         return out
 
+    def _broadcast_channels(self, channels: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        # each row is one patch flattened as (C, T, ps, ps): channel c is a contiguous block
+        per_channel = pixel_values.shape[1] // 3
+        return channels.repeat_interleave(per_channel).unsqueeze(0).expand_as(pixel_values).clone()
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        merge = int(self.model.config.vision_config.spatial_merge_size)
+        return attr.sum(dim=1).reshape(-1, merge * merge).sum(dim=1)  # each token = merge^2 consecutive patches
+
     def layout(self, processor: Any, extras: dict[str, Any], ids: list[int], image_size: tuple[int, int]
                ) -> dict[str, Any]:
         t, gh, gw = (int(v) for v in extras["image_grid_thw"][0].tolist())
@@ -489,6 +559,11 @@ class Idefics3Adapter(VLMAdapter):
             pixel_values=extras["pixel_values"].to(self.input_device),
             pixel_attention_mask=mask.to(self.input_device) if mask is not None else None, return_dict=True)
         return torch.cat(list(out.pooler_output), dim=0)
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        cfg = self.model.config
+        k = int(cfg.vision_config.image_size) // int(cfg.vision_config.patch_size) // int(cfg.scale_factor)
+        return _block_sums(attr.reshape(-1, *attr.shape[-3:]), k, k)  # frames: tiles row-major, then global
 
     def layout(self, processor: Any, extras: dict[str, Any], ids: list[int], image_size: tuple[int, int]
                ) -> dict[str, Any]:
@@ -545,6 +620,10 @@ class Gemma3Adapter(VLMAdapter):
 
     def placeholder(self, processor: Any) -> str:
         return processor.boi_token
+
+    def pixel_token_scores(self, attr: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        k = int(round(math.sqrt(int(self.model.config.mm_tokens_per_image))))
+        return _block_sums(attr.reshape(-1, *attr.shape[-3:]), k, k)
 
     def layout(self, processor: Any, extras: dict[str, Any], ids: list[int], image_size: tuple[int, int]
                ) -> dict[str, Any]:
