@@ -43,9 +43,9 @@ def _pair_item(lm: Any, ex: Any, length_normalize: bool) -> dict[str, Any]:
 
 
 def _probe_item(lm: Any, probe: Any, length_normalize: bool) -> dict[str, Any]:
-    image = resolve_image(probe.image)
-    enc = lm.encode_prompt(probe.question, image=image)
-    (lp_yes, lp_no), _ = response_logprobs(lm, enc, ["Yes", "No"])
+    from grains.vlm.pope import score_yes_no
+
+    lp_yes, lp_no = score_yes_no(lm, resolve_image(probe.image), probe.question)
     says_yes = lp_yes > lp_no
     truth_yes = probe.answer.strip().lower() == "yes"
     margin = (lp_yes - lp_no) if truth_yes else (lp_no - lp_yes)
@@ -83,14 +83,10 @@ def _answer_distribution(items: list[dict[str, Any]]) -> dict[str, float] | None
 
 
 def _probe_metrics(items: list[dict[str, Any]]) -> dict[str, float]:
-    tp = sum(1 for i in items if i["answer"] == "yes" and i["truth"] == "yes")
-    fp = sum(1 for i in items if i["answer"] == "yes" and i["truth"] == "no")
-    fn = sum(1 for i in items if i["answer"] == "no" and i["truth"] == "yes")
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    yes_ratio = sum(1 for i in items if i["answer"] == "yes") / len(items)
-    return {"precision": precision, "recall": recall, "f1": f1, "yes_ratio": yes_ratio}
+    from grains.vlm.pope import probe_metrics
+
+    metrics = probe_metrics([i["answer"] for i in items], [i["truth"] for i in items])
+    return {key: metrics[key] for key in ("precision", "recall", "f1", "yes_ratio")}
 
 
 def _summary(items: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, Any]:
