@@ -1,0 +1,169 @@
+"""GrAInS Studio: a Gradio app for contrastive Integrated-Gradients attribution and activation steering.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--model gemma-3-270m]
+
+The app only composes panels from `components/`; every computation is a call into `grains`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import MAX_UPLOAD, MODELS, new_session
+from components.attribution_panel import build_attribution_panel
+from components.common import esc, guarded, note_html, session_model
+from components.compare_panel import build_compare_panel
+from components.evaluate_panel import build_evaluate_panel
+from components.explainer import build_explainer
+from components.model_panel import build_model_panel
+from components.show_code import build_show_code_panel
+from components.steering_panel import build_steering_panel
+from grains import __version__
+from grains.presets import DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parent
+STYLE_CSS = ROOT / "assets" / "style.css"
+log = logging.getLogger("grains.app")
+
+APP_CSS = """
+.gradio-container { max-width: 1400px !important; }
+#grains-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; margin: 4px 0 2px; }
+#grains-header h1 { margin: 0; font-size: 1.7rem; letter-spacing: -0.01em; }
+#grains-header .grains-sub { color: var(--body-text-color-subdued); }
+.grains-card { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
+  background: var(--block-background-fill); }
+.grains-note { border-radius: 8px; padding: 7px 10px; margin: 6px 0; font-size: 0.92rem; line-height: 1.45;
+  border: 1px solid transparent; }
+.grains-note-info { background: #eef4ff; border-color: #c9dafc; color: #1c3a6b; }
+.grains-note-ok { background: #ecf8ef; border-color: #bfe6c8; color: #14532d; }
+.grains-note-warn { background: #fff6e5; border-color: #f5d79e; color: #6b4500; }
+.grains-note-error { background: #fdecec; border-color: #f3bcbc; color: #7a1111; }
+.grains-facts { display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 6px; }
+.grains-fact { display: flex; flex-direction: column; padding: 5px 10px; border-radius: 8px;
+  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); min-width: 88px; }
+.grains-fact span { font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.04em;
+  color: var(--body-text-color-subdued); }
+.grains-fact b { font-size: 0.95rem; }
+.grains-muted { color: var(--body-text-color-subdued); font-size: 0.88rem; margin: 4px 0; }
+.grains-placeholder { color: var(--body-text-color-subdued); padding: 26px 10px; text-align: center;
+  border: 1px dashed var(--border-color-primary); border-radius: 8px; }
+table.grains-summary { border-collapse: collapse; width: 100%; font-size: 0.9rem; margin: 4px 0;
+  border: none !important; }
+table.grains-summary th, table.grains-summary td { padding: 4px 8px; border: none !important;
+  border-bottom: 1px solid var(--border-color-primary) !important; text-align: left; vertical-align: top;
+  background: transparent !important; }
+table.grains-summary th { font-weight: 600; white-space: nowrap; }
+.grains-num { font-variant-numeric: tabular-nums; white-space: nowrap; font-family: ui-monospace, monospace; }
+.grains-vector-title { font-weight: 600; margin-bottom: 4px; }
+.grains-bar { height: 8px; background: #dbe4f3; border-radius: 4px; overflow: hidden; margin-top: 6px; }
+.grains-bar span { display: block; height: 100%; background: #b2182b; }
+.grains-pad { padding: 6px 10px 0; }
+#grains-unsteered, #grains-steered { min-height: 110px; font-size: 1rem; }
+.grains-steps { display: flex; align-items: stretch; gap: 6px; flex-wrap: wrap; margin: 8px 0 4px; }
+.grains-step { flex: 1 1 170px; border: 1px solid var(--border-color-primary); border-radius: 10px;
+  padding: 10px 12px; background: var(--background-fill-secondary); display: flex; flex-direction: column; gap: 4px; }
+.grains-step span { font-size: 0.88rem; color: var(--body-text-color-subdued); }
+.grains-step-n { width: 24px; height: 24px; border-radius: 12px; background: var(--color-accent); color: white;
+  display: flex; align-items: center; justify-content: center; font-weight: 700; font-size: 0.85rem; }
+.grains-step-arrow { align-self: center; font-size: 1.4rem; color: var(--body-text-color-subdued); }
+#grains-explainer { max-width: 900px; }
+footer { display: none !important; }
+"""
+
+
+def header_html(default_model: str) -> str:
+    return (f'<div id="grains-header"><h1>GrAInS Studio</h1><span class="grains-sub">Which input tokens make a model '
+            f'prefer one answer over another, and steering vectors built from them · v{esc(__version__)}</span></div>')
+
+
+def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Blocks:
+    """The whole app. With `preload`, the default model is loaded now, so the first request is fast."""
+    preload_error = ""
+    if preload:
+        try:
+            MODELS.get(default_model)
+        except Exception as exc:  # noqa: BLE001 - the app still starts; the model bar says why
+            log.warning("could not preload %s: %s", default_model, exc)
+            preload_error = str(exc)
+    initial = new_session(default_model)
+
+    with gr.Blocks(title="GrAInS Studio", analytics_enabled=False) as demo:
+        state = gr.State(initial)
+        gr.HTML(header_html(default_model))
+        if preload_error:
+            gr.HTML(note_html(f"The default model could not be loaded: {esc(preload_error)}", "error"))
+        model = build_model_panel(state, default_model)
+        with gr.Tabs(elem_id="grains-tabs"):
+            with gr.Tab("1 · Attribute", id="attribute", elem_id="grains-tab-attribute"):
+                attr = build_attribution_panel(state)
+            with gr.Tab("2 · Steer", id="steer", elem_id="grains-tab-steer"):
+                steer = build_steering_panel(state, attr)
+            with gr.Tab("3 · Compare", id="compare", elem_id="grains-tab-compare"):
+                compare = build_compare_panel(state, attr, steer)
+            with gr.Tab("4 · Evaluate", id="evaluate", elem_id="grains-tab-evaluate"):
+                evaluate = build_evaluate_panel(state, steer)
+            with gr.Tab("Show code", id="code", elem_id="grains-tab-code") as code_tab:
+                sources = {
+                    "prompt": attr.prompt, "chosen": attr.chosen, "rejected": attr.rejected, "image": attr.image,
+                    "steps": attr.steps, "target": attr.target, "baseline": attr.baseline, "k": attr.k,
+                    "content_only": attr.content_only, "skip_punctuation": attr.skip_punctuation,
+                    "layer": steer.layer, "strength": steer.strength, "normalize": steer.normalize,
+                    "build_source": steer.source, "build_dataset": steer.dataset, "build_rows": steer.rows,
+                    "build_method": steer.method, "build_select": steer.cross_validate, "gen_prompt": compare.prompt,
+                    "max_new_tokens": compare.max_new_tokens, "eval_dataset": evaluate.dataset,
+                    "eval_offset": evaluate.offset,
+                }
+                python, cli, (make_code, code_inputs) = build_show_code_panel(state, sources)
+            with gr.Tab("How GrAInS works", id="explainer", elem_id="grains-tab-explainer"):
+                build_explainer()
+
+        panels = [model, attr, steer, compare, evaluate]
+        outputs = [c for p in panels for c in p.refresh_outputs]
+
+        @guarded
+        def refresh_all(session: Any) -> list[Any]:
+            lm = session_model(session)
+            return [u for p in panels for u in p.refresh(session, lm)]
+
+        demo.load(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
+        model.load_event.success(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
+        code_tab.select(make_code, inputs=code_inputs, outputs=[python, cli], api_visibility="private", queue=False)
+
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def style_options() -> dict[str, Any]:
+    """Theme and CSS (Gradio 6 takes them at launch)."""
+    css_paths = [STYLE_CSS] if STYLE_CSS.is_file() else []
+    theme = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
+                           font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+                           font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+    return {"theme": theme, "css": APP_CSS, "css_paths": css_paths}
+
+
+def launch_app(demo: gr.Blocks, **kwargs: Any) -> Any:
+    """Launch with the app's style and upload limit; extra kwargs go to `Blocks.launch`."""
+    options = {"max_file_size": MAX_UPLOAD, "show_error": True, **style_options(), **kwargs}
+    return demo.launch(**options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="GrAInS Studio")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all; default local)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model loaded at start (preset, hub id or path)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    demo = build_app(args.model)
+    launch_app(demo, server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

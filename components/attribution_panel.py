@@ -1,0 +1,447 @@
+"""Attribution view: prompt, chosen, rejected (+ image for a VLM) -> contrastive IG heatmap, bar chart, patch overlay,
+f(chosen) - f(rejected) and the convergence check; top-k selection with click-to-toggle tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import DEFAULT_STEPS, Session, clean_json, cycle_override, parse_indices
+from components.charts import attribution_bar_chart
+from components.common import MODEL_QUEUE, api_endpoint, esc, fmt_float, guarded, note_html, session_model
+from components.datasets import dataset_choices, image_examples, load_rows, text_examples
+from components.token_heatmap import render_token_heatmap
+from grains.errors import InputError
+
+MAX_STEPS_UI = 64
+OVERRIDE_NAMES = {"force_positive": "forced positive", "force_negative": "forced negative", "drop": "dropped",
+                  "auto": "back to automatic"}
+# Clicking a token sends its index to Python (gr.HTML's trigger); the heatmap HTML itself carries no script.
+TOKEN_CLICK_JS = """
+element.addEventListener('click', (event) => {
+  const tok = event.target.closest('.grains-tok');
+  if (tok && element.contains(tok)) { trigger('click', {index: Number(tok.dataset.index)}); }
+});
+"""
+EMPTY_HEATMAP = ('<div class="grains-placeholder">Run an attribution to see which prompt tokens push the model toward '
+                 'the chosen answer (red) or the rejected one (blue).</div>')
+TARGETS = [("whole response: log P(answer | prompt)", "sequence"), ("last response token (paper's scripts)", "last")]
+BASELINES = [("zero embeddings (BOS/template kept)", "zero"), ("pad-token embeddings", "pad")]
+POINTS = [("Gauss-Legendre", "gauss-legendre"), ("midpoint Riemann", "midpoint")]
+
+
+def whole(value: Any, what: str) -> int:
+    """A whole number from a UI/API value (2.0 is fine, 2.5 is not)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a whole number.") from None
+    if not number.is_integer():
+        raise InputError(f"{what} must be a whole number, not {value}.")
+    return int(number)
+
+
+def open_image(path: str | None, lm: Any) -> Any:
+    """The uploaded image for a VLM (validated); None for a text model when no image was given."""
+    if not path:
+        return None
+    from grains.images import load_image
+
+    if not lm.is_vlm:
+        raise InputError("This is a text-only model: it cannot take an image. Load a vision-language model "
+                         "(e.g. tiny-random-llava) or remove the image.")
+    return load_image(path)
+
+
+def run_attribution(session: Session, prompt: str, chosen: str, rejected: str, image_path: str | None,
+                    steps: Any, target: str, baseline: str, points: str = "gauss-legendre") -> Any:
+    """Contrastive IG on the session's model; the result and the encoded example go into the session."""
+    from grains.attribution import attribute
+    from grains.encoding import encode_example
+
+    lm = session_model(session)
+    steps = whole(steps, "IG steps")
+    image = open_image(image_path, lm)
+    with lm.lock:  # no steering hook of another request can be on the model while we attribute
+        result = attribute(lm, prompt, chosen, rejected, image=image, steps=steps, target=target,
+                           baseline=baseline, points=points)
+    session.example = encode_example(lm, prompt, chosen, rejected, image=image)
+    session.attribution = result
+    session.inputs = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "image": image_path or None,
+                      "steps": steps, "target": target, "baseline": baseline, "points": points}
+    session.clear_overrides()
+    return result
+
+
+@dataclass
+class SelectionView:
+    prompt: Any  # TokenSelection over the prompt heatmap
+    plus: Any
+    minus: Any
+    eligible: int
+    k: int
+    notes: list[str] = field(default_factory=list)
+
+
+def current_selection(session: Session, k: Any, content_only: bool, skip_punctuation: bool) -> SelectionView:
+    """Top-k over the prompt heatmap, and per sequence (s+, s-) as build ablates them, with the session's overrides."""
+    from grains.ablation import select_for_example
+    from grains.topk import select_top_k
+
+    result, example = session.attribution, session.example
+    k = whole(k, "k")
+    n = len(result.tokens)
+    ov = session.overrides
+    for key in ov:
+        ov[key] = [i for i in ov[key] if 0 <= i < n]
+    eligible = example.eligible_mask("plus", bool(content_only), bool(skip_punctuation))[:n]
+    prompt_sel = select_top_k(result.scores, k, eligible, force_positive=ov["force_positive"],
+                              force_negative=ov["force_negative"], drop=ov["drop"], strict=False)
+    overrides = {which: dict(ov) for which in ("plus", "minus")}
+    per_seq = select_for_example(example, result, k, bool(content_only), bool(skip_punctuation), strict=False,
+                                 overrides=overrides)
+    count = sum(eligible)
+    notes = []
+    if k > count:
+        notes.append(f"Only {count} prompt tokens can be selected, fewer than k = {k}: all of them are used.")
+    return SelectionView(prompt=prompt_sel, plus=per_seq["plus"], minus=per_seq["minus"], eligible=count, k=k,
+                         notes=notes)
+
+
+def summary_html(result: Any) -> str:
+    """f(chosen) - f(rejected), the completeness check and a warning when IG has not converged."""
+    margin = result.f_input
+    prefers = "the chosen answer" if margin > 0 else "the rejected answer"
+    total = sum(result.plus_scores) + sum(result.minus_scores)
+    rel = result.relative_delta
+    target = "whole response" if result.target == "sequence" else "last response token"
+    rows = [
+        ("f(chosen) − f(rejected)", f"{margin:+.3f}", f"log P(chosen | prompt) − log P(rejected | prompt): the "
+                                                      f"model prefers {prefers}"),
+        ("at the baseline", f"{result.f_baseline:+.3f}", "f with the embeddings replaced by the baseline"),
+        ("sum of all scores", f"{total:+.3f}", "IG completeness: should equal f(x) − f(baseline) = "
+                                               f"{result.f_input - result.f_baseline:+.3f}"),
+        ("convergence delta", f"{result.delta:+.4f}", f"{rel:.1%} of f(x) − f(baseline)"),
+    ]
+    table = "".join(f"<tr><th>{esc(a)}</th><td class='grains-num'>{esc(b)}</td><td>{esc(c)}</td></tr>"
+                    for a, b, c in rows)
+    html = f'<table class="grains-summary">{table}</table>'
+    html += (f'<div class="grains-muted">Target: {esc(target)} · {result.steps} {esc(result.points)} points · '
+             f'baseline {esc(result.baseline)} · {result.seconds:.1f} s</div>')
+    if result.converged:
+        html += note_html("IG converged: the scores add up to the change in f (delta under 10%).", "ok")
+    else:
+        html += note_html(f"<b>Large convergence delta</b> ({rel:.0%} of f(x) − f(baseline)): the scores do not add up "
+                          "to the change in f, so read them with care. Raise the IG steps or try the other "
+                          "integration points.", "warn")
+    return html
+
+
+def image_html(result: Any) -> str:
+    extra = result.extra or {}
+    if "image_share" not in extra:
+        return ""
+    share = extra.get("image_share", 0.0)
+    return (f'<div class="grains-image-share"><b>Image vs text.</b> {extra.get("image_token_count", 0)} image tokens '
+            f'carry {share:.0%} of the prompt\'s total |attribution| (text: {1 - share:.0%}). Sum of image scores '
+            f'{fmt_float(extra.get("image_score"))}, text and response {fmt_float(extra.get("text_score"))}.'
+            f'<div class="grains-bar"><span style="width:{share * 100:.1f}%"></span></div></div>')
+
+
+def overlay_image(result: Any, image_path: str | None, alpha: float) -> Any:
+    """The photo with the patch heatmap over it (None without an image grid)."""
+    if result is None or result.image_grid is None or not image_path:
+        return None
+    from grains.images import load_image
+    from grains.overlay import patch_overlay
+
+    box = (result.extra or {}).get("crop_box")
+    return patch_overlay(load_image(image_path), result.image_grid, alpha=float(alpha), colorbar=True,
+                         box=tuple(box) if box else None)
+
+
+def sequences_html(result: Any, sel: SelectionView) -> str:
+    """s+ and s- with the tokens that build ablates in each."""
+    p = result.prompt_len
+    plus = render_token_heatmap(result.plus_tokens, result.plus_scores, sel.plus.positive, sel.plus.negative,
+                                sel.plus.excluded, title="s+ = prompt + chosen", caption=None)
+    minus = render_token_heatmap(result.minus_tokens, result.minus_scores, sel.minus.positive, sel.minus.negative,
+                                 sel.minus.excluded, title="s− = prompt + rejected", caption=None)
+    return (f'<div class="grains-muted">Building a vector from this example ablates the top-k of each whole '
+            f'sequence (the prompt is tokens 0–{p - 1}; the rest is the answer). Token overrides apply to both.</div>'
+            f"{plus}{minus}")
+
+
+def render(session: Session, k: Any, content_only: bool, skip_punctuation: bool) -> tuple[str, str, Any, str]:
+    """(heatmap HTML, per-sequence HTML, bar chart, selection note) for the session's last attribution."""
+    result = session.attribution
+    if result is None:
+        return EMPTY_HEATMAP, "", None, ""
+    sel = current_selection(session, k, content_only, skip_punctuation)
+    heat = render_token_heatmap(result.tokens, result.scores, sel.prompt.positive, sel.prompt.negative,
+                                sel.prompt.excluded, title="Prompt tokens (score in s+ plus score in s−)")
+    chart = attribution_bar_chart(result.tokens, result.scores, selected=sel.prompt.positive + sel.prompt.negative,
+                                  title="Attribution per prompt token")
+    ov = session.overrides
+    lines = [f"Top-{sel.k}: {len(sel.prompt.positive)} positive, {len(sel.prompt.negative)} negative of "
+             f"{sel.eligible} selectable prompt tokens."] + sel.notes
+    if any(ov.values()):
+        lines.append("Overrides: " + "; ".join(f"{OVERRIDE_NAMES[key]} {', '.join(map(str, v))}"
+                                               for key, v in ov.items() if v) + ".")
+    return heat, sequences_html(result, sel), chart, " ".join(lines)
+
+
+def override_texts(session: Session) -> list[str]:
+    ov = session.overrides
+    return [", ".join(map(str, ov["force_positive"])), ", ".join(map(str, ov["force_negative"])),
+            ", ".join(map(str, ov["drop"]))]
+
+
+def selection_json(session: Session, k: Any = 5, content_only: bool = True, skip_punctuation: bool = False) -> dict:
+    sel = current_selection(session, k, content_only, skip_punctuation)
+    return {"k": sel.k, "prompt": vars(sel.prompt), "plus": vars(sel.plus), "minus": vars(sel.minus),
+            "overrides": session.overrides}
+
+
+def scores_json(session: Session, k: Any = 5, content_only: bool = True, skip_punctuation: bool = False) -> dict:
+    """Everything about the last attribution, JSON-safe."""
+    data = session.attribution.to_dict()
+    data.pop("offsets", None)
+    data["converged"] = session.attribution.converged
+    data["selection"] = selection_json(session, k, content_only, skip_punctuation)
+    return clean_json(data)
+
+
+@dataclass
+class AttributionPanel:
+    prompt: gr.Textbox
+    chosen: gr.Textbox
+    rejected: gr.Textbox
+    image: gr.Image
+    image_column: gr.Column
+    image_examples: gr.Column
+    steps: gr.Slider
+    target: gr.Radio
+    baseline: gr.Radio
+    points: gr.Radio
+    k: gr.Slider
+    content_only: gr.Checkbox
+    skip_punctuation: gr.Checkbox
+    heatmap: gr.HTML
+    summary: gr.HTML
+    chart: gr.Plot
+    overlay_column: gr.Column
+    overlay: gr.Image
+    dataset: gr.Dropdown
+    run_button: gr.Button
+    attribute_event: Any = None
+
+    @property
+    def refresh_outputs(self) -> list[Any]:
+        return [self.image_column, self.image_examples, self.dataset]
+
+    def refresh(self, session: Session, lm: Any) -> list[Any]:
+        vlm = bool(lm.is_vlm)
+        return [gr.update(visible=vlm), gr.update(visible=vlm),
+                gr.update(choices=dataset_choices(vlm, with_upload=False), value="truthfulqa")]
+
+
+def build_attribution_panel(state: gr.State) -> AttributionPanel:
+    """The Attribute tab."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="grains-prompt",
+                                value="Q: What happens to you if you eat watermelon seeds?\nA:")
+            chosen = gr.Textbox(label="Chosen answer (preferred, y+)", lines=1, elem_id="grains-chosen",
+                                value=" The watermelon seeds pass through your digestive system.")
+            rejected = gr.Textbox(label="Rejected answer (dispreferred, y−)", lines=1, elem_id="grains-rejected",
+                                  value=" You grow watermelons in your stomach.")
+            with gr.Column(visible=False, elem_id="grains-image-column") as image_column:
+                image = gr.Image(label="Image (vision-language models)", type="filepath", height=240,
+                                 sources=["upload", "clipboard"], elem_id="grains-image")
+            with gr.Accordion("IG settings", open=False):
+                steps = gr.Slider(1, MAX_STEPS_UI, value=DEFAULT_STEPS, step=1, label="IG steps (integration points)",
+                                  info="More steps: smaller convergence delta, slower (~linear).")
+                target = gr.Radio(TARGETS, value="sequence", label="f uses")
+                baseline = gr.Radio(BASELINES, value="zero", label="Baseline x′")
+                points = gr.Radio(POINTS, value="gauss-legendre", label="Integration points")
+            run_button = gr.Button("Attribute", variant="primary", elem_id="grains-attribute")
+            texts, text_labels = text_examples()
+            gr.Examples(texts, inputs=[prompt, chosen, rejected], label="Examples (click one, then Attribute)",
+                        example_labels=text_labels, examples_per_page=6, elem_id="grains-text-examples")
+            with gr.Column(visible=False) as image_examples_column:
+                photos, photo_labels = image_examples()
+                if photos:
+                    gr.Examples(photos, inputs=[prompt, chosen, rejected, image], label="Photo examples (VLM)",
+                                example_labels=photo_labels, examples_per_page=6, elem_id="grains-image-examples")
+            with gr.Accordion("Browse the shipped datasets", open=False):
+                dataset = gr.Dropdown(dataset_choices(False, with_upload=False), value="truthfulqa", label="Dataset")
+                with gr.Row():
+                    row = gr.Number(value=0, precision=0, minimum=0, label="Row", min_width=80)
+                    load_row = gr.Button("Load row", size="sm")
+        with gr.Column(scale=3, min_width=420):
+            heatmap = gr.HTML(EMPTY_HEATMAP, js_on_load=TOKEN_CLICK_JS, elem_id="grains-heatmap")
+            summary = gr.HTML(elem_id="grains-attr-summary")
+            with gr.Column(visible=False, elem_id="grains-overlay-column") as overlay_column:
+                with gr.Row(equal_height=False):
+                    overlay = gr.Image(label="Patch attribution over the image", type="pil", interactive=False,
+                                       height=300, elem_id="grains-overlay")
+                    with gr.Column():
+                        image_info = gr.HTML(elem_id="grains-image-share")
+                        alpha = gr.Slider(0, 1, value=0.55, step=0.05, label="Overlay opacity")
+            with gr.Group(elem_classes=["grains-topk"]):
+                gr.Markdown("**Top-k selection** — click a token in the heatmap to cycle it: automatic → forced "
+                            "positive → forced negative → dropped → automatic.", elem_classes=["grains-pad"])
+                with gr.Row():
+                    k = gr.Slider(1, 20, value=5, step=1, label="top-k (per side)", elem_id="grains-k")
+                    content_only = gr.Checkbox(value=True, label="Content tokens only",
+                                               info="never pick special/template tokens (Q:, A:, <bos>)")
+                    skip_punctuation = gr.Checkbox(value=False, label="Skip punctuation")
+                with gr.Row():
+                    force_pos = gr.Textbox(label="Force positive (indices)", placeholder="e.g. 3, 7", max_lines=1)
+                    force_neg = gr.Textbox(label="Force negative (indices)", max_lines=1)
+                    drop = gr.Textbox(label="Never pick (indices)", max_lines=1)
+                with gr.Row():
+                    apply_overrides = gr.Button("Apply indices", size="sm")
+                    reset_overrides = gr.Button("Reset to automatic", size="sm")
+                selection_note = gr.HTML(elem_id="grains-selection-note")
+            chart = gr.Plot(label="Attribution per prompt token", elem_id="grains-attr-chart")
+            with gr.Accordion("What a vector built from this example ablates (s+ and s−)", open=False):
+                sequences = gr.HTML(elem_id="grains-sequences")
+            with gr.Accordion("Raw scores (JSON)", open=False):
+                raw = gr.JSON(label="Attribution result", elem_id="grains-raw")
+
+    panel = AttributionPanel(prompt=prompt, chosen=chosen, rejected=rejected, image=image, image_column=image_column,
+                             image_examples=image_examples_column, steps=steps, target=target, baseline=baseline,
+                             points=points, k=k, content_only=content_only, skip_punctuation=skip_punctuation,
+                             heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
+                             overlay=overlay, dataset=dataset, run_button=run_button)
+    view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
+
+    def view(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
+        if session.attribution is None:
+            return [EMPTY_HEATMAP, "", None, "", None, "", "", ""]
+        heat, seqs, fig, note = render(session, k_value, co, sp)
+        return [heat, seqs, fig, esc(note), scores_json(session, k_value, co, sp), *override_texts(session)]
+
+    @guarded
+    def attribute_ui(session: Session, p: str, c: str, r: str, img: str | None, n_steps: Any, tgt: str, base: str,
+                     pts: str, k_value: Any, co: bool, sp: bool, opacity: float,
+                     progress: gr.Progress = gr.Progress()) -> list[Any]:
+        progress(0.1, desc=f"Integrated gradients, {int(n_steps)} points…")
+        lm = session_model(session)
+        result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts)
+        over = overlay_image(result, session.inputs.get("image"), opacity)
+        return [session, summary_html(result), gr.update(visible=over is not None), over, image_html(result),
+                *view(session, k_value, co, sp)]
+
+    panel.attribute_event = run_button.click(
+        attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, k,
+                              content_only, skip_punctuation, alpha],
+        outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs],
+        concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
+
+    @guarded
+    def reselect(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
+        return view(session, k_value, co, sp)
+
+    for control in (k, content_only, skip_punctuation):
+        control.change(reselect, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+                       api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+
+    @guarded
+    def token_clicked(session: Session, k_value: Any, co: bool, sp: bool, evt: gr.EventData) -> list[Any]:
+        index = (getattr(evt, "_data", None) or {}).get("index")
+        if session.attribution is None or index is None:
+            return view(session, k_value, co, sp)
+        index = int(index)
+        if not 0 <= index < len(session.attribution.tokens):
+            raise InputError(f"Token index {index} is out of range.")
+        cycle_override(session.overrides, index)
+        return view(session, k_value, co, sp)
+
+    heatmap.click(token_clicked, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+                  api_visibility="private", show_progress="hidden")
+
+    @guarded
+    def apply_indices(session: Session, fp: str, fn: str, dr: str, k_value: Any, co: bool, sp: bool) -> list[Any]:
+        if session.attribution is None:
+            raise InputError("Run an attribution first: the indices refer to its prompt tokens.")
+        n = len(session.attribution.tokens)
+        pos = parse_indices(fp, "Force positive", n)
+        neg = parse_indices(fn, "Force negative", n)
+        dropped = parse_indices(dr, "Never pick", n)
+        clash = (set(pos) & set(neg)) | (set(pos) & set(dropped)) | (set(neg) & set(dropped))
+        if clash:
+            raise InputError(f"Token {min(clash)} is in two override lists; put each index in one list only.")
+        session.overrides = {"force_positive": pos, "force_negative": neg, "drop": dropped}
+        return view(session, k_value, co, sp)
+
+    apply_overrides.click(apply_indices, inputs=[state, force_pos, force_neg, drop, k, content_only,
+                                                 skip_punctuation], outputs=view_outputs, api_visibility="private")
+
+    @guarded
+    def reset(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
+        session.clear_overrides()
+        return view(session, k_value, co, sp)
+
+    reset_overrides.click(reset, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+                          api_visibility="private")
+
+    @guarded
+    def redraw_overlay(session: Session, opacity: float) -> Any:
+        return overlay_image(session.attribution, session.inputs.get("image"), opacity)
+
+    alpha.release(redraw_overlay, inputs=[state, alpha], outputs=overlay, api_visibility="private",
+                  show_progress="hidden")
+
+    @guarded
+    def load_dataset_row(name: str, index: Any) -> list[Any]:
+        from components.datasets import as_pairs
+
+        kind, rows, _ = load_rows(name, None, 1, whole(index, "Row"))
+        ex = as_pairs(kind, rows)[0]
+        return [ex.prompt, ex.chosen, ex.rejected, ex.image]
+
+    load_row.click(load_dataset_row, inputs=[dataset, row], outputs=[prompt, chosen, rejected, image],
+                   api_visibility="private")
+
+    # API: /attribute (prompt, chosen, rejected, steps, image, target, baseline) -> heatmap HTML, scores JSON, delta
+    with gr.Column(visible=False):
+        api_in = [gr.Textbox(label="prompt"), gr.Textbox(label="chosen"), gr.Textbox(label="rejected"),
+                  gr.Number(value=DEFAULT_STEPS, label="steps"), gr.Image(type="filepath", label="image"),
+                  gr.Textbox(value="sequence", label="target"), gr.Textbox(value="zero", label="baseline")]
+        api_out = [gr.HTML(label="heatmap"), gr.JSON(label="scores"), gr.Number(label="delta")]
+
+    def api_attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: Any, image: str | None,
+                      target: str, baseline: str) -> tuple[Session, str, dict, float]:
+        """Contrastive IG over the prompt tokens; also becomes the session's current example."""
+        result = run_attribution(session, prompt, chosen, rejected, image, steps, target or "sequence",
+                                 baseline or "zero")
+        heat, _, _, _ = render(session, 5, True, False)
+        return session, heat, scores_json(session), result.delta
+
+    api_endpoint(api_attribute, [state, *api_in], [state, *api_out], "attribute")
+
+    with gr.Column(visible=False):
+        api_sel_in = [gr.Number(value=5, label="k"), gr.Textbox(label="force_positive"),
+                      gr.Textbox(label="force_negative"), gr.Textbox(label="drop"),
+                      gr.Checkbox(value=True, label="content_only"), gr.Checkbox(value=False, label="skip_punctuation")]
+        api_sel_out = [gr.HTML(label="heatmap"), gr.JSON(label="selection")]
+
+    def api_select(session: Session, k: Any, force_positive: str, force_negative: str, drop: str,
+                   content_only: bool, skip_punctuation: bool) -> tuple[Session, str, dict]:
+        """Top-k selection on the last attribution, with forced/dropped token indices (used by /build_vector)."""
+        if session.attribution is None:
+            raise InputError("Run /attribute first: the indices refer to its prompt tokens.")
+        n = len(session.attribution.tokens)
+        session.overrides = {"force_positive": parse_indices(force_positive, "force_positive", n),
+                             "force_negative": parse_indices(force_negative, "force_negative", n),
+                             "drop": parse_indices(drop, "drop", n)}
+        heat, _, _, _ = render(session, k, content_only, skip_punctuation)
+        return session, heat, clean_json(selection_json(session, k, content_only, skip_punctuation))
+
+    api_endpoint(api_select, [state, *api_sel_in], [state, *api_sel_out], "select_tokens", queue_id=None)
+    return panel

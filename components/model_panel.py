@@ -1,0 +1,178 @@
+"""Model panel: pick a preset (or type a hub id / local path), load it into the shared cache, show what it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import MODELS, Session, clean_json, default_vector_for
+from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html
+from grains.errors import InputError
+from grains.presets import PRESETS, is_installed
+
+GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights, for tests"}
+
+
+def preset_label(name: str) -> str:
+    """Dropdown label: the name and its group; extras say when they are not installed."""
+    preset = PRESETS[name]
+    label = GROUP_LABELS.get(preset.group, preset.group)
+    if preset.group == "embedded":
+        label += ", default"
+    if preset.vlm:
+        label += ", VLM"
+    if preset.group == "extra" and not is_installed(name):
+        label += ", not installed"
+    return f"{name}  ·  {label}"
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    order = {"embedded": 0, "extra": 1, "test": 2}
+    names = sorted(PRESETS, key=lambda n: (order.get(PRESETS[n].group, 3), n))
+    return [(preset_label(n), n) for n in names]
+
+
+def preset_note(name: str | None) -> str:
+    """A line about the chosen preset: description, install hint when missing, random-weights warning."""
+    if not name or name not in PRESETS:
+        return ""
+    preset = PRESETS[name]
+    text = esc(preset.description)
+    if preset.group == "extra" and not is_installed(name):
+        return note_html(f"{text}. Not installed here: run <code>{esc(preset.install_hint)}</code>, then load.",
+                         "warn")
+    return f'<div class="grains-muted">{text}</div>'
+
+
+def format_parameters(count: int) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.2f} B"
+    if count >= 1e6:
+        return f"{count / 1e6:.1f} M"
+    return f"{count / 1e3:.1f} k"
+
+
+def model_card(lm: Any) -> str:
+    """HTML summary of a loaded model."""
+    info = lm.info()
+    kind = "vision-language model (VLM)" if info["kind"] == "VLM" else "language model (LLM)"
+    facts = [
+        ("Model", info["model_id"]), ("Type", kind), ("Architecture", info["architecture"]),
+        ("Parameters", format_parameters(info["parameters"])), ("Layers", str(info["layers"])),
+        ("Hidden size", str(info["hidden_size"])), ("Device", info["device"]), ("Dtype", info["dtype"]),
+        ("Prompt format", "chat template" if info["prompt_style"] == "chat" else "plain Q:/A:"),
+    ]
+    cells = "".join(f'<div class="grains-fact"><span>{esc(k)}</span><b>{esc(v)}</b></div>' for k, v in facts)
+    html = f'<div class="grains-facts">{cells}</div>'
+    if info["random_weights"]:
+        html += note_html("<b>Random weights:</b> a tiny test model. Its generations, heatmaps and vectors are "
+                          "meaningless; use it to try the interface quickly.", "warn")
+    others = [n for n in MODELS.loaded() if n != info["model_id"]]
+    if others:
+        html += f'<div class="grains-muted">Also loaded (shared by all users): {esc(", ".join(others))}</div>'
+    return html
+
+
+def resolve_name(preset: str | None, custom: str | None) -> str:
+    """The typed hub id / path when given, else the preset; an extra preset that is missing says how to get it."""
+    name = (custom or "").strip() or (preset or "").strip()
+    if not name:
+        raise InputError("Choose a preset or type a hub id or local path.")
+    if name in PRESETS and PRESETS[name].group == "extra" and not is_installed(name):
+        raise InputError(f"{name} is not installed. Install it with: {PRESETS[name].install_hint}")
+    return name
+
+
+def switch_model(session: Session, name: str) -> Any:
+    """Load `name` (shared cache) and make it the session's model; on failure the session keeps its model.
+
+    A vector that does not fit the new model is dropped (the shipped default takes its place when it fits)."""
+    lm = MODELS.get(name)
+    if name != session.model_name:
+        session.model_name = name
+        session.attribution, session.inputs = None, {}
+        session.clear_overrides()
+        fits = False
+        if session.vector is not None:
+            try:
+                session.vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)
+                fits = session.vector.model_id == lm.model_id
+            except Exception:  # noqa: BLE001 - any misfit means: drop it
+                fits = False
+        if not fits:
+            session.set_vector(None, "", None)
+            default = default_vector_for(name)
+            if default is not None:
+                from components.app_state import DEFAULT_VECTOR_PATH
+
+                session.set_vector(default, "shipped default (TruthfulQA)", str(DEFAULT_VECTOR_PATH))
+    return lm
+
+
+@dataclass
+class ModelPanel:
+    preset: gr.Dropdown
+    custom: gr.Textbox
+    load_button: gr.Button
+    card: gr.HTML
+    preset_info: gr.HTML
+    load_event: Any = None
+
+    def refresh(self, session: Session, lm: Any) -> list[Any]:
+        """Updates after a page load or model change (outputs: preset, card)."""
+        value = session.model_name if session.model_name in PRESETS else None
+        return [gr.update(value=value), model_card(lm)]
+
+    @property
+    def refresh_outputs(self) -> list[Any]:
+        return [self.preset, self.card]
+
+
+def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
+    """The model bar; `load_event` is the load click, to chain panel refreshes after it."""
+    with gr.Row(equal_height=False, elem_id="grains-model-bar", elem_classes=["grains-card"]):
+        with gr.Column(scale=4, min_width=340):
+            with gr.Row():
+                preset = gr.Dropdown(preset_choices(), value=default_model if default_model in PRESETS else None,
+                                     label="Model", elem_id="grains-preset", interactive=True, scale=3)
+                custom = gr.Textbox(label="…or a hub id / local path", scale=2,
+                                    placeholder="owner/name or /path/to/checkpoint", elem_id="grains-custom-model",
+                                    max_lines=1)
+            with gr.Row():
+                load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", size="sm",
+                                        scale=0, min_width=140)
+                preset_info = gr.HTML(preset_note(default_model), elem_id="grains-preset-info")
+        with gr.Column(scale=7, min_width=320):
+            card = gr.HTML(elem_id="grains-model-card", label="Loaded model")
+
+    panel = ModelPanel(preset=preset, custom=custom, load_button=load_button, card=card, preset_info=preset_info)
+
+    preset.change(preset_note, inputs=preset, outputs=preset_info, api_visibility="private", queue=False)
+
+    @guarded
+    def load(session: Session, preset_name: str | None, custom_name: str | None,
+             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Session, str]:
+        name = resolve_name(preset_name, custom_name)
+        progress(0.05, desc=f"Loading {name} (the first load of a model can take a while)…")
+        lm = switch_model(session, name)
+        return session, model_card(lm)
+
+    panel.load_event = load_button.click(load, inputs=[state, preset, custom], outputs=[state, card],
+                                         concurrency_id=MODEL_QUEUE, api_visibility="private")
+
+    # API: /load_model (name) -> model info JSON
+    with gr.Column(visible=False):
+        api_name_in = gr.Textbox(label="name")
+        api_info_out = gr.JSON(label="model info")
+
+    def api_load(session: Session, name: str) -> tuple[Session, dict]:
+        """Load a preset, hub id or local path as this session's model; returns its info."""
+        lm = switch_model(session, resolve_name(None, name))
+        info = lm.info()
+        info["vector"] = session.vector_label or None
+        return session, clean_json(info)
+
+    api_endpoint(api_load, [state, api_name_in], [state, api_info_out], "load_model")
+    return panel

@@ -1,0 +1,202 @@
+""""Show code": the Python API calls and the CLI commands that reproduce what the app currently shows.
+
+Only string formatting: values are embedded with repr() (Python) and shlex.quote() (shell).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import Session
+
+# the UI values the code is made from, in the order the refresh handler receives them
+FIELDS = ["prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k", "content_only",
+          "skip_punctuation", "layer", "strength", "normalize", "build_source", "build_dataset", "build_rows",
+          "build_method", "build_select", "gen_prompt", "max_new_tokens", "do_sample", "temperature", "top_p", "seed",
+          "eval_dataset", "eval_rows", "eval_offset"]
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _dataset_lines(name: str | None, limit: int, offset: int, var: str = "rows") -> list[str]:
+    if not name or name == "uploaded file":
+        return [f'kind, {var} = load_any("my_data.jsonl", limit={limit}, offset={offset})  # your uploaded file']
+    return [f"kind, {var} = load_any(BUILTIN_DATASETS[{name!r}], limit={limit}, offset={offset})"]
+
+
+def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
+    """A runnable script reproducing the attribution, top-k, vector, side-by-side and evaluation views."""
+    model = session.model_name if session else "gemma-3-270m"
+    steps, k = _int(cfg.get("steps"), 12), _int(cfg.get("k"), 5)
+    layer, strength = _int(cfg.get("layer"), 0), _float(cfg.get("strength"), 0.5)
+    content_only, skip_punct = bool(cfg.get("content_only", True)), bool(cfg.get("skip_punctuation", False))
+    image = cfg.get("image")
+    overrides = session.overrides if session else {}
+    lines = [
+        "import grains",
+        "from grains.data import BUILTIN_DATASETS, load_any",
+        "from grains.encoding import encode_example",
+    ]
+    if image:
+        lines.append("from grains.images import load_image")
+    lines += ["", f"lm = grains.load_model({model!r})", ""]
+    image_arg = ", image=image" if image else ""
+    if image:
+        lines += ['image = load_image("photo.jpg")  # the image you uploaded', ""]
+    lines += [
+        "# 1. Contrastive IG: f = log P(chosen | prompt) - log P(rejected | prompt)",
+        f"prompt = {cfg.get('prompt') or ''!r}",
+        f"chosen = {cfg.get('chosen') or ''!r}",
+        f"rejected = {cfg.get('rejected') or ''!r}",
+        f"result = grains.attribute(lm, prompt, chosen, rejected{image_arg}, steps={steps}, "
+        f"target={cfg.get('target') or 'sequence'!r}, baseline={cfg.get('baseline') or 'zero'!r})",
+        'print(f"f = {result.f_input:+.3f}, delta = {result.delta:+.4f}, converged = {result.converged}")',
+        "",
+        "# 2. Top-k over the prompt tokens",
+        f"example = encode_example(lm, prompt, chosen, rejected{image_arg})",
+        f"eligible = example.eligible_mask(\"plus\", content_only={content_only}, "
+        f"skip_punctuation={skip_punct})[: len(result.tokens)]",
+    ]
+    force = ""
+    if overrides and any(overrides.values()):
+        force = (f", force_positive={overrides['force_positive']}, force_negative={overrides['force_negative']}, "
+                 f"drop={overrides['drop']}")
+    lines += [f"selection = grains.select_top_k(result.scores, k={k}, eligible=eligible{force}, strict=False)",
+              "print([result.tokens[i] for i in selection.positive], [result.tokens[i] for i in selection.negative])",
+              "", "# 3. Steering vector"]
+    build = session.last_build if session else None
+    source = (build or {}).get("source") or cfg.get("build_source") or "dataset"
+    method = (build or {}).get("method") or cfg.get("build_method") or "grains"
+    select = bool((build or {}).get("select", cfg.get("build_select", True)))
+    if session is not None and session.vector is not None and build is None:
+        lines.append(f"# this session's vector: {session.vector_label}")
+        lines.append('vector = grains.load_vector("my_vector.safetensors")  # the file from "Save vector"')
+    elif source == "example":
+        ov = ""
+        if overrides and any(overrides.values()):
+            ov = f", overrides={{'plus': {overrides}, 'minus': {overrides}}}"
+        photo = ", image='photo.jpg'" if image else ""
+        lines += [f"examples = [grains.PreferenceExample(prompt, chosen, rejected{photo})]",
+                  f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
+                  f"content_only={content_only}, skip_punctuation={skip_punct}{ov})",
+                  "vector = built.vector", 'vector.save("my_vector.safetensors")']
+    else:
+        name = (build or {}).get("dataset") or cfg.get("build_dataset") or "truthfulqa"
+        rows = _int((build or {}).get("rows", cfg.get("build_rows")), 12)
+        offset = _int((build or {}).get("offset", 0), 0)
+        lines += _dataset_lines(name, rows, offset)
+        lines += ["examples = grains.truthfulqa_to_pairs(rows) if kind == \"truthfulqa\" else rows",
+                  f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
+                  f"content_only={content_only}, skip_punctuation={skip_punct}, select={select})",
+                  "vector = built.vector",
+                  'print(vector.default_layer, vector.default_strength, vector.meta.get("note"))',
+                  'vector.save("my_vector.safetensors")']
+    gen_prompt = cfg.get("gen_prompt") or ""
+    settings = (f"max_new_tokens={_int(cfg.get('max_new_tokens'), 40)}, do_sample={bool(cfg.get('do_sample'))}, "
+                f"temperature={_float(cfg.get('temperature'), 1.0):g}, top_p={_float(cfg.get('top_p'), 1.0):g}, "
+                f"seed={_int(cfg.get('seed'), 0)}")
+    lines += [
+        "",
+        "# 4. Unsteered and steered, side by side (one batch, same seed)",
+        f"settings = grains.GenerationSettings({settings})",
+        f"pair = grains.generate_pair(lm, {gen_prompt!r}, vector, layer={layer}, strength={strength:g}, "
+        f"settings=settings, normalize={bool(cfg.get('normalize', True))}{image_arg})",
+        'print("unsteered:", pair.unsteered)',
+        'print("steered:  ", pair.steered)',
+        "",
+        "# 5. Evaluation: accuracy before and after steering, exact McNemar p-value, bootstrap CI",
+    ]
+    lines += _dataset_lines(cfg.get("eval_dataset") or "truthfulqa", _int(cfg.get("eval_rows"), 20),
+                            _int(cfg.get("eval_offset"), 24), "eval_rows")
+    lines += [f"report = grains.evaluate(lm, eval_rows, kind, vector=vector, layer={layer}, strength={strength:g})",
+              'print(report["reading"])']
+    return "\n".join(lines) + "\n"
+
+
+def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
+    """The same steps with `python -m grains`."""
+    q = shlex.quote
+    model = q(session.model_name if session else "gemma-3-270m")
+    steps, k = _int(cfg.get("steps"), 12), _int(cfg.get("k"), 5)
+    layer, strength = _int(cfg.get("layer"), 0), _float(cfg.get("strength"), 0.5)
+    image = " --image photo.jpg" if cfg.get("image") else ""
+    lines = [
+        "# 1. attribution",
+        f"python -m grains attribute --model {model} --prompt {q(cfg.get('prompt') or '')} "
+        f"--chosen {q(cfg.get('chosen') or '')} --rejected {q(cfg.get('rejected') or '')}{image} "
+        f"--steps {steps} --target {q(cfg.get('target') or 'sequence')} --baseline {q(cfg.get('baseline') or 'zero')}",
+        "",
+        "# 2-3. top-k and the steering vector",
+    ]
+    build = (session.last_build if session else None) or {}
+    source = build.get("source") or cfg.get("build_source") or "dataset"
+    tokens = "" if cfg.get("content_only", True) else " --all-tokens"
+    method = q(build.get("method") or cfg.get("build_method") or "grains")
+    no_select = "" if build.get("select", cfg.get("build_select", True)) else " --no-select"
+    if source == "example":
+        row = {"prompt": cfg.get("prompt") or "", "chosen": cfg.get("chosen") or "",
+               "rejected": cfg.get("rejected") or ""}
+        lines += [f"printf '%s\\n' {q(json.dumps(row, ensure_ascii=False))} > example.jsonl",
+                  f"python -m grains build --model {model} --data example.jsonl --top-k {k} --steps {steps} "
+                  f"--method {method}{tokens} --no-select --out my_vector.safetensors"]
+    else:
+        name = build.get("dataset") or cfg.get("build_dataset") or "truthfulqa"
+        data = "my_data.jsonl" if name == "uploaded file" else q(name)
+        lines.append(f"python -m grains build --model {model} --data {data} --limit "
+                     f"{_int(build.get('rows', cfg.get('build_rows')), 12)} --offset {_int(build.get('offset'), 0)} "
+                     f"--top-k {k} --steps {steps} --method {method}{tokens}{no_select} --out my_vector.safetensors")
+    sample = (f" --sample --temperature {_float(cfg.get('temperature'), 1.0):g} --top-p {_float(cfg.get('top_p'), 1):g}"
+              if cfg.get("do_sample") else "")
+    eval_name = cfg.get("eval_dataset") or "truthfulqa"
+    lines += [
+        "",
+        "# 4. side by side",
+        f"python -m grains generate --model {model} --prompt {q(cfg.get('gen_prompt') or '')}{image} "
+        f"--vector my_vector.safetensors --layer {layer} --strength {strength:g} "
+        f"--max-new-tokens {_int(cfg.get('max_new_tokens'), 40)} --seed {_int(cfg.get('seed'), 0)}{sample}",
+        "",
+        "# 5. evaluation",
+        f"python -m grains eval --model {model} --data "
+        f"{'my_data.jsonl' if eval_name == 'uploaded file' else q(eval_name)} "
+        f"--limit {_int(cfg.get('eval_rows'), 20)} --offset {_int(cfg.get('eval_offset'), 24)} "
+        f"--vector my_vector.safetensors --layer {layer} --strength {strength:g}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build_show_code_panel(state: gr.State, sources: dict[str, Any]) -> tuple[gr.Code, gr.Code, Any]:
+    """The Show code tab; `sources` maps FIELDS names to the components holding them. Returns (python, cli,
+    refresh function with its inputs) so the app can refresh when the tab is opened."""
+    gr.Markdown("The calls below reproduce what this session shows: same model, inputs and settings. Copy them "
+                "into a script or a terminal.", elem_classes=["grains-muted"])
+    refresh = gr.Button("Refresh from the current settings", size="sm")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            python = gr.Code(language="python", label="Python API", interactive=False, elem_id="grains-code-python")
+        with gr.Column(scale=2):
+            cli = gr.Code(language="shell", label="Command line", interactive=False, elem_id="grains-code-cli")
+    names = [n for n in FIELDS if n in sources]
+    inputs = [state, *[sources[n] for n in names]]
+
+    def make(session: Session, *values: Any) -> tuple[str, str]:
+        cfg = dict(zip(names, values))
+        return python_code(cfg, session), cli_code(cfg, session)
+
+    refresh.click(make, inputs=inputs, outputs=[python, cli], queue=False, api_visibility="private")
+    return python, cli, (make, inputs)

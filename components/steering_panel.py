@@ -1,0 +1,335 @@
+"""Steering vector: build one (from the current example or a dataset, with progress and cancel), save and load it,
+and pick the layer, strength and norm-rescaling used to steer."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import Session, clean_json
+from components.attribution_panel import AttributionPanel, open_image, whole
+from components.common import MODEL_QUEUE, api_endpoint, esc, fmt_float, guarded, note_html, session_model
+from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choices, load_rows
+from grains.errors import Cancelled, InputError
+
+SOURCES = [("the current example (Attribute tab)", "example"), ("a dataset", "dataset")]
+METHODS = [("GrAInS: top-k ablation deltas, PCA", "grains"), ("GrAInS, mean of deltas", "mean"),
+           ("PCA of the deltas (no v+/v- split)", "pca"), ("CAA: mean h(s+) − h(s−)", "caa")]
+MAX_STRENGTH_UI = 4.0
+NO_VECTOR = ("No steering vector in this session yet. Build one below (from the example you attributed or from a "
+             "dataset) or load a .safetensors file.")
+
+
+def vector_card(session: Session) -> str:
+    """HTML: what the session's vector is, what it suggests, and its cross-validated estimate."""
+    v = session.vector
+    if v is None:
+        return note_html(esc(NO_VECTOR), "info")
+    method = {"grains": "GrAInS", "mean": "GrAInS (mean)", "pca": "PCA", "caa": "CAA"}.get(v.method, v.method)
+    k = f", k = {v.k}" if v.k else ""
+    head = (f'<div class="grains-vector-title">Vector: {esc(session.vector_label)}</div>'
+            f'<div class="grains-facts">'
+            f'<div class="grains-fact"><span>Method</span><b>{esc(method)}{esc(k)}</b></div>'
+            f'<div class="grains-fact"><span>Examples</span><b>{v.n_examples}</b></div>'
+            f'<div class="grains-fact"><span>Built for</span><b>{esc(v.model_id)}</b></div>'
+            f'<div class="grains-fact"><span>Suggested layer</span><b>{esc(v.default_layer)}</b></div>'
+            f'<div class="grains-fact"><span>Suggested strength</span><b>{v.default_strength:g}</b></div></div>')
+    sel = (v.meta or {}).get("selection")
+    if sel:
+        acc = (f"accuracy {sel.get('cv_accuracy_unsteered', 0):.0%} → {sel.get('cv_accuracy', 0):.0%}"
+               if sel.get("cv_accuracy") is not None else "")
+        kind = "ok" if sel.get("beats_unsteered") else "warn"
+        head += note_html(f"<b>Cross-validated estimate</b> ({sel.get('folds')} folds, held-out items): mean margin "
+                          f"gain {fmt_float(sel.get('cv_margin_gain'))} (fold spread "
+                          f"{fmt_float(sel.get('cv_margin_gain_std'))}), {acc}. {esc(sel.get('note', ''))}", kind)
+    elif (v.meta or {}).get("note"):
+        head += note_html(esc(v.meta["note"]), "info")
+    return head
+
+
+def cv_table(session: Session) -> list[list[Any]]:
+    v = session.vector
+    sel = (v.meta or {}).get("selection") if v is not None else None
+    rows = []
+    for row in (sel or {}).get("table", []):
+        layer = "unsteered" if row.get("layer") is None else row["layer"]
+        rows.append([layer, row.get("strength"), round(row.get("margin_gain", 0.0), 4),
+                     round(row.get("margin_gain_std", 0.0), 4), round(row.get("accuracy", 0.0), 3)])
+    return rows
+
+
+def save_copy(vector: Any, model_name: str) -> str:
+    """Write the vector to a fresh temp folder for download; returns the .safetensors path."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name).strip("-")[:60] or "model"
+    folder = Path(tempfile.mkdtemp(prefix="grains-vector-"))
+    return str(vector.save(folder / f"grains_{safe}_{vector.method}.safetensors"))
+
+
+def slider_updates(session: Session, lm: Any) -> list[Any]:
+    """Layer slider (max = layers - 1) and strength at the vector's suggestions."""
+    v = session.vector
+    layer = v.default_layer if v is not None and v.default_layer is not None else lm.num_layers // 2
+    strength = v.default_strength if v is not None else 0.5
+    layer = min(max(int(layer), 0), lm.num_layers - 1)
+    return [gr.update(maximum=lm.num_layers - 1, value=layer), gr.update(value=min(float(strength), MAX_STRENGTH_UI))]
+
+
+def build_examples(session: Session, lm: Any, source: str, dataset: str | None, upload: str | None,
+                   rows: Any, offset: Any) -> tuple[list[Any], str, dict | None]:
+    """(examples, description, overrides) for building."""
+    if source == "example":
+        if session.attribution is None or not session.inputs:
+            raise InputError("Run an attribution first (Attribute tab), or build from a dataset.")
+        from grains.data import PreferenceExample
+
+        i = session.inputs
+        ex = PreferenceExample(prompt=i["prompt"], chosen=i["chosen"], rejected=i["rejected"], image=i.get("image"))
+        ov = {k: list(v) for k, v in session.overrides.items()}
+        return [ex], "the current example", {"plus": ov, "minus": dict(ov)}
+    kind, data, description = load_rows(dataset, upload, rows, offset)
+    check_kind_fits(kind, lm.is_vlm)
+    examples = as_pairs(kind, data)
+    if lm.is_vlm is False and any(getattr(e, "image", None) for e in examples):
+        raise InputError("These examples come with images: load a vision-language model to build from them.")
+    return examples, description, None
+
+
+def run_build(session: Session, source: str, dataset: str | None, upload: str | None, rows: Any, offset: Any,
+              method: str, k: Any, steps: Any, target: str, content_only: bool, skip_punctuation: bool,
+              cross_validate: bool, progress: Any = None) -> Any:
+    """Build a vector into the session (cancellable through `session.cancel`)."""
+    from grains.build import build_vector
+
+    lm = session_model(session)
+    examples, description, overrides = build_examples(session, lm, source, dataset, upload, rows, offset)
+    if source == "example" and session.inputs.get("image"):
+        open_image(session.inputs["image"], lm)  # validate once, with a clear message
+    session.cancel = False
+    result = build_vector(lm, examples, method=method or "grains", k=whole(k, "k"), steps=whole(steps, "IG steps"),
+                          target=target or "sequence", content_only=bool(content_only),
+                          skip_punctuation=bool(skip_punctuation), select=bool(cross_validate),
+                          progress=progress, should_stop=lambda: session.cancel, overrides=overrides)
+    vector = result.vector
+    label = f"{method} from {description} ({vector.n_examples} example{'s' if vector.n_examples != 1 else ''})"
+    session.set_vector(vector, label, save_copy(vector, session.model_name))
+    summary = result.summary()
+    summary["skipped"] = summary.get("skipped", [])[:10]
+    session.last_build = {"source": source, "dataset": dataset if source == "dataset" else None, "rows": rows,
+                          "offset": offset, "method": method, "k": k, "steps": steps, "select": cross_validate,
+                          "description": description}
+    return clean_json(summary)
+
+
+def load_vector_file(session: Session, path: str | None) -> list[str]:
+    """Load and validate a vector for the session's model; returns warnings (empty when it fits exactly)."""
+    from grains.vectors import load_vector
+
+    if not path:
+        raise InputError("Choose a .safetensors vector file to load.")
+    lm = session_model(session)
+    vector = load_vector(path)
+    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)
+    warnings = []
+    if vector.model_id != lm.model_id:
+        warnings.append(f"This vector was built for {vector.model_id!r}, not {lm.model_id!r}; its shapes fit, so it "
+                        "is loaded, but check that it is the same model.")
+    session.set_vector(vector, f"loaded from {Path(path).name}", save_copy(vector, session.model_name))
+    return warnings
+
+
+@dataclass
+class SteeringPanel:
+    layer: gr.Slider
+    strength: gr.Slider
+    normalize: gr.Checkbox
+    card: gr.HTML
+    table: gr.Dataframe
+    download: gr.DownloadButton
+    source: gr.Radio
+    dataset: gr.Dropdown
+    rows: gr.Slider
+    method: gr.Dropdown
+    cross_validate: gr.Checkbox
+    vector_changed: list[Any] | None = None
+
+    @property
+    def refresh_outputs(self) -> list[Any]:
+        return [self.card, self.table, self.download, self.layer, self.strength, self.dataset]
+
+    def refresh(self, session: Session, lm: Any) -> list[Any]:
+        return [vector_card(session), cv_table(session), download_update(session), *slider_updates(session, lm),
+                gr.update(choices=dataset_choices(lm.is_vlm), value="pope_style" if lm.is_vlm else "truthfulqa")]
+
+
+def download_update(session: Session) -> Any:
+    path = session.vector_path if session.vector is not None else None
+    return gr.update(value=path, interactive=path is not None)
+
+
+def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPanel:
+    """The Steer tab (vector and steering controls)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=380):
+            card = gr.HTML(elem_id="grains-vector-card", elem_classes=["grains-card"])
+            with gr.Row():
+                download = gr.DownloadButton("Save vector (.safetensors)", size="sm", interactive=False,
+                                             elem_id="grains-save-vector")
+                upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
+                                                elem_id="grains-load-vector")
+            with gr.Accordion("Cross-validation table (layer × strength, held-out mean margin gain)", open=False):
+                table = gr.Dataframe(headers=["layer", "strength", "margin gain", "fold spread", "accuracy"],
+                                     interactive=False, wrap=True)
+            gr.Markdown("### Steering controls")
+            with gr.Row():
+                layer = gr.Slider(0, 17, value=9, step=1, label="Layer", elem_id="grains-layer",
+                                  info="decoder layer whose output is steered")
+                strength = gr.Slider(0, MAX_STRENGTH_UI, value=0.5, step=0.05, label="Strength λ",
+                                     elem_id="grains-strength",
+                                     info="in units of the layer's median hidden-state norm")
+            with gr.Row():
+                normalize = gr.Checkbox(value=True, label="Keep each token's norm (h'' = h' · |h| / |h'|)")
+                reset = gr.Button("Use the vector's suggestion", size="sm")
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### Build a vector")
+            source = gr.Radio(SOURCES, value="dataset", label="From")
+            dataset = gr.Dropdown(dataset_choices(False), value="truthfulqa", label="Dataset")
+            upload = gr.File(label="Dataset file (JSONL or CSV: prompt, chosen, rejected [, image])",
+                             file_types=[".jsonl", ".json", ".csv", ".tsv"], type="filepath", visible=False,
+                             height=100)
+            with gr.Row():
+                rows = gr.Slider(1, 64, value=12, step=1, label="Rows")
+                offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
+            method = gr.Dropdown(METHODS, value="grains", label="Method")
+            cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
+                                         info="honest estimate; strength 0 is a candidate")
+            gr.Markdown("Top-k, content-only, IG steps and target come from the Attribute tab.",
+                        elem_classes=["grains-muted"])
+            with gr.Row():
+                build = gr.Button("Build vector", variant="primary", elem_id="grains-build")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="grains-cancel")
+            status = gr.HTML(elem_id="grains-build-status")
+
+    panel = SteeringPanel(layer=layer, strength=strength, normalize=normalize, card=card, table=table,
+                          download=download, source=source, dataset=dataset, rows=rows, method=method,
+                          cross_validate=cross_validate)
+
+    def source_changed(src: str, name: str) -> list[Any]:
+        return [gr.update(visible=src == "dataset"), gr.update(visible=src == "dataset" and name == UPLOAD),
+                gr.update(visible=src == "dataset")]
+
+    for trigger in (source.change, dataset.change):
+        trigger(source_changed, inputs=[source, dataset], outputs=[dataset, upload, rows], queue=False,
+                api_visibility="private")
+
+    vector_outputs = [card, table, download, layer, strength]
+
+    def vector_view(session: Session) -> list[Any]:
+        lm = session_model(session)
+        return [vector_card(session), cv_table(session), download_update(session), *slider_updates(session, lm)]
+
+    @guarded
+    def build_ui(session: Session, src: str, name: str | None, up: str | None, n_rows: Any, first: Any, meth: str,
+                 k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool,
+                 progress: gr.Progress = gr.Progress()) -> list[Any]:
+        progress(0.0, desc="Starting…")
+        try:
+            summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
+                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+        except Cancelled:
+            gr.Warning("Vector building was cancelled; the previous vector is kept.")
+            return [session, *vector_view(session), note_html("Cancelled.", "warn")]
+        skipped = summary.get("skipped") or []
+        note = (f"Built in {summary['seconds']:.0f} s from {summary['n_examples']} examples. "
+                f"{esc(summary.get('note', ''))}")
+        if skipped:
+            note += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
+        return [session, *vector_view(session), note_html(note, "ok")]
+
+    build.click(build_ui, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
+                                  attr.target, attr.content_only, attr.skip_punctuation, cross_validate],
+                outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
+
+    def request_cancel(session: Session) -> str:
+        session.cancel = True  # the running build (same session object) checks this between steps
+        return note_html("Cancelling after the current step…", "warn")
+
+    cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
+
+    @guarded
+    def load_ui(session: Session, path: str | None) -> list[Any]:
+        for warning in load_vector_file(session, path):
+            gr.Warning(warning)
+        return [session, *vector_view(session), note_html("Vector loaded.", "ok")]
+
+    upload_vector.upload(load_ui, inputs=[state, upload_vector], outputs=[state, *vector_outputs, status],
+                         concurrency_id=MODEL_QUEUE, api_visibility="private")
+
+    @guarded
+    def suggested(session: Session) -> list[Any]:
+        return slider_updates(session, session_model(session))
+
+    reset.click(suggested, inputs=state, outputs=[layer, strength], api_visibility="private", queue=False)
+
+    # API: /build_vector (source, dataset, file, rows, offset, method, k, steps, cross_validate) -> summary, vector file
+    with gr.Column(visible=False):
+        api_in = [gr.Textbox(value="dataset", label="source"), gr.Textbox(value="truthfulqa", label="dataset"),
+                  gr.File(label="file", type="filepath"), gr.Number(value=12, label="rows"),
+                  gr.Number(value=0, label="offset"), gr.Textbox(value="grains", label="method"),
+                  gr.Number(value=5, label="k"), gr.Number(value=16, label="steps"),
+                  gr.Checkbox(value=True, label="cross_validate")]
+        api_out = [gr.JSON(label="summary"), gr.File(label="vector")]
+
+    def api_build(session: Session, source: str, dataset: str, file: str | None, rows: Any, offset: Any, method: str,
+                  k: Any, steps: Any, cross_validate: bool) -> tuple[Session, dict, str]:
+        """Build this session's steering vector from the current example (source="example") or a dataset
+        (a shipped name, or an uploaded JSONL/CSV file with dataset="uploaded file" or empty)."""
+        if source not in ("example", "dataset"):
+            raise InputError("source must be 'example' or 'dataset'.")
+        dataset_name = dataset if dataset else (UPLOAD if file else "truthfulqa")
+        try:
+            summary = run_build(session, source, dataset_name, file, rows, offset, method, k, steps, "sequence", True,
+                                False, cross_validate)
+        except Cancelled as exc:
+            raise InputError(str(exc)) from None
+        return session, summary, session.vector_path
+
+    api_endpoint(api_build, [state, *api_in], [state, *api_out], "build_vector")
+
+    with gr.Column(visible=False):
+        api_vec_in = gr.File(label="vector_file", type="filepath")
+        api_vec_out = gr.JSON(label="vector")
+
+    def api_load_vector(session: Session, vector_file: str | None) -> tuple[Session, dict]:
+        """Load a .safetensors steering vector into this session (checked against the session's model)."""
+        warnings = load_vector_file(session, vector_file)
+        return session, clean_json({**vector_info(session), "warnings": warnings})
+
+    api_endpoint(api_load_vector, [state, api_vec_in], [state, api_vec_out], "load_vector")
+
+    with gr.Column(visible=False):
+        api_info_out = gr.JSON(label="vector")
+
+    def api_vector_info(session: Session) -> dict:
+        """This session's current vector (null when there is none)."""
+        return clean_json(vector_info(session))
+
+    api_endpoint(api_vector_info, [state], [api_info_out], "vector_info", queue_id=None)
+    panel.vector_changed = vector_outputs
+    return panel
+
+
+def vector_info(session: Session) -> dict:
+    v = session.vector
+    if v is None:
+        return {"vector": None}
+    return {"label": session.vector_label, "model_id": v.model_id, "method": v.method, "k": v.k,
+            "n_examples": v.n_examples, "layers": v.layers, "default_layer": v.default_layer,
+            "default_strength": v.default_strength, "meta": {k: val for k, val in (v.meta or {}).items()
+                                                             if k != "selection"},
+            "cv": {k: val for k, val in ((v.meta or {}).get("selection") or {}).items() if k != "table"}}
+

@@ -1,0 +1,179 @@
+"""The app in headless Chromium (Playwright, Debian's chromium): the attribution -> vector -> side-by-side flow,
+click-to-toggle tokens, a VLM photo overlay, HTML injection rendered as text, and the embedded model's timings.
+
+Screenshots go to test-output/ (gitignored); the embedded model's attribution view is copied to docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "assets" / "images" / "astronaut.jpg"
+TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT)
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+
+
+def open_app(page: Page, url: str, model: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(f"#grains-model-card:has-text('{model}')")
+
+
+def attribute(page: Page) -> float:
+    """Click Attribute and wait for the heatmap; returns the seconds it took."""
+    start = time.perf_counter()
+    page.click("#grains-attribute")
+    page.wait_for_selector("#grains-heatmap .grains-tok")
+    page.wait_for_selector("#grains-attr-summary .grains-summary")
+    return time.perf_counter() - start
+
+
+def generate(page: Page) -> float:
+    page.click("#grains-tab-compare-button")
+    start = time.perf_counter()
+    page.click("#grains-generate")
+    page.wait_for_selector("#grains-gen-status .grains-note-ok")
+    return time.perf_counter() - start
+
+
+def columns(page: Page) -> tuple[str, str]:
+    return page.inner_text("#grains-unsteered .grains-diff"), page.inner_text("#grains-steered .grains-diff")
+
+
+def test_example_attribution_vector_and_side_by_side(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    assert "Random weights" in page.inner_text("#grains-model-card")
+    page.click("#grains-text-examples button:has-text('fortune cookies')")
+    page.wait_for_function("document.querySelector('#grains-prompt textarea').value.includes('fortune')")
+    attribute(page)
+    assert page.locator("#grains-heatmap .grains-sel-pos").count() >= 1
+    page.screenshot(path=str(test_output_dir / "tiny_attribution.png"), full_page=True)
+
+    # click a plain token: it becomes a forced positive, and its index shows in the index field
+    token = page.locator("#grains-heatmap .grains-tok:not(.grains-excluded):not(.grains-sel-pos)").first
+    index = token.get_attribute("data-index")
+    token.click()
+    page.wait_for_selector(f"#grains-heatmap .grains-tok.grains-sel-pos[data-index='{index}']")
+    field = page.locator("label:has-text('Force positive') textarea, label:has-text('Force positive') input").first
+    assert field.input_value() == index
+
+    page.click("#grains-tab-steer-button")
+    page.get_by_text("the current example (Attribute tab)").click()
+    page.click("#grains-build")
+    page.wait_for_selector("#grains-build-status .grains-note-ok")
+    assert "the current example" in page.inner_text("#grains-vector-card")
+    page.screenshot(path=str(test_output_dir / "tiny_vector.png"), full_page=True)
+
+    generate(page)
+    unsteered, steered = columns(page)
+    assert unsteered.strip() and steered.strip()
+    page.screenshot(path=str(test_output_dir / "tiny_side_by_side.png"), full_page=True)
+    assert page.dialogs == []
+
+
+def test_html_in_the_prompt_renders_as_text(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    page.fill("#grains-prompt textarea", "<script>alert(1)</script> <img src=x onerror=alert(2)> Is it safe?")
+    page.fill("#grains-chosen textarea", " <b>yes</b>")
+    page.fill("#grains-rejected textarea", " no")
+    attribute(page)
+    heat = page.locator("#grains-heatmap")
+    assert heat.locator("script").count() == 0 and heat.locator("img").count() == 0
+    assert heat.locator("b").count() == 0
+    text = "".join(t.replace("·", " ") for t in heat.locator(".grains-tok").all_inner_texts())
+    assert "<script>alert(1)</script>" in text and "onerror=alert(2)>" in text
+    page.click("#grains-tab-compare-button")
+    page.fill("#grains-gen-prompt textarea", "<img src=y onerror=alert(3)>")
+    page.click("#grains-tab-steer-button")
+    page.click("#grains-build")  # a dataset vector, so Generate has one
+    page.wait_for_selector("#grains-build-status .grains-note-ok")
+    generate(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(test_output_dir / "xss_as_text.png"), full_page=True)
+    assert page.dialogs == [], f"a script ran: {page.dialogs}"
+
+
+def test_vlm_photo_overlay(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llava"), "tiny-random-llava")
+    page.wait_for_selector("#grains-image", state="visible")
+    page.set_input_files("#grains-image input[type=file]", str(PHOTO))
+    page.wait_for_selector("#grains-image img")
+    page.fill("#grains-prompt textarea", "Is there a person in the image?")
+    page.fill("#grains-chosen textarea", " Yes")
+    page.fill("#grains-rejected textarea", " No")
+    attribute(page)
+    page.wait_for_selector("#grains-overlay img")
+    share = page.inner_text("#grains-image-share")
+    assert "image tokens" in share
+    page.screenshot(path=str(test_output_dir / "vlm_overlay.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
+    """gemma-3-270m: default attribution time to heatmap, 40-token side-by-side time; the README screenshot."""
+    from grains.presets import is_installed
+
+    if not is_installed("gemma-3-270m"):
+        pytest.skip("the embedded model is not installed")
+    open_app(page, app_server("gemma-3-270m"), "gemma-3-270m")
+    page.click("#grains-text-examples button:has-text('watermelon')")
+    attribution_s = attribute(page)
+    assert page.locator("#grains-heatmap .grains-sel-pos").count() >= 1
+    page.wait_for_selector("#grains-attr-chart .js-plotly-plot")
+    page.wait_for_timeout(800)
+    shot = test_output_dir / "embedded_attribution.png"
+    page.screenshot(path=str(shot), full_page=True)
+
+    page.click("#grains-tab-steer-button")
+    card = page.inner_text("#grains-vector-card")
+    if "No steering vector" in card:  # no shipped vector: build one from the current example
+        page.get_by_text("the current example (Attribute tab)").click()
+        page.click("#grains-build")
+        page.wait_for_selector("#grains-build-status .grains-note-ok")
+    generation_s = generate(page)
+    unsteered, steered = columns(page)
+    assert unsteered.strip() and steered.strip()
+    page.screenshot(path=str(test_output_dir / "embedded_side_by_side.png"), full_page=True)
+
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    shutil.copyfile(shot, docs / "screenshot.png")
+    timings = {"attribution_to_heatmap_s": round(attribution_s, 2), "side_by_side_40_tokens_s": round(generation_s, 2),
+               "vector": card.splitlines()[0] if card else ""}
+    (test_output_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    print(timings)
+    assert page.dialogs == []
