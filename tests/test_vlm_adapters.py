@@ -173,3 +173,27 @@ def test_bad_images_raise_image_error(tmp_path):
         as_pil_image(42)
     gray = as_pil_image(torch.zeros(8, 8).numpy())
     assert gray.mode == "RGB" and gray.size == (8, 8)
+
+
+def test_expanding_twice_gives_one_image_per_row(lm, images):
+    enc = lm.encode_prompt(QUESTION, image=images["wide"])
+    ids = torch.tensor([enc.ids] * 2)
+    direct = lm.adapter.generation_inputs(ids, enc.extras)
+    via_expanded = lm.adapter.generation_inputs(ids, lm.adapter.expand_extras(enc.extras, 2))
+    assert direct.keys() == via_expanded.keys()
+    for key, value in direct.items():
+        assert torch.equal(value, via_expanded[key]), key
+    # embedding a batch from expanded extras runs the tower once and fills every row with the same features
+    with torch.no_grad():
+        batched = lm.adapter.embed_ids(ids, lm.adapter.expand_extras(enc.extras, 2))
+        single = lm.adapter.embed_ids(ids[:1], enc.extras)
+    assert torch.equal(batched[0], single[0]) and torch.equal(batched[1], single[0])
+
+
+def test_paired_generation_with_an_image(lm, images):
+    from grains.generation import GenerationSettings, generate_pair
+
+    pair = generate_pair(lm, QUESTION, image=images["wide"], settings=GenerationSettings(max_new_tokens=3))
+    assert pair.unsteered == pair.steered
+    assert pair.prompt_text.count(lm.processor.tokenizer.decode([lm.adapter.image_token_id])) == sum(
+        lm.encode_prompt(QUESTION, image=images["wide"]).image_mask)

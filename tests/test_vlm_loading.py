@@ -5,17 +5,19 @@ import torch
 
 from grains.errors import ModelLoadError
 from grains.models import load_model
-from grains.vlm.adapters import Qwen2VLAdapter
 from grains.vlm.loading import load_vlm_pretrained
-from grains.vlm.tiny import tiny_qwen2_vl
+from grains.vlm.tiny import TINY_BUILDERS
 
 
-def test_saved_tiny_vlm_loads_from_a_directory(tmp_path):
-    model, processor = tiny_qwen2_vl()
+@pytest.mark.parametrize("family", list(TINY_BUILDERS))
+def test_saved_tiny_vlm_loads_from_a_directory(tmp_path, family):
+    """save_pretrained then load_model(dir): AutoModelForImageTextToText + AutoProcessor (PIL image processors;
+    Qwen2-VL gets the image-only processor, as its video processor needs torchvision)."""
+    model, processor = TINY_BUILDERS[family]()
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     lm = load_model(str(tmp_path))
-    assert lm.is_vlm and isinstance(lm.adapter, Qwen2VLAdapter) and lm.prompt_style == "chat"
+    assert lm.is_vlm and lm.adapter.family == family and lm.prompt_style == "chat"
     enc = lm.encode_prompt("Is there a cup?", image="/work/shared/data/images/coffee.jpg")
     ids = torch.tensor([enc.ids])
     with torch.no_grad():

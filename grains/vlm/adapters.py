@@ -29,8 +29,9 @@ SUPPORTED_FAMILIES = [
     "Gemma-3 multimodal (Gemma3ForConditionalGeneration)",
 ]
 LAYOUT_KEY = "image_layout"
+SOURCE_KEY = "_one_example"  # expanded extras keep the single example they came from (expansion is idempotent)
 _NOT_MODEL_INPUTS = {"input_ids", "attention_mask", "offset_mapping", "text_replacement_offsets",
-                     "mm_token_type_ids", "token_type_ids", LAYOUT_KEY}
+                     "mm_token_type_ids", "token_type_ids", LAYOUT_KEY, SOURCE_KEY}
 MAX_IMAGE_PIXELS = 40_000_000
 
 
@@ -107,7 +108,9 @@ class VLMAdapter(TextAdapter):
             return self.text_embeddings(ids)
         if not extras or extras.get("pixel_values") is None:
             raise InputError("The prompt has image tokens but no image was given.")
-        return self.merge_image_features(ids, self.text_embeddings(ids), self.image_features(extras))
+        # expanded extras: run the vision tower once on the one example and repeat its features for every row
+        source = extras.get(SOURCE_KEY, extras)
+        return self.merge_image_features(ids, self.text_embeddings(ids), self.image_features(source))
 
     def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings only (image slots hold the placeholder's embedding, or row 0's if it is out of vocab)."""
@@ -148,9 +151,13 @@ class VLMAdapter(TextAdapter):
         return {k: v for k, v in (extras or {}).items() if k not in _NOT_MODEL_INPUTS and v is not None}
 
     def expand_extras(self, extras: dict[str, Any] | None, batch: int) -> dict[str, Any]:
-        """Model inputs repeated for `batch` copies of one example (views where possible, no copy)."""
-        out: dict[str, Any] = {}
-        for key, value in self.model_extras(extras).items():
+        """Model inputs repeated for `batch` copies of one example (views where possible, no copy).
+
+        Idempotent: already expanded extras are re-expanded from the example they came from, so passing them on to
+        `generation_inputs` (which expands again) gives `batch` images, not batch squared."""
+        source = (extras or {}).get(SOURCE_KEY, extras)
+        out: dict[str, Any] = {SOURCE_KEY: source} if source else {}
+        for key, value in self.model_extras(source).items():
             if not isinstance(value, torch.Tensor):
                 out[key] = value
             elif key in self.flat_keys:
@@ -165,7 +172,7 @@ class VLMAdapter(TextAdapter):
         ids = input_ids.to(self.input_device)
         out: dict[str, Any] = {"input_ids": ids}
         if bool((ids == self.image_token_id).any()):
-            expanded = self.expand_extras(extras, ids.shape[0])
+            expanded = self.model_extras(self.expand_extras(extras, ids.shape[0]))
             out.update({k: v.contiguous().to(self.input_device) if isinstance(v, torch.Tensor) else v
                         for k, v in expanded.items()})
         return out
