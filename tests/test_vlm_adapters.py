@@ -197,3 +197,39 @@ def test_paired_generation_with_an_image(lm, images):
     assert pair.unsteered == pair.steered
     assert pair.prompt_text.count(lm.processor.tokenizer.decode([lm.adapter.image_token_id])) == sum(
         lm.encode_prompt(QUESTION, image=images["wide"]).image_mask)
+
+
+def test_plain_qa_prompt_places_the_image(lm, images):
+    plain = load_model(lm.model_id, use_chat_template=False)
+    assert plain.prompt_style == "qa"
+    enc = plain.encode_prompt(QUESTION, image=images["wide"])
+    chat = lm.encode_prompt(QUESTION, image=images["wide"])
+    assert sum(enc.image_mask) == sum(chat.image_mask)
+    assert enc.text.endswith(f"\nQ: {QUESTION}\nA:") and enc.ids[0] == plain.tokenizer.bos_token_id
+    assert "".join(t for t, c in zip(enc.tokens, enc.content_mask) if c) == QUESTION
+
+
+def test_qwen2_5_vl_uses_the_qwen_adapter(tmp_path, images):
+    """Qwen2.5-VL (windowed vision tower) through the Qwen2-VL adapter: same merge, positions and layout."""
+    from grains.vlm.pixels import attribute_pixels
+    from grains.vlm.tiny import tiny_qwen2_5_vl
+
+    model, processor = tiny_qwen2_5_vl()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path))
+    assert type(lm.model).__name__ == "Qwen2_5_VLForConditionalGeneration" and lm.adapter.family == "qwen2_vl"
+    enc = lm.encode_prompt(QUESTION, image=images["wide"])
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        native = lm.model(input_ids=ids, **_native_kwargs(lm, ids, enc.extras)).logits
+        ours = lm.adapter.forward_embeds(lm.adapter.embed_ids(ids, enc.extras), torch.ones_like(ids), enc.extras,
+                                         ids).logits
+    assert torch.allclose(native, ours, atol=1e-5)
+    assert enc.extras[LAYOUT_KEY]["views"][0]["shape"] == [4, 7]
+    # the window attention reorders patches inside the tower only: a black corner still maps to zero cells
+    pixels = torch.zeros(64, 64, 3, dtype=torch.uint8)
+    pixels[:32, 32:] = 200
+    grid = torch.tensor(attribute_pixels(lm, QUESTION, " Yes", " No", image=Image.fromarray(pixels.numpy()),
+                                         steps=4).image_grid)
+    assert grid[3:, :1].abs().max() < 1e-6 and grid[:1, 3:].abs().max() > 1e-4

@@ -523,6 +523,11 @@ class Qwen2VLAdapter(VLMAdapter):
                                                           attention_mask=mask)
         return {"position_ids": position_ids}
 
+    def placeholder(self, processor: Any) -> str:
+        vocab = processor.tokenizer.get_vocab()
+        wrap = "<|vision_start|>" in vocab and "<|vision_end|>" in vocab
+        return f"<|vision_start|>{processor.image_token}<|vision_end|>" if wrap else processor.image_token
+
     def generation_inputs(self, input_ids: torch.Tensor, extras: dict[str, Any] | None = None) -> dict[str, Any]:
         out = super().generation_inputs(input_ids, extras)
         if "pixel_values" in out:

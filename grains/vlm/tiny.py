@@ -133,6 +133,30 @@ def tiny_qwen2_vl(seed: int = SEED) -> tuple[Any, Any]:
     return _build(Qwen2VLForConditionalGeneration, config, tok, seed), processor
 
 
+def tiny_qwen2_5_vl(seed: int = SEED) -> tuple[Any, Any]:
+    """Qwen2.5-VL: as tiny_qwen2_vl, with the windowed vision tower (32 px windows, full attention in block 1)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    specials = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+    tok = _tokenizer(specials, "<|vision_start|><|image_pad|><|vision_end|>")
+    text = _text_kwargs(tok)
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+    ids = {name: tok.convert_tokens_to_ids(t) for name, t in zip(("start", "end", "image", "video"), specials)}
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, hidden_size=HIDDEN, out_hidden_size=HIDDEN, intermediate_size=64, num_heads=4,
+                           patch_size=8, spatial_merge_size=2, temporal_patch_size=2, window_size=32,
+                           fullatt_block_indexes=[1]),
+        image_token_id=ids["image"], video_token_id=ids["video"], vision_start_token_id=ids["start"],
+        vision_end_token_id=ids["end"], tie_word_embeddings=True,
+    )
+    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 32 * 32, "longest_edge": 96 * 96},
+                                               patch_size=8, merge_size=2, temporal_patch_size=2)
+    processor = image_only_processor_class(Qwen2_5_VLProcessor)(image_processor, tok, chat_template=tok.chat_template)
+    return _build(Qwen2_5_VLForConditionalGeneration, config, tok, seed), processor
+
+
 IDEFICS3_TILE = 48
 IDEFICS3_MAX_SPLITS = 2
 
