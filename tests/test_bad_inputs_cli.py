@@ -141,8 +141,9 @@ def test_argparse_rejections_still_exit_2_without_traceback(folder, capsys):
         assert "error:" in err.strip().splitlines()[-1], case_id
 
 
-SUBPROCESS_CASES = ["prompt-empty", "chosen-equals-rejected", "model-unknown-name", "dataset-100mb",
-                    "vector-pickle-disguised", "strength-nan"]
+# cases that fail before a model is built: each process costs only the import time (the in-process tests above
+# cover the same contract for the rest)
+SUBPROCESS_CASES = ["prompt-empty", "dataset-100mb"]
 
 
 def test_real_subprocesses(folder):

@@ -20,7 +20,7 @@ from gradio_client import Client  # noqa: E402
 from tests.bad_inputs import TEXT_MODEL  # noqa: E402
 
 CLIENTS = 8
-ROUNDS = 3
+ROUNDS = 2
 LAYER = 1
 STRENGTHS = [2.0 + 2 * i for i in range(CLIENTS)]  # a different strength per session, too
 FIXED_PROMPT = "The weather today is"
