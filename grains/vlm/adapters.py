@@ -32,43 +32,31 @@ LAYOUT_KEY = "image_layout"
 SOURCE_KEY = "_one_example"  # expanded extras keep the single example they came from (expansion is idempotent)
 _NOT_MODEL_INPUTS = {"input_ids", "attention_mask", "offset_mapping", "text_replacement_offsets",
                      "mm_token_type_ids", "token_type_ids", LAYOUT_KEY, SOURCE_KEY}
-MAX_IMAGE_PIXELS = 40_000_000
 
 
 def as_pil_image(image: Any) -> Any:
-    """A PIL RGB image from a PIL image, a path or an HxWx3 array; anything else raises ImageError."""
+    """A decoded RGB PIL image from a PIL image, a path, bytes or an HxW(x3) array (grains.images.load_image does
+    the checks: size caps, truncation, EXIF orientation); anything else raises ImageError."""
     from PIL import Image
 
-    try:
-        from grains.images import load_image  # the shared loader (size and format checks) when present
-    except ImportError:
-        load_image = None
-    if isinstance(image, Image.Image):
-        pil = image
-    elif isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        if load_image is not None:
-            pil = load_image(image)
-        else:
-            try:
-                with Image.open(image) as fh:
-                    fh.load()
-                    pil = fh.copy()
-            except (OSError, ValueError) as exc:
-                raise ImageError(f"Could not read the image {image!r}: not an image file or truncated.") from exc
-    elif hasattr(image, "shape") and len(image.shape) in (2, 3):
+    from grains.images import load_image
+
+    if hasattr(image, "shape") and not isinstance(image, Image.Image) and len(image.shape) in (2, 3):
         import numpy as np
 
         arr = np.asarray(image)
         if arr.dtype != np.uint8:
-            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        pil = Image.fromarray(arr)
-    else:
+            arr = np.clip(arr * (255.0 if arr.size and arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        try:
+            image = Image.fromarray(arr)
+        except (TypeError, ValueError) as exc:
+            raise ImageError("The image array must be HxW or HxWx3.") from exc
+    if not isinstance(image, (Image.Image, str, bytes, bytearray)) and not hasattr(image, "__fspath__"):
         raise ImageError("The image must be a PIL image, an image file path or an HxWx3 array.")
+    pil = load_image(image)
     if pil.width < 1 or pil.height < 1:
         raise ImageError("The image is empty.")
-    if pil.width * pil.height > MAX_IMAGE_PIXELS:
-        raise ImageError(f"The image is {pil.width}x{pil.height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels.")
-    return pil.convert("RGB") if pil.mode != "RGB" else pil
+    return pil
 
 
 def _view(name: str, shape: tuple[int, int], cells: list[int], box: tuple[float, float, float, float],
