@@ -81,9 +81,7 @@ def _check_box(box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> 
     if len(box) != 4:
         raise InputError("The overlay box must be (left, top, right, bottom) in image pixels.")
     left, top, right, bottom = (int(round(v)) for v in box)
-    left, top = max(left, 0), max(top, 0)
-    right, bottom = min(right, width), min(bottom, height)
-    if right <= left or bottom <= top:
+    if right <= left or bottom <= top or right <= 0 or bottom <= 0 or left >= width or top >= height:
         raise InputError(f"The overlay box {tuple(box)} does not overlap the {width}x{height} image.")
     return left, top, right, bottom
 
@@ -168,10 +166,15 @@ def patch_overlay(image: Image.Image, grid: np.ndarray, alpha: float = 0.5, colo
         nan_mask = np.asarray(mask_img.resize(region_size, Image.Resampling.NEAREST)) > 0
         resized = np.where(nan_mask, np.nan, resized)
     heat = diverging_rgb(resized, vmax=scale).astype(np.float64)
+    # The box may reach past the photo (processors that pad to a square): the grid covers the whole box and
+    # only the part that lies on the photo is drawn.
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(right, base.width), min(bottom, base.height)
+    heat = heat[y0 - top:y1 - top, x0 - left:x1 - left]
 
     out = np.asarray(base, dtype=np.float64).copy()
-    patch = out[top:bottom, left:right]
-    out[top:bottom, left:right] = (1.0 - alpha) * patch + alpha * heat
+    patch = out[y0:y1, x0:x1]
+    out[y0:y1, x0:x1] = (1.0 - alpha) * patch + alpha * heat
     result = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
     if colorbar:
         result = _draw_colorbar(result, scale)

@@ -47,6 +47,7 @@ PRESETS: dict[str, Preset] = {
                 ("tiny-random-llava", "LLaVA-1.5", "tiny_llava"),
                 ("tiny-random-llava-next", "LLaVA-NeXT", "tiny_llava_next"),
                 ("tiny-random-qwen2-vl", "Qwen2-VL", "tiny_qwen2_vl"),
+                ("tiny-random-qwen2.5-vl", "Qwen2.5-VL", "tiny_qwen2_5_vl"),
                 ("tiny-random-idefics3", "Idefics3/SmolVLM", "tiny_idefics3"),
                 ("tiny-random-gemma3", "Gemma-3 multimodal", "tiny_gemma3"),
             ]

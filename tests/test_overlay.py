@@ -134,3 +134,18 @@ def test_legend_names_both_colours() -> None:
     text = overlay_legend()
     assert "red = pushes toward the chosen answer" in text
     assert "blue = toward the rejected answer" in text
+
+
+def test_box_reaching_past_the_photo_keeps_the_grid_geometry():
+    """A padded-to-square processor's box extends beyond the photo: the grid must span the whole box, so the
+    photo shows only the cells that lie on it (here the bottom half of a 2x1 grid is off the photo)."""
+    import numpy as np
+    from PIL import Image
+
+    from grains.overlay import patch_overlay
+
+    photo = Image.new("RGB", (100, 50), (128, 128, 128))
+    grid = np.array([[1.0], [-1.0]])  # top cell red, bottom cell blue
+    out = np.asarray(patch_overlay(photo, grid, alpha=1.0, colorbar=False, box=(0, 0, 100, 100))).astype(int)
+    assert out.shape[:2] == (50, 100)
+    assert (out[..., 0] - out[..., 2] > 100).all()  # all of the photo is under the red top cell
