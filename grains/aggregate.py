@@ -9,7 +9,8 @@ import torch
 from grains.ablation import ExampleDeltas
 from grains.errors import InputError
 
-METHODS = ("grains", "pca", "mean", "caa")
+METHODS = ("grains", "pca", "mean", "caa", "plus", "pca_plus")
+GRAINS_DEFAULT = "mean"  # what "grains" computes; see docs/method_study.md for the measurements behind it
 
 
 def first_component(rows: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,9 @@ def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.T
     - "caa":   mean over examples of h(s+) - h(s-)  (the baseline).
     - "mean":  mean(d+) - mean(d-) over both sequences of every example.
     - "pca":   PC1(d+) - PC1(d-), each sign-aligned with its mean (the reference's method).
-    - "grains": the default GrAInS configuration, currently "mean" (PC1 of d+ and d- share the generic
+    - "plus":  mean(d+) alone (v+ without subtracting v-).
+    - "pca_plus": PC1(d+) alone, sign-aligned with its mean.
+    - "grains": the default GrAInS configuration, `GRAINS_DEFAULT` ("mean": PC1 of d+ and d- share the generic
       "something was removed" direction, so their difference nearly cancels; the means do not).
     """
     if method not in METHODS:
@@ -45,12 +48,18 @@ def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.T
         return {layer: mean[layer] for layer in range(mean.shape[0])}
     if any(d.d_plus is None for d in deltas):
         raise InputError("These deltas have no ablation shifts (they were made for CAA).")
+    if method == "grains":
+        method = GRAINS_DEFAULT
     plus = torch.cat([d.d_plus for d in deltas])  # [2N, L, D]
     minus = torch.cat([d.d_minus for d in deltas])
     out = {}
     for layer in range(plus.shape[1]):
         if method == "pca":
             out[layer] = first_component(plus[:, layer]) - first_component(minus[:, layer])
+        elif method == "pca_plus":
+            out[layer] = first_component(plus[:, layer])
+        elif method == "plus":
+            out[layer] = plus[:, layer].mean(dim=0)
         else:
             out[layer] = plus[:, layer].mean(dim=0) - minus[:, layer].mean(dim=0)
     return out
