@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from grains.errors import GrainsError
 
@@ -196,8 +196,15 @@ def _common(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own rejections follow the one-line error contract too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grains", description=__doc__)
+    parser = _Parser(prog="python -m grains", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 

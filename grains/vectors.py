@@ -117,6 +117,8 @@ def load_vector(path: str | Path) -> SteeringVector:
         raise VectorError("The vector file is empty or truncated.")
     header_len = int.from_bytes(head[:8], "little")
     if head[8:9] != b"{" or header_len > size:
+        if head[8:9] == b"{":
+            raise VectorError("The vector file is truncated: its header is longer than the file.")
         if _looks_like_pickle(head):
             raise VectorError("This file looks like a pickle; only safetensors vectors are accepted (never unpickled).")
         raise VectorError("This is not a safetensors file.")

@@ -19,11 +19,6 @@ from tests.bad_inputs import CASES, CASES_BY_ID, CHOSEN, PROMPT, REJECTED, Case,
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_CASES = [case for case in CASES if case.cli]
-# Arguments argparse itself rejects (type/range checks on --steps, --top-k, --layer, --max-new-tokens): argparse
-# prints its usage block and "prog: error: ...", breaking the one-line "error:" contract. Proposed fix in cli.py:
-# an ArgumentParser subclass whose error() does `self.exit(2, f"error: {message}\n")` (see the issue-6 report).
-ARGPARSE_LEVEL = {"steps-zero", "steps-negative", "steps-nan", "k-zero", "k-negative", "k-nan", "k-fraction",
-                  "layer-nan", "layer-fraction", "max-new-tokens-zero"}
 
 
 def argv_for(case: Case, folder: Path) -> list[str]:
@@ -121,8 +116,7 @@ def check_contract(case: Case, code: int, out: str, err: str) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, marks=pytest.mark.xfail(reason="argparse prints a usage block; see ARGPARSE_LEVEL",
-                                             strict=False)) if c.id in ARGPARSE_LEVEL else c for c in CLI_CASES],
+    CLI_CASES,
     ids=[c.id for c in CLI_CASES],
 )
 def test_case_in_process(case, folder, cached_models, capsys, monkeypatch):
@@ -130,15 +124,6 @@ def test_case_in_process(case, folder, cached_models, capsys, monkeypatch):
         monkeypatch.setenv(key, value)
     code, out, err = run_in_process(argv_for(case, folder), capsys)
     check_contract(case, code, out, err)
-
-
-def test_argparse_rejections_still_exit_2_without_traceback(folder, capsys):
-    """Until the one-line fix lands: argparse-level rejections exit 2, name the argument, no traceback."""
-    for case_id in sorted(ARGPARSE_LEVEL):
-        case = CASES_BY_ID[case_id]
-        code, out, err = run_in_process(argv_for(case, folder), capsys)
-        assert code == 2 and "Traceback" not in err and not out.strip(), case_id
-        assert "error:" in err.strip().splitlines()[-1], case_id
 
 
 # cases that fail before a model is built: each process costs only the import time (the in-process tests above
