@@ -5,7 +5,10 @@ Nothing here imports gradio: handlers in the panels turn `GrainsError`s into `gr
 
 from __future__ import annotations
 
+import atexit
 import math
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -158,6 +161,19 @@ def parse_numbers(text: str | None, what: str, whole: bool = False) -> list[floa
     if not out:
         raise InputError(f"{what}: give at least one number.")
     return out
+
+
+_SCRATCH: list[Path] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh folder for a file the user downloads (vectors, CSVs) under one per-process temp dir, removed at exit
+    (Gradio copies returned files into its own cache)."""
+    if not _SCRATCH:
+        root = Path(tempfile.mkdtemp(prefix="grains-studio-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _SCRATCH.append(root)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0]))
 
 
 def clean_json(value: Any) -> Any:

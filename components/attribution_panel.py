@@ -240,12 +240,16 @@ class AttributionPanel:
 
     @property
     def refresh_outputs(self) -> list[Any]:
-        return [self.image_column, self.image_examples, self.dataset]
+        return [self.image_column, self.image_examples, self.dataset, self.heatmap, self.summary,
+                self.overlay_column]
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
         vlm = bool(lm.is_vlm)
+        fresh = session.attribution is None  # a new model: the old heatmap no longer applies
         return [gr.update(visible=vlm), gr.update(visible=vlm),
-                gr.update(choices=dataset_choices(vlm, with_upload=False), value="truthfulqa")]
+                gr.update(choices=dataset_choices(vlm, with_upload=False), value="truthfulqa"),
+                EMPTY_HEATMAP if fresh else gr.update(), "" if fresh else gr.update(),
+                gr.update(visible=False) if fresh else gr.update()]
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:

@@ -27,7 +27,8 @@ def guarded(fn: Callable) -> Callable:
             return exc
         if not isinstance(exc, GrainsError):
             log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(user_message(exc), print_exception=False)
+        # toasts render HTML: the message may quote user text (a model name, a file's contents), so escape it
+        return gr.Error(html.escape(user_message(exc), quote=False), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -51,6 +52,11 @@ def guarded(fn: Callable) -> Callable:
             raise translate(exc) from exc
 
     return wrapper
+
+
+def warn(message: str) -> None:
+    """A warning toast with `message` shown as text."""
+    gr.Warning(html.escape(message, quote=False))
 
 
 def session_model(session: Session) -> Any:

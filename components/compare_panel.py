@@ -11,7 +11,7 @@ import gradio as gr
 
 from components.app_state import Session, clean_json, parse_numbers
 from components.attribution_panel import AttributionPanel, open_image, whole
-from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html, session_model
+from components.common import MODEL_QUEUE, api_endpoint, guarded, note_html, session_model
 from components.steering_panel import SteeringPanel
 from components.token_heatmap import render_diff
 from grains.errors import InputError
@@ -139,7 +139,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p")
     with gr.Row():
         generate = gr.Button("Generate side by side", variant="primary", elem_id="grains-generate")
-        stop = gr.Button("Stop", variant="stop", elem_id="grains-stop")
+        stop = gr.Button("Stop", variant="stop", elem_id="grains-stop", scale=0, min_width=110)
     status = gr.HTML(elem_id="grains-gen-status")
     with gr.Row(equal_height=True):
         with gr.Column(elem_classes=["grains-card"]):
@@ -229,5 +229,3 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     api_endpoint(api_sweep, [state, *api_sw_in], [api_sw_out], "strength_sweep")
     return panel
 
-
-__all__ = ["ComparePanel", "build_compare_panel", "esc"]

@@ -4,17 +4,24 @@ McNemar p-value, a bootstrap CI and a one-line reading; a layer x strength sweep
 from __future__ import annotations
 
 import csv
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json, parse_numbers
+from components.app_state import Session, clean_json, parse_numbers, scratch_dir
 from components.attribution_panel import whole
 from components.charts import sweep_heatmap
-from components.common import MODEL_QUEUE, api_endpoint, esc, fmt_float, guarded, note_html, session_model
+from components.common import (
+    MODEL_QUEUE,
+    api_endpoint,
+    esc,
+    fmt_float,
+    guarded,
+    note_html,
+    session_model,
+    warn,
+)
 from components.compare_panel import require_vector
 from components.datasets import UPLOAD, check_kind_fits, dataset_choices, load_rows
 from components.steering_panel import SteeringPanel
@@ -132,7 +139,7 @@ ITEM_HEADERS = ["#", "question", "answer (unsteered)", "answer (steered)", "corr
 
 
 def write_csv(headers: list[str], rows: list[list[Any]], stem: str) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="grains-eval-"))
+    folder = scratch_dir("eval-")
     path = folder / f"{stem}.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -211,6 +218,9 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
     @guarded
     def evaluate_ui(session: Session, name: str, up: str | None, n: Any, first: Any, steered: bool, layer: Any,
                     strength: Any, ln: bool, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        if steered and session.vector is None:
+            warn("No steering vector in this session: evaluating the unsteered model only.")
+            steered = False
         result = run_evaluation(session, name, up, n, first, steered, layer, strength, ln,
                                 progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
         return [result_html(result), items_table(result), gr.update(value=evaluation_csv(result), interactive=True)]

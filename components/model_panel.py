@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 
 from components.app_state import MODELS, Session, clean_json, default_vector_for
-from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html
-from grains.errors import InputError
+from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html, warn
+from grains.errors import GrainsError, InputError
 from grains.presets import PRESETS, is_installed
 
 GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights, for tests"}
@@ -92,7 +92,7 @@ def switch_model(session: Session, name: str) -> Any:
     lm = MODELS.get(name)
     if name != session.model_name:
         session.model_name = name
-        session.attribution, session.inputs = None, {}
+        session.attribution, session.example, session.inputs = None, None, {}
         session.clear_overrides()
         fits = False
         if session.vector is not None:
@@ -153,13 +153,19 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
 
     @guarded
     def load(session: Session, preset_name: str | None, custom_name: str | None,
-             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Session, str]:
+             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Session, str, str]:
         name = resolve_name(preset_name, custom_name)
         progress(0.05, desc=f"Loading {name} (the first load of a model can take a while)…")
-        lm = switch_model(session, name)
-        return session, model_card(lm)
+        try:
+            lm = switch_model(session, name)
+        except GrainsError as exc:  # keep the previous model; say why, here and in a toast
+            warn(str(exc))
+            kept = esc(session.model_name)
+            return session, gr.update(), note_html(f"<b>Could not load {esc(name)}:</b> {esc(exc)} Still using "
+                                                   f"{kept}.", "error")
+        return session, model_card(lm), preset_note(name if name in PRESETS else None)
 
-    panel.load_event = load_button.click(load, inputs=[state, preset, custom], outputs=[state, card],
+    panel.load_event = load_button.click(load, inputs=[state, preset, custom], outputs=[state, card, preset_info],
                                          concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     # API: /load_model (name) -> model info JSON

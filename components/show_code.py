@@ -129,53 +129,71 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def command(*parts: str) -> str:
+    """One shell command, an option (and its value) per continued line."""
+    head: list[str] = []
+    options: list[str] = []
+    for part in parts:
+        if part.startswith("--"):
+            options.append(part)
+        elif options:
+            options[-1] += " " + part
+        else:
+            head.append(part)
+    return " \\\n    ".join([" ".join(head), *options])
+
+
 def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     """The same steps with `python -m grains`."""
     q = shlex.quote
     model = q(session.model_name if session else "gemma-3-270m")
-    steps, k = _int(cfg.get("steps"), 12), _int(cfg.get("k"), 5)
-    layer, strength = _int(cfg.get("layer"), 0), _float(cfg.get("strength"), 0.5)
-    image = " --image photo.jpg" if cfg.get("image") else ""
+    steps, k = str(_int(cfg.get("steps"), 12)), str(_int(cfg.get("k"), 5))
+    layer, strength = str(_int(cfg.get("layer"), 0)), f"{_float(cfg.get('strength'), 0.5):g}"
+    image = ["--image", "photo.jpg"] if cfg.get("image") else []
+    build = (session.last_build if session else None) or {}
+    source = build.get("source") or cfg.get("build_source") or "dataset"
+    tokens = [] if cfg.get("content_only", True) else ["--all-tokens"]
+    method = q(build.get("method") or cfg.get("build_method") or "grains")
     lines = [
         "# 1. attribution",
-        f"python -m grains attribute --model {model} --prompt {q(cfg.get('prompt') or '')} "
-        f"--chosen {q(cfg.get('chosen') or '')} --rejected {q(cfg.get('rejected') or '')}{image} "
-        f"--steps {steps} --target {q(cfg.get('target') or 'sequence')} --baseline {q(cfg.get('baseline') or 'zero')}",
+        command("python -m grains attribute", "--model", model, "--prompt", q(cfg.get("prompt") or ""),
+                "--chosen", q(cfg.get("chosen") or ""), "--rejected", q(cfg.get("rejected") or ""), *image,
+                "--steps", steps, "--target", q(cfg.get("target") or "sequence"),
+                "--baseline", q(cfg.get("baseline") or "zero")),
         "",
         "# 2-3. top-k and the steering vector",
     ]
-    build = (session.last_build if session else None) or {}
-    source = build.get("source") or cfg.get("build_source") or "dataset"
-    tokens = "" if cfg.get("content_only", True) else " --all-tokens"
-    method = q(build.get("method") or cfg.get("build_method") or "grains")
-    no_select = "" if build.get("select", cfg.get("build_select", True)) else " --no-select"
     if source == "example":
         row = {"prompt": cfg.get("prompt") or "", "chosen": cfg.get("chosen") or "",
                "rejected": cfg.get("rejected") or ""}
         lines += [f"printf '%s\\n' {q(json.dumps(row, ensure_ascii=False))} > example.jsonl",
-                  f"python -m grains build --model {model} --data example.jsonl --top-k {k} --steps {steps} "
-                  f"--method {method}{tokens} --no-select --out my_vector.safetensors"]
+                  command("python -m grains build", "--model", model, "--data", "example.jsonl", "--top-k", k,
+                          "--steps", steps, "--method", method, *tokens, "--no-select", "--out",
+                          "my_vector.safetensors")]
     else:
         name = build.get("dataset") or cfg.get("build_dataset") or "truthfulqa"
-        data = "my_data.jsonl" if name == "uploaded file" else q(name)
-        lines.append(f"python -m grains build --model {model} --data {data} --limit "
-                     f"{_int(build.get('rows', cfg.get('build_rows')), 12)} --offset {_int(build.get('offset'), 0)} "
-                     f"--top-k {k} --steps {steps} --method {method}{tokens}{no_select} --out my_vector.safetensors")
-    sample = (f" --sample --temperature {_float(cfg.get('temperature'), 1.0):g} --top-p {_float(cfg.get('top_p'), 1):g}"
-              if cfg.get("do_sample") else "")
+        select = [] if build.get("select", cfg.get("build_select", True)) else ["--no-select"]
+        lines.append(command("python -m grains build", "--model", model, "--data",
+                             "my_data.jsonl" if name == "uploaded file" else q(name),
+                             "--limit", str(_int(build.get("rows", cfg.get("build_rows")), 12)),
+                             "--offset", str(_int(build.get("offset"), 0)), "--top-k", k, "--steps", steps,
+                             "--method", method, *tokens, *select, "--out", "my_vector.safetensors"))
+    sample = (["--sample", "--temperature", f"{_float(cfg.get('temperature'), 1.0):g}", "--top-p",
+               f"{_float(cfg.get('top_p'), 1.0):g}"] if cfg.get("do_sample") else [])
     eval_name = cfg.get("eval_dataset") or "truthfulqa"
     lines += [
         "",
         "# 4. side by side",
-        f"python -m grains generate --model {model} --prompt {q(cfg.get('gen_prompt') or '')}{image} "
-        f"--vector my_vector.safetensors --layer {layer} --strength {strength:g} "
-        f"--max-new-tokens {_int(cfg.get('max_new_tokens'), 40)} --seed {_int(cfg.get('seed'), 0)}{sample}",
+        command("python -m grains generate", "--model", model, "--prompt", q(cfg.get("gen_prompt") or ""), *image,
+                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength,
+                "--max-new-tokens", str(_int(cfg.get("max_new_tokens"), 40)), "--seed", str(_int(cfg.get("seed"), 0)),
+                *sample),
         "",
         "# 5. evaluation",
-        f"python -m grains eval --model {model} --data "
-        f"{'my_data.jsonl' if eval_name == 'uploaded file' else q(eval_name)} "
-        f"--limit {_int(cfg.get('eval_rows'), 20)} --offset {_int(cfg.get('eval_offset'), 24)} "
-        f"--vector my_vector.safetensors --layer {layer} --strength {strength:g}",
+        command("python -m grains eval", "--model", model, "--data",
+                "my_data.jsonl" if eval_name == "uploaded file" else q(eval_name),
+                "--limit", str(_int(cfg.get("eval_rows"), 20)), "--offset", str(_int(cfg.get("eval_offset"), 24)),
+                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength),
     ]
     return "\n".join(lines) + "\n"
 
@@ -186,11 +204,8 @@ def build_show_code_panel(state: gr.State, sources: dict[str, Any]) -> tuple[gr.
     gr.Markdown("The calls below reproduce what this session shows: same model, inputs and settings. Copy them "
                 "into a script or a terminal.", elem_classes=["grains-muted"])
     refresh = gr.Button("Refresh from the current settings", size="sm")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            python = gr.Code(language="python", label="Python API", interactive=False, elem_id="grains-code-python")
-        with gr.Column(scale=2):
-            cli = gr.Code(language="shell", label="Command line", interactive=False, elem_id="grains-code-cli")
+    python = gr.Code(language="python", label="Python API", interactive=False, elem_id="grains-code-python")
+    cli = gr.Code(language="shell", label="Command line", interactive=False, elem_id="grains-code-cli")
     names = [n for n in FIELDS if n in sources]
     inputs = [state, *[sources[n] for n in names]]
 

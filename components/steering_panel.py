@@ -4,16 +4,24 @@ and pick the layer, strength and norm-rescaling used to steer."""
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json
+from components.app_state import Session, clean_json, scratch_dir
 from components.attribution_panel import AttributionPanel, open_image, whole
-from components.common import MODEL_QUEUE, api_endpoint, esc, fmt_float, guarded, note_html, session_model
+from components.common import (
+    MODEL_QUEUE,
+    api_endpoint,
+    esc,
+    fmt_float,
+    guarded,
+    note_html,
+    session_model,
+    warn,
+)
 from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choices, load_rows
 from grains.errors import Cancelled, InputError
 
@@ -66,7 +74,7 @@ def cv_table(session: Session) -> list[list[Any]]:
 def save_copy(vector: Any, model_name: str) -> str:
     """Write the vector to a fresh temp folder for download; returns the .safetensors path."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name).strip("-")[:60] or "model"
-    folder = Path(tempfile.mkdtemp(prefix="grains-vector-"))
+    folder = scratch_dir("vector-")
     return str(vector.save(folder / f"grains_{safe}_{vector.method}.safetensors"))
 
 
@@ -197,12 +205,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
             source = gr.Radio(SOURCES, value="dataset", label="From")
-            dataset = gr.Dropdown(dataset_choices(False), value="truthfulqa", label="Dataset")
+            dataset = gr.Dropdown(dataset_choices(False), value="truthfulqa", label="Dataset",
+                                  elem_id="grains-build-dataset")
             upload = gr.File(label="Dataset file (JSONL or CSV: prompt, chosen, rejected [, image])",
                              file_types=[".jsonl", ".json", ".csv", ".tsv"], type="filepath", visible=False,
                              height=100)
             with gr.Row():
-                rows = gr.Slider(1, 64, value=12, step=1, label="Rows")
+                rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows")
                 offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
             method = gr.Dropdown(METHODS, value="grains", label="Method")
             cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
@@ -211,7 +220,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                         elem_classes=["grains-muted"])
             with gr.Row():
                 build = gr.Button("Build vector", variant="primary", elem_id="grains-build")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="grains-cancel")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="grains-cancel", scale=0, min_width=110)
             status = gr.HTML(elem_id="grains-build-status")
 
     panel = SteeringPanel(layer=layer, strength=strength, normalize=normalize, card=card, table=table,
@@ -219,12 +228,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                           cross_validate=cross_validate)
 
     def source_changed(src: str, name: str) -> list[Any]:
-        return [gr.update(visible=src == "dataset"), gr.update(visible=src == "dataset" and name == UPLOAD),
-                gr.update(visible=src == "dataset")]
+        from_data = src == "dataset"
+        return [gr.update(visible=from_data), gr.update(visible=from_data and name == UPLOAD),
+                gr.update(visible=from_data), gr.update(visible=from_data), gr.update(visible=from_data)]
 
     for trigger in (source.change, dataset.change):
-        trigger(source_changed, inputs=[source, dataset], outputs=[dataset, upload, rows], queue=False,
-                api_visibility="private")
+        trigger(source_changed, inputs=[source, dataset], outputs=[dataset, upload, rows, offset, cross_validate],
+                queue=False, api_visibility="private")
 
     vector_outputs = [card, table, download, layer, strength]
 
@@ -241,10 +251,11 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
             summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
                                 progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
         except Cancelled:
-            gr.Warning("Vector building was cancelled; the previous vector is kept.")
+            warn("Vector building was cancelled; the previous vector is kept.")
             return [session, *vector_view(session), note_html("Cancelled.", "warn")]
         skipped = summary.get("skipped") or []
-        note = (f"Built in {summary['seconds']:.0f} s from {summary['n_examples']} examples. "
+        n = summary["n_examples"]
+        note = (f"Built in {summary['seconds']:.0f} s from {n} example{'s' if n != 1 else ''}. "
                 f"{esc(summary.get('note', ''))}")
         if skipped:
             note += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
@@ -263,7 +274,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     @guarded
     def load_ui(session: Session, path: str | None) -> list[Any]:
         for warning in load_vector_file(session, path):
-            gr.Warning(warning)
+            warn(warning)
         return [session, *vector_view(session), note_html("Vector loaded.", "ok")]
 
     upload_vector.upload(load_ui, inputs=[state, upload_vector], outputs=[state, *vector_outputs, status],

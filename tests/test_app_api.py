@@ -224,12 +224,12 @@ def test_vlm_session_attributes_an_image_and_builds(url):
     assert scores["image_grid"] and any(scores["image_mask"]) and 0 <= scores["extra"]["image_share"] <= 1
     summary, _ = c.predict("example", "", None, 1, 0, "grains", 2, 2, False, api_name="/build_vector")
     assert summary["n_examples"] == 1
+    pope, _ = c.predict("pope_style", None, 4, 0, True, summary["layer"], 0.5, api_name="/evaluate")
+    assert pope["kind"] == "probes" and pope["n"] == 4 and "f1" in pope and "yes_ratio_unsteered" in pope
     back = c.predict("tiny-random-llama", api_name="/load_model")
     assert back["kind"] == "LLM" and back["vector"] is None  # the VLM's vector does not fit the LLM
 
 
-@pytest.mark.xfail(reason="grains.generation._batch_inputs expands the image extras twice (pixel_values batch 4 for "
-                          "2 rows); fixed when it passes enc.extras to generation_inputs unexpanded", strict=False)
 def test_vlm_session_generates_with_an_image(url):
     c = vlm_client(url)
     c.predict("Is there a person in the image?", " Yes", " No", 2, handle_file(str(PHOTO)), api_name="/attribute")
@@ -276,3 +276,30 @@ def test_two_concurrent_clients_keep_their_own_vectors(url):
         expected = generate_pair(lm, prompt, load_vector(path), 1, 3.0, GenerationSettings(max_new_tokens=8))
         for unsteered, steered in results[name]:
             assert (unsteered, steered) == (expected.unsteered, expected.steered), name
+
+
+def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
+    """The "Show code" Python script runs as is; its CLI attribution command parses and runs."""
+    import subprocess
+    import sys
+
+    from components.app_state import Session
+    from components.show_code import cli_code, python_code
+
+    cfg = {"prompt": "Q: Is it 'safe'?\nA:", "chosen": " Yes", "rejected": " No", "steps": 2, "target": "sequence",
+           "baseline": "zero", "k": 2, "content_only": True, "layer": 1, "strength": 0.5, "build_source": "dataset",
+           "build_dataset": "truthfulqa", "build_rows": 3, "build_method": "caa", "build_select": False,
+           "gen_prompt": "Hello", "max_new_tokens": 3, "eval_dataset": "truthfulqa", "eval_rows": 2, "eval_offset": 24}
+    session = Session(model_name="tiny-random-llama")
+    session.overrides["force_positive"] = [3]
+    code = python_code(cfg, session)
+    assert "force_positive=[3]" in code and "k=2" in code and "layer=1, strength=0.5" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "show_code.py", "exec"), namespace)  # noqa: S102 - our own generated code
+    assert namespace["report"]["n"] == 2 and (tmp_path / "my_vector.safetensors").is_file()
+    shell = cli_code(cfg, session)
+    attribute_cmd = shell.split("\n\n")[0].split("\n", 1)[1].replace("python -m", f"{sys.executable} -m", 1)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["bash", "-c", attribute_cmd], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
