@@ -155,6 +155,9 @@ def main() -> int:
     ap.add_argument("--model", default="qwen2.5-0.5b-instruct")
     ap.add_argument("--data", default="assets/data/hallucination_pairs.jsonl")
     ap.add_argument("--train", type=int, default=200, help="first N rows build the vectors")
+    ap.add_argument("--balance", action="store_true",
+                    help="take the --train rows from the first --test-offset rows with the chosen answers balanced "
+                         "(a small A/B subset that is not balanced teaches the letter)")
     ap.add_argument("--cv", type=int, default=None, help="score CV on the first N training rows (default: all)")
     ap.add_argument("--test-offset", type=int, default=200)
     ap.add_argument("--test", type=int, default=100)
@@ -174,7 +177,14 @@ def main() -> int:
     args = ap.parse_args()
 
     lm = load_model(args.model)
-    train = load_pairs(args.data, limit=args.train)
+    train = load_pairs(args.data, limit=args.test_offset if args.balance else args.train)
+    if args.balance:
+        groups: dict[str, list[Any]] = {}
+        for ex in train:
+            groups.setdefault(ex.chosen.strip(), []).append(ex)
+        per = max(1, args.train // len(groups))
+        picked = [g[:per] for g in groups.values()]
+        train = [ex for batch in zip(*picked) for ex in batch][: args.train]  # interleaved, so CV folds mix answers
     test = load_pairs(args.data, limit=args.test, offset=args.test_offset)
     targets = args.targets.split(",")
     ks = [int(k) for k in args.ks.split(",")]
