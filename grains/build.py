@@ -16,14 +16,14 @@ from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
 from grains.scoring import resolve_image, score_pair
 from grains.selection import Selection, cross_validate
-from grains.steering import steer
+from grains.steering import check_layers, check_strength, steer
 from grains.topk import check_k
 from grains.vectors import SteeringVector
 
 DEFAULT_STRENGTHS = (0.1, 0.25, 0.5, 1.0)
 
 
-def default_layers(num_layers: int, count: int = 6) -> list[int]:
+def default_layers(num_layers: int, count: int = 8) -> list[int]:
     """Evenly spread candidate layers over the middle of the network (20% to 80% of depth)."""
     low, high = max(0, round(0.2 * (num_layers - 1))), round(0.8 * (num_layers - 1))
     if high - low + 1 <= count:
@@ -90,6 +90,8 @@ def build_vector(
     k = check_k(k)
     if not examples:
         raise InputError("There are no examples to build a vector from.")
+    candidates = check_layers(list(layers), lm.num_layers) if layers else default_layers(lm.num_layers)
+    grid = [check_strength(s) for s in (strengths or DEFAULT_STRENGTHS)]
     start = time.perf_counter()
     collect_share = 0.6 if select and len(examples) >= 2 else 1.0
     deltas: list[ExampleDeltas] = []
@@ -112,8 +114,6 @@ def build_vector(
         if not deltas:
             raise InputError("No example could be used: " + (skipped[0]["reason"] if skipped else "none given."))
         norms = layer_norms(deltas)
-        candidates = list(layers) if layers else default_layers(lm.num_layers)
-        grid = [float(s) for s in (strengths or DEFAULT_STRENGTHS)]
 
         def make_vector(indices: list[int]) -> SteeringVector:
             subset = [deltas[i] for i in indices]

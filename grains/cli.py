@@ -107,7 +107,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     progress = None if args.json or args.quiet else (lambda f, m: print(f"[{f:5.0%}] {m}", file=sys.stderr))
     result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
                           position=args.position, content_only=not args.all_tokens, select=not args.no_select,
-                          folds=args.folds, progress=progress)
+                          folds=args.folds, layers=args.layers, strengths=args.strengths, progress=progress)
     out = result.vector.save(args.out)
     summary = {**result.summary(), "out": str(out), "data_kind": kind}
     text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
@@ -184,6 +184,23 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of whole numbers") from exc
+
+
+def _float_list(value: str) -> list[float]:
+    try:
+        numbers = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of numbers") from exc
+    if not numbers or any(not math.isfinite(n) for n in numbers):
+        raise argparse.ArgumentTypeError(f"{value!r} must list finite numbers")
+    return numbers
+
+
 def _common(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     if with_model:
         p.add_argument("--model", default=None, help="preset name, hub id, local dir or .gguf file "
@@ -234,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-tokens", action="store_true", help="let top-k pick template/special-free tokens too")
     p.add_argument("--folds", type=_positive_int, default=3)
     p.add_argument("--no-select", action="store_true", help="skip the cross-validated layer/strength choice")
+    p.add_argument("--layers", type=_int_list, default=None, help="candidate layers for the choice, e.g. 10,12,14")
+    p.add_argument("--strengths", type=_float_list, default=None, help="candidate strengths, e.g. 0.25,0.5,1")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_build)
