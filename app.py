@@ -63,7 +63,9 @@ table.grains-summary th { font-weight: 600; white-space: nowrap; }
 .grains-bar { height: 8px; background: #dbe4f3; border-radius: 4px; overflow: hidden; margin-top: 6px; }
 .grains-bar span { display: block; height: 100%; background: #b2182b; }
 .grains-pad { padding: 6px 10px 0; }
-#grains-unsteered, #grains-steered { min-height: 110px; font-size: 1rem; }
+#grains-unsteered, #grains-steered { min-height: 110px; font-size: 1rem; align-self: flex-start; }
+#grains-unsteered .grains-diff, #grains-steered .grains-diff { max-height: 460px; overflow-y: auto; }
+#grains-unsteered del.grains-del { text-decoration: none !important; }
 .grains-steps { display: flex; align-items: stretch; gap: 6px; flex-wrap: wrap; margin: 8px 0 4px; }
 .grains-step { flex: 1 1 170px; border: 1px solid var(--border-color-primary); border-radius: 10px;
   padding: 10px 12px; background: var(--background-fill-secondary); display: flex; flex-direction: column; gap: 4px; }

@@ -141,13 +141,16 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         generate = gr.Button("Generate side by side", variant="primary", elem_id="grains-generate")
         stop = gr.Button("Stop", variant="stop", elem_id="grains-stop", scale=0, min_width=110)
     status = gr.HTML(elem_id="grains-gen-status")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         with gr.Column(elem_classes=["grains-card"]):
             gr.Markdown("#### Unsteered")
             unsteered = gr.HTML(WAITING, elem_id="grains-unsteered")
         with gr.Column(elem_classes=["grains-card"]):
             steered_title = gr.Markdown("#### Steered")
             steered = gr.HTML(WAITING, elem_id="grains-steered")
+    gr.Markdown("Red: words only in the unsteered text · green: words only in the steered text. Both rows are "
+                "generated in one batch with the same seed, so every difference comes from the steering vector.",
+                elem_classes=["grains-muted"])
     with gr.Accordion("Strength sweep: the same prompt at several strengths", open=False):
         with gr.Row():
             strengths = gr.Textbox("0, 0.25, 0.5, 1, 2", label="Strengths (comma-separated)", max_lines=1)
