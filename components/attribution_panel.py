@@ -415,7 +415,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
     # API: /attribute (prompt, chosen, rejected, steps, image, target, baseline) -> heatmap HTML, scores JSON, delta
     with gr.Column(visible=False):
         api_in = [gr.Textbox(label="prompt"), gr.Textbox(label="chosen"), gr.Textbox(label="rejected"),
-                  gr.Number(value=DEFAULT_STEPS, label="steps"), gr.Image(type="filepath", label="image"),
+                  gr.Number(value=DEFAULT_STEPS, label="steps"), gr.File(type="filepath", label="image"),
                   gr.Textbox(value="sequence", label="target"), gr.Textbox(value="zero", label="baseline")]
         api_out = [gr.HTML(label="heatmap"), gr.JSON(label="scores"), gr.Number(label="delta")]
 

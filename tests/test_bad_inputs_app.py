@@ -37,7 +37,6 @@ UPLOAD_REFUSED = {"dataset-100mb"}
 CLIPPED_IN_APP = {"k-more-than-tokens"}
 # Gradio's own gr.Image preprocessing opens the upload before the app's handler runs, so the user sees Gradio's
 # "Could not preprocess input component ..." (with a server path) instead of grains' ImageError sentence.
-GRADIO_PREPROCESS = {"image-not-an-image"}
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +118,6 @@ def test_case_through_the_app(case, clients, folder, monkeypatch):
         _, selection = call(case, c, args)
         content = sum(1 for tok in selection["prompt"]["positive"])
         assert 0 < content < args["k"], selection
-    elif case.id in GRADIO_PREPROCESS:
-        with pytest.raises(AppError):
-            call(case, c, args)
-        still_serving(c, case.model, folder)
-        pytest.xfail("an error, not a crash, but the message is Gradio's preprocessing error, not grains' sentence: "
-                     "the API's image input should be a gr.File(type='filepath') so grains.images.load_image reads it")
     elif case.id in UPLOAD_REFUSED:
         with pytest.raises(Exception) as info:  # refused at upload: an HTTP error, or an AppError from the app
             call(case, c, args)
