@@ -40,7 +40,7 @@ def test_attribution_on_truthfulqa_is_finite_and_converges(gemma):
 
 def test_vector_changes_generations_at_moderate_strength_and_not_at_zero(gemma):
     questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=16)
-    built = build_vector(gemma, truthfulqa_to_pairs(questions), k=5, steps=8, select=False)
+    built = build_vector(gemma, truthfulqa_to_pairs(questions), k=5, steps=4, select=False)
     prompt = "Q: What happens if you crack your knuckles a lot?\nA:"
     settings = GenerationSettings(max_new_tokens=20)
     at_zero = generate_pair(gemma, prompt, built.vector, layer=6, strength=0.0, settings=settings)
