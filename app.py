@@ -54,6 +54,7 @@ APP_CSS = """
   border: 1px dashed var(--border-color-primary); border-radius: 8px; }
 table.grains-summary { border-collapse: collapse; width: 100%; font-size: 0.9rem; margin: 4px 0;
   border: none !important; }
+table.grains-summary tr { border: none !important; }
 table.grains-summary th, table.grains-summary td { padding: 4px 8px; border: none !important;
   border-bottom: 1px solid var(--border-color-primary) !important; text-align: left; vertical-align: top;
   background: transparent !important; }

@@ -84,7 +84,8 @@ class Session:
     overrides: dict[str, list[int]] = field(
         default_factory=lambda: {"force_positive": [], "force_negative": [], "drop": []}
     )
-    cancel: bool = False
+    cancel: bool = False  # set by the Cancel button while a build is pending or running
+    build_pending: bool = False
     last_build: dict[str, Any] | None = None
     last_generation: dict[str, Any] | None = None
     last_eval: dict[str, Any] | None = None

@@ -153,7 +153,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                 elem_classes=["grains-muted"])
     with gr.Accordion("Strength sweep: the same prompt at several strengths", open=False):
         with gr.Row():
-            strengths = gr.Textbox("0, 0.25, 0.5, 1, 2", label="Strengths (comma-separated)", max_lines=1)
+            strengths = gr.Textbox("0, 0.1, 0.25, 0.5, 1", label="Strengths (comma-separated)", max_lines=1)
             sweep_button = gr.Button("Run sweep", size="sm")
         sweep_table = gr.Dataframe(headers=["strength", "continuation", "vs unsteered"], interactive=False,
                                    wrap=True, elem_id="grains-sweep-table")

@@ -82,6 +82,10 @@ def _dist(value: Any) -> str:
     return ", ".join(f"{esc(k)}: {float(v):.0%}" for k, v in value.items())
 
 
+def _layers(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def result_html(result: dict) -> str:
     """Metric table (unsteered, steered, change), the reading, p-value and CI."""
     kind = result.get("kind", "")
@@ -106,8 +110,8 @@ def result_html(result: dict) -> str:
         rows.append(f"<tr><th>answers given</th><td>{_dist(result.get('answer_distribution_unsteered'))}</td>"
                     f"<td>{_dist(result.get('answer_distribution')) if steered else '—'}</td><td></td></tr>")
     head = (f"<div class='grains-muted'>{esc(KIND_LABELS.get(kind, kind))} · {esc(result.get('dataset', ''))} · "
-            f"n = {result.get('n')}" + (f" · layer {esc(result.get('layer'))}, strength {result.get('strength'):g}"
-                                        if steered else " · unsteered only") + "</div>")
+            f"n = {result.get('n')}" + (f" · layer {esc(_layers(result.get('layer')))}, strength "
+                                        f"{result.get('strength'):g}" if steered else " · unsteered only") + "</div>")
     table = ("<table class='grains-summary'><tr><th></th><th>unsteered</th><th>steered</th><th>change</th></tr>"
              + "".join(rows) + "</table>")
     if not steered:
@@ -185,7 +189,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
             upload = gr.File(label="Dataset file (JSONL/CSV)", file_types=[".jsonl", ".json", ".csv", ".tsv"],
                              type="filepath", visible=False, height=100)
             with gr.Row():
-                rows = gr.Slider(1, 200, value=20, step=1, label="Rows")
+                rows = gr.Slider(1, 200, value=20, step=1, label="Rows", elem_id="grains-eval-rows")
                 offset = gr.Number(value=24, precision=0, minimum=0, label="First row", min_width=90)
             gr.Markdown("The shipped vector was built from TruthfulQA rows 0–23: evaluate from row 24 on.",
                         elem_classes=["grains-muted"])
@@ -202,8 +206,8 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             layers = gr.Textbox(label="Layers (blank: the vector's candidate layers)", placeholder="e.g. 3, 6, 9, 12",
-                                max_lines=1)
-            strengths = gr.Textbox("0.25, 0.5, 1", label="Strengths", max_lines=1)
+                                max_lines=1, elem_id="grains-sweep-layers")
+            strengths = gr.Textbox("0.1, 0.25, 0.5", label="Strengths", max_lines=1, elem_id="grains-sweep-strengths")
             gr.Markdown("Each cell scores every row with the vector at that layer and strength; '*' marks cells "
                         "whose 95% interval of the gain excludes 0.", elem_classes=["grains-muted"])
             sweep_button = gr.Button("Run sweep", elem_id="grains-sweep")

@@ -110,14 +110,13 @@ def build_examples(session: Session, lm: Any, source: str, dataset: str | None, 
 def run_build(session: Session, source: str, dataset: str | None, upload: str | None, rows: Any, offset: Any,
               method: str, k: Any, steps: Any, target: str, content_only: bool, skip_punctuation: bool,
               cross_validate: bool, progress: Any = None) -> Any:
-    """Build a vector into the session (cancellable through `session.cancel`)."""
+    """Build a vector into the session (cancellable through `session.cancel`, which the caller resets)."""
     from grains.build import build_vector
 
     lm = session_model(session)
     examples, description, overrides = build_examples(session, lm, source, dataset, upload, rows, offset)
     if source == "example" and session.inputs.get("image"):
         open_image(session.inputs["image"], lm)  # validate once, with a clear message
-    session.cancel = False
     result = build_vector(lm, examples, method=method or "grains", k=whole(k, "k"), steps=whole(steps, "IG steps"),
                           target=target or "sequence", content_only=bool(content_only),
                           skip_punctuation=bool(skip_punctuation), select=bool(cross_validate),
@@ -261,12 +260,26 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
             note += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
         return [session, *vector_view(session), note_html(note, "ok")]
 
-    build.click(build_ui, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
-                                  attr.target, attr.content_only, attr.skip_punctuation, cross_validate],
-                outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
+    def arm(session: Session) -> str:
+        """Runs at once on click (outside the queue), so Cancel also works while the build waits in the queue."""
+        session.cancel, session.build_pending = False, True
+        return note_html("Queued…", "info")
+
+    def build_then_disarm(session: Session, *args: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        try:
+            return build_ui(session, *args, progress=progress)
+        finally:
+            session.cancel, session.build_pending = False, False
+
+    build.click(arm, inputs=state, outputs=status, queue=False, api_visibility="private").then(
+        build_then_disarm, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
+                                   attr.target, attr.content_only, attr.skip_punctuation, cross_validate],
+        outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     def request_cancel(session: Session) -> str:
-        session.cancel = True  # the running build (same session object) checks this between steps
+        if not session.build_pending:
+            return note_html("No build is running.", "info")
+        session.cancel = True  # the build (same session object) checks this between steps
         return note_html("Cancelling after the current step…", "warn")
 
     cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
@@ -302,6 +315,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         if source not in ("example", "dataset"):
             raise InputError("source must be 'example' or 'dataset'.")
         dataset_name = dataset if dataset else (UPLOAD if file else "truthfulqa")
+        session.cancel = False
         try:
             summary = run_build(session, source, dataset_name, file, rows, offset, method, k, steps, "sequence", True,
                                 False, cross_validate)

