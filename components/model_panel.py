@@ -12,7 +12,7 @@ from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html
 from grains.errors import GrainsError, InputError
 from grains.presets import PRESETS, is_installed
 
-GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights, for tests"}
+GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights"}
 
 
 def preset_label(name: str) -> str:
@@ -134,16 +134,15 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
     """The model bar; `load_event` is the load click, to chain panel refreshes after it."""
     with gr.Row(equal_height=False, elem_id="grains-model-bar", elem_classes=["grains-card"]):
         with gr.Column(scale=4, min_width=340):
-            with gr.Row():
-                preset = gr.Dropdown(preset_choices(), value=default_model if default_model in PRESETS else None,
-                                     label="Model", elem_id="grains-preset", interactive=True, scale=3)
-                custom = gr.Textbox(label="…or a hub id / local path", scale=2,
+            preset = gr.Dropdown(preset_choices(), value=default_model if default_model in PRESETS else None,
+                                 label="Model preset", elem_id="grains-preset", interactive=True)
+            with gr.Row(equal_height=True):
+                custom = gr.Textbox(label="…or a hub id / local path / .gguf file", scale=3,
                                     placeholder="owner/name or /path/to/checkpoint", elem_id="grains-custom-model",
                                     max_lines=1)
-            with gr.Row():
-                load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", size="sm",
-                                        scale=0, min_width=140)
-                preset_info = gr.HTML(preset_note(default_model), elem_id="grains-preset-info")
+                load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", scale=1,
+                                        min_width=120)
+            preset_info = gr.HTML(preset_note(default_model), elem_id="grains-preset-info")
         with gr.Column(scale=7, min_width=320):
             card = gr.HTML(elem_id="grains-model-card", label="Loaded model")
 
