@@ -15,7 +15,7 @@ STEPS_HTML = """
   k most negative (I−) tokens</span></div>
   <div class="grains-step-arrow">→</div>
   <div class="grains-step"><div class="grains-step-n">3</div><b>Ablate → vectors</b><span>hidden-state shifts
-  when I+ / I− are removed; PCA over examples</span></div>
+  when I+ / I− are removed; v = mean(d+) − mean(d−) over examples (PCA optional)</span></div>
   <div class="grains-step-arrow">→</div>
   <div class="grains-step"><div class="grains-step-n">4</div><b>Steer</b><span>h + λv at one layer, then
   rescale each token back to its norm</span></div>

@@ -26,8 +26,9 @@ from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choic
 from grains.errors import Cancelled, InputError
 
 SOURCES = [("the current example (Attribute tab)", "example"), ("a dataset", "dataset")]
-METHODS = [("GrAInS: top-k ablation deltas, PCA", "grains"), ("GrAInS, mean of deltas", "mean"),
-           ("PCA of the deltas (no v+/v- split)", "pca"), ("CAA: mean h(s+) − h(s−)", "caa")]
+METHODS = [("GrAInS (default): mean(d+) − mean(d−) of the ablation deltas", "grains"),
+           ("GrAInS, mean of deltas (same as the default)", "mean"),
+           ("GrAInS, PCA: PC1(d+) − PC1(d−), signs aligned", "pca"), ("CAA: mean h(s+) − h(s−)", "caa")]
 MAX_STRENGTH_UI = 4.0
 NO_VECTOR = ("No steering vector in this session yet. Build one below (from the example you attributed or from a "
              "dataset) or load a .safetensors file.")
