@@ -75,6 +75,8 @@ table.grains-summary th { font-weight: 600; white-space: nowrap; }
   display: flex; align-items: center; justify-content: center; font-weight: 700; font-size: 0.85rem; }
 .grains-step-arrow { align-self: center; font-size: 1.4rem; color: var(--body-text-color-subdued); }
 #grains-explainer { max-width: 900px; }
+#grains-load-model { align-self: flex-end !important; height: auto !important; white-space: nowrap;
+  margin-bottom: 8px; }
 footer { display: none !important; }
 """
 

@@ -54,8 +54,10 @@ layer $l$:
 
 $$\delta^+ = h_l(s) - h_l(s \setminus I^+), \qquad \delta^- = h_l(s) - h_l(s \setminus I^-).$$
 
-Over $N$ examples, $v^+$ is the first principal component of all $\delta^+$ (sign aligned with their mean),
-$v^-$ likewise, and the steering vector is $v = v^+ - v^-$. Layer and strength are chosen by cross-validation
+Over $N$ examples the steering vector is $v = v^+ - v^-$. By default $v^+$ and $v^-$ are the means of all
+$\delta^+$ and all $\delta^-$; the paper's variant (*PCA* in the Steer tab) takes the first principal component of
+each, with its sign aligned to the mean. (Both PCs mostly capture the generic "something was removed" shift, so
+their difference nearly cancels on small models; the means do not.) Layer and strength are chosen by cross-validation
 on held-out examples, with strength 0 (no steering) as a candidate, so the estimate is honest.
 
 ### 4. Steer with a norm rescale — *Compare and Evaluate tabs*

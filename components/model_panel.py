@@ -136,12 +136,12 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
         with gr.Column(scale=4, min_width=340):
             preset = gr.Dropdown(preset_choices(), value=default_model if default_model in PRESETS else None,
                                  label="Model preset", elem_id="grains-preset", interactive=True)
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False):
                 custom = gr.Textbox(label="…or a hub id / local path / .gguf file", scale=3,
                                     placeholder="owner/name or /path/to/checkpoint", elem_id="grains-custom-model",
                                     max_lines=1)
-                load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", scale=1,
-                                        min_width=120)
+                load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", scale=0,
+                                        min_width=130)
             preset_info = gr.HTML(preset_note(default_model), elem_id="grains-preset-info")
         with gr.Column(scale=7, min_width=320):
             card = gr.HTML(elem_id="grains-model-card", label="Loaded model")

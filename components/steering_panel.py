@@ -52,10 +52,16 @@ def vector_card(session: Session) -> str:
     if sel:
         acc = (f"accuracy {sel.get('cv_accuracy_unsteered', 0):.0%} → {sel.get('cv_accuracy', 0):.0%}"
                if sel.get("cv_accuracy") is not None else "")
-        kind = "ok" if sel.get("beats_unsteered") else "warn"
+        better = (sel.get("cv_accuracy") or 0) >= (sel.get("cv_accuracy_unsteered") or 0)
+        kind = "ok" if sel.get("beats_unsteered") and better else "warn"
+        note = str(sel.get("note", ""))
+        note = "" if note.startswith("Cross-validated over") else note  # the numbers are already above
         head += note_html(f"<b>Cross-validated estimate</b> ({sel.get('folds')} folds, held-out items): mean margin "
                           f"gain {fmt_float(sel.get('cv_margin_gain'))} (fold spread "
-                          f"{fmt_float(sel.get('cv_margin_gain_std'))}), {acc}. {esc(sel.get('note', ''))}", kind)
+                          f"{fmt_float(sel.get('cv_margin_gain_std'))}), {acc}. {esc(note)}", kind)
+        if not better:
+            head += ('<div class="grains-muted">The margin grows but held-out accuracy does not: check the Evaluate '
+                     'tab before trusting this vector.</div>')
     elif (v.meta or {}).get("note"):
         head += note_html(esc(v.meta["note"]), "info")
     return head

@@ -173,6 +173,7 @@ def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
 
     page.click("#grains-tab-steer-button")
     card = page.inner_text("#grains-vector-card")
+    page.screenshot(path=str(test_output_dir / "embedded_vector.png"), full_page=True)
     if "No steering vector" in card:  # no shipped vector: build one from the current example
         page.get_by_text("the current example (Attribute tab)").click()
         page.click("#grains-build")
