@@ -132,7 +132,8 @@ def test_html_in_the_prompt_renders_as_text(page, app_server, test_output_dir):
     page.click("#grains-tab-compare-button")
     page.fill("#grains-gen-prompt textarea", "<img src=y onerror=alert(3)>")
     page.click("#grains-tab-steer-button")
-    page.click("#grains-build")  # a dataset vector, so Generate has one
+    page.get_by_text("the current example (Attribute tab)").click()
+    page.click("#grains-build")  # a vector from the (hostile) example, so Generate has one
     page.wait_for_selector("#grains-build-status .grains-note-ok")
     generate(page)
     page.wait_for_timeout(500)
