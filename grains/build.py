@@ -77,14 +77,18 @@ def build_vector(
     should_stop: Callable[[], bool] | None = None,
     overrides: dict | None = None,
     seed: int = 0,
+    search: str = "coarse",
 ) -> BuildResult:
     """A steering vector for every layer from `examples` (objects with prompt, chosen, rejected, optional image).
 
     With `select`, layer and strength are chosen by `folds`-fold cross-validation on the mean margin
-    (strength 0 included); the estimate is stored in the vector's metadata.
+    (strength 0 included); the estimate is stored in the vector's metadata. `search="coarse"` compares the layers
+    at the grid's middle strength, then tries every strength at the two best layers; `"grid"` tries every cell.
     """
     if method not in METHODS:
         raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    if search not in ("coarse", "grid"):
+        raise InputError("The search must be 'coarse' or 'grid'.")
     if position not in ("answer", "prompt"):
         raise InputError("The read position must be 'answer' or 'prompt'.")
     k = check_k(k)
@@ -140,7 +144,7 @@ def build_vector(
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
             selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
                                        fallback_layer=candidates[len(candidates) // 2], should_stop=should_stop,
-                                       progress=sub_progress)
+                                       progress=sub_progress, search=search)
             vector.default_layer, vector.default_strength = selection.layer, selection.strength
             note = selection.note
         else:
@@ -151,7 +155,7 @@ def build_vector(
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
-        "candidate_layers": candidates, "candidate_strengths": grid, "skipped": len(skipped),
+        "candidate_layers": candidates, "candidate_strengths": grid, "search": search, "skipped": len(skipped),
         **({"selection": selection.to_dict()} if selection else {}),
     }
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped)

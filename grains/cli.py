@@ -107,7 +107,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     progress = None if args.json or args.quiet else (lambda f, m: print(f"[{f:5.0%}] {m}", file=sys.stderr))
     result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
                           position=args.position, content_only=not args.all_tokens, select=not args.no_select,
-                          folds=args.folds, layers=args.layers, strengths=args.strengths, progress=progress)
+                          folds=args.folds, layers=args.layers, strengths=args.strengths, progress=progress,
+                          search=args.search)
     out = result.vector.save(args.out)
     summary = {**result.summary(), "out": str(out), "data_kind": kind}
     text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-select", action="store_true", help="skip the cross-validated layer/strength choice")
     p.add_argument("--layers", type=_int_list, default=None, help="candidate layers for the choice, e.g. 10,12,14")
     p.add_argument("--strengths", type=_float_list, default=None, help="candidate strengths, e.g. 0.25,0.5,1")
+    p.add_argument("--search", choices=["coarse", "grid"], default="coarse",
+                   help="coarse: every layer at the middle strength, then every strength at the 2 best layers; "
+                        "grid: every layer x strength")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_build)

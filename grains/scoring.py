@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,35 +24,79 @@ def resolve_image(image: Any) -> Any:
 
 
 def response_logprobs(lm: Any, prompt: PromptEncoding, responses: list[str]) -> tuple[list[float], list[int]]:
-    """Sum of log P(response tokens | prompt) for each response, and each response's token count."""
+    """Sum of log P(response tokens | prompt) for each response, and each response's token count.
+
+    For a text model the prompt runs once and every response continues from its KV cache (the prompt is most of
+    the tokens, so this halves the cost of a pair); a VLM runs each prompt + response in full.
+    """
     encoded = [encode_response(lm.tokenizer, r, lm.prompt_style) for r in responses]
+    if not lm.adapter.is_vlm and not prompt.extras:
+        return _shared_prefix_logprobs(lm, prompt, [r.ids for r in encoded])
+    return _full_logprobs(lm, prompt, [r.ids for r in encoded])
+
+
+def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def _pick(logprobs: torch.Tensor, targets: list[int]) -> float:
+    """Sum of logprobs[j, targets[j]] (one row of predictions per target token)."""
+    index = torch.tensor(targets, device=logprobs.device).view(-1, 1)
+    return float(logprobs[: len(targets)].gather(-1, index).sum())
+
+
+def _shared_prefix_logprobs(
+    lm: Any, prompt: PromptEncoding, responses: list[list[int]]
+) -> tuple[list[float], list[int]]:
+    model, device = lm.model, lm.adapter.input_device
+    pad = lm.tokenizer.pad_token_id or 0
+    p = len(prompt.ids)
     sums: list[float] = []
-    counts: list[int] = []
+    with torch.no_grad():
+        prefix = model(input_ids=torch.tensor([prompt.ids], device=device), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
+        for start in range(0, len(responses), ROWS_PER_FORWARD):
+            chunk = responses[start:start + ROWS_PER_FORWARD]
+            ids, mask = _padded(chunk, pad)
+            cache = copy.deepcopy(prefix.past_key_values)
+            cache.batch_repeat_interleave(len(chunk))
+            full_mask = torch.cat([torch.ones((len(chunk), p), dtype=torch.long), mask], dim=1)
+            out = model(input_ids=ids.to(device), attention_mask=full_mask.to(device), past_key_values=cache,
+                        use_cache=True)
+            logprobs = torch.log_softmax(out.logits.float(), dim=-1)
+            for i, row in enumerate(chunk):
+                total = float(first[row[0]]) if row else 0.0
+                if len(row) > 1:
+                    total += _pick(logprobs[i], row[1:])
+                sums.append(total)
+    return sums, [len(r) for r in responses]
+
+
+def _full_logprobs(lm: Any, prompt: PromptEncoding, responses: list[list[int]]) -> tuple[list[float], list[int]]:
+    sums: list[float] = []
     p = len(prompt.ids)
     pad = lm.tokenizer.pad_token_id or 0
-    for start in range(0, len(encoded), ROWS_PER_FORWARD):
-        chunk = encoded[start:start + ROWS_PER_FORWARD]
-        rows = [prompt.ids + r.ids for r in chunk]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        keep = width - p + 1
-        extras = lm.adapter.expand_extras(prompt.extras, len(rows))
+    for start in range(0, len(responses), ROWS_PER_FORWARD):
+        chunk = responses[start:start + ROWS_PER_FORWARD]
+        ids, mask = _padded([prompt.ids + r for r in chunk], pad)
+        keep = ids.shape[1] - p + 1
+        extras = lm.adapter.expand_extras(prompt.extras, len(chunk))
         with torch.no_grad():
             embeds = lm.adapter.embed_ids(ids, extras)
             device = embeds.device
             out = lm.adapter.forward_embeds(embeds, attention_mask=mask.to(device), extras=extras,
                                             input_ids=ids.to(device), logits_to_keep=keep)
             logprobs = torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1)
-        for i, r in enumerate(chunk):
-            target = torch.tensor(r.ids, device=logprobs.device)
-            picked = logprobs[i, : len(r.ids)].gather(-1, target.view(-1, 1)).squeeze(-1)
-            sums.append(float(picked.sum()))
-            counts.append(len(r.ids))
-    return sums, counts
+        for i, row in enumerate(chunk):
+            sums.append(_pick(logprobs[i], row))
+    return sums, [len(r) for r in responses]
 
 
 @dataclass

@@ -45,6 +45,12 @@ class Selection:
                 "folds": self.folds, "note": self.note, "table": self.table}
 
 
+def coarse_strength(strengths: Sequence[float]) -> float:
+    """The strength at which every layer is compared in the coarse search: the middle of the positive grid."""
+    positive = sorted(s for s in strengths if s > 0)
+    return positive[(len(positive) - 1) // 2]
+
+
 def cross_validate(
     n_items: int,
     layers: Sequence[int],
@@ -56,34 +62,61 @@ def cross_validate(
     fallback_layer: int = 0,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    search: str = "grid",
+    refine_layers: int = 2,
 ) -> Selection:
     """Pick (layer, strength) by held-out mean margin.
 
     `build(train_indices)` returns a vector built from those items only; `score(vector, layer, strength, indices)`
-    returns the margins of those items (vector None and strength 0 = unsteered).
+    returns the margins of those items (vector None and strength 0 = unsteered). `search="grid"` scores every
+    layer x strength; `search="coarse"` scores every layer at the middle strength, then every strength at the
+    `refine_layers` best layers (layers + refine_layers x (strengths - 1) cells instead of layers x strengths).
     """
+    if search not in ("grid", "coarse"):
+        raise ValueError(f"Unknown search {search!r}: use 'grid' or 'coarse'.")
     fold_sets = make_folds(n_items, folds, seed)
     everything = list(range(n_items))
     base = dict(zip(everything, score(None, None, 0.0, everything)))
-    gains: dict[tuple[int, float], dict[int, float]] = {(la, s): {} for la in layers for s in strengths if s > 0}
-    fold_means: dict[tuple[int, float], list[float]] = {key: [] for key in gains}
-    total = len(fold_sets) * max(1, len(gains))
+    positive = [s for s in strengths if s > 0]
+    if search == "coarse" and positive:
+        middle = coarse_strength(positive)
+        stages = [[(la, middle) for la in layers]]
+        extra_cells = min(refine_layers, len(layers)) * (len(set(positive)) - 1)
+    else:
+        stages = [[(la, s) for la in layers for s in positive]]
+        extra_cells = 0
+    gains: dict[tuple[int, float], dict[int, float]] = {}
+    fold_means: dict[tuple[int, float], list[float]] = {}
+    vectors: dict[int, Any] = {}
+    total = len(fold_sets) * max(1, len(stages[0]) + extra_cells)
     done = 0
-    for fold in fold_sets:
-        held = set(fold)
-        train = [i for i in everything if i not in held]
-        vector = build(train) if train else None
-        for key in gains:
-            if should_stop and should_stop():
-                raise Cancelled("Cancelled while choosing the layer and strength.")
-            layer, strength = key
-            margins = score(vector, layer, strength, fold) if vector is not None else [base[i] for i in fold]
-            for i, m in zip(fold, margins):
-                gains[key][i] = m - base[i]
-            fold_means[key].append(statistics.fmean(margins[j] - base[i] for j, i in enumerate(fold)))
-            done += 1
-            if progress:
-                progress(done / total, f"cross-validation: layer {layer}, strength {strength:g}")
+
+    def run_stage(cells: list[tuple[int, float]]) -> None:
+        nonlocal done
+        for f, fold in enumerate(fold_sets):
+            held = set(fold)
+            train = [i for i in everything if i not in held]
+            if f not in vectors:
+                vectors[f] = build(train) if train else None
+            for key in cells:
+                if should_stop and should_stop():
+                    raise Cancelled("Cancelled while choosing the layer and strength.")
+                layer, strength = key
+                vector = vectors[f]
+                margins = score(vector, layer, strength, fold) if vector is not None else [base[i] for i in fold]
+                per_item = gains.setdefault(key, {})
+                for i, m in zip(fold, margins):
+                    per_item[i] = m - base[i]
+                fold_means.setdefault(key, []).append(statistics.fmean(margins[j] - base[i]
+                                                                       for j, i in enumerate(fold)))
+                done += 1
+                if progress:
+                    progress(min(1.0, done / total), f"cross-validation: layer {layer}, strength {strength:g}")
+
+    run_stage(stages[0])
+    if search == "coarse" and positive:
+        ranked = sorted(layers, key=lambda la: -statistics.fmean(gains[(la, middle)].values()))
+        run_stage([(la, s) for la in ranked[:refine_layers] for s in dict.fromkeys(positive) if s != middle])
     base_acc = sum(m > 0 for m in base.values()) / n_items
     table = [{"layer": None, "strength": 0.0, "margin_gain": 0.0, "margin_gain_std": 0.0, "accuracy": base_acc}]
     for (layer, strength), per_item in gains.items():

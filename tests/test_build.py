@@ -125,6 +125,49 @@ def test_strength_zero_wins_on_a_noise_vector():
     assert "No layer and strength beat the unsteered model" in selection.note
 
 
+def _peaked_score(best_layer, best_strength, calls):
+    """Margins that peak at one cell (layer, strength) and fall off with distance from it."""
+    def score(vector, layer, strength, idx):
+        if vector is not None:
+            calls.append((layer, strength))
+        if vector is None or strength == 0:
+            return [0.0] * len(idx)
+        return [1.0 - abs(layer - best_layer) - abs(strength - best_strength) for _ in idx]
+    return score
+
+
+def test_coarse_search_finds_the_peak_with_fewer_cells():
+    layers, strengths = [2, 4, 6, 8, 10, 12], [0.1, 0.25, 0.5, 1.0]
+    coarse_calls, grid_calls = [], []
+    coarse = cross_validate(9, layers, strengths, lambda train: object(), _peaked_score(6, 1.0, coarse_calls),
+                            folds=3, search="coarse")
+    grid = cross_validate(9, layers, strengths, lambda train: object(), _peaked_score(6, 1.0, grid_calls),
+                          folds=3, search="grid")
+    assert (coarse.layer, coarse.strength) == (grid.layer, grid.strength) == (6, 1.0)
+    assert coarse.margin_gain == pytest.approx(grid.margin_gain)
+    # 6 layers at the middle strength (0.25), then 3 more strengths at the 2 best layers, per fold
+    assert len(set(coarse_calls)) == 6 + 2 * 3 and len(coarse_calls) == 3 * (6 + 2 * 3)
+    assert len(set(grid_calls)) == 6 * 4
+    assert {row["strength"] for row in coarse.table if row["layer"] == 2} == {0.25}
+
+
+def test_coarse_search_still_rebuilds_without_the_scored_fold():
+    seen = []
+
+    def score(vector, layer, strength, idx):
+        if vector is not None:
+            seen.append((vector, tuple(idx)))
+        return [0.0] * len(idx)
+
+    cross_validate(12, [0, 1, 2], [0.5, 1.0, 2.0], lambda train: frozenset(train), score, folds=4, search="coarse")
+    assert len(seen) == 4 * (3 + 2 * 2) and all(vector.isdisjoint(idx) for vector, idx in seen)
+
+
+def test_unknown_search_is_refused(lm):
+    with pytest.raises(InputError, match="search"):
+        build_vector(lm, EXAMPLES, method="caa", search="random")
+
+
 def test_per_item_rows_add_up_to_the_aggregate(lm):
     built = build_vector(lm, EXAMPLES, method="caa", select=False)
     result = evaluate(lm, EXAMPLES, "pairs", built.vector, layer=1, strength=1.0, per_item=True)
