@@ -16,6 +16,7 @@ import torch
 from grains.adapters import TextAdapter, text_config
 from grains.devices import gpu_count, pick_device, pick_dtype
 from grains.errors import GrainsError, InputError, ModelLoadError
+from grains.fastpaths import speed_up_output_head
 from grains.presets import PRESETS, Preset
 from grains.prompts import PromptEncoding, PromptStyle, choose_style, encode_prompt
 
@@ -99,6 +100,7 @@ def _finish(model: Any, tokenizer: Any, adapter: TextAdapter, model_id: str, dev
             use_chat_template: bool | None = None) -> LoadedModel:
     model.eval()
     model.requires_grad_(False)  # GrAInS never trains: gradients flow to the input embeddings only
+    speed_up_output_head(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     gen = getattr(model, "generation_config", None)

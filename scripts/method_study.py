@@ -99,12 +99,26 @@ def example_deltas(lm: Any, enc: EncodedExample, scores: Any | None, ks: list[in
     return out
 
 
-class FastScorer:
-    """Margin of chosen over rejected from one forward of prompt + the answers' shared token prefix."""
+class _Passthrough(torch.nn.Module):
+    """Stands in for a decoder layer whose output is already known: returns its input hidden states."""
 
-    def __init__(self, lm: Any, rows: list[Any]):
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+
+class FastScorer:
+    """Margin of chosen over rejected from one forward of prompt + the answers' shared token prefix.
+
+    Steering at layer L changes nothing below L, so the input of layer L is recorded once per item (unsteered)
+    and a steered forward starts there, with the layers below L stood in for by pass-throughs (checked against
+    the full forward by --check-scorer).
+    """
+
+    def __init__(self, lm: Any, rows: list[Any], start_layers: list[int] | None = None):
         self.lm = lm
         self.items = []
+        self.start_layers = sorted(set(start_layers or []))
+        self.layer_inputs: dict[tuple[int, int], torch.Tensor] = {}
         for ex in rows:
             prompt = lm.encode_prompt(ex.prompt)
             c = encode_response(lm.tokenizer, ex.chosen, lm.prompt_style).ids
@@ -116,24 +130,56 @@ class FastScorer:
                 raise ValueError("one answer is a prefix of the other: the fast scorer cannot separate them")
             self.items.append((prompt.ids + c[:n], c[n], r[n]))
 
+    def _margin(self, i: int, start: int | None = None) -> float:
+        ids, good, bad = self.items[i]
+        t = torch.tensor([ids])
+        layers = self.lm.adapter.layers
+        if start:
+            embeds, originals = self.layer_inputs[(i, start)], [layers[j] for j in range(start)]
+            for j in range(start):
+                layers[j] = _Passthrough()
+        else:
+            embeds, originals = self.lm.adapter.embed_ids(t, {}), []
+        try:
+            logits = self.lm.adapter.forward_embeds(embeds, attention_mask=torch.ones_like(t), extras={},
+                                                    input_ids=t, logits_to_keep=1).logits[0, -1]
+        finally:
+            for j, layer in enumerate(originals):
+                layers[j] = layer
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        return float(lp[good] - lp[bad])
+
     def margins(self, idx: list[int]) -> list[float]:
+        """Unsteered margins; records each item's input to every start layer on the way."""
         out = []
         with torch.no_grad():
             for i in idx:
-                ids, good, bad = self.items[i]
-                t = torch.tensor([ids])
-                embeds = self.lm.adapter.embed_ids(t, {})
-                logits = self.lm.adapter.forward_embeds(embeds, attention_mask=torch.ones_like(t), extras={},
-                                                        input_ids=t, logits_to_keep=1).logits[0, -1]
-                lp = torch.log_softmax(logits.float(), dim=-1)
-                out.append(float(lp[good] - lp[bad]))
+                handles = []
+                for layer in self.start_layers:
+                    def grab(module: Any, args: Any, kwargs: Any, layer: int = layer, i: int = i) -> None:
+                        hidden = args[0] if args else kwargs["hidden_states"]
+                        self.layer_inputs[(i, layer)] = hidden.detach().clone()
+                    handles.append(self.lm.adapter.layers[layer].register_forward_pre_hook(grab, with_kwargs=True))
+                try:
+                    out.append(self._margin(i))
+                finally:
+                    for h in handles:
+                        h.remove()
         return out
 
     def steered(self, vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
         if vec is None or strength == 0:
             return self.margins(idx)
-        with steer(self.lm, vec, layer, strength):
-            return self.margins(idx)
+        with steer(self.lm, vec, layer, strength), torch.no_grad():
+            return [self._margin(i, layer if (i, layer) in self.layer_inputs else None) for i in idx]
+
+    def check_start(self, vec: SteeringVector, layer: int, strength: float, idx: list[int]) -> float:
+        """Largest |margin| difference between starting at `layer` and the full steered forward."""
+        self.margins(idx)
+        with steer(self.lm, vec, layer, strength), torch.no_grad():
+            fast = [self._margin(i, layer) for i in idx]
+            full = [self._margin(i) for i in idx]
+        return max(abs(a - b) for a, b in zip(fast, full))
 
 
 def make_vector(lm: Any, deltas: list[ExampleDeltas], method: str, name: str) -> SteeringVector:
@@ -174,6 +220,10 @@ def main() -> int:
     ap.add_argument("--cache", default="/tmp/method_study_cache")
     ap.add_argument("--out", default="/tmp/method_study.json")
     ap.add_argument("--check-scorer", type=int, default=0, help="compare the fast margin with score_pair on N rows")
+    ap.add_argument("--deltas-only", action="store_true", help="compute and cache the training deltas, then stop")
+    ap.add_argument("--shard", default="0/1", help="with --deltas-only: compute examples i with i %% n == s (s/n)")
+    ap.add_argument("--search", choices=["coarse", "grid"], default="coarse", help="layer/strength search in CV")
+    ap.add_argument("--save-vectors", default=None, help="save each configuration's final vector in this folder")
     args = ap.parse_args()
 
     lm = load_model(args.model)
@@ -198,7 +248,10 @@ def main() -> int:
     # 1. Deltas, once per example and IG target, cached.
     per_config: dict[str, list[ExampleDeltas]] = {}
     t0 = time.perf_counter()
+    shard, shards = (int(x) for x in args.shard.split("/"))
     for i, ex in enumerate(train):
+        if args.deltas_only and i % shards != shard:
+            continue
         enc = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
         for target in targets:
             path = cache / f"{i}_{target}_s{args.steps}.pt"
@@ -218,16 +271,22 @@ def main() -> int:
                     name = f"grains:{method}/{target}/k{k}/{'content' if content else 'all'}/{pos}"
                     per_config.setdefault(name, []).append(d)
         log(f"deltas {i + 1}/{len(train)} ({time.perf_counter() - t0:.0f} s)")
+    if args.deltas_only:
+        return 0
     per_config = {n: d for n, d in per_config.items() if n.rsplit("/", 1)[1] in positions}
     if args.configs:
-        per_config = {n: d for n, d in per_config.items() if n in args.configs.split(",")}
+        per_config = {n: per_config[n] for n in args.configs.split(",") if n in per_config}
 
     # 2. Scoring: unsteered once, then CV on training rows and one test pass per configuration.
-    train_scorer, test_scorer = FastScorer(lm, train), FastScorer(lm, test)
+    train_scorer, test_scorer = FastScorer(lm, train, layers), FastScorer(lm, test, layers)
     if args.check_scorer:
         fast = test_scorer.margins(list(range(args.check_scorer)))
         full = [score_pair(lm, ex.prompt, ex.chosen, ex.rejected).margin() for ex in test[: args.check_scorer]]
         log(f"fast vs full margin: max |diff| {max(abs(a - b) for a, b in zip(fast, full)):.4f}")
+        probe = make_vector(lm, next(iter(per_config.values())), "caa", "check")
+        for layer in layers:
+            diff = test_scorer.check_start(probe, layer, 1.0, list(range(args.check_scorer)))
+            log(f"start at layer {layer} vs full steered forward: max |diff| {diff:.2e}")
     n_cv = min(args.cv or len(train), len(train))
     cv_base = train_scorer.margins(list(range(n_cv)))
     base_margins = test_scorer.margins(list(range(len(test))))
@@ -242,9 +301,14 @@ def main() -> int:
             return [cv_base[i] for i in idx] if vec is None or strength == 0 else train_scorer.steered(
                 vec, layer, strength, idx)
 
-        sel = cross_validate(n_cv, layers, strengths, lambda idx, sub=sub, method=method, name=name: make_vector(
-            lm, [sub[i] for i in idx], method, name), score, folds=args.folds, fallback_layer=layers[len(layers) // 2])
+        def build(idx: list[int], sub: list[ExampleDeltas] = sub, method: str = method, name: str = name) -> Any:
+            return make_vector(lm, [sub[i] for i in idx], method, name)
+
+        sel = cross_validate(n_cv, layers, strengths, build, score, folds=args.folds,
+                             fallback_layer=layers[len(layers) // 2], search=args.search)
         vector = make_vector(lm, deltas, method, name)
+        vector.default_layer, vector.default_strength = sel.layer, sel.strength
+        vector.meta = {"config": name, "selection": sel.to_dict(), "steps": args.steps, "n_cv": n_cv}
         norm_ratio = float(vector.directions[sel.layer].norm() / vector.layer_norms[sel.layer])
         row: dict[str, Any] = {"config": name, "n_train": len(deltas), "layer": sel.layer, "strength": sel.strength,
                                "cv_margin_gain": sel.margin_gain, "cv_accuracy": sel.accuracy,
@@ -258,6 +322,9 @@ def main() -> int:
                     "margin_gain": statistics.fmean(margins) - statistics.fmean(base_margins),
                     "answers": share([letter(ex, c) for ex, c in zip(test, correct)]),
                     "seconds": time.perf_counter() - t1})
+        if args.save_vectors:
+            saved = vector.save(Path(args.save_vectors) / (name.replace("/", "_").replace(":", "-") + ".safetensors"))
+            row["vector_file"] = str(saved)
         results.append(row)
         log(json.dumps(row))
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))

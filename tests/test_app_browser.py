@@ -1,13 +1,13 @@
 """The app in headless Chromium (Playwright, Debian's chromium): the attribution -> vector -> side-by-side flow,
 click-to-toggle tokens, a VLM photo overlay, HTML injection rendered as text, and the embedded model's timings.
 
-Screenshots go to test-output/ (gitignored); the embedded model's attribution view is copied to docs/screenshot.png.
+Screenshots go to test-output/ (gitignored), never into the tree; to refresh the README's picture, copy
+test-output/embedded_attribution.png to docs/screenshot.png by hand.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -158,7 +158,7 @@ def test_vlm_photo_overlay(page, app_server, test_output_dir):
 
 @pytest.mark.slow
 def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
-    """gemma-3-270m: default attribution time to heatmap, 40-token side-by-side time; the README screenshot."""
+    """gemma-3-270m: default attribution time to heatmap, 40-token side-by-side time; screenshots of each step."""
     from grains.presets import is_installed
 
     if not is_installed("gemma-3-270m"):
@@ -184,9 +184,6 @@ def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
     assert unsteered.strip() and steered.strip()
     page.screenshot(path=str(test_output_dir / "embedded_side_by_side.png"), full_page=True)
 
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    shutil.copyfile(shot, docs / "screenshot.png")
     timings = {"attribution_to_heatmap_s": round(attribution_s, 2), "side_by_side_40_tokens_s": round(generation_s, 2),
                "vector": card.splitlines()[0] if card else ""}
     (test_output_dir / "timings.json").write_text(json.dumps(timings, indent=2))

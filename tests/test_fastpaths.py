@@ -1,0 +1,55 @@
+"""The CPU thin-batch output head gives the same numbers as nn.Linear, with and without bias, and keeps grads."""
+
+import pytest
+import torch
+from torch import nn
+
+from grains.fastpaths import THIN_ROWS, speed_up_output_head
+
+
+class _Model(nn.Module):
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self.head = head
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.head
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (THIN_ROWS, 1), (2, THIN_ROWS), (4, 5)])
+def test_thin_head_matches_linear(bias, shape):
+    torch.manual_seed(0)
+    head = nn.Linear(48, 40_000, bias=bias)
+    x = torch.randn(*shape, 48)
+    expected = nn.functional.linear(x, head.weight, head.bias)
+    assert speed_up_output_head(_Model(head))
+    got = head(x)
+    assert got.shape == expected.shape == (*shape, 40_000)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rows_of_a_thin_batch_equal_each_row_alone():
+    """The side-by-side pair decodes two rows at once: each must get exactly what it gets alone."""
+    torch.manual_seed(1)
+    head = nn.Linear(64, 50_000, bias=False)
+    speed_up_output_head(_Model(head))
+    x = torch.randn(2, 1, 64)
+    both = head(x)
+    for i in range(2):
+        torch.testing.assert_close(both[i], head(x[i:i + 1])[0], rtol=1e-6, atol=1e-6)
+
+
+def test_gradients_flow_to_the_input():
+    head = nn.Linear(16, 40_000)
+    speed_up_output_head(_Model(head))
+    x = torch.randn(2, 16, requires_grad=True)
+    head(x).sum().backward()
+    torch.testing.assert_close(x.grad, head.weight.sum(0).expand(2, -1), rtol=1e-4, atol=1e-3)
+
+
+def test_small_heads_and_non_linear_heads_are_left_alone():
+    small = nn.Linear(16, 300)
+    assert not speed_up_output_head(_Model(small))
+    assert "forward" not in small.__dict__
+    assert not speed_up_output_head(object())
