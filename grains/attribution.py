@@ -116,12 +116,18 @@ class ContrastiveObjective:
             return emb
         return torch.cat([emb, emb.new_zeros(emb.shape[0], missing, emb.shape[2])], dim=1)
 
-    def _logprob(self, logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # logprobs: [n, keep, V]; response token j is predicted at kept position j
-        n_tok = targets.shape[0]
-        picked = logprobs[:, :n_tok, :].gather(-1, targets.view(1, n_tok, 1).expand(logprobs.shape[0], n_tok, 1))
-        picked = picked.squeeze(-1)
-        return picked[:, -1] if self.target == "last" else picked.sum(dim=1)
+    def _targets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target token ids [2n, keep] (0 where unused) and weights [2n, keep] selecting what f sums, with the
+        dispreferred rows weighted -1."""
+        ids = torch.zeros((2, self.keep), dtype=torch.long, device=self.chosen.device)
+        weights = torch.zeros((2, self.keep), dtype=torch.float32, device=self.chosen.device)
+        for row, (targets, sign) in enumerate(((self.chosen, 1.0), (self.rejected, -1.0))):
+            ids[row, : targets.shape[0]] = targets
+            if self.target == "last":
+                weights[row, targets.shape[0] - 1] = sign
+            else:
+                weights[row, : targets.shape[0]] = sign
+        return ids.repeat_interleave(n, dim=0), weights.repeat_interleave(n, dim=0)
 
     def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
         n = emb_plus.shape[0]
@@ -131,11 +137,47 @@ class ContrastiveObjective:
         extras = self.lm.adapter.expand_extras(self.example.extras, 2 * n)
         out = self.lm.adapter.forward_embeds(embeds, attention_mask=mask, extras=extras, input_ids=ids,
                                              logits_to_keep=self.keep)
-        logprobs = torch.log_softmax(out.logits[:, -self.keep:, :].float(), dim=-1)
+        logits = out.logits if out.logits.shape[1] == self.keep else out.logits[:, -self.keep:, :]
         # the kept window starts at prompt_len-1 for both rows, so response token j sits at index j
-        lp_plus = self._logprob(logprobs[:n], self.chosen)
-        lp_minus = self._logprob(logprobs[n:], self.rejected)
-        return lp_plus - lp_minus
+        targets, weights = self._targets(n)
+        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
+        per_row = (logprobs * weights).sum(dim=1)
+        return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
+
+
+ROW_BLOCK = 8  # rows of logits per vocabulary-sized temporary
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least fp32 (bf16/fp16 logits are widened; fp64 stays fp64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class _TargetLogprob(torch.autograd.Function):
+    """log_softmax(logits)[target] per row, with a backward that writes the [rows, vocab] gradient in one pass
+    (softmax scaled, plus the target's share) instead of materialising log-softmax and zero-filled gathers.
+    Rows go in blocks so the vocabulary-sized temporaries stay small and are reused."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        lse = torch.cat([torch.logsumexp(_wide(block), dim=-1) for block in logits.split(ROW_BLOCK)])
+        ctx.save_for_backward(logits, lse, targets)
+        return _wide(logits.gather(-1, targets.view(-1, 1)).squeeze(-1)) - lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, lse, targets = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], ROW_BLOCK):
+            rows = slice(start, start + ROW_BLOCK)
+            block = (_wide(logits[rows]) - lse[rows].view(-1, 1)).exp_().mul_(-grad[rows].view(-1, 1))
+            out[rows] = block.scatter_add_(-1, targets[rows].view(-1, 1), grad[rows].view(-1, 1).to(block.dtype))
+        return out, None
+
+
+def target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log P(targets[i]) under logits[i] ([rows, vocab] -> [rows]), differentiable with respect to the logits."""
+    return _TargetLogprob.apply(logits, targets)
 
 
 def input_embeddings(lm: Any, example: EncodedExample) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,3 +53,24 @@ def test_small_heads_and_non_linear_heads_are_left_alone():
     assert not speed_up_output_head(_Model(small))
     assert "forward" not in small.__dict__
     assert not speed_up_output_head(object())
+
+
+def test_target_logprobs_match_log_softmax_and_its_gradient():
+    from grains.attribution import ROW_BLOCK, target_logprobs
+
+    torch.manual_seed(2)
+    rows = ROW_BLOCK * 2 + 3  # several blocks and a ragged last one
+    logits = torch.randn(rows, 1000, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 1000, (rows,))
+    weights = torch.randn(rows, dtype=torch.float64)
+    (target_logprobs(logits, targets) * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    expected = torch.log_softmax(logits, dim=-1).gather(-1, targets.view(-1, 1)).squeeze(-1)
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(target_logprobs(logits, targets), expected.detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ours, logits.grad, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: target_logprobs(x, targets[:4] % 50),
+                                    (logits[:4, :50].detach().clone().requires_grad_(True),))
+    half = logits.detach().to(torch.bfloat16)
+    assert target_logprobs(half, targets).dtype == torch.float32  # low-precision logits are widened
