@@ -109,6 +109,7 @@ class ContrastiveObjective:
         self.mask = mask.to(device)
         self.chosen = torch.tensor(example.chosen.ids, device=device)
         self.rejected = torch.tensor(example.rejected.ids, device=device)
+        self.target_ids_and_weights = self._targets()
 
     def _pad(self, emb: torch.Tensor) -> torch.Tensor:
         missing = self.width - emb.shape[1]
@@ -116,9 +117,9 @@ class ContrastiveObjective:
             return emb
         return torch.cat([emb, emb.new_zeros(emb.shape[0], missing, emb.shape[2])], dim=1)
 
-    def _targets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target token ids [2n, keep] (0 where unused) and weights [2n, keep] selecting what f sums, with the
-        dispreferred rows weighted -1."""
+    def _targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target token ids [2, keep] (0 where unused) and weights [2, keep] selecting what f sums, with the
+        dispreferred row weighted -1. Row 0 is s+, row 1 is s-."""
         ids = torch.zeros((2, self.keep), dtype=torch.long, device=self.chosen.device)
         weights = torch.zeros((2, self.keep), dtype=torch.float32, device=self.chosen.device)
         for row, (targets, sign) in enumerate(((self.chosen, 1.0), (self.rejected, -1.0))):
@@ -127,7 +128,7 @@ class ContrastiveObjective:
                 weights[row, targets.shape[0] - 1] = sign
             else:
                 weights[row, : targets.shape[0]] = sign
-        return ids.repeat_interleave(n, dim=0), weights.repeat_interleave(n, dim=0)
+        return ids, weights
 
     def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
         n = emb_plus.shape[0]
@@ -139,7 +140,7 @@ class ContrastiveObjective:
                                              logits_to_keep=self.keep)
         logits = out.logits if out.logits.shape[1] == self.keep else out.logits[:, -self.keep:, :]
         # the kept window starts at prompt_len-1 for both rows, so response token j sits at index j
-        targets, weights = self._targets(n)
+        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
         logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
         per_row = (logprobs * weights).sum(dim=1)
         return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
