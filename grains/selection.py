@@ -80,15 +80,15 @@ def cross_validate(
     positive = [s for s in strengths if s > 0]
     if search == "coarse" and positive:
         middle = coarse_strength(positive)
-        stages = [[(la, middle) for la in layers]]
+        first_cells = [(la, middle) for la in layers]
         extra_cells = min(refine_layers, len(layers)) * (len(set(positive)) - 1)
     else:
-        stages = [[(la, s) for la in layers for s in positive]]
+        first_cells = [(la, s) for la in layers for s in positive]
         extra_cells = 0
     gains: dict[tuple[int, float], dict[int, float]] = {}
     fold_means: dict[tuple[int, float], list[float]] = {}
     vectors: dict[int, Any] = {}
-    total = len(fold_sets) * max(1, len(stages[0]) + extra_cells)
+    total = len(fold_sets) * max(1, len(first_cells) + extra_cells)
     done = 0
 
     def run_stage(cells: list[tuple[int, float]]) -> None:
@@ -113,7 +113,7 @@ def cross_validate(
                 if progress:
                     progress(min(1.0, done / total), f"cross-validation: layer {layer}, strength {strength:g}")
 
-    run_stage(stages[0])
+    run_stage(first_cells)
     if search == "coarse" and positive:
         ranked = sorted(layers, key=lambda la: -statistics.fmean(gains[(la, middle)].values()))
         run_stage([(la, s) for la in ranked[:refine_layers] for s in dict.fromkeys(positive) if s != middle])
