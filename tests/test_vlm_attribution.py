@@ -2,6 +2,7 @@
 patches, and proof that the image matters (another photo changes f and the heatmap)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from grains.attribution import (
 from grains.encoding import encode_example
 from grains.models import load_model
 
-IMAGES = "/work/shared/data/images"
+IMAGES = str(Path(__file__).resolve().parents[1] / "assets" / "images")
 QUESTION, CHOSEN, REJECTED = "Is there a spoon in the image?", " Yes", " No"
 FAMILIES = ["tiny-random-llava", "tiny-random-llava-next", "tiny-random-qwen2-vl", "tiny-random-idefics3",
             "tiny-random-gemma3"]

@@ -1,5 +1,7 @@
 """Loading VLM checkpoints from a local directory through load_model, and refusing unsupported architectures."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,6 +9,8 @@ from grains.errors import ModelLoadError
 from grains.models import load_model
 from grains.vlm.loading import load_vlm_pretrained
 from grains.vlm.tiny import TINY_BUILDERS
+
+COFFEE = str(Path(__file__).resolve().parents[1] / "assets" / "images" / "coffee.jpg")
 
 
 @pytest.mark.parametrize("family", list(TINY_BUILDERS))
@@ -18,7 +22,7 @@ def test_saved_tiny_vlm_loads_from_a_directory(tmp_path, family):
     processor.save_pretrained(tmp_path)
     lm = load_model(str(tmp_path))
     assert lm.is_vlm and lm.adapter.family == family and lm.prompt_style == "chat"
-    enc = lm.encode_prompt("Is there a cup?", image="/work/shared/data/images/coffee.jpg")
+    enc = lm.encode_prompt("Is there a cup?", image=COFFEE)
     ids = torch.tensor([enc.ids])
     with torch.no_grad():
         reloaded = lm.adapter.forward_embeds(lm.adapter.embed_ids(ids, enc.extras), torch.ones_like(ids),

@@ -1,6 +1,8 @@
 """Pixel IG on the tiny VLMs: completeness, nothing lost between pixels and patches, and the patch grid lines up
 with the picture (a black region, equal to the baseline, gets exactly zero in its cells)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -20,7 +22,7 @@ def lm(request):
 
 
 def test_pixel_ig_is_complete_and_keeps_every_pixel(lm):
-    image = Image.open("/work/shared/data/images/coffee.jpg").convert("RGB")
+    image = Image.open(Path(__file__).resolve().parents[1] / "assets" / "images" / "coffee.jpg").convert("RGB")
     result = attribute_pixels(lm, QUESTION, CHOSEN, REJECTED, image=image, steps=16)
     # from a black image the path is smooth: measured relative deltas 1e-4 to 5e-3 at 16 points
     assert abs(result.f_input - result.f_baseline) > 0.1

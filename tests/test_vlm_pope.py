@@ -2,6 +2,7 @@
 
 import json
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ from grains.scoring import response_logprobs
 from grains.vlm.adapters import as_pil_image
 from grains.vlm.pope import evaluate_probes, probe_metrics, probes_to_pairs, score_yes_no
 
-DATA = "/work/shared/data"
+DATA = str(Path(__file__).resolve().parents[1] / "assets" / "data")
+IMAGES = str(Path(__file__).resolve().parents[1] / "assets" / "images")
 
 
 def test_metrics_match_hand_counts():
@@ -54,7 +56,7 @@ def lm():
 
 
 def test_score_yes_no_is_the_answer_start_logprob(lm):
-    image = as_pil_image(f"{DATA}/images/coffee.jpg")
+    image = as_pil_image(f"{IMAGES}/coffee.jpg")
     lp_yes, lp_no = score_yes_no(lm, image, "Is there a cup in the image?")
     assert lp_yes < 0 and lp_no < 0 and lp_yes != lp_no
     # the same number straight from the model's own forward (pixels merged by the model) on prompt + "Yes"
