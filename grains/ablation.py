@@ -83,20 +83,19 @@ def caa_deltas(lm: Any, example: EncodedExample, position: Position = "answer") 
 
 
 def _read_positions(example: EncodedExample, position: Position) -> dict[str, int]:
-    if position == "prompt":
-        return {"plus": example.prompt_len - 1, "minus": example.prompt_len - 1}
-    return {w: len(example.sequence_ids(w)) - 1 for w in ("plus", "minus")}
+    return {w: example.read_position(w, position) for w in ("plus", "minus")}
 
 
 def select_for_example(example: EncodedExample, attribution: AttributionResult, k: int, content_only: bool = True,
                        skip_punctuation: bool = False, strict: bool = False,
-                       overrides: dict[str, dict[str, list[int]]] | None = None) -> dict[str, TokenSelection]:
-    """Top-k per sequence. `overrides` = {"plus"|"minus": {"force_positive": [...], "force_negative": [...],
-    "drop": [...]}} with positions in that sequence."""
+                       overrides: dict[str, dict[str, list[int]]] | None = None,
+                       position: Position = "answer") -> dict[str, TokenSelection]:
+    """Top-k per sequence, among the tokens before the read position. `overrides` = {"plus"|"minus":
+    {"force_positive": [...], "force_negative": [...], "drop": [...]}} with positions in that sequence."""
     out = {}
     for which, scores in (("plus", attribution.plus_scores), ("minus", attribution.minus_scores)):
         extra = (overrides or {}).get(which, {})
-        out[which] = select_top_k(scores, k, example.eligible_mask(which, content_only, skip_punctuation),
+        out[which] = select_top_k(scores, k, example.eligible_mask(which, content_only, skip_punctuation, position),
                                   force_positive=extra.get("force_positive", ()),
                                   force_negative=extra.get("force_negative", ()), drop=extra.get("drop", ()),
                                   strict=strict)

@@ -69,3 +69,39 @@ def layer_norms(deltas: Sequence[ExampleDeltas]) -> dict[int, float]:
     """Median over examples of each layer's median token norm: the unit of steering strength."""
     norms = torch.stack([d.norms for d in deltas]).median(dim=0).values
     return {layer: float(norms[layer]) for layer in range(norms.shape[0])}
+
+
+def direction_stats(deltas: Sequence[ExampleDeltas], method: str, directions: dict[int, torch.Tensor],
+                    norms: dict[int, float]) -> dict[int, dict[str, float]]:
+    """What each layer's direction is made of, before it is unit-normalised for steering.
+
+    Args:
+        deltas: the examples' shifts.
+        method: the aggregation method used.
+        directions: the aggregated direction per layer.
+        norms: the layer's median hidden-state norm m_l (the strength unit).
+
+    Returns:
+        Per layer: `raw_norm` |v| and `relative_norm` |v| / m_l; for the ablation methods also `plus_norm` and
+        `minus_norm` (the norms of v+ and v-, as aggregated), `cosine_plus_minus` and `cancellation`
+        |v+ - v-| / (|v+| + |v-|), near 0 when the two shifts nearly cancel.
+    """
+    out: dict[int, dict[str, float]] = {}
+    resolved = GRAINS_DEFAULT if method == "grains" else method
+    has_ablation = resolved != "caa" and all(d.d_plus is not None for d in deltas)
+    plus = torch.cat([d.d_plus for d in deltas]) if has_ablation else None
+    minus = torch.cat([d.d_minus for d in deltas]) if has_ablation else None
+    for layer, vec in directions.items():
+        raw = float(vec.float().norm())
+        info = {"raw_norm": raw, "relative_norm": raw / max(norms.get(layer, 0.0), 1e-12)}
+        if plus is not None and minus is not None:
+            if resolved in ("pca", "pca_plus"):
+                vp, vm = first_component(plus[:, layer]), first_component(minus[:, layer])
+            else:
+                vp, vm = plus[:, layer].mean(dim=0), minus[:, layer].mean(dim=0)
+            np_, nm = float(vp.norm()), float(vm.norm())
+            info.update(plus_norm=np_, minus_norm=nm,
+                        cosine_plus_minus=float(torch.dot(vp, vm) / max(np_ * nm, 1e-24)),
+                        cancellation=float((vp - vm).norm()) / max(np_ + nm, 1e-24))
+        out[layer] = info
+    return out

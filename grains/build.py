@@ -10,13 +10,14 @@ from typing import Any
 
 from grains import __version__
 from grains.ablation import ExampleDeltas, ablation_deltas, caa_deltas, select_for_example
-from grains.aggregate import METHODS, aggregate, layer_norms
+from grains.aggregate import METHODS, aggregate, direction_stats, layer_norms
 from grains.attribution import attribute_example
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
 from grains.scoring import resolve_image, score_pair
 from grains.selection import Selection, cross_validate
-from grains.steering import check_layers, check_strength, steer
+from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL, SideEffects, measure_side_effects
+from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
 
@@ -34,16 +35,22 @@ def default_layers(num_layers: int, count: int = 8) -> list[int]:
 
 @dataclass
 class BuildResult:
+    """A built vector with how its layer and strength were chosen and what the choice costs on neutral text."""
+
     vector: SteeringVector
     selection: Selection | None
     seconds: float
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    side_effects: SideEffects | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Plain JSON-ready values (what `build --json` prints)."""
         v = self.vector
         return {"method": v.method, "n_examples": v.n_examples, "k": v.k, "layer": v.default_layer,
                 "strength": v.default_strength, "layers": len(v.layers), "seconds": self.seconds,
                 "selection": self.selection.to_dict() if self.selection else None, "skipped": self.skipped,
+                "side_effects": self.side_effects.to_dict() if self.side_effects else None,
+                "warnings": v.warnings(), "prompt_format": v.meta.get("prompt_format"),
                 "note": v.meta.get("note", "")}
 
 
@@ -54,7 +61,7 @@ def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: s
         return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
     result = attribute_example(lm, encoded, steps=steps, target=target, baseline=baseline)  # type: ignore[arg-type]
     selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
-                                    overrides=overrides)
+                                    overrides=overrides, position=position)  # type: ignore[arg-type]
     return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
 
 
@@ -78,19 +85,61 @@ def build_vector(
     overrides: dict | None = None,
     seed: int = 0,
     search: str = "coarse",
+    normalize: bool = True,
+    kl_budget: float | None = DEFAULT_KL_BUDGET,
+    neutral_prompts: list[str] | None = None,
+    report_side_effects: bool = True,
+    prompt_format: str | None = None,
 ) -> BuildResult:
     """A steering vector for every layer from `examples` (objects with prompt, chosen, rejected, optional image).
 
-    With `select`, layer and strength are chosen by `folds`-fold cross-validation on the mean margin
-    (strength 0 included); the estimate is stored in the vector's metadata. `search="coarse"` compares the layers
-    at the grid's middle strength, then tries every strength at the two best layers; `"grid"` tries every cell.
+    With `select`, layer and strength are chosen by `folds`-fold cross-validation on the mean margin (strength 0
+    included), among the cells whose KL on neutral prompts stays within `kl_budget`; the gain of that choice is
+    estimated by nested cross-validation and a win is claimed only when a paired test rejects "no gain" (see
+    grains.selection). Otherwise the suggested strength is 0. `search="coarse"` compares the layers at the grid's
+    middle strength, then tries every strength at the two best layers; `"grid"` tries every cell.
+
+    Args:
+        lm: the loaded model.
+        examples: preference examples.
+        method: "grains" (mean of ablation deltas), "pca", "mean", or "caa" (the baseline).
+        k: top-k tokens per sequence.
+        steps: IG points per example.
+        target: "sequence" or "last".
+        baseline: "zero" or "pad".
+        position: read the hidden state at the "answer" (last token) or the "prompt" end (not with caa).
+        content_only: top-k only among the user's words, responses and image patches.
+        skip_punctuation: also exclude punctuation from top-k.
+        select: choose layer and strength by cross-validation.
+        folds: cross-validation folds.
+        layers: candidate layers (default: spread over the middle of the network).
+        strengths: candidate strengths (default 0.1, 0.25, 0.5, 1).
+        progress: called with (fraction, message).
+        should_stop: polled; True cancels.
+        overrides: top-k overrides for a single example.
+        seed: fold shuffling seed.
+        search: "coarse" or "grid".
+        normalize: keep each token's norm when steering (in selection too).
+        kl_budget: the largest mean KL on neutral prompts a chosen cell may have, in nats (None: no budget).
+        neutral_prompts: prompts for the side-effect measures (default: the shipped set).
+        report_side_effects: measure the chosen setting's side effects (KL and repetition) at the end.
+        prompt_format: "raw", "qa" or "chat" (default: the model's).
+
+    Returns:
+        The BuildResult.
     """
+    lm = lm.with_format(prompt_format)
     if method not in METHODS:
         raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     if search not in ("coarse", "grid"):
         raise InputError("The search must be 'coarse' or 'grid'.")
     if position not in ("answer", "prompt"):
         raise InputError("The read position must be 'answer' or 'prompt'.")
+    if position == "prompt" and method == "caa":
+        raise InputError("CAA cannot read at the prompt end: chosen and rejected share every state up to there, so "
+                         "the vector would be exactly zero. Use position 'answer'.")
+    if kl_budget is not None and not (isinstance(kl_budget, int | float) and kl_budget > 0):
+        raise InputError("The side-effect budget (KL, nats) must be a positive number.")
     k = check_k(k)
     if not examples:
         raise InputError("There are no examples to build a vector from.")
@@ -127,35 +176,72 @@ def build_vector(
 
         vector = make_vector(list(range(len(deltas))))
         vector.layer_norms = norms
+        stats = direction_stats(deltas, method, vector.directions, norms)
         selection: Selection | None = None
+        side_effects: SideEffects | None = None
+        kl_meter: NeutralKL | None = None
         if select and len(kept) >= 2:
             def score(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
-                margins = []
-                for i in idx:
-                    ex = kept[i]
-                    if vec is None or strength == 0:
-                        s = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, getattr(ex, "image", None))
-                    else:
-                        with steer(lm, vec, layer, strength):
-                            s = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, getattr(ex, "image", None))
-                    margins.append(s.margin())
-                return margins
+                steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength,
+                                                                                     normalize)
+                return [score_pair(lm, kept[i].prompt, kept[i].chosen, kept[i].rejected,
+                                   getattr(kept[i], "image", None), steering).margin() for i in idx]
 
+            allowed, excluded = None, []
+            if kl_budget is not None:
+                kl_meter = NeutralKL(lm, neutral_prompts)
+                allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter)
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
             selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
                                        fallback_layer=candidates[len(candidates) // 2], should_stop=should_stop,
-                                       progress=sub_progress, search=search)
+                                       progress=sub_progress, search=search, allowed=allowed,
+                                       excluded_cells=excluded)
             vector.default_layer, vector.default_strength = selection.layer, selection.strength
             note = selection.note
         else:
             vector.default_layer = candidates[len(candidates) // 2]
             vector.default_strength = 0.5
-            note = ("Layer and strength not cross-validated (one example): the defaults are a middle layer and "
-                    "strength 0.5.")
+            note = ("Layer and strength not cross-validated: the defaults are a middle layer and strength 0.5, "
+                    "untested.")
+        if report_side_effects and vector.default_strength != 0:
+            chosen = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
+            side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
+                                                kl_budget=kl_budget)
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
         "candidate_layers": candidates, "candidate_strengths": grid, "search": search, "skipped": len(skipped),
+        "normalize": normalize, "kl_budget": kl_budget, "prompt_format": lm.prompt_format,
+        "direction_stats": {str(layer): info for layer, info in stats.items()},
         **({"selection": selection.to_dict()} if selection else {}),
+        **({"side_effects": side_effects.to_dict()} if side_effects else {}),
     }
-    return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped)
+    return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,
+                       side_effects=side_effects)
+
+
+def _within_budget(lm: Any, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,
+                   budget: float, meter: NeutralKL) -> tuple[Any, list[dict[str, Any]]]:
+    """Which cells keep the KL on neutral prompts within `budget`, measured with the vector built from every example.
+
+    Per layer, strengths are tried from the smallest up; once one is over budget, the larger ones are excluded
+    without being measured (KL grows with strength). Returns the `allowed(layer, strength)` test and the record of
+    the excluded cells."""
+    small = meter.first(SELECTION_PROMPTS)
+    ok: set[tuple[int, float]] = set()
+    excluded: list[dict[str, Any]] = []
+    for layer in layers:
+        over = False
+        for strength in sorted(s for s in strengths if s > 0):
+            if over:
+                excluded.append({"layer": layer, "strength": strength, "kl": None, "reason": "a smaller strength "
+                                 "was already over the budget"})
+                continue
+            kl = small.mean(Steering.create(lm, vector, layer, strength, normalize))
+            if kl <= budget:
+                ok.add((layer, strength))
+            else:
+                over = True
+                excluded.append({"layer": layer, "strength": strength, "kl": kl, "reason": f"KL over {budget:g}"})
+    return (lambda layer, strength: (layer, strength) in ok), excluded
+

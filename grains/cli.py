@@ -43,7 +43,7 @@ def _load(args: argparse.Namespace):
     from grains.models import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                      use_chat_template=args.chat_template)
+                      use_chat_template=args.chat_template, prompt_format=args.prompt_format)
 
 
 def _image(args: argparse.Namespace):
@@ -66,6 +66,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
         "seconds": result.seconds, "target": result.target, "steps": result.steps,
         "plus_tokens": result.plus_tokens, "plus_scores": result.plus_scores,
         "minus_tokens": result.minus_tokens, "minus_scores": result.minus_scores,
+        "prompt_text": result.prompt_text, "prompt_format": lm.prompt_format,
     }
     if result.image_grid is not None:
         data["image_scores"] = result.image_grid
@@ -108,11 +109,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
     result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
                           position=args.position, content_only=not args.all_tokens, select=not args.no_select,
                           folds=args.folds, layers=args.layers, strengths=args.strengths, progress=progress,
-                          search=args.search)
+                          search=args.search, normalize=args.normalize,
+                          kl_budget=None if args.kl_budget <= 0 else args.kl_budget,
+                          report_side_effects=args.side_effects)
     out = result.vector.save(args.out)
     summary = {**result.summary(), "out": str(out), "data_kind": kind}
     text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
             f"{summary['layer']}, strength {summary['strength']:g}. {summary['note']}")
+    if result.side_effects is not None:
+        text += f"\nside effects: {result.side_effects.reading()}"
+    for warning in summary["warnings"]:
+        text += f"\nwarning: {warning}"
     _emit(args, summary, text)
     return 0
 
@@ -123,7 +130,8 @@ def _vector(args: argparse.Namespace, lm: Any):
     from grains.vectors import load_vector
 
     vector = load_vector(args.vector)
-    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers)
+    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers,
+                      allow_other_model=getattr(args, "allow_other_model", False))
     return vector
 
 
@@ -135,11 +143,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
                                   temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     start = time.perf_counter()
-    pair = generate_pair(lm, args.prompt, vector, args.layer, args.strength, settings, image=_image(args))
-    data = {"unsteered": pair.unsteered, "steered": pair.steered, "seconds": time.perf_counter() - start}
+    steering = None
     if vector is not None:
-        data["layer"] = args.layer if args.layer is not None else vector.default_layer
-        data["strength"] = args.strength if args.strength is not None else vector.default_strength
+        from grains.steering import Steering
+
+        steering = Steering.create(lm, vector, args.layer, args.strength, args.normalize, args.allow_other_model)
+    pair = generate_pair(lm, args.prompt, steering, settings=settings, image=_image(args))
+    data = {"unsteered": pair.unsteered, "steered": pair.steered, "seconds": time.perf_counter() - start,
+            "prompt_text": pair.prompt_text, "prompt_format": lm.prompt_format, "sampled": bool(args.sample),
+            "seed": args.seed}
+    if steering is not None:
+        data["layer"] = steering.layers[0] if len(steering.layers) == 1 else list(steering.layers)
+        data["strength"] = steering.strength
+        data["steering"] = steering.to_dict()
     _emit(args, data, f"--- unsteered ---\n{pair.unsteered}\n--- steered ---\n{pair.steered}")
     return 0
 
@@ -151,7 +167,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     lm = _load(args)
     vector = _vector(args, lm)
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
-                      length_normalize=args.length_normalize)
+                      length_normalize=args.length_normalize, normalize=args.normalize,
+                      side_effects=args.side_effects, allow_other_model=args.allow_other_model)
     text = json.dumps(_clean({k: v for k, v in result.items() if k != "items"}), indent=2)
     _emit(args, result, text)
     return 0
@@ -209,9 +226,22 @@ def _common(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
         p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
         p.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
+        p.add_argument("--prompt-format", choices=["raw", "qa", "chat"], default=None,
+                       help="raw: the text as written; qa: wrap in 'Q: ...\\nA:'; chat: the model's chat template "
+                            "(default: chat when the model has a template, else raw)")
         p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
-                       help="use the model's chat template (default: when it has one)")
+                       help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _normalize_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                   help="restore each token's hidden-state norm after adding the vector (default: on)")
+
+
+def _other_model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="accept a vector built for another model of the same shape")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -257,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", choices=["coarse", "grid"], default="coarse",
                    help="coarse: every layer at the middle strength, then every strength at the 2 best layers; "
                         "grid: every layer x strength")
+    p.add_argument("--kl-budget", type=float, default=0.5,
+                   help="choose only cells whose mean KL on neutral prompts is at most this many nats (0: no budget)")
+    p.add_argument("--side-effects", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the chosen setting's side effects (KL, repetition) at the end")
+    _normalize_flag(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.set_defaults(func=_cmd_build)
@@ -273,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    _normalize_flag(p)
+    _other_model_flag(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("eval", help="accuracy with and without a vector, with significance")
@@ -285,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--per-item", action="store_true")
     p.add_argument("--length-normalize", action="store_true")
+    p.add_argument("--side-effects", action=argparse.BooleanOptionalAction, default=True,
+                   help="with a vector, also report KL on neutral prompts and repetition of continuations")
+    _normalize_flag(p)
+    _other_model_flag(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("presets", help="list model presets")

@@ -35,8 +35,15 @@ class EncodedExample:
         response = self.chosen if which == "plus" else self.rejected
         return torch.tensor(self.prompt.special_mask + response.special_mask, dtype=torch.bool)
 
-    def eligible_mask(self, which: str, content_only: bool = True, skip_punctuation: bool = False) -> list[bool]:
-        """Tokens top-k may pick. Content only: the user's words, the response and image tokens; never specials."""
+    def read_position(self, which: str, position: str = "answer") -> int:
+        """Where the ablation delta is read: the last token of the sequence ("answer") or of the prompt ("prompt")."""
+        return self.prompt_len - 1 if position == "prompt" else len(self.sequence_ids(which)) - 1
+
+    def eligible_mask(self, which: str, content_only: bool = True, skip_punctuation: bool = False,
+                      position: str = "answer") -> list[bool]:
+        """Tokens top-k may pick. Content only: the user's words, the response and image tokens; never specials.
+        Only tokens before the read position (see `read_position`) are eligible: removing a later token cannot
+        change the state read there, and the read token itself has an IG score of exactly 0."""
         response = self.chosen if which == "plus" else self.rejected
         prompt_ok = [
             (c or im) if content_only else not s
@@ -47,7 +54,8 @@ class EncodedExample:
             tokens = self.sequence_tokens(which)
             image = self.prompt.image_mask + [False] * len(response.ids)
             mask = [m and (im or not is_punctuation(t)) for m, t, im in zip(mask, tokens, image)]
-        return mask
+        read = self.read_position(which, position)
+        return [m and i < read for i, m in enumerate(mask)]
 
     @property
     def extras(self) -> dict[str, Any]:
@@ -59,8 +67,8 @@ def encode_example(lm: Any, prompt: str, chosen: str, rejected: str, image: Any 
     if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip() and chosen.strip():
         raise InputError("The chosen and rejected answers are identical: attribution needs two different answers.")
     prompt_enc = lm.encode_prompt(prompt, image=image)
-    chosen_enc = encode_response(lm.tokenizer, chosen, lm.prompt_style)
-    rejected_enc = encode_response(lm.tokenizer, rejected, lm.prompt_style)
+    chosen_enc = encode_response(lm.tokenizer, chosen, lm.prompt_style, after=prompt_enc.text)
+    rejected_enc = encode_response(lm.tokenizer, rejected, lm.prompt_style, after=prompt_enc.text)
     if chosen_enc.ids == rejected_enc.ids:
         raise InputError("The chosen and rejected answers tokenise identically: give two different answers.")
     return EncodedExample(prompt=prompt_enc, chosen=chosen_enc, rejected=rejected_enc)

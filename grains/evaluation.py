@@ -11,8 +11,7 @@ from typing import Any
 
 from grains.errors import InputError
 from grains.scoring import resolve_image, response_logprobs, score_pair
-from grains.steering import check_layers, check_strength, steer
-from grains.vectors import SteeringVector
+from grains.steering import Steering, SteeringLike, as_steering, check_layers, check_strength
 
 Progress = Callable[[float, str], None] | None
 KINDS = ("truthfulqa", "pairs", "probes")
@@ -106,40 +105,67 @@ def _summary(items: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, A
     return out
 
 
-def steering_context(lm: Any, vector: SteeringVector, layer: Any, strength: float | None,
-                     normalize: bool = True) -> Callable[[], AbstractContextManager]:
-    """A factory of steering contexts, checked once up front."""
-    layers = check_layers(layer, lm.num_layers, vector)
-    value = check_strength(vector.default_strength if strength is None else strength)
-    return lambda: steer(lm, vector, layers, value, normalize=normalize)
+def steering_context(lm: Any, steering: Steering | None) -> Callable[[], AbstractContextManager] | None:
+    """A factory of steering contexts for `score_items` (None when unsteered)."""
+    if steering is None:
+        return None
+    return lambda: steering.apply(lm)
 
 
-def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", vector: SteeringVector | None = None,
+def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: SteeringLike = None,
              layer: Any = None, strength: float | None = None, per_item: bool = False,
-             length_normalize: bool = False, normalize: bool = True, progress: Progress = None) -> dict[str, Any]:
-    """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with a vector, steered, with significance."""
+             length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
+             side_effects: bool = False, prompt_format: str | None = None,
+             allow_other_model: bool = False) -> dict[str, Any]:
+    """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with steering, steered, with significance.
+
+    Args:
+        lm: the loaded model.
+        rows: MC questions, preference pairs or yes/no probes.
+        kind: "truthfulqa", "pairs" or "probes".
+        steering: a `Steering`, or a `SteeringVector` with `layer` and `strength` (default: its suggestions).
+        layer: layer(s) for a bare vector.
+        strength: strength for a bare vector.
+        per_item: include every item's result.
+        length_normalize: compare per-token log-probabilities (labelled in the result).
+        normalize: keep each token's norm (bare vectors only).
+        progress: called with (fraction, message).
+        side_effects: also measure KL on neutral prompts and the repetition of greedy continuations.
+        prompt_format: "raw", "qa" or "chat" (default: the model's).
+        allow_other_model: accept a vector built for another model.
+
+    Returns:
+        A dict with the steered and unsteered metrics, "p_value" (exact McNemar), "gain_ci" (paired bootstrap),
+        "reading", and with steering "steering" (the setting) and, when asked, "side_effects".
+    """
     from grains.stats import significance_summary
 
-    if vector is not None:
-        vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers)
-        context = steering_context(lm, vector, layer, strength, normalize)
-    base_progress = (lambda f, m: progress(f * (0.5 if vector is not None else 1.0), m)) if progress else None
+    lm = lm.with_format(prompt_format)
+    chosen = as_steering(lm, steering, layer, strength, normalize, allow_other_model)
+    base_progress = (lambda f, m: progress(f * (0.5 if chosen is not None else 1.0), m)) if progress else None
     unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ")
-    result: dict[str, Any] = {"n": len(rows), "kind": kind}
-    if vector is None:
+    result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalized": bool(length_normalize),
+                              "prompt_format": lm.prompt_format}
+    if chosen is None:
         result.update(_summary(unsteered, kind, ""))
         result.update(_summary(unsteered, kind, "_unsteered"))
         steered = unsteered
     else:
         steer_progress = (lambda f, m: progress(0.5 + 0.5 * f, m)) if progress else None
-        steered = score_items(lm, rows, kind, context, length_normalize, steer_progress, "steered ")
+        steered = score_items(lm, rows, kind, steering_context(lm, chosen), length_normalize, steer_progress,
+                              "steered ")
         result.update(_summary(steered, kind, ""))
         result.update(_summary(unsteered, kind, "_unsteered"))
-        result["layer"] = check_layers(layer, lm.num_layers, vector)
-        result["strength"] = vector.default_strength if strength is None else float(strength)
+        result["layer"] = list(chosen.layers)
+        result["strength"] = chosen.strength
+        result["steering"] = chosen.to_dict()
     stats = significance_summary([i["correct"] for i in unsteered], [i["correct"] for i in steered])
     result.update({"p_value": stats["p_value"], "gain_ci": stats["gain_ci"], "gain": stats["gain"],
-                   "reading": stats["reading"], "steered": vector is not None})
+                   "reading": stats["reading"], "steered": chosen is not None})
+    if side_effects and chosen is not None:
+        from grains.side_effects import measure_side_effects
+
+        result["side_effects"] = measure_side_effects(lm, chosen).to_dict()
     if per_item:
         result["items"] = [
             {"index": i, "correct_unsteered": u["correct"], "correct": s["correct"],
@@ -150,40 +176,91 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", vector: Ste
     return result
 
 
-def sweep(lm: Any, rows: Sequence[Any], kind: str, vector: SteeringVector, layers: Sequence[int],
-          strengths: Sequence[float], normalize: bool = True, progress: Progress = None) -> dict[str, Any]:
-    """Accuracy gain for every layer x strength, with p-values and which cells' 95% interval excludes 0."""
-    from grains.stats import significance_summary
+def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, layers: Sequence[int],
+          strengths: Sequence[float], normalize: bool = True, progress: Progress = None,
+          length_normalize: bool = False, kl: bool = False, prompt_format: str | None = None,
+          allow_other_model: bool = False) -> dict[str, Any]:
+    """Accuracy gain for every layer x strength, with p-values corrected for the number of cells (Holm).
 
+    Args:
+        lm: the loaded model.
+        rows: the items.
+        kind: "truthfulqa", "pairs" or "probes".
+        steering: a `Steering` (its vector and normalize switch are used) or a `SteeringVector`.
+        layers: layers to sweep.
+        strengths: strengths to sweep (0 is the identity and is not a tested cell).
+        normalize: keep each token's norm (bare vectors only).
+        progress: called with (fraction, message).
+        length_normalize: compare per-token log-probabilities.
+        kl: also measure each cell's mean KL on neutral prompts (its side effect).
+        prompt_format: "raw", "qa" or "chat" (default: the model's).
+        allow_other_model: accept a vector built for another model.
+
+    Returns:
+        A dict with per-cell "values" (accuracy gain), "accuracy", "margin_gain", "p_values" (exact McNemar, raw),
+        "p_values_adjusted" (Holm), "significant" (adjusted p < 0.05), "cells_tested", "correction", "best_of_n"
+        (the largest gain, labelled: a maximum over cells, not an estimate) and, with `kl`, "kl".
+    """
+    from grains.stats import SIGNIFICANCE_LEVEL, holm_adjust, significance_summary
+
+    lm = lm.with_format(prompt_format)
     layers = check_layers(list(layers), lm.num_layers)
     strengths = [check_strength(s) for s in strengths]
-    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers)
+    if isinstance(steering, Steering):
+        base_setting = steering
+    else:
+        base_setting = as_steering(lm, steering, layers[0], strengths[0] if strengths else 0.0, normalize,
+                                   allow_other_model)
+    if base_setting is None:
+        raise InputError("A sweep needs a steering vector.")
+    meter = None
+    if kl:
+        from grains.side_effects import NeutralKL
+
+        meter = NeutralKL(lm)
     total = 1 + len(layers) * len(strengths)
-    unsteered = score_items(lm, rows, kind)
+    unsteered = score_items(lm, rows, kind, None, length_normalize)
     base_correct = [i["correct"] for i in unsteered]
     base_acc = sum(base_correct) / len(rows)
     base_margin = sum(i["margin"] for i in unsteered) / len(rows)
-    gains, margins, p_values, significant, accuracy = [], [], [], [], []
+    gains, margins, p_values, accuracy, kls = [], [], [], [], []
     done = 1
     for layer in layers:
-        row_gain, row_margin, row_p, row_sig, row_acc = [], [], [], [], []
+        row_gain, row_margin, row_p, row_acc, row_kl = [], [], [], [], []
         for strength in strengths:
-            items = score_items(lm, rows, kind, steering_context(lm, vector, layer, strength, normalize))
+            cell = base_setting.at(lm, layer, strength)
+            items = score_items(lm, rows, kind, steering_context(lm, cell), length_normalize)
             stats = significance_summary(base_correct, [i["correct"] for i in items])
-            low, high = stats["gain_ci"]
             row_gain.append(stats["gain"])
             row_acc.append(stats["accuracy"])
             row_margin.append(sum(i["margin"] for i in items) / len(rows) - base_margin)
-            row_p.append(stats["p_value"])
-            row_sig.append(low > 0 or high < 0)
+            row_p.append(stats["p_value"] if strength != 0 else None)
+            if meter is not None:
+                row_kl.append(meter.mean(cell))
             done += 1
             if progress:
                 progress(done / total, f"layer {layer}, strength {strength:g}")
         gains.append(row_gain)
         margins.append(row_margin)
         p_values.append(row_p)
-        significant.append(row_sig)
         accuracy.append(row_acc)
-    return {"layers": layers, "strengths": strengths, "metric": "accuracy gain", "values": gains,
-            "accuracy": accuracy, "margin_gain": margins, "p_values": p_values, "significant": significant,
-            "accuracy_unsteered": base_acc, "n": len(rows), "kind": kind}
+        kls.append(row_kl)
+    tested = [(r, c) for r in range(len(layers)) for c in range(len(strengths)) if p_values[r][c] is not None]
+    adjusted_flat = holm_adjust([p_values[r][c] for r, c in tested])
+    adjusted: list[list[float | None]] = [[None] * len(strengths) for _ in layers]
+    for (r, c), value in zip(tested, adjusted_flat):
+        adjusted[r][c] = value
+    significant = [[a is not None and a < SIGNIFICANCE_LEVEL for a in row] for row in adjusted]
+    best = max(tested, key=lambda rc: gains[rc[0]][rc[1]], default=None)
+    best_of_n = None if best is None else {
+        "label": f"best of {len(tested)}", "layer": layers[best[0]], "strength": strengths[best[1]],
+        "gain": gains[best[0]][best[1]], "p_value_adjusted": adjusted[best[0]][best[1]],
+        "note": "the largest gain over the cells: biased upward, not an estimate"}
+    out = {"layers": layers, "strengths": strengths, "metric": "accuracy gain", "values": gains,
+           "accuracy": accuracy, "margin_gain": margins, "p_values": p_values, "p_values_adjusted": adjusted,
+           "significant": significant, "correction": "holm", "cells_tested": len(tested), "best_of_n": best_of_n,
+           "accuracy_unsteered": base_acc, "n": len(rows), "kind": kind,
+           "length_normalized": bool(length_normalize), "normalize": base_setting.normalize}
+    if meter is not None:
+        out["kl"] = kls
+    return out

@@ -1,4 +1,9 @@
-"""Unsteered and steered continuations of one prompt, side by side, in one batched generate call."""
+"""Unsteered and steered continuations of one prompt, side by side, in one batched generate call.
+
+Sampling is paired: both rows draw the same uniform random number at every step (inverse-CDF sampling over the
+token ids in a fixed order, through a logits processor), so at strength 0 the two texts are identical and any
+difference between the rows comes from steering, not from sampling noise.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,17 @@ import math
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from grains.errors import InputError
 from grains.memory import oom_guard
-from grains.steering import check_layers, check_strength, steer
-from grains.vectors import SteeringVector
+from grains.steering import Steering, SteeringLike, as_steering
 
 MAX_NEW_TOKENS = 1024
 
@@ -50,13 +54,44 @@ class PairedGeneration:
     prompt_text: str
 
 
+class SharedUniformSampler(LogitsProcessor):
+    """Samples every row with the same uniform draw per step, so rows with equal distributions pick equal tokens.
+
+    The distribution is the model's, tempered and top-p filtered; the token is found by inverse CDF over the token
+    ids in their fixed order, which also keeps steered and unsteered picks together where their distributions are
+    close. Returns logits that are 0 at the picked token and -inf elsewhere, for greedy decoding to take.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seed: int):
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            ordered, order = probs.sort(dim=-1, descending=True)
+            before = ordered.cumsum(dim=-1) - ordered  # mass strictly above each token
+            ordered = ordered.masked_fill(before >= self.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, ordered)
+        cdf = probs.cumsum(dim=-1)
+        u = torch.rand((), generator=self.generator).item()
+        target = (u * cdf[:, -1]).unsqueeze(-1)
+        picked = torch.searchsorted(cdf, target).clamp_max(probs.shape[-1] - 1)
+        # never land on a zero-probability token through rounding at a CDF step
+        picked = torch.where(probs.gather(-1, picked) > 0, picked, probs.argmax(dim=-1, keepdim=True))
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, picked.to(scores.device), 0.0)
+
+
 def _generate_kwargs(lm: Any, settings: GenerationSettings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                              "pad_token_id": lm.tokenizer.pad_token_id}
+    # Greedy decoding over the processor's pick: sampling, when on, happens in SharedUniformSampler.
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": False,
+                              "pad_token_id": lm.tokenizer.pad_token_id,
+                              "temperature": None, "top_p": None, "top_k": None}
     if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:  # silence generation_config defaults that only apply to sampling
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [SharedUniformSampler(settings.temperature, settings.top_p, settings.seed)])
     return kwargs
 
 
@@ -69,52 +104,73 @@ def _batch_inputs(lm: Any, prompt: str, image: Any, batch: int) -> tuple[dict[st
     return inputs, enc.text, len(enc.ids)
 
 
-def _steering_context(lm: Any, vector: SteeringVector | None, layer: Any, strength: float | None,
-                      rows: list[bool] | None, normalize: bool):
-    if vector is None:
-        return nullcontext()
-    return steer(lm, vector, layer, strength, rows=rows, normalize=normalize)
-
-
-def _check_request(lm: Any, vector: SteeringVector | None, layer: Any, strength: float | None) -> None:
-    if vector is not None:
-        check_layers(layer, lm.num_layers, vector)
-        check_strength(vector.default_strength if strength is None else strength)
+def _steering_context(lm: Any, steering: Steering | None, rows: list[bool] | None) -> AbstractContextManager:
+    return nullcontext() if steering is None else steering.apply(lm, rows)
 
 
 def _decode(lm: Any, rows: torch.Tensor, prompt_len: int) -> list[str]:
     return [lm.tokenizer.decode(r[prompt_len:], skip_special_tokens=True) for r in rows]
 
 
-def _run(lm: Any, prompt: str, vector: SteeringVector | None, layer: Any, strength: float | None,
-         settings: GenerationSettings | None, image: Any, normalize: bool,
-         steer_rows: list[bool] | None) -> tuple[list[str], str]:
-    """One generate call over len(steer_rows) (or 1) copies of the prompt; returns the texts and the prompt text."""
+def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None, settings: GenerationSettings | None,
+             normalize: bool, prompt_format: str | None,
+             allow_other_model: bool) -> tuple[Any, Steering | None, GenerationSettings]:
     settings = settings or GenerationSettings()
     settings.check()
-    _check_request(lm, vector, layer, strength)
+    lm = lm.with_format(prompt_format)
+    return lm, as_steering(lm, steering, layer, strength, normalize, allow_other_model), settings
+
+
+def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
+         steer_rows: list[bool] | None) -> tuple[list[str], str]:
+    """One generate call over len(steer_rows) (or 1) copies of the prompt; returns the texts and the prompt text."""
     with lm.lock, oom_guard("generation", "use fewer new tokens."):
         inputs, text, prompt_len = _batch_inputs(lm, prompt, image, len(steer_rows) if steer_rows else 1)
         torch.manual_seed(settings.seed)
-        with _steering_context(lm, vector, layer, strength, steer_rows, normalize), torch.no_grad():
+        with _steering_context(lm, steering, steer_rows), torch.no_grad():
             out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings))
     return _decode(lm, out, prompt_len), text
 
 
-def generate_pair(lm: Any, prompt: str, vector: SteeringVector | None = None, layer: Any = None,
+def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
                   strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
-                  normalize: bool = True) -> PairedGeneration:
-    """Row 0 unsteered, row 1 steered, in one generate call with the same seed. Without a vector both rows are
-    unsteered; at strength 0 the steered text equals the unsteered text exactly."""
-    (unsteered, steered), text = _run(lm, prompt, vector, layer, strength, settings, image, normalize, [False, True])
+                  normalize: bool = True, prompt_format: str | None = None,
+                  allow_other_model: bool = False) -> PairedGeneration:
+    """Row 0 unsteered, row 1 steered, in one generate call with shared random draws.
+
+    Args:
+        lm: the loaded model.
+        prompt: the prompt as the user wrote it (formatted by `prompt_format`, default the model's).
+        steering: a `Steering`, or a `SteeringVector` with `layer` and `strength` (default: its suggestions).
+        layer: layer(s) for a bare vector.
+        strength: strength for a bare vector.
+        settings: decoding settings (greedy by default; sampling is paired across the rows).
+        image: an image for a VLM.
+        normalize: keep each token's norm (bare vectors only).
+        prompt_format: "raw", "qa" or "chat" for this call.
+        allow_other_model: accept a vector built for another model.
+
+    Returns:
+        The two continuations and the exact prompt text the model saw. Without steering both rows are unsteered;
+        at strength 0 the steered text equals the unsteered text exactly, sampled or not.
+    """
+    lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
+                                    allow_other_model)
+    (unsteered, steered), text = _run(lm, prompt, chosen, settings, image, [False, True])
     return PairedGeneration(unsteered=unsteered, steered=steered, prompt_text=text)
 
 
-def generate_one(lm: Any, prompt: str, vector: SteeringVector | None = None, layer: Any = None,
+def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
-                 normalize: bool = True) -> str:
-    """A single continuation, steered when a vector is given."""
-    texts, _ = _run(lm, prompt, vector, layer, strength, settings, image, normalize, None)
+                 normalize: bool = True, prompt_format: str | None = None, allow_other_model: bool = False) -> str:
+    """A single continuation, steered when `steering` is given (same arguments as `generate_pair`).
+
+    Returns:
+        The continuation text.
+    """
+    lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
+                                    allow_other_model)
+    texts, _ = _run(lm, prompt, chosen, settings, image, None)
     return texts[0]
 
 
@@ -149,14 +205,14 @@ class _StopFlag(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def stream_pair(lm: Any, prompt: str, vector: SteeringVector | None = None, layer: Any = None,
+def stream_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
-                normalize: bool = True) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) texts so far, token by token. Closing the iterator early stops generation;
-    the hook comes off on every path."""
-    settings = settings or GenerationSettings()
-    settings.check()
-    _check_request(lm, vector, layer, strength)
+                normalize: bool = True, prompt_format: str | None = None,
+                allow_other_model: bool = False) -> Iterator[tuple[str, str]]:
+    """Yield (unsteered, steered) texts so far, token by token (same arguments as `generate_pair`). Closing the
+    iterator early stops generation; the hook comes off on every path."""
+    lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
+                                    allow_other_model)
     streamer = _RowStreamer(lm, 2)
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -166,7 +222,7 @@ def stream_pair(lm: Any, prompt: str, vector: SteeringVector | None = None, laye
             with lm.lock:
                 inputs, _, _ = _batch_inputs(lm, prompt, image, 2)
                 torch.manual_seed(settings.seed)
-                with _steering_context(lm, vector, layer, strength, [False, True], normalize), torch.no_grad():
+                with _steering_context(lm, chosen, [False, True]), torch.no_grad():
                     lm.model.generate(**inputs, **_generate_kwargs(lm, settings), streamer=streamer,
                                       stopping_criteria=StoppingCriteriaList([_StopFlag(stop)]))
         except BaseException as exc:  # handed to the consumer below

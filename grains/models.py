@@ -6,7 +6,7 @@ import os
 import re
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,7 +18,7 @@ from grains.devices import gpu_count, pick_device, pick_dtype
 from grains.errors import GrainsError, InputError, ModelLoadError
 from grains.fastpaths import speed_up_output_head
 from grains.presets import PRESETS, Preset
-from grains.prompts import PromptEncoding, PromptStyle, choose_style, encode_prompt
+from grains.prompts import PromptEncoding, PromptFormat, check_format, choose_style, encode_prompt, has_chat_template
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -35,11 +35,32 @@ class LoadedModel:
     dtype: torch.dtype
     processor: Any = None
     random_weights: bool = False
-    prompt_style: PromptStyle = "qa"
+    prompt_style: PromptFormat = "raw"
     notes: list[str] = field(default_factory=list)
     # Hooks live on the shared model: every model call that may steer holds this lock, so concurrent requests
     # can never see each other's hooks.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """How prompts are formatted: "raw" (as written), "qa" (`Q: ...\\nA:`) or "chat" (the chat template)."""
+        return self.prompt_style
+
+    def with_format(self, prompt_format: str | None) -> LoadedModel:
+        """This model with another prompt format (same weights, same lock); itself when `prompt_format` is None.
+
+        Args:
+            prompt_format: "raw", "qa", "chat" or None.
+
+        Returns:
+            A LoadedModel sharing the model, tokenizer and lock, formatting prompts as asked.
+        """
+        if prompt_format is None or prompt_format == self.prompt_style:
+            return self
+        fmt = check_format(prompt_format)
+        if fmt == "chat" and not has_chat_template(self.tokenizer):
+            raise InputError("This model's tokenizer has no chat template: use the raw or qa prompt format.")
+        return replace(self, prompt_style=fmt)
 
     @property
     def is_vlm(self) -> bool:
@@ -77,6 +98,7 @@ class LoadedModel:
             "dtype": str(self.dtype).replace("torch.", ""), "parameters": self.num_parameters,
             "layers": self.num_layers, "hidden_size": self.hidden_size, "kind": "VLM" if self.is_vlm else "LLM",
             "random_weights": self.random_weights, "prompt_style": self.prompt_style,
+            "prompt_format": self.prompt_style, "has_chat_template": has_chat_template(self.tokenizer),
         }
 
 
@@ -168,13 +190,24 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | None = None,
     use_chat_template: bool | None = None,
+    prompt_format: str | None = None,
 ) -> LoadedModel:
     """Load a preset name, local directory, `.gguf` file or Hugging Face hub id.
 
     Device and dtype are chosen automatically (CUDA > MPS > CPU; bf16 on CUDA, fp32 otherwise); several GPUs get
     `device_map="auto"`. `trust_remote_code` stays off unless asked for. Any failure raises ModelLoadError with one
-    clear sentence.
+    clear sentence. `prompt_format` ("raw", "qa" or "chat") overrides the default: chat for a model with a chat
+    template, raw otherwise (`use_chat_template` is the older switch: False = raw).
     """
+    if prompt_format is not None:
+        check_format(prompt_format)
+        use_chat_template = None
+    lm = _load_model(name_or_path, device, dtype, trust_remote_code, device_map, use_chat_template)
+    return lm.with_format(prompt_format)
+
+
+def _load_model(name_or_path: str | None, device: str | None, dtype: str | torch.dtype | None,
+                trust_remote_code: bool, device_map: str | None, use_chat_template: bool | None) -> LoadedModel:
     from grains.presets import DEFAULT_MODEL
 
     name = (name_or_path or DEFAULT_MODEL).strip()

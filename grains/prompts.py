@@ -1,4 +1,9 @@
-"""Prompt formatting and tokenisation: chat template or plain `Q: ...\\nA:`, prompt and response tokenised apart."""
+"""Prompt formats and tokenisation, with prompt and response tokenised apart.
+
+Three formats, always explicit: `raw` (the text exactly as written), `qa` (the `Q: ...\\nA:` wrapper) and `chat` (the
+model's chat template). Models with a chat template default to `chat`, base models to `raw`. A response is joined to a
+raw or qa prompt with one space unless the prompt already ends in whitespace or the response starts with it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import torch
 
 from grains.errors import InputError
 
-PromptStyle = Literal["chat", "qa", "raw"]
+PromptFormat = Literal["raw", "qa", "chat"]
+PromptStyle = PromptFormat  # the older name
+PROMPT_FORMATS: tuple[str, ...] = ("raw", "qa", "chat")
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 DEFAULT_MAX_RESPONSE_TOKENS = 256
 MAX_TEXT_CHARS = 20_000
@@ -46,14 +53,55 @@ def check_text(value: str, what: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     return value
 
 
-def choose_style(tokenizer: Any, use_chat_template: bool | None) -> PromptStyle:
-    """Chat template when the tokenizer has one (unless switched off), else plain Q/A."""
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if use_chat_template is None:
-        return "chat" if has_template else "qa"
-    if use_chat_template and not has_template:
-        raise InputError("This model's tokenizer has no chat template.")
-    return "chat" if use_chat_template else "qa"
+def check_format(prompt_format: str) -> PromptFormat:
+    """A prompt format name, checked.
+
+    Args:
+        prompt_format: "raw", "qa" or "chat".
+
+    Returns:
+        The same name.
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        raise InputError(f"Unknown prompt format {prompt_format!r}: use raw (as written), qa (Q: ... A:) or chat.")
+    return prompt_format  # type: ignore[return-value]
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """True when the tokenizer carries a chat template."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def choose_style(tokenizer: Any, use_chat_template: bool | None = None,
+                 prompt_format: str | None = None) -> PromptFormat:
+    """The prompt format a model uses by default.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        use_chat_template: the older switch; False means raw text, True the chat template.
+        prompt_format: an explicit format, which wins.
+
+    Returns:
+        `prompt_format` when given; else chat for a tokenizer with a chat template and raw otherwise.
+    """
+    has_template = has_chat_template(tokenizer)
+    if prompt_format is None and use_chat_template is not None:
+        prompt_format = "chat" if use_chat_template else "raw"
+    if prompt_format is None:
+        return "chat" if has_template else "raw"
+    fmt = check_format(prompt_format)
+    if fmt == "chat" and not has_template:
+        raise InputError("This model's tokenizer has no chat template: use the raw or qa prompt format.")
+    return fmt
+
+
+def qa_text(prompt: str) -> str:
+    """`Q: {question}\\nA:`; a prompt already in that form is kept, and a leading "Q:" is not doubled."""
+    stripped = prompt.strip()
+    if _QA_PATTERN.match(stripped):
+        return stripped
+    question = stripped[2:].strip() if stripped.startswith("Q:") else stripped
+    return f"Q: {question}\nA:"
 
 
 def format_prompt(tokenizer: Any, prompt: str, style: PromptStyle) -> tuple[str, tuple[int, int]]:
@@ -63,8 +111,7 @@ def format_prompt(tokenizer: Any, prompt: str, style: PromptStyle) -> tuple[str,
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
     elif style == "qa":
-        stripped = prompt.rstrip()
-        text = prompt if stripped.endswith("A:") else f"Q: {prompt.strip()}\nA:"
+        text = qa_text(prompt)
     else:
         text = prompt
     content = prompt.strip()
@@ -76,11 +123,23 @@ def format_prompt(tokenizer: Any, prompt: str, style: PromptStyle) -> tuple[str,
     return text, span
 
 
-def format_response(response: str, style: PromptStyle) -> str:
-    """Q/A prompts end with "A:", so a response continues after a space; a chat turn starts without one."""
+def format_response(response: str, style: PromptStyle, after: str | None = None) -> str:
+    """The response text as it follows the prompt.
+
+    Args:
+        response: the answer as given.
+        style: the prompt format.
+        after: the formatted prompt text it continues (None: assume it ends without whitespace).
+
+    Returns:
+        For chat, the response without leading whitespace (a new assistant turn). For raw and qa, the response with
+        one joining space unless it starts with whitespace or the prompt ends with it.
+    """
     if style == "chat":
         return response.lstrip()
-    return response if response[:1].isspace() else " " + response
+    if response[:1].isspace() or (after is not None and (not after or after[-1:].isspace())):
+        return response
+    return " " + response
 
 
 def _special_ids(tokenizer: Any) -> set[int]:
@@ -139,10 +198,12 @@ class ResponseEncoding:
 
 
 def encode_response(tokenizer: Any, response: str, style: PromptStyle,
-                    max_tokens: int = DEFAULT_MAX_RESPONSE_TOKENS) -> ResponseEncoding:
-    """Tokenise a response on its own (never `prompt + response` sliced: BPE merges would mis-cut)."""
+                    max_tokens: int = DEFAULT_MAX_RESPONSE_TOKENS, after: str | None = None) -> ResponseEncoding:
+    """Tokenise a response on its own (never `prompt + response` sliced: BPE merges would mis-cut).
+
+    `after` is the formatted prompt text the response continues (see `format_response`)."""
     check_text(response, "response")
-    text = format_response(response, style)
+    text = format_response(response, style, after)
     ids, offsets = tokenize_text(tokenizer, text, add_special_tokens=False)
     if not ids:
         raise InputError("The response has no tokens.")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.prompts import PromptEncoding, encode_response
+
+if TYPE_CHECKING:
+    from grains.steering import Steering
 
 ROWS_PER_FORWARD = 8
 
@@ -29,7 +33,7 @@ def response_logprobs(lm: Any, prompt: PromptEncoding, responses: list[str]) -> 
     For a text model the prompt runs once and every response continues from its KV cache (the prompt is most of
     the tokens, so this halves the cost of a pair); a VLM runs each prompt + response in full.
     """
-    encoded = [encode_response(lm.tokenizer, r, lm.prompt_style) for r in responses]
+    encoded = [encode_response(lm.tokenizer, r, lm.prompt_style, after=prompt.text) for r in responses]
     if not lm.adapter.is_vlm and not prompt.extras:
         return _shared_prefix_logprobs(lm, prompt, [r.ids for r in encoded])
     return _full_logprobs(lm, prompt, [r.ids for r in encoded])
@@ -112,10 +116,24 @@ class PairScore:
         return self.logp_chosen - self.logp_rejected
 
 
-def score_pair(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None) -> PairScore:
-    """log P(chosen | prompt) and log P(rejected | prompt)."""
+def score_pair(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None,
+               steering: Steering | None = None) -> PairScore:
+    """log P(chosen | prompt) and log P(rejected | prompt).
+
+    Args:
+        lm: the model (its prompt format applies).
+        prompt: the prompt.
+        chosen: the preferred answer.
+        rejected: the dispreferred answer.
+        image: an image for a VLM.
+        steering: score under this steering (None: as the model is).
+
+    Returns:
+        The PairScore.
+    """
     if chosen.strip() == rejected.strip():
         raise InputError("The chosen and rejected answers are identical.")
     enc = lm.encode_prompt(prompt, image=resolve_image(image))
-    (lc, lr), (nc, nr) = response_logprobs(lm, enc, [chosen, rejected])
+    with steering.apply(lm) if steering is not None else nullcontext():
+        (lc, lr), (nc, nr) = response_logprobs(lm, enc, [chosen, rejected])
     return PairScore(lc, lr, nc, nr)

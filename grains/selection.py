@@ -1,7 +1,15 @@
-"""Honest choice of layer and strength: k-fold cross-validation on the mean margin, with strength 0 a candidate.
+"""Honest choice of layer and strength: cross-validation to choose, nested cross-validation to estimate.
 
-Vectors are rebuilt without the fold that scores them; each item is scored once, by the vector of the fold that
-held it out. When no candidate beats strength 0, the selection says so.
+The choice: k-fold cross-validation over a layer x strength grid on the mean log-probability margin of held-out
+pairs, vectors rebuilt without the fold that scores them, strength 0 (unsteered) always a candidate. The maximum
+over the grid is a "best of N" figure and is biased upward (the winner's curse), so it is never the estimate.
+
+The estimate: nested cross-validation. For each outer fold, the whole choice is made again on the other folds only
+(inner cross-validation), and the cell it picks is scored on the outer fold with a vector built without it. Every
+item is scored once, by a choice that never saw it, so the mean of these per-item gains is an unbiased estimate of
+what "choose by cross-validation, then steer" gains on new items. A win is claimed only when that estimate is
+positive and a paired sign-flip permutation test rejects "no gain" at alpha = 0.05; otherwise the suggested strength
+is 0. Cost: about (1 + folds) times the scoring of a plain cross-validation.
 """
 
 from __future__ import annotations
@@ -13,42 +21,175 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grains.errors import Cancelled
+from grains.stats import SIGNIFICANCE_LEVEL, margin_gain_summary, significance_summary
+
+Cell = tuple[int, float]
 
 
 def make_folds(n: int, folds: int, seed: int = 0) -> list[list[int]]:
     """Split 0..n-1 into `folds` disjoint, shuffled, near-equal folds."""
-    order = list(range(n))
+    return _split(list(range(n)), folds, seed)
+
+
+def _split(items: list[int], folds: int, seed: int) -> list[list[int]]:
+    order = list(items)
     random.Random(seed).shuffle(order)
-    folds = max(1, min(folds, n))
+    folds = max(1, min(folds, len(order)))
     return [sorted(order[i::folds]) for i in range(folds)]
 
 
 @dataclass
 class Selection:
-    """The chosen layer and strength, the whole table, and the cross-validated estimate."""
+    """The chosen layer and strength, the unbiased (nested) estimate of its gain, and the whole table.
+
+    `margin_gain` is the nested cross-validated estimate (mean log-prob margin gain on items the choice never saw),
+    with `margin_gain_ci` and `p_value` from a paired sign-flip test; `beats_unsteered` is True only when that test
+    rejects "no gain" at alpha = 0.05 and the estimate is positive. `best_of_n` is the maximum over the grid in the
+    plain cross-validation: biased upward, shown only with that label.
+    """
 
     layer: int
     strength: float
     margin_gain: float
-    margin_gain_std: float
+    margin_gain_ci: list[float]
+    p_value: float
     accuracy: float
     accuracy_unsteered: float
+    accuracy_p_value: float
     beats_unsteered: bool
     folds: int
+    best_of_n: dict[str, Any]
     table: list[dict[str, Any]] = field(default_factory=list)
+    outer_choices: list[dict[str, Any]] = field(default_factory=list)
+    excluded_cells: list[dict[str, Any]] = field(default_factory=list)
+    test: str = ""
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "strength": self.strength, "cv_margin_gain": self.margin_gain,
-                "cv_margin_gain_std": self.margin_gain_std, "cv_accuracy": self.accuracy,
-                "cv_accuracy_unsteered": self.accuracy_unsteered, "beats_unsteered": self.beats_unsteered,
-                "folds": self.folds, "note": self.note, "table": self.table}
+        """Plain JSON-ready values (the keys `build --json` prints under "selection")."""
+        return {"layer": self.layer, "strength": self.strength, "estimate": "nested cross-validation",
+                "cv_margin_gain": self.margin_gain, "cv_margin_gain_ci": self.margin_gain_ci,
+                "p_value": self.p_value, "test": self.test, "alpha": SIGNIFICANCE_LEVEL,
+                "cv_accuracy": self.accuracy, "cv_accuracy_unsteered": self.accuracy_unsteered,
+                "cv_accuracy_p_value": self.accuracy_p_value, "beats_unsteered": self.beats_unsteered,
+                "folds": self.folds, "best_of_n": self.best_of_n, "outer_choices": self.outer_choices,
+                "excluded_cells": self.excluded_cells, "note": self.note, "table": self.table}
 
 
 def coarse_strength(strengths: Sequence[float]) -> float:
     """The strength at which every layer is compared in the coarse search: the middle of the positive grid."""
     positive = sorted(s for s in strengths if s > 0)
     return positive[(len(positive) - 1) // 2]
+
+
+@dataclass
+class _Plan:
+    """Which cells to score: all at once ("grid"), or a first stage and a refinement ("coarse")."""
+
+    first: list[Cell]
+    per_layer: dict[int, list[float]]
+    coarse: bool
+    refine_layers: int
+
+    def refine(self, ranked_layers: list[int], first: set[Cell]) -> list[Cell]:
+        if not self.coarse:
+            return []
+        return [(la, s) for la in ranked_layers[: self.refine_layers] for s in self.per_layer[la]
+                if (la, s) not in first]
+
+    @property
+    def size(self) -> int:
+        extra = 0
+        if self.coarse:
+            counts = sorted((len(v) - 1 for v in self.per_layer.values()), reverse=True)
+            extra = sum(counts[: self.refine_layers])
+        return len(self.first) + extra
+
+
+def _plan(layers: Sequence[int], strengths: Sequence[float], search: str, refine_layers: int,
+          allowed: Callable[[int, float], bool] | None) -> _Plan:
+    positive = list(dict.fromkeys(s for s in strengths if s > 0))
+    per_layer = {la: [s for s in positive if allowed is None or allowed(la, s)] for la in layers}
+    per_layer = {la: ss for la, ss in per_layer.items() if ss}
+    if search == "coarse" and positive:
+        middle = coarse_strength(positive)
+        first = [(la, min(ss, key=lambda s: (abs(s - middle), s))) for la, ss in per_layer.items()]
+        return _Plan(first=first, per_layer=per_layer, coarse=True, refine_layers=refine_layers)
+    return _Plan(first=[(la, s) for la, ss in per_layer.items() for s in ss], per_layer=per_layer, coarse=False,
+                 refine_layers=0)
+
+
+@dataclass
+class _CVRun:
+    """One plain cross-validation over a subset of items: per cell, each item's held-out margin gain."""
+
+    gains: dict[Cell, dict[int, float]]
+    fold_means: dict[Cell, list[float]]
+    folds: list[list[int]]
+    vectors: dict[int, Any]
+
+    def mean(self, cell: Cell) -> float:
+        return statistics.fmean(self.gains[cell].values())
+
+    def best(self) -> Cell | None:
+        """The cell with the largest mean held-out gain, or None when none beats strength 0 (gain 0)."""
+        if not self.gains:
+            return None
+        cell = max(self.gains, key=lambda c: (self.mean(c), -c[1], -c[0]))
+        return cell if self.mean(cell) > 0 else None
+
+
+class _Runner:
+    def __init__(self, build: Callable[[list[int]], Any], score: Callable[[Any, int | None, float, list[int]],
+                 list[float]], base: dict[int, float], plan: _Plan, should_stop: Callable[[], bool] | None,
+                 progress: Callable[[float, str], None] | None, total: int):
+        self.build, self.score, self.base, self.plan = build, score, base, plan
+        self.should_stop, self.progress, self.total, self.done = should_stop, progress, max(1, total), 0
+
+    def tick(self, message: str) -> None:
+        if self.should_stop and self.should_stop():
+            raise Cancelled("Cancelled while choosing the layer and strength.")
+        self.done += 1
+        if self.progress:
+            self.progress(min(1.0, self.done / self.total), message)
+
+    def score_gains(self, vector: Any, cell: Cell, items: list[int]) -> list[float]:
+        margins = self.score(vector, cell[0], cell[1], items) if vector is not None else [self.base[i] for i in items]
+        return [m - self.base[i] for m, i in zip(margins, items)]
+
+    def cross_validate(self, items: list[int], folds: int, seed: int, label: str) -> _CVRun:
+        fold_sets = _split(items, folds, seed)
+        run = _CVRun(gains={}, fold_means={}, folds=fold_sets, vectors={})
+
+        def stage(cells: list[Cell]) -> None:
+            for f, fold in enumerate(fold_sets):
+                if f not in run.vectors:
+                    held = set(fold)
+                    train = [i for i in items if i not in held]
+                    run.vectors[f] = self.build(train) if train else None
+                for cell in cells:
+                    self.tick(f"{label}: layer {cell[0]}, strength {cell[1]:g}")
+                    gains = self.score_gains(run.vectors[f], cell, fold)
+                    run.gains.setdefault(cell, {}).update(zip(fold, gains))
+                    run.fold_means.setdefault(cell, []).append(statistics.fmean(gains))
+
+        stage(self.plan.first)
+        if self.plan.coarse:
+            ranked = sorted({c[0] for c in self.plan.first},
+                            key=lambda la: -max(run.mean(c) for c in self.plan.first if c[0] == la))
+            stage(self.plan.refine(ranked, set(self.plan.first)))
+        return run
+
+
+def _table(run: _CVRun, base: dict[int, float], n_items: int) -> list[dict[str, Any]]:
+    base_acc = sum(m > 0 for m in base.values()) / n_items
+    rows = [{"layer": None, "strength": 0.0, "margin_gain": 0.0, "margin_gain_std": 0.0, "accuracy": base_acc}]
+    for cell, per_item in run.gains.items():
+        spread = statistics.pstdev(run.fold_means[cell]) if len(run.fold_means[cell]) > 1 else 0.0
+        rows.append({"layer": cell[0], "strength": cell[1], "margin_gain": statistics.fmean(per_item.values()),
+                     "margin_gain_std": spread,
+                     "accuracy": sum((base[i] + g) > 0 for i, g in per_item.items()) / len(per_item)})
+    return rows
 
 
 def cross_validate(
@@ -64,74 +205,104 @@ def cross_validate(
     progress: Callable[[float, str], None] | None = None,
     search: str = "grid",
     refine_layers: int = 2,
+    allowed: Callable[[int, float], bool] | None = None,
+    excluded_cells: list[dict[str, Any]] | None = None,
 ) -> Selection:
-    """Pick (layer, strength) by held-out mean margin.
+    """Choose (layer, strength) by cross-validated mean margin and estimate its gain by nested cross-validation.
 
-    `build(train_indices)` returns a vector built from those items only; `score(vector, layer, strength, indices)`
-    returns the margins of those items (vector None and strength 0 = unsteered). `search="grid"` scores every
-    layer x strength; `search="coarse"` scores every layer at the middle strength, then every strength at the
-    `refine_layers` best layers (layers + refine_layers x (strengths - 1) cells instead of layers x strengths).
+    Args:
+        n_items: how many items (indices 0..n_items-1).
+        layers: candidate layers.
+        strengths: candidate strengths (0 is always a candidate, as "unsteered").
+        build: `build(train_indices)` returns a vector built from those items only.
+        score: `score(vector, layer, strength, indices)` returns those items' margins under steering (vector None
+            and strength 0 = unsteered).
+        folds: folds of the outer and the inner cross-validation.
+        seed: shuffling seed.
+        fallback_layer: the layer suggested (at strength 0) when no cell is scored.
+        should_stop: polled between cells; True raises Cancelled.
+        progress: called with (fraction, message).
+        search: "grid" scores every cell; "coarse" every layer at the middle strength, then every strength at the
+            `refine_layers` best layers.
+        refine_layers: layers refined by the coarse search.
+        allowed: cells outside it (e.g. over a side-effect budget) are never scored or chosen.
+        excluded_cells: a record of cells left out by `allowed`, kept in the result.
+
+    Returns:
+        The Selection: the choice (strength 0 unless the nested estimate wins), the unbiased estimate with its
+        interval and test, and the cross-validation table with its "best of N".
     """
     if search not in ("grid", "coarse"):
         raise ValueError(f"Unknown search {search!r}: use 'grid' or 'coarse'.")
-    fold_sets = make_folds(n_items, folds, seed)
     everything = list(range(n_items))
     base = dict(zip(everything, score(None, None, 0.0, everything)))
-    positive = [s for s in strengths if s > 0]
-    if search == "coarse" and positive:
-        middle = coarse_strength(positive)
-        first_cells = [(la, middle) for la in layers]
-        extra_cells = min(refine_layers, len(layers)) * (len(set(positive)) - 1)
+    plan = _plan(layers, strengths, search, refine_layers, allowed)
+    k = max(1, min(folds, n_items))
+    outer_sets = _split(everything, k, seed)
+    nested = k >= 2 and all(n_items - len(fold) >= 2 for fold in outer_sets)
+    total = plan.size * k * (1 + (k if nested else 0)) + k
+    runner = _Runner(build, score, base, plan, should_stop, progress, total)
+
+    top = runner.cross_validate(everything, k, seed, "cross-validation")
+    table = _table(top, base, n_items)
+    best_cell = top.best()
+    steered_rows = [row for row in table if row["layer"] is not None]
+    best_row = max(steered_rows, key=lambda r: r["margin_gain"], default=None)
+    best_of_n = {"label": f"best of {len(steered_rows)}", "cells": len(steered_rows),
+                 "layer": best_row["layer"] if best_row else None,
+                 "strength": best_row["strength"] if best_row else 0.0,
+                 "margin_gain": best_row["margin_gain"] if best_row else 0.0,
+                 "accuracy": best_row["accuracy"] if best_row else table[0]["accuracy"],
+                 "note": "the maximum over the grid in plain cross-validation: biased upward, not an estimate"}
+
+    # Nested estimate: each outer fold's choice is made without it; outer fold f uses top's fold-f vector.
+    outer_gain: dict[int, float] = {}
+    outer_choices: list[dict[str, Any]] = []
+    for f, fold in enumerate(outer_sets if nested else []):
+        held = set(fold)
+        inner_items = [i for i in everything if i not in held]
+        inner = runner.cross_validate(inner_items, k, seed + 1 + f, f"nested estimate, outer fold {f + 1}/{k}")
+        chosen = inner.best()
+        runner.tick(f"nested estimate: scoring outer fold {f + 1}/{k}")
+        if chosen is None:
+            gains = [0.0] * len(fold)
+        elif chosen in top.gains and all(i in top.gains[chosen] for i in fold):
+            gains = [top.gains[chosen][i] for i in fold]
+        else:
+            gains = runner.score_gains(top.vectors[f], chosen, fold)
+        outer_gain.update(zip(fold, gains))
+        outer_choices.append({"fold": f, "layer": chosen[0] if chosen else None,
+                              "strength": chosen[1] if chosen else 0.0, "n": len(fold),
+                              "mean_gain": statistics.fmean(gains)})
+
+    base_correct = [base[i] > 0 for i in everything]
+    base_acc = sum(base_correct) / n_items
+    if outer_gain:
+        diffs = [outer_gain[i] for i in everything]
+        estimate = margin_gain_summary(diffs, seed=seed)
+        accuracy = significance_summary(base_correct, [base[i] + outer_gain[i] > 0 for i in everything])
+        wins = estimate["mean"] > 0 and estimate["p_value"] < SIGNIFICANCE_LEVEL
     else:
-        first_cells = [(la, s) for la in layers for s in positive]
-        extra_cells = 0
-    gains: dict[tuple[int, float], dict[int, float]] = {}
-    fold_means: dict[tuple[int, float], list[float]] = {}
-    vectors: dict[int, Any] = {}
-    total = len(fold_sets) * max(1, len(first_cells) + extra_cells)
-    done = 0
-
-    def run_stage(cells: list[tuple[int, float]]) -> None:
-        nonlocal done
-        for f, fold in enumerate(fold_sets):
-            held = set(fold)
-            train = [i for i in everything if i not in held]
-            if f not in vectors:
-                vectors[f] = build(train) if train else None
-            for key in cells:
-                if should_stop and should_stop():
-                    raise Cancelled("Cancelled while choosing the layer and strength.")
-                layer, strength = key
-                vector = vectors[f]
-                margins = score(vector, layer, strength, fold) if vector is not None else [base[i] for i in fold]
-                per_item = gains.setdefault(key, {})
-                for i, m in zip(fold, margins):
-                    per_item[i] = m - base[i]
-                fold_means.setdefault(key, []).append(statistics.fmean(margins[j] - base[i]
-                                                                       for j, i in enumerate(fold)))
-                done += 1
-                if progress:
-                    progress(min(1.0, done / total), f"cross-validation: layer {layer}, strength {strength:g}")
-
-    run_stage(first_cells)
-    if search == "coarse" and positive:
-        ranked = sorted(layers, key=lambda la: -statistics.fmean(gains[(la, middle)].values()))
-        run_stage([(la, s) for la in ranked[:refine_layers] for s in dict.fromkeys(positive) if s != middle])
-    base_acc = sum(m > 0 for m in base.values()) / n_items
-    table = [{"layer": None, "strength": 0.0, "margin_gain": 0.0, "margin_gain_std": 0.0, "accuracy": base_acc}]
-    for (layer, strength), per_item in gains.items():
-        acc = sum((base[i] + g) > 0 for i, g in per_item.items()) / n_items
-        spread = statistics.pstdev(fold_means[(layer, strength)]) if len(fold_means[(layer, strength)]) > 1 else 0.0
-        table.append({"layer": layer, "strength": strength, "margin_gain": statistics.fmean(per_item.values()),
-                      "margin_gain_std": spread, "accuracy": acc})
-    best = max(table, key=lambda row: row["margin_gain"])
-    if best["strength"] == 0.0 or best["margin_gain"] <= 0:
-        return Selection(layer=fallback_layer, strength=0.0, margin_gain=0.0, margin_gain_std=0.0,
-                         accuracy=base_acc, accuracy_unsteered=base_acc, beats_unsteered=False, folds=len(fold_sets),
-                         table=table, note="No layer and strength beat the unsteered model in cross-validation; "
-                                           "the suggested strength is 0.")
-    return Selection(layer=best["layer"], strength=best["strength"], margin_gain=best["margin_gain"],
-                     margin_gain_std=best["margin_gain_std"], accuracy=best["accuracy"], accuracy_unsteered=base_acc,
-                     beats_unsteered=True, folds=len(fold_sets), table=table,
-                     note=f"Cross-validated over {len(fold_sets)} folds: mean margin +{best['margin_gain']:.3f} "
-                          f"(fold spread {best['margin_gain_std']:.3f}).")
+        estimate = {"mean": 0.0, "ci": [0.0, 0.0], "p_value": 1.0, "test": "", "reading": ""}
+        accuracy = {"accuracy": base_acc, "p_value": 1.0}
+        wins = False
+    if wins and best_cell is not None:
+        layer, strength = best_cell
+        note = (f"Steering beats unsteered on items the choice never saw (nested {k}-fold cross-validation): "
+                f"{estimate['reading']}. Chosen by plain cross-validation: layer {layer}, strength {strength:g} "
+                f"({best_of_n['label']}: {best_of_n['margin_gain']:+.3f} nats, biased upward).")
+    else:
+        layer = best_cell[0] if best_cell else (best_row["layer"] if best_row else fallback_layer)
+        strength = 0.0
+        wins = False
+        reason = (f"nested {k}-fold cross-validation gives {estimate['reading']}" if outer_gain else
+                  "too few items for a nested estimate")
+        note = (f"No layer and strength beat the unsteered model in cross-validation ({reason}); the suggested "
+                f"strength is 0. The {best_of_n['label']} cell was layer {best_of_n['layer']}, strength "
+                f"{best_of_n['strength']:g} ({best_of_n['margin_gain']:+.3f} nats, biased upward).")
+    return Selection(layer=int(layer), strength=float(strength), margin_gain=float(estimate["mean"]),
+                     margin_gain_ci=[float(x) for x in estimate["ci"]], p_value=float(estimate["p_value"]),
+                     accuracy=float(accuracy["accuracy"]), accuracy_unsteered=base_acc,
+                     accuracy_p_value=float(accuracy["p_value"]), beats_unsteered=bool(wins), folds=k,
+                     best_of_n=best_of_n, table=table, outer_choices=outer_choices,
+                     excluded_cells=list(excluded_cells or []), test=estimate.get("test", ""), note=note)

@@ -119,3 +119,148 @@ def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Seq
         "gain_ci": [ci[0], ci[1]],
         "reading": describe_gain(acc_u, acc_s, ci, p_value),
     }
+
+
+# ---------------------------------------------------------------- continuous paired gains (margins)
+
+_EXACT_SIGN_FLIPS_UP_TO = 16  # 2**16 sign patterns are enumerated; more items use Monte Carlo
+SIGN_FLIP_TEST = "paired sign-flip permutation test of the mean (two-sided)"
+
+
+def _sign_matrix(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, bool]:
+    """Rows of +-1: every pattern when n is small (exact test), else `n_resamples` random ones."""
+    if n <= _EXACT_SIGN_FLIPS_UP_TO:
+        codes = np.arange(2**n, dtype=np.int64)[:, None] >> np.arange(n, dtype=np.int64)[None, :]
+        return 1.0 - 2.0 * (codes & 1), True
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2, size=(n_resamples, n), dtype=np.int8).astype(np.float64) * 2.0 - 1.0, False
+
+
+def _flip_p(diffs: np.ndarray, signs: np.ndarray, exact: bool) -> float:
+    observed = abs(diffs.sum())
+    flipped = np.abs(signs @ diffs)
+    hits = int(np.sum(flipped >= observed - 1e-12 * max(1.0, observed)))
+    return hits / len(signs) if exact else (hits + 1) / (len(signs) + 1)
+
+
+def _as_diffs(diffs: Sequence[float]) -> np.ndarray:
+    arr = np.asarray(list(diffs), dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InputError("There are no paired differences to test.")
+    if not np.isfinite(arr).all():
+        raise InputError("The paired differences must be finite numbers.")
+    return arr
+
+
+def sign_flip_test(diffs: Sequence[float], n_resamples: int = 20_000, seed: int = 0) -> float:
+    """Two-sided p-value for "the mean paired difference is 0", by flipping the signs of the differences.
+
+    Exact (every sign pattern) up to 16 items, Monte Carlo with `n_resamples` patterns above. Valid whenever each
+    difference is as likely to be negative as positive under the null (no normality assumed).
+
+    Args:
+        diffs: per-item differences, steered minus unsteered.
+        n_resamples: random sign patterns for more than 16 items.
+        seed: random seed.
+
+    Returns:
+        The p-value (1.0 when every difference is 0).
+    """
+    arr = _as_diffs(diffs)
+    if not np.any(arr):
+        return 1.0
+    signs, exact = _sign_matrix(arr.size, n_resamples, seed)
+    return float(min(1.0, _flip_p(arr, signs, exact)))
+
+
+def sign_flip_interval(diffs: Sequence[float], confidence: float = 0.95, n_resamples: int = 20_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """The interval of mean shifts mu that the sign-flip test does not reject: it excludes 0 exactly when
+    `sign_flip_test` gives p < 1 - confidence (same sign patterns), so interval and test always agree.
+
+    Args:
+        diffs: per-item differences.
+        confidence: e.g. 0.95.
+        n_resamples: random sign patterns for more than 16 items.
+        seed: random seed.
+
+    Returns:
+        (low, high) for the mean difference.
+    """
+    arr = _as_diffs(diffs)
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must be between 0 and 1, got {confidence!r}.")
+    alpha = 1 - confidence
+    mean = float(arr.mean())
+    if arr.size == 1 or np.ptp(arr) == 0:
+        return mean, mean
+    signs, exact = _sign_matrix(arr.size, n_resamples, seed)
+    flipped_sums, sign_sums, total, n = signs @ arr, signs.sum(axis=1), float(arr.sum()), arr.size
+
+    def rejects(mu: float) -> bool:  # _flip_p(arr - mu, ...) without a matrix product per mu
+        observed = abs(total - mu * n)
+        hits = int(np.sum(np.abs(flipped_sums - mu * sign_sums) >= observed - 1e-12 * max(1.0, observed)))
+        p = hits / len(signs) if exact else (hits + 1) / (len(signs) + 1)
+        return p < alpha
+
+    def edge(inside: float, outside: float) -> float:
+        if not rejects(outside):  # too few items to ever reject: the interval is the data's range
+            return outside
+        for _ in range(40):
+            middle = (inside + outside) / 2
+            if rejects(middle):
+                outside = middle
+            else:
+                inside = middle
+        return inside
+
+    span = float(np.ptp(arr))
+    return edge(mean, float(arr.min()) - span), edge(mean, float(arr.max()) + span)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: adjusted p-values that control the family-wise error rate over all the tests.
+
+    Args:
+        p_values: the raw p-values, one per test (cell).
+
+    Returns:
+        Adjusted p-values in the same order; reject where adjusted p < alpha.
+    """
+    p = np.asarray(list(p_values), dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        adjusted[idx] = running
+    return adjusted.tolist()
+
+
+def describe_margin_gain(mean: float, ci: Sequence[float], p_value: float, confidence: float = 0.95) -> str:
+    """One plain line for a mean log-probability margin gain, e.g.
+    "+0.42 nats, 95% CI +0.10 to +0.75: unlikely to be chance (p = 0.01)"."""
+    verdict = "unlikely to be chance" if p_value < SIGNIFICANCE_LEVEL else "could be chance"
+    return (f"{mean:+.3f} nats, {confidence * 100:g}% CI {ci[0]:+.3f} to {ci[1]:+.3f}: {verdict} "
+            f"({_format_p(p_value)})")
+
+
+def margin_gain_summary(diffs: Sequence[float], seed: int = 0) -> dict:
+    """Mean paired margin gain with its sign-flip p-value and the matching interval.
+
+    Args:
+        diffs: per-item margin gains (steered minus unsteered), each scored once.
+        seed: random seed for the Monte Carlo sign patterns.
+
+    Returns:
+        {"n", "mean", "ci", "p_value", "test", "reading"}.
+    """
+    arr = _as_diffs(diffs)
+    p_value = sign_flip_test(arr, seed=seed)
+    ci = sign_flip_interval(arr, seed=seed)
+    mean = float(arr.mean())
+    return {"n": int(arr.size), "mean": mean, "ci": [ci[0], ci[1]], "p_value": p_value, "test": SIGN_FLIP_TEST,
+            "reading": describe_margin_gain(mean, ci, p_value)}

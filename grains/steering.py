@@ -1,16 +1,24 @@
-"""Adding a steering vector at inference: a forward hook on decoder layers, removed on every path.
+"""Adding a steering vector at inference: a checked `Steering` value and the forward hook it installs.
 
 At layer l and every token position: h' = h + lambda * m_l * v_l/|v_l|, then h'' = h' * |h| / |h'| (norms over the
 hidden dimension, per token), so each token's representation keeps its length. Works for decoder layers that
 return a tensor (transformers 5) or a tuple, at every decoded token under a KV cache, and only on the batch rows
-selected by `rows`.
+selected by `rows`. A negative lambda steers the other way (toward the rejected answers).
+
+Every path that steers (generation, scoring, evaluation, sweeps, cross-validation) takes one `Steering`, created and
+checked once, so all of them apply the same formula under the same model-compatibility rule:
+
+    steering = Steering.create(lm, vector, layers=9, strength=0.3)
+    with steering.apply(lm):
+        ...
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,21 +26,22 @@ import torch
 from grains.errors import InputError
 from grains.vectors import SteeringVector
 
-MAX_STRENGTH = 20.0
+MAX_STRENGTH = 4.0
 
 
 def check_strength(strength: float) -> float:
-    """Strength must be a finite number from 0 to MAX_STRENGTH (in units of the layer's median hidden norm)."""
+    """Strength must be a finite number from -MAX_STRENGTH to MAX_STRENGTH (units: the layer's median hidden norm).
+
+    A negative strength steers the other way: toward the rejected answers."""
     try:
         value = float(strength)
     except (TypeError, ValueError) as exc:
         raise InputError("The steering strength must be a number.") from exc
     if not math.isfinite(value):
         raise InputError("The steering strength must be a finite number, not NaN or infinity.")
-    if value < 0:
-        raise InputError("The steering strength must be 0 or more; to steer the other way, swap chosen and rejected.")
-    if value > MAX_STRENGTH:
-        raise InputError(f"The steering strength must be at most {MAX_STRENGTH:g}.")
+    if abs(value) > MAX_STRENGTH:
+        raise InputError(f"The steering strength must be from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g} (units of the "
+                         "layer's median hidden-state norm; negative steers toward the rejected answers).")
     return value
 
 
@@ -86,6 +95,143 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
 
 
 @contextmanager
+def _hooked(lm: Any, adds: dict[int, torch.Tensor], normalize: bool, rows: Sequence[bool] | None) -> Iterator[None]:
+    row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
+    handles = []
+    try:
+        for layer, add in adds.items():
+            handles.append(lm.adapter.layers[layer].register_forward_hook(_make_hook(add, normalize, row_mask)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass(frozen=True)
+class Steering:
+    """A checked steering setting: which vector, at which layers, how strong, and whether norms are kept.
+
+    Create it with `Steering.create` (which checks it against the model once); apply it with `apply`, a context
+    manager whose hooks come off on every path. Strength 0 is the identity, exactly.
+
+    Example:
+        >>> steering = Steering.create(lm, vector, layers=9, strength=0.3)
+        >>> with steering.apply(lm):
+        ...     text = grains.generate_one(lm, "The weather today")
+    """
+
+    vector: SteeringVector
+    layers: tuple[int, ...]
+    strength: float
+    normalize: bool = True
+    allow_other_model: bool = False
+
+    @classmethod
+    def create(cls, lm: Any, vector: SteeringVector, layers: int | Sequence[int] | None = None,
+               strength: float | None = None, normalize: bool = True, allow_other_model: bool = False) -> Steering:
+        """Check a vector, layers and strength against a model, once.
+
+        Args:
+            lm: the loaded model it will steer.
+            vector: the steering vector.
+            layers: a layer or layers (default: the vector's suggested layer).
+            strength: lambda, in units of the layer's median hidden-state norm (default: the vector's suggestion).
+            normalize: restore each token's norm after adding the vector.
+            allow_other_model: accept a vector built for another model of the same shape.
+
+        Returns:
+            The checked Steering.
+        """
+        if not isinstance(vector, SteeringVector):
+            raise InputError("No steering vector given.")
+        vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=allow_other_model)
+        chosen = check_layers(layers, lm.num_layers, vector)
+        for layer in chosen:
+            vector.check_layer(layer)
+        value = check_strength(vector.default_strength if strength is None else strength)
+        return cls(vector=vector, layers=tuple(chosen), strength=value, normalize=bool(normalize),
+                   allow_other_model=allow_other_model)
+
+    def at(self, lm: Any, layers: int | Sequence[int] | None = None, strength: float | None = None) -> Steering:
+        """The same vector at other layers and/or strength, checked.
+
+        Args:
+            lm: the model.
+            layers: new layers (default: these).
+            strength: new strength (default: this one).
+
+        Returns:
+            A new Steering.
+        """
+        return Steering.create(lm, self.vector, self.layers if layers is None else layers,
+                               self.strength if strength is None else strength, self.normalize,
+                               self.allow_other_model)
+
+    def with_normalize(self, normalize: bool) -> Steering:
+        """The same setting with the keep-the-norm switch set."""
+        return replace(self, normalize=bool(normalize))
+
+    @property
+    def is_identity(self) -> bool:
+        """True at strength 0: the model's outputs are exactly the unsteered ones."""
+        return self.strength == 0.0
+
+    def additions(self) -> dict[int, torch.Tensor]:
+        """What the hook adds at each layer before restoring the norm: lambda * m_l * v_l / |v_l|."""
+        return {layer: self.vector.scaled(layer, self.strength) for layer in self.layers}
+
+    def apply(self, lm: Any, rows: Sequence[bool] | None = None) -> AbstractContextManager[None]:
+        """Context manager: steer `lm` while inside. `rows` limits steering to the True rows of each batch.
+
+        Args:
+            lm: the model (must fit the vector, as checked by `create`).
+            rows: per batch row, whether to steer it (default: every row).
+
+        Returns:
+            A context manager; its hooks come off on every path, errors included.
+        """
+        self.vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=self.allow_other_model)
+        return _hooked(lm, self.additions(), self.normalize, rows)
+
+    def describe(self) -> str:
+        """One line, e.g. "layer 9, strength +0.30 (norm kept)"."""
+        where = ", ".join(str(la) for la in self.layers)
+        return (f"layer{'s' if len(self.layers) > 1 else ''} {where}, strength {self.strength:+.2f}"
+                f" ({'norm kept' if self.normalize else 'norm not kept'})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The setting as plain JSON-ready values."""
+        return {"layers": list(self.layers), "strength": self.strength, "normalize": self.normalize,
+                "vector_model_id": self.vector.model_id, "vector_method": self.vector.method}
+
+
+SteeringLike = Steering | SteeringVector | None
+
+
+def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | None = None,
+                strength: float | None = None, normalize: bool = True,
+                allow_other_model: bool = False) -> Steering | None:
+    """One Steering from what a caller passed: a Steering (used as is, unless layers/strength are given), a vector
+    with optional layers and strength, or None (unsteered).
+
+    Args:
+        lm: the model.
+        steering: a Steering, a SteeringVector or None.
+        layers: layers for a bare vector (default: its suggested layer), or to move a Steering.
+        strength: strength for a bare vector (default: its suggestion), or to change a Steering's.
+        normalize: keep the norm (bare vectors only).
+        allow_other_model: accept a vector built for another model (bare vectors only).
+
+    Returns:
+        A checked Steering, or None.
+    """
+    if steering is None:
+        return None
+    if isinstance(steering, Steering):
+        return steering if layers is None and strength is None else steering.at(lm, layers, strength)
+    return Steering.create(lm, steering, layers, strength, normalize, allow_other_model)
+
+
 def steer(
     lm: Any,
     vector: SteeringVector,
@@ -93,22 +239,24 @@ def steer(
     strength: float | None = None,
     rows: Sequence[bool] | None = None,
     normalize: bool = True,
-) -> Iterator[None]:
+    allow_other_model: bool = False,
+) -> AbstractContextManager[None]:
     """Context manager: steer `lm` with `vector` at `layers` (default: the vector's suggested layer) and `strength`
-    (default: the vector's). `rows` limits steering to the True rows of each batch. Hooks come off on every path."""
-    vector.check_fits(vector.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)
-    chosen_layers = check_layers(layers, lm.num_layers, vector)
-    value = check_strength(vector.default_strength if strength is None else strength)
-    row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
-    handles = []
-    try:
-        for layer in chosen_layers:
-            add = vector.scaled(layer, value)
-            handles.append(lm.adapter.layers[layer].register_forward_hook(_make_hook(add, normalize, row_mask)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    (default: the vector's). Shorthand for `Steering.create(...).apply(lm, rows)`; hooks come off on every path.
+
+    Args:
+        lm: the model.
+        vector: the steering vector (refused when built for another model, unless `allow_other_model`).
+        layers: a layer or layers.
+        strength: lambda in units of the layer's median hidden-state norm.
+        rows: per batch row, whether to steer it.
+        normalize: restore each token's norm.
+        allow_other_model: accept a vector built for another model of the same shape.
+
+    Returns:
+        A context manager.
+    """
+    return Steering.create(lm, vector, layers, strength, normalize, allow_other_model).apply(lm, rows)
 
 
 def active_hook_count(lm: Any) -> int:

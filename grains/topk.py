@@ -42,10 +42,20 @@ def select_top_k(
     drop: Iterable[int] = (),
     strict: bool = True,
 ) -> TokenSelection:
-    """I+ = the k eligible tokens with the largest scores, I- = the k most negative.
+    """I+ = the k eligible tokens with the largest scores, I- = the k most negative; the two never share a token.
 
-    Forced positions are added to their side (and removed from the other); dropped positions are never picked.
-    With `strict`, asking for more tokens than are eligible is an error; otherwise k is clipped.
+    Args:
+        scores: one score per token.
+        k: tokens per side.
+        eligible: which tokens may be picked (default: all).
+        force_positive: positions added to I+ on top of its k automatic picks (and kept out of I-).
+        force_negative: positions added to I- on top of its k automatic picks (and kept out of I+).
+        drop: positions never picked.
+        strict: asking for more than half the selectable tokens per side is an error; otherwise each side is
+            clipped so the sides stay disjoint (I+ gets the extra token when the count is odd).
+
+    Returns:
+        The TokenSelection (positive, negative, excluded).
     """
     k = check_k(k)
     n = len(scores)
@@ -56,14 +66,19 @@ def select_top_k(
     for i in forced_pos | forced_neg | dropped:
         if not 0 <= i < n:
             raise InputError(f"Token index {i} is out of range: the sequence has {n} tokens (0 to {n - 1}).")
-    candidates = [i for i in range(n) if eligible[i] and i not in dropped]
-    if strict and k > len(candidates):
-        raise InputError(f"k = {k} is larger than the {len(candidates)} tokens that can be selected; lower k.")
+    both = forced_pos & forced_neg
+    if both:
+        raise InputError(f"Token {min(both)} is forced into both I+ and I-; a token can be on one side only.")
+    candidates = [i for i in range(n) if eligible[i] and i not in dropped and i not in forced_pos | forced_neg]
+    if strict and 2 * k > len(candidates):
+        raise InputError(f"k = {k} per side is larger than half of the {len(candidates)} tokens that can be selected "
+                         f"(I+ and I- never share a token); lower k.")
     by_score = sorted(candidates, key=lambda i: scores[i])
-    kk = min(k, len(candidates))
-    positive = by_score[len(by_score) - kk:]
-    negative = by_score[:kk]
-    positive = sorted((set(positive) - forced_neg) | forced_pos)
-    negative = sorted((set(negative) - forced_pos) | forced_neg)
+    want_pos = want_neg = k
+    if want_pos + want_neg > len(by_score):  # share what is left so the sides stay disjoint
+        want_pos = min(want_pos, (len(by_score) + 1) // 2)
+        want_neg = min(want_neg, len(by_score) - want_pos)
+    positive = sorted(set(by_score[len(by_score) - want_pos:] if want_pos else []) | forced_pos)
+    negative = sorted(set(by_score[:want_neg]) | forced_neg)
     excluded = [i for i in range(n) if not eligible[i]]
     return TokenSelection(positive=positive, negative=negative, excluded=excluded)

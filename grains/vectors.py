@@ -19,6 +19,8 @@ from grains import __version__
 from grains.errors import VectorError
 
 FORMAT = "grains-steering-vector/1"
+CANCELLED_BELOW = 0.05  # |v+ - v-| / (|v+| + |v-|) under this: the direction nearly cancelled
+TINY_RELATIVE_NORM = 0.001  # |v| / m_l under this: a tiny raw direction
 MAX_VECTOR_BYTES = 512 * 1024 * 1024
 
 
@@ -51,15 +53,51 @@ class SteeringVector:
     def layers(self) -> list[int]:
         return sorted(self.directions)
 
-    def scaled(self, layer: int, strength: float) -> torch.Tensor:
-        """lambda * m_l * unit(v_l): what the hook adds before restoring the norm."""
+    def check_layer(self, layer: int) -> None:
+        """Raise VectorError unless this vector has a direction and a typical hidden-state norm for `layer`."""
         if layer not in self.directions:
             raise VectorError(f"This vector has no direction for layer {layer} (it has {self.layers}).")
+        if layer not in self.layer_norms:
+            raise VectorError(f"This vector has no hidden-state norm for layer {layer}, so its strength has no unit "
+                              "there; rebuild the vector.")
+
+    def scaled(self, layer: int, strength: float) -> torch.Tensor:
+        """lambda * m_l * unit(v_l): what the hook adds before restoring the norm."""
+        self.check_layer(layer)
         vec = self.directions[layer].float()
         norm = float(vec.norm())
-        if norm == 0.0:
+        if norm == 0.0 or strength == 0.0:
             return torch.zeros_like(vec)
-        return vec / norm * (strength * self.layer_norms.get(layer, 1.0))
+        return vec / norm * (strength * self.layer_norms[layer])
+
+    @property
+    def direction_stats(self) -> dict[int, dict[str, float]]:
+        """Per layer, what the direction is made of (stored while building): `raw_norm` |v|, `relative_norm`
+        |v| / m_l, and for ablation methods `plus_norm` |v+|, `minus_norm` |v-|, `cosine_plus_minus` and
+        `cancellation` |v+ - v-| / (|v+| + |v-|) (near 0: the two shifts nearly cancelled)."""
+        raw = self.meta.get("direction_stats") or {}
+        return {int(k): dict(v) for k, v in raw.items()}
+
+    def warnings(self, layers: list[int] | None = None) -> list[str]:
+        """Plain warnings about the direction at `layers` (default: the suggested layer): a direction that nearly
+        cancelled, or one that is tiny next to the layer's hidden states."""
+        stats = self.direction_stats
+        chosen = layers if layers is not None else ([self.default_layer] if self.default_layer is not None else [])
+        out = []
+        for layer in chosen:
+            info = stats.get(layer)
+            if not info:
+                continue
+            cancel = info.get("cancellation")
+            if cancel is not None and cancel < CANCELLED_BELOW:
+                out.append(f"Layer {layer}: v+ and v- nearly cancelled (|v+ - v-| is {cancel:.1%} of |v+| + |v-|, "
+                           f"cosine {info.get('cosine_plus_minus', float('nan')):.3f}); the direction is mostly "
+                           "noise, however strongly it is applied.")
+            rel = info.get("relative_norm")
+            if rel is not None and rel < TINY_RELATIVE_NORM:
+                out.append(f"Layer {layer}: the raw direction is tiny ({rel:.2%} of a typical hidden state); the "
+                           "steering strength rescales it, so check its effect rather than trusting its size.")
+        return out
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,6 @@ from grains.data import PreferenceExample
 from grains.errors import Cancelled, InputError
 from grains.evaluation import evaluate
 from grains.models import load_model
-from grains.selection import cross_validate, make_folds
 from grains.steering import active_hook_count
 
 EXAMPLES = [
@@ -67,100 +66,6 @@ def test_single_example_uses_defaults_and_says_so(lm):
     result = build_vector(lm, EXAMPLES[:1], k=2, steps=4)
     assert result.selection is None
     assert "not cross-validated" in result.vector.meta["note"]
-
-
-def test_folds_are_disjoint_and_cover_everything():
-    folds = make_folds(10, 3, seed=1)
-    flat = sorted(i for f in folds for i in f)
-    assert flat == list(range(10))
-    assert all(set(a).isdisjoint(b) for a in folds for b in folds if a is not b)
-
-
-def test_cross_validation_never_builds_with_the_scoring_fold():
-    seen = []
-
-    def build(train):
-        return set(train)
-
-    def score(vector, layer, strength, idx):
-        if vector is not None:
-            seen.append((vector, tuple(idx)))
-        return [0.0] * len(idx)
-
-    cross_validate(9, [0, 1], [0.5], build, score, folds=3)
-    assert seen and all(vector.isdisjoint(idx) for vector, idx in seen)
-
-
-def test_a_planted_leak_is_caught():
-    """A 'vector' that memorises the items it was built from looks perfect when it may see the scoring fold;
-    cross-validation must show it learned nothing that generalises."""
-    truth = [1.0 if i % 2 else -1.0 for i in range(12)]
-
-    def build(train):
-        return {i: truth[i] for i in train}  # memorised answers of the training items only
-
-    def score(vector, layer, strength, idx):
-        if vector is None:
-            return [0.0] * len(idx)
-        # a leak would show up as knowing the held-out answers; honest CV gives the memoriser nothing for them
-        return [strength * vector.get(i, 0.0) * truth[i] for i in idx]
-
-    honest = cross_validate(12, [0], [1.0], build, score, folds=3)
-    assert honest.margin_gain == 0.0 and not honest.beats_unsteered
-
-    def leaky_build(train):
-        return {i: truth[i] for i in range(12)}  # the planted leak: built from every item
-
-    leaky = cross_validate(12, [0], [1.0], leaky_build, score, folds=3)
-    assert leaky.beats_unsteered and leaky.margin_gain == pytest.approx(1.0)
-
-
-def test_strength_zero_wins_on_a_noise_vector():
-    """Scores that only get worse with strength: strength 0 must be chosen and the note must say so."""
-    def score(vector, layer, strength, idx):
-        return [-strength * (1 + (i % 3)) for i in idx]
-
-    selection = cross_validate(9, [0, 1, 2], [0.1, 0.5, 1.0], lambda train: object(), score, folds=3)
-    assert selection.strength == 0.0 and not selection.beats_unsteered
-    assert "No layer and strength beat the unsteered model" in selection.note
-
-
-def _peaked_score(best_layer, best_strength, calls):
-    """Margins that peak at one cell (layer, strength) and fall off with distance from it."""
-    def score(vector, layer, strength, idx):
-        if vector is not None:
-            calls.append((layer, strength))
-        if vector is None or strength == 0:
-            return [0.0] * len(idx)
-        return [1.0 - abs(layer - best_layer) - abs(strength - best_strength) for _ in idx]
-    return score
-
-
-def test_coarse_search_finds_the_peak_with_fewer_cells():
-    layers, strengths = [2, 4, 6, 8, 10, 12], [0.1, 0.25, 0.5, 1.0]
-    coarse_calls, grid_calls = [], []
-    coarse = cross_validate(9, layers, strengths, lambda train: object(), _peaked_score(6, 1.0, coarse_calls),
-                            folds=3, search="coarse")
-    grid = cross_validate(9, layers, strengths, lambda train: object(), _peaked_score(6, 1.0, grid_calls),
-                          folds=3, search="grid")
-    assert (coarse.layer, coarse.strength) == (grid.layer, grid.strength) == (6, 1.0)
-    assert coarse.margin_gain == pytest.approx(grid.margin_gain)
-    # 6 layers at the middle strength (0.25), then 3 more strengths at the 2 best layers, per fold
-    assert len(set(coarse_calls)) == 6 + 2 * 3 and len(coarse_calls) == 3 * (6 + 2 * 3)
-    assert len(set(grid_calls)) == 6 * 4
-    assert {row["strength"] for row in coarse.table if row["layer"] == 2} == {0.25}
-
-
-def test_coarse_search_still_rebuilds_without_the_scored_fold():
-    seen = []
-
-    def score(vector, layer, strength, idx):
-        if vector is not None:
-            seen.append((vector, tuple(idx)))
-        return [0.0] * len(idx)
-
-    cross_validate(12, [0, 1, 2], [0.5, 1.0, 2.0], lambda train: frozenset(train), score, folds=4, search="coarse")
-    assert len(seen) == 4 * (3 + 2 * 2) and all(vector.isdisjoint(idx) for vector, idx in seen)
 
 
 def test_unknown_search_is_refused(lm):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from grains.errors import InputError
+from grains.errors import InputError, VectorError
 from grains.models import load_model
-from grains.steering import _make_hook, active_hook_count, steer, steer_hidden
+from grains.steering import Steering, _make_hook, active_hook_count, as_steering, steer, steer_hidden
 from grains.vectors import SteeringVector
 from tests.reference_impl import reference_steer
 
@@ -98,7 +98,8 @@ def test_hooks_removed_when_a_forward_fails_inside(lm):
 
 
 @pytest.mark.parametrize("strength, message", [
-    (float("nan"), "finite"), (float("inf"), "finite"), (-1.0, "0 or more"), (1000.0, "at most"), ("abc", "number"),
+    (float("nan"), "finite"), (float("inf"), "finite"), (-5.0, "from -4 to 4"), (1000.0, "from -4 to 4"),
+    ("abc", "number"),
 ])
 def test_bad_strength(lm, strength, message):
     with pytest.raises(InputError, match=message):
@@ -119,3 +120,77 @@ def test_default_layer_and_strength_come_from_the_vector(lm):
     with steer(lm, vector):
         assert len(lm.adapter.layers[2]._forward_hooks) == 1
         assert active_hook_count(lm) == 1
+
+
+def test_negative_strength_steers_the_other_way(lm):
+    """-lambda adds -v: on the raw (unnormalised) hidden state the two shifts are exact opposites."""
+    vector = random_vector(lm)
+    h = torch.randn(1, 3, lm.hidden_size)
+    up = steer_hidden(h, vector.scaled(1, 0.5), normalize=False)
+    down = steer_hidden(h, vector.scaled(1, -0.5), normalize=False)
+    torch.testing.assert_close(up - h, -(down - h))
+    with steer(lm, vector, layers=1, strength=-0.5):
+        assert active_hook_count(lm) == 1
+
+
+def test_steering_object_is_checked_once_and_matches_steer(lm):
+    vector = random_vector(lm)
+    steering = Steering.create(lm, vector, layers=[2, 1], strength=0.75)
+    assert steering.layers == (1, 2) and steering.strength == 0.75 and steering.normalize
+    with steering.apply(lm):
+        via_object = logits(lm)
+    with steer(lm, vector, layers=[1, 2], strength=0.75):
+        via_function = logits(lm)
+    assert torch.equal(via_object, via_function)
+    assert active_hook_count(lm) == 0
+    moved = steering.at(lm, strength=0.0)
+    assert moved.is_identity and moved.layers == (1, 2)
+
+
+def test_steering_at_strength_zero_is_identity(lm):
+    plain = logits(lm)
+    with Steering.create(lm, random_vector(lm), layers=[0, 1, 2], strength=0.0).apply(lm):
+        assert torch.equal(logits(lm), plain)
+
+
+def test_normalize_switch_reaches_the_hook(lm):
+    vector = random_vector(lm)
+    kept = Steering.create(lm, vector, layers=1, strength=2.0, normalize=True)
+    free = kept.with_normalize(False)
+    with kept.apply(lm):
+        a = logits(lm)
+    with free.apply(lm):
+        b = logits(lm)
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_vector_from_another_model_is_refused_unless_allowed(lm):
+    vector = random_vector(lm)
+    vector.model_id = "some-other-model"
+    with pytest.raises(VectorError, match="built for 'some-other-model'"):
+        Steering.create(lm, vector, layers=1, strength=1.0)
+    with pytest.raises(VectorError, match="built for 'some-other-model'"):
+        with steer(lm, vector, layers=1, strength=1.0):
+            pass
+    allowed = Steering.create(lm, vector, layers=1, strength=1.0, allow_other_model=True)
+    with allowed.apply(lm):
+        assert active_hook_count(lm) == 1
+    assert active_hook_count(lm) == 0
+
+
+def test_missing_layer_norm_is_an_error_not_one(lm):
+    vector = random_vector(lm)
+    del vector.layer_norms[1]
+    with pytest.raises(VectorError, match="no hidden-state norm for layer 1"):
+        Steering.create(lm, vector, layers=1, strength=1.0)
+    with pytest.raises(VectorError, match="no hidden-state norm"):
+        vector.scaled(1, 1.0)
+
+
+def test_as_steering_passes_a_steering_through_and_moves_it(lm):
+    vector = random_vector(lm)
+    steering = Steering.create(lm, vector, layers=1, strength=1.0)
+    assert as_steering(lm, steering) is steering
+    assert as_steering(lm, steering, strength=0.5).strength == 0.5
+    assert as_steering(lm, None) is None
+    assert as_steering(lm, vector, 2, 0.25).layers == (2,)
