@@ -66,6 +66,13 @@ class MCQuestion:
     mc2_labels: tuple[int, ...] = ()
     mc2_source: Literal["mc2_targets", "fallback"] = "fallback"
 
+    def __post_init__(self) -> None:
+        if not self.mc2_choices:  # no MC2 targets given: the fallback set, true answers first
+            n_true, n_false = len(self.correct_answers), len(self.incorrect_answers)
+            object.__setattr__(self, "mc2_choices", self.correct_answers + self.incorrect_answers)
+            object.__setattr__(self, "mc2_labels", (1,) * n_true + (0,) * n_false)
+            object.__setattr__(self, "mc2_source", "fallback")
+
 
 @dataclass(frozen=True)
 class YesNoProbe:
@@ -325,10 +332,7 @@ def _parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
     else:
         incorrect = tuple(c for i, c in enumerate(choices) if i != label)
     category = _text(row, "category", line, where, required=False)
-    if "mc2_targets" in row:
-        mc2_choices, mc2_labels = _mc2_targets(row, line, where)
-    else:
-        mc2_choices, mc2_labels = correct + incorrect, (1,) * len(correct) + (0,) * len(incorrect)
+    mc2_choices, mc2_labels = _mc2_targets(row, line, where) if "mc2_targets" in row else ((), ())
     return MCQuestion(
         question=question,
         prompt=f"Q: {question}\nA:",

@@ -313,3 +313,15 @@ def test_evaluate_reports_reference_mc2_on_recomputed_logliks(tmp_path):
     assert normalised["mc2_length_normalized"] == pytest.approx(sum(expected_mc2_ln) / len(rows), rel=1e-5)
     assert normalised["mc2_length_normalized"] != pytest.approx(normalised["mc2"], rel=1e-3)
     assert "mc1_length_normalized" in normalised and "mc2_length_normalized_unsteered" in normalised
+
+
+def test_a_question_built_without_mc2_targets_gets_the_labelled_fallback():
+    from grains.data import MCQuestion
+
+    q = MCQuestion(question="q", prompt="Q: q\nA:", choices=("a", "b"), label=0, correct_answers=("a", "a2"),
+                   incorrect_answers=("b",), best_answer="a")
+    assert (q.mc2_choices, q.mc2_labels, q.mc2_source) == (("a", "a2", "b"), (1, 1, 0), "fallback")
+    given = MCQuestion(question="q", prompt="Q: q\nA:", choices=("a", "b"), label=0, correct_answers=("a",),
+                       incorrect_answers=("b",), best_answer="a", mc2_choices=("x", "y"), mc2_labels=(1, 0),
+                       mc2_source="mc2_targets")
+    assert (given.mc2_choices, given.mc2_labels, given.mc2_source) == (("x", "y"), (1, 0), "mc2_targets")
