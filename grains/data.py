@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grains.errors import DataError, InputError
+from grains.truthfulqa_metrics import check_mc2_labels
 
 MAX_DATASET_BYTES = 20 * 1024 * 1024
 _MB = 1024 * 1024
@@ -47,7 +48,11 @@ class PreferenceExample:
 
 @dataclass(frozen=True)
 class MCQuestion:
-    """A TruthfulQA multiple-choice question (MC1: exactly one true choice, at index `label`)."""
+    """A TruthfulQA multiple-choice question (MC1: exactly one true choice, at index `label`).
+
+    MC2 answers: `mc2_choices` with `mc2_labels` (1 true, 0 false, true ones first), from the row's `mc2_targets`
+    when it has them (`mc2_source` "mc2_targets"), else `correct_answers` + `incorrect_answers` ("fallback").
+    """
 
     question: str
     prompt: str
@@ -57,6 +62,16 @@ class MCQuestion:
     incorrect_answers: tuple[str, ...]
     best_answer: str
     category: str = ""
+    mc2_choices: tuple[str, ...] = ()
+    mc2_labels: tuple[int, ...] = ()
+    mc2_source: Literal["mc2_targets", "fallback"] = "fallback"
+
+    def __post_init__(self) -> None:
+        if not self.mc2_choices:  # no MC2 targets given: the fallback set, true answers first
+            n_true, n_false = len(self.correct_answers), len(self.incorrect_answers)
+            object.__setattr__(self, "mc2_choices", self.correct_answers + self.incorrect_answers)
+            object.__setattr__(self, "mc2_labels", (1,) * n_true + (0,) * n_false)
+            object.__setattr__(self, "mc2_source", "fallback")
 
 
 @dataclass(frozen=True)
@@ -278,6 +293,26 @@ def _parse_probe(row: dict[str, Any], line: int, where: str, base: Path, root: P
     return YesNoProbe(image=image, question=question, answer=answer, object=obj)
 
 
+def _mc2_targets(row: dict[str, Any], line: int, where: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The row's `mc2_targets` {"choices": [...], "labels": [1, ..., 0, ...]}, checked."""
+    targets = row["mc2_targets"]
+    if not isinstance(targets, dict) or set(targets) != {"choices", "labels"}:
+        raise DataError(f'"mc2_targets" must be an object with "choices" and "labels", got {_type_name(targets)}'
+                        f'{" with other keys" if isinstance(targets, dict) else ""}', line=line, path=where)
+    choices = _text_list({"mc2_targets.choices": targets["choices"]}, "mc2_targets.choices", line, where, min_len=2)
+    if len(set(choices)) != len(choices):
+        raise DataError('"mc2_targets.choices" repeats a choice', line=line, path=where)
+    labels = targets["labels"]
+    if not isinstance(labels, list) or len(labels) != len(choices):
+        raise DataError(f'"mc2_targets.labels" must be a list of {len(choices)} labels (one per choice)',
+                        line=line, path=where)
+    try:
+        check_mc2_labels(labels)
+    except ValueError as exc:
+        raise DataError(f'"mc2_targets.labels": {exc}', line=line, path=where) from None
+    return choices, tuple(labels)
+
+
 def _parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
     question = _text(row, "question", line, where)
     choices = _text_list(row, "mc1_choices", line, where, min_len=2)
@@ -297,6 +332,7 @@ def _parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
     else:
         incorrect = tuple(c for i, c in enumerate(choices) if i != label)
     category = _text(row, "category", line, where, required=False)
+    mc2_choices, mc2_labels = _mc2_targets(row, line, where) if "mc2_targets" in row else ((), ())
     return MCQuestion(
         question=question,
         prompt=f"Q: {question}\nA:",
@@ -306,6 +342,9 @@ def _parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
         incorrect_answers=incorrect,
         best_answer=best,
         category=category,
+        mc2_choices=mc2_choices,
+        mc2_labels=mc2_labels,
+        mc2_source="mc2_targets" if "mc2_targets" in row else "fallback",
     )
 
 
@@ -315,8 +354,10 @@ def _parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
 def load_truthfulqa(path: str | Path, limit: int | None = None, offset: int = 0) -> list[MCQuestion]:
     """Load TruthfulQA multiple-choice questions (JSONL with question, mc1_choices, mc1_label, ...).
 
-    `best_answer`, `correct_answers`, `incorrect_answers` and `category` are optional; when present they are
-    checked. Without them, the best answer is the MC1 true choice and the incorrect answers are the other choices.
+    `best_answer`, `correct_answers`, `incorrect_answers`, `category` and `mc2_targets` are optional; when present
+    they are checked. Without them, the best answer is the MC1 true choice and the incorrect answers are the other
+    choices; without `mc2_targets`, the MC2 answers are the correct then the incorrect answers (`mc2_source`
+    "fallback").
     """
     _check_window(limit, offset)
     p, rows = _iter_rows(path)

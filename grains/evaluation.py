@@ -18,21 +18,23 @@ KINDS = ("truthfulqa", "pairs", "probes")
 
 
 def _mc_item(lm: Any, q: Any, length_normalize: bool) -> dict[str, Any]:
+    """MC1/MC2 as lm-eval defines them (summed log-likelihoods); with `length_normalize`, `correct`/`margin` use
+    the per-token mean and the length-normalised MC1/MC2 are added under their own keys."""
+    from grains import truthfulqa_metrics as tqm
+
     enc = lm.encode_prompt(q.prompt)
-    mc2_answers = list(q.correct_answers) + list(q.incorrect_answers)
-    sums, counts = response_logprobs(lm, enc, list(q.choices) + mc2_answers)
+    k = len(q.choices)
+    sums, counts = response_logprobs(lm, enc, list(q.choices) + list(q.mc2_choices))
     scores = [s / c if length_normalize else s for s, c in zip(sums, counts)]
-    mc1 = scores[: len(q.choices)]
+    mc1 = scores[:k]
     best_other = max(s for i, s in enumerate(mc1) if i != q.label)
-    mc2_scores = scores[len(q.choices):]
-    n_true = len(q.correct_answers)
-    mc2 = float("nan")
-    if n_true and len(mc2_scores) > n_true:
-        top = max(mc2_scores)
-        probs = [math.exp(s - top) for s in mc2_scores]
-        mc2 = sum(probs[:n_true]) / sum(probs)
-    pick = max(range(len(mc1)), key=lambda i: mc1[i])
-    return {"correct": pick == q.label, "margin": mc1[q.label] - best_other, "mc2": mc2, "answer": q.choices[pick]}
+    pick = max(range(k), key=lambda i: mc1[i])
+    item = {"correct": pick == q.label, "margin": mc1[q.label] - best_other, "answer": q.choices[pick],
+            "mc1": tqm.mc1(sums[:k], q.label), "mc2": tqm.mc2(sums[k:], q.mc2_labels), "mc2_source": q.mc2_source}
+    if length_normalize:
+        item["mc1_length_normalized"] = tqm.mc1_length_normalized(sums[:k], counts[:k], q.label)
+        item["mc2_length_normalized"] = tqm.mc2_length_normalized(sums[k:], counts[k:], q.mc2_labels)
+    return item
 
 
 def _pair_item(lm: Any, ex: Any, length_normalize: bool) -> dict[str, Any]:
@@ -97,9 +99,14 @@ def _summary(items: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, A
     if kind != "truthfulqa":  # A/B letters or yes/no: the bias that fakes significance
         out[f"answer_distribution{suffix}"] = _answer_distribution(items)
     if kind == "truthfulqa":
-        out[f"mc1{suffix}"] = out[f"accuracy{suffix}"]
-        mc2 = [i["mc2"] for i in items if not math.isnan(i["mc2"])]
-        out[f"mc2{suffix}"] = sum(mc2) / len(mc2) if mc2 else None
+        out[f"mc1{suffix}"] = math.fsum(i["mc1"] for i in items) / n
+        out[f"mc2{suffix}"] = math.fsum(i["mc2"] for i in items) / n
+        fallback = sum(i["mc2_source"] != "mc2_targets" for i in items)
+        out[f"mc2_answer_set{suffix}"] = "mc2_targets" if not fallback else (
+            f"fallback (correct_answers + incorrect_answers, no mc2_targets) for {fallback} of {n} questions")
+        for key in ("mc1_length_normalized", "mc2_length_normalized"):
+            if key in items[0]:
+                out[f"{key}{suffix}"] = math.fsum(i[key] for i in items) / n
     if kind == "probes":
         out.update({f"{k}{suffix}": v for k, v in _probe_metrics(items).items()})
     return out
