@@ -280,6 +280,16 @@ def image_digest(image: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def check_disjoint(present: Sequence[str], absent: Sequence[str], vocabulary: Vocabulary | None = None) -> None:
+    """Raise InputError when an object is listed both as present and as absent (or under a synonym)."""
+    vocab = vocabulary or load_vocabulary()
+    for a in absent:
+        for p in present:
+            if vocab.names_same_object(a, p):
+                same = "is" if object_key(a) == object_key(p) else f"and {p!r} name the same object, so it is"
+                raise InputError(f"{a!r} {same} listed both as present and as absent.")
+
+
 def make_probes(image: Any, present: Sequence[str], absent: Sequence[str], template: str = QUESTION_TEMPLATE,
                 digest: str | None = None, vocabulary: Vocabulary | None = None) -> list[Probe]:
     """Probes for the present (truth "yes") and absent (truth "no") objects; the question uses the name as typed.
@@ -287,12 +297,7 @@ def make_probes(image: Any, present: Sequence[str], absent: Sequence[str], templ
     Raises InputError when an object is listed both as present and as absent (or a synonym of it)."""
     if "{object}" not in template:
         raise InputError("The question template must contain {object}.")
-    vocab = vocabulary or load_vocabulary()
-    for a in absent:
-        for p in present:
-            if vocab.names_same_object(a, p):
-                same = "is" if object_key(a) == object_key(p) else f"and {p!r} name the same object, so it is"
-                raise InputError(f"{a!r} {same} listed both as present and as absent.")
+    check_disjoint(present, absent, vocabulary)
     digest = digest or image_digest(image)
     probes = [Probe(object=o, truth="yes", question=template.format(object=o), id=f"{digest}:{object_key(o)}",
                     image=image) for o in present]
@@ -664,6 +669,7 @@ def resolve_objects(present: str | Sequence[str] | None, absent: str | Sequence[
         absent_list = proposal.objects
     if len(present_list) + len(absent_list) == 0:
         raise InputError("List at least one object to ask about.")
+    check_disjoint(present_list, absent_list, vocab)
     return present_list, absent_list, proposal
 
 
@@ -824,7 +830,7 @@ def split_probes(probes: Sequence[Probe], build_share: float = 0.5, seed: int = 
         rng.shuffle(group)
         if not group:
             continue
-        n_build = round(len(group) * build_share)
+        n_build = int(len(group) * build_share)  # rounded down: the check side keeps the odd probe
         n_build = min(max(n_build, 1 if len(group) >= 2 else 0), len(group) - 1 if len(group) >= 2 else len(group))
         build += group[:n_build]
         check += group[n_build:]
@@ -913,6 +919,9 @@ def steer_and_recheck(lm: Any, image: Any, present: str | Sequence[str] | None =
     probes = make_probes(pil, present_list, absent_list, template, info["digest"], vocab)
     if source == "user":
         build_probes, check_probes = split_probes(probes, build_share, seed)
+        order = {p.id: i for i, p in enumerate(probes)}
+        build_probes.sort(key=lambda p: order[p.id])
+        check_probes.sort(key=lambda p: order[p.id])
         left_out = 0
     else:
         build_probes, left_out = shipped_probes(info["digest"], max_build, seed)
