@@ -96,3 +96,23 @@ def test_errors_show_once_in_plain_words(page, app_server, test_output_dir):
     toast.first.wait_for()
     assert toast.count() == 1
     page.screenshot(path=str(test_output_dir / "hallucination_error.png"), full_page=True)
+
+
+def test_shipped_photo_fills_labels_and_propose_fills_absent(page, app_server, test_output_dir):
+    page.goto(app_server("tiny-random-llava"))
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llava')")
+    page.click("#grains-tab-hallucination-button")
+    page.click("#grains-hc-shipped input")
+    page.get_by_role("option", name="chelsea").click()
+    page.wait_for_function("document.querySelector('#grains-hc-present textarea').value === 'cat'")
+    page.wait_for_selector("#grains-hc-image img")
+    assert page.input_value("#grains-hc-absent textarea") == "dog, bird, car"
+    page.locator("#grains-hc-setting label:has-text('popular')").click()
+    page.click("#grains-hc-propose")
+    page.wait_for_function("document.querySelector('#grains-hc-absent textarea').value === 'person'")
+    assert "popular setting" in page.inner_text("#grains-hc-proposal")
+    page.click("#grains-hc-run")
+    page.wait_for_selector("#grains-hc-summary table.grains-summary")
+    assert "proposed in the popular setting: person" in page.inner_text("#grains-hc-summary")
+    page.screenshot(path=str(test_output_dir / "hallucination_shipped_photo.png"), full_page=True)
+    assert page.dialogs == []
