@@ -20,6 +20,7 @@ from components.common import esc, guarded, note_html, session_model
 from components.compare_panel import build_compare_panel
 from components.evaluate_panel import build_evaluate_panel
 from components.explainer import build_explainer
+from components.hallucination_panel import build_hallucination_panel
 from components.model_panel import build_model_panel
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
@@ -112,6 +113,8 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
                 compare = build_compare_panel(state, attr, steer)
             with gr.Tab("4 · Evaluate", id="evaluate", elem_id="grains-tab-evaluate"):
                 evaluate = build_evaluate_panel(state, steer)
+            with gr.Tab("5 · Hallucination check", id="hallucination", elem_id="grains-tab-hallucination"):
+                halluc = build_hallucination_panel(state)
             with gr.Tab("Show code", id="code", elem_id="grains-tab-code") as code_tab:
                 sources = {
                     "prompt": attr.prompt, "chosen": attr.chosen, "rejected": attr.rejected, "image": attr.image,
@@ -127,7 +130,7 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
             with gr.Tab("How GrAInS works", id="explainer", elem_id="grains-tab-explainer"):
                 build_explainer()
 
-        panels = [model, attr, steer, compare, evaluate]
+        panels = [model, attr, steer, compare, evaluate, halluc]
         outputs = [c for p in panels for c in p.refresh_outputs]
 
         @guarded

@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_any": "grains.data", "truthfulqa_to_pairs": "grains.data", "PreferenceExample": "grains.data",
     "BUILTIN_DATASETS": "grains.data",
     "GrainsError": "grains.errors",
+    "check_image": "grains.vlm.check", "CheckReport": "grains.vlm.check",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -174,6 +174,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_image(args: argparse.Namespace) -> int:
+    from grains.errors import InputError
+    from grains.images import load_image
+    from grains.vlm.check import resolve_objects, steer_and_recheck
+
+    if args.absent and args.setting:
+        raise InputError("Give --absent or --setting, not both.")
+    if args.vector and args.build_from:
+        raise InputError("Give --vector or --build-from, not both.")
+    resolve_objects(args.present, args.absent, args.setting, args.n_absent, args.seed)  # cheap checks first
+    image = load_image(args.image)
+    lm = _load(args)
+    progress = None if args.json or args.quiet else (lambda f, m: print(f"[{f:5.0%}] {m}", file=sys.stderr))
+    if args.build_from:
+        report = steer_and_recheck(lm, image, args.present, args.absent, args.setting,
+                                   source="user" if args.build_from == "probes" else "shipped", steps=args.steps,
+                                   layer=args.layer, strength=args.strength, n_absent=args.n_absent, seed=args.seed,
+                                   progress=progress)
+    else:
+        from grains.vlm.check import check_image
+
+        report = check_image(lm, image, args.present, args.absent, args.setting, _vector(args, lm), args.layer,
+                             args.strength, n_absent=args.n_absent, seed=args.seed, progress=progress)
+    report.image["name"] = Path(args.image).name
+    data = report.to_dict()
+    _emit(args, data, str(report))
+    return 0
+
+
 def _cmd_presets(args: argparse.Namespace) -> int:
     from grains.presets import PRESETS, is_installed
 
@@ -327,6 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
     _normalize_flag(p)
     _other_model_flag(p)
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("check-image", help="POPE-style hallucination check of one photo (VLM), optionally steered")
+    _common(p)
+    p.add_argument("--image", required=True, help="the photo")
+    p.add_argument("--present", default=None, help="objects in the photo, comma-separated")
+    p.add_argument("--absent", default=None, help="objects not in the photo, comma-separated")
+    p.add_argument("--setting", choices=["random", "popular", "adversarial"], default=None,
+                   help="propose the absent objects from the shipped vocabulary instead (default: random)")
+    p.add_argument("--n-absent", type=_positive_int, default=None, help="how many to propose (default: as present)")
+    p.add_argument("--vector", default=None, help="steer with this vector and compare")
+    p.add_argument("--build-from", choices=["shipped", "probes"], default=None,
+                   help="build a vector from the shipped probes or from half of this photo's probes, then re-check "
+                        "on probes it never saw")
+    p.add_argument("--steps", type=_positive_int, default=8, help="IG steps when building")
+    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_check_image)
 
     p = sub.add_parser("presets", help="list model presets")
     _common(p, with_model=False)
