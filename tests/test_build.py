@@ -108,3 +108,63 @@ def test_default_layers_spread_over_the_middle():
     assert default_layers(18) == sorted(set(default_layers(18)))
     assert min(default_layers(18)) >= 3 and max(default_layers(18)) <= 14
     assert default_layers(4) == [1, 2]
+
+
+def test_caa_at_the_prompt_end_is_refused(lm):
+    with pytest.raises(InputError, match="CAA cannot read at the prompt end"):
+        build_vector(lm, EXAMPLES, method="caa", position="prompt", select=False)
+
+
+def test_prompt_position_only_selects_tokens_before_the_read_position(lm):
+    from grains.ablation import select_for_example
+    from grains.attribution import attribute_example
+    from grains.encoding import encode_example
+
+    example = encode_example(lm, EXAMPLES[0].prompt, EXAMPLES[0].chosen, EXAMPLES[0].rejected)
+    result = attribute_example(lm, example, steps=4)
+    for position in ("prompt", "answer"):
+        selections = select_for_example(example, result, 20, content_only=False, position=position)
+        for which, sel in selections.items():
+            read = example.read_position(which, position)
+            assert all(i < read for i in sel.positive + sel.negative)
+            assert not set(sel.positive) & set(sel.negative)
+            assert len(example.sequence_ids(which)) - 1 not in sel.positive + sel.negative
+
+
+def test_vector_keeps_what_it_is_made_of(lm, tmp_path):
+    from grains.vectors import load_vector
+
+    built = build_vector(lm, EXAMPLES, method="pca", k=2, steps=4, select=False, report_side_effects=False)
+    stats = built.vector.direction_stats
+    assert set(stats) == set(range(lm.num_layers))
+    for info in stats.values():
+        assert info["raw_norm"] >= 0 and -1.0001 <= info["cosine_plus_minus"] <= 1.0001
+        assert 0 <= info["cancellation"] <= 1.0001
+    again = load_vector(built.vector.save(tmp_path / "v.safetensors"))
+    assert again.direction_stats == stats
+
+
+def test_a_cancelled_direction_is_warned_about():
+    from grains.vectors import SteeringVector
+
+    vector = SteeringVector(directions={0: torch.ones(4)}, layer_norms={0: 10.0}, model_id="m", hidden_size=4,
+                            num_layers=1, default_layer=0,
+                            meta={"direction_stats": {"0": {"raw_norm": 0.007, "relative_norm": 0.0007,
+                                                            "cosine_plus_minus": 0.9999, "cancellation": 0.004}}})
+    warnings = vector.warnings()
+    assert any("nearly cancelled" in w for w in warnings) and any("tiny" in w for w in warnings)
+
+
+def test_build_reports_side_effects_and_budget(lm):
+    built = build_vector(lm, EXAMPLES, method="caa", layers=[1, 2], strengths=[0.5, 4.0], search="grid",
+                         kl_budget=0.05)
+    summary = built.summary()
+    excluded = summary["selection"]["excluded_cells"]
+    assert all(cell["strength"] > 0 for cell in excluded)
+    chosen = (summary["layer"], summary["strength"])
+    assert not any((c["layer"], c["strength"]) == chosen for c in excluded)
+    assert built.vector.meta["kl_budget"] == 0.05
+    if summary["strength"] == 0:
+        assert summary["side_effects"] is None  # nothing is steered, so nothing is measured
+    else:
+        assert summary["side_effects"]["kl_mean"] >= 0 and "reading" in summary["side_effects"]

@@ -83,3 +83,36 @@ def test_sampling_is_reproducible_with_a_seed(lm):
 def test_bad_settings(lm, settings, message):
     with pytest.raises(InputError, match=message):
         generate_pair(lm, PROMPT, settings=settings)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sampled_pair_at_strength_zero_is_identical(lm, seed):
+    """Both rows share their random draws, so with sampling on and no steering effect the texts are equal."""
+    settings = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.3, top_p=0.95, seed=seed)
+    pair = generate_pair(lm, PROMPT, random_vector(lm), layer=1, strength=0.0, settings=settings)
+    assert pair.unsteered == pair.steered and pair.unsteered
+
+
+def test_sampling_depends_on_the_seed(lm):
+    texts = {generate_pair(lm, PROMPT, settings=GenerationSettings(max_new_tokens=16, do_sample=True, seed=s)
+                           ).unsteered for s in range(4)}
+    assert len(texts) > 1
+
+
+def test_shared_uniform_sampler_follows_the_distribution():
+    """Inverse-CDF sampling with one uniform per step: token frequencies match the tempered, top-p filtered
+    probabilities, and two rows with equal logits always pick the same token."""
+    from grains.generation import SharedUniformSampler
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.3, 0.15, 0.05]]))
+    sampler = SharedUniformSampler(temperature=1.0, top_p=0.9, seed=0)
+    counts = torch.zeros(4)
+    for _ in range(4000):
+        out = sampler(torch.zeros(2, 1, dtype=torch.long), logits.clone())
+        picks = out.argmax(dim=-1)
+        assert picks[0] == picks[1]
+        counts[picks[0]] += 1
+    # top_p = 0.9 keeps 0.5, 0.3, 0.15 (mass above each: 0, 0.5, 0.8 < 0.9) and drops 0.05
+    expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
+    assert counts[3] == 0
+    assert torch.allclose(counts / 4000, expected, atol=0.03)

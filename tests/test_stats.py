@@ -153,3 +153,34 @@ def test_significance_summary_keys_and_values():
     low, high = out["gain_ci"]
     assert isinstance(out["gain_ci"], list) and 0.0 <= low <= 0.1 <= high
     assert out["reading"].startswith("+10.0 points, 95% CI") and "could be chance (p = 0.06)" in out["reading"]
+
+
+def test_sign_flip_test_exact_small_cases():
+    from grains.stats import sign_flip_test
+
+    assert sign_flip_test([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # only all-plus and all-minus are as extreme
+    assert sign_flip_test([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)
+    assert sign_flip_test([0.0, 0.0]) == 1.0
+    assert sign_flip_test([1.0, -1.0]) == 1.0
+
+
+def test_sign_flip_interval_agrees_with_the_test():
+    import numpy as np
+
+    from grains.stats import sign_flip_interval, sign_flip_test
+
+    rng = np.random.default_rng(3)
+    for shift in (0.0, 0.3, 0.8):
+        diffs = rng.normal(shift, 1.0, 30)
+        low, high = sign_flip_interval(diffs)
+        assert low <= diffs.mean() <= high
+        assert (low > 0 or high < 0) == (sign_flip_test(diffs) < 0.05)
+
+
+def test_holm_adjustment_by_hand():
+    from grains.stats import holm_adjust
+
+    # sorted p: 0.01 (x4 = 0.04), 0.03 (x3 = 0.09), 0.04 (x2 = 0.08 -> kept monotone at 0.09), 0.5 (x1)
+    assert holm_adjust([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm_adjust([]) == []
+    assert holm_adjust([0.6, 0.7]) == pytest.approx([1.0, 1.0])

@@ -311,32 +311,29 @@ def make_probes(image: Any, present: Sequence[str], absent: Sequence[str], templ
 
 def steering_factory(lm: Any, steering: Any, layer: Any = None, strength: float | None = None,
                      normalize: bool = True) -> tuple[Callable[[], AbstractContextManager], dict[str, Any]]:
-    """The one place this module turns `steering` into hooks on the model.
+    """The one place this module turns `steering` into hooks on the model, through `grains.Steering`.
 
     Args:
         lm: the loaded model.
-        steering: a SteeringVector (layer and strength default to its suggested ones), or an object with
-            `.apply(lm)` returning a context manager (a ready steering setting).
-        layer, strength, normalize: for a SteeringVector.
+        steering: a `Steering`, or a SteeringVector (layer and strength default to its suggested ones).
+        layer: layer(s) for a bare vector.
+        strength: strength for a bare vector.
+        normalize: keep each token's norm (bare vectors only).
 
     Returns:
         (a factory of steering contexts, a JSON-safe description of the steering).
     """
-    from grains.steering import check_layers, check_strength, steer
+    from grains.steering import Steering, as_steering
     from grains.vectors import SteeringVector
 
-    if not isinstance(steering, SteeringVector) and hasattr(steering, "apply"):
-        described = {k: getattr(steering, k) for k in ("layers", "strength", "normalize") if hasattr(steering, k)}
-        return (lambda: steering.apply(lm)), {"kind": type(steering).__name__, **described}
-    if not isinstance(steering, SteeringVector):
-        raise InputError("Steering must be a steering vector (or a steering setting with .apply(lm)).")
-    steering.check_fits(lm.model_id, lm.hidden_size, lm.num_layers)
-    layers = check_layers(layer, lm.num_layers, steering)
-    value = check_strength(steering.default_strength if strength is None else strength)
-    description = {"kind": "vector", "method": steering.method, "layers": layers, "strength": value,
-                   "normalize": bool(normalize), "n_examples": steering.n_examples,
-                   "suggested_layer": steering.default_layer, "suggested_strength": steering.default_strength}
-    return (lambda: steer(lm, steering, layers, value, normalize=normalize)), description
+    if not isinstance(steering, Steering | SteeringVector):
+        raise InputError("Steering must be a steering vector or a grains.Steering setting.")
+    chosen = as_steering(lm, steering, layer, strength, normalize)
+    vector = chosen.vector
+    description = {"kind": "vector", "method": vector.method, "layers": list(chosen.layers),
+                   "strength": chosen.strength, "normalize": chosen.normalize, "n_examples": vector.n_examples,
+                   "suggested_layer": vector.default_layer, "suggested_strength": vector.default_strength}
+    return (lambda: chosen.apply(lm)), description
 
 
 # ------------------------------------------------------------------------------------------------ scoring
