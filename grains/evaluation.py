@@ -151,7 +151,7 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
     chosen = as_steering(lm, steering, layer, strength, normalize, allow_other_model)
     base_progress = (lambda f, m: progress(f * (0.5 if chosen is not None else 1.0), m)) if progress else None
     unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ")
-    result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalized": bool(length_normalize),
+    result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalization": bool(length_normalize),
                               "prompt_format": lm.prompt_format}
     if chosen is None:
         result.update(_summary(unsteered, kind, ""))
@@ -267,7 +267,7 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
            "accuracy": accuracy, "margin_gain": margins, "p_values": p_values, "p_values_adjusted": adjusted,
            "significant": significant, "correction": "holm", "cells_tested": len(tested), "best_of_n": best_of_n,
            "accuracy_unsteered": base_acc, "n": len(rows), "kind": kind,
-           "length_normalized": bool(length_normalize), "normalize": base_setting.normalize}
+           "length_normalization": bool(length_normalize), "normalize": base_setting.normalize}
     if meter is not None:
         out["kl"] = kls
     return out

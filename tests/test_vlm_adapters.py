@@ -202,8 +202,8 @@ def test_paired_generation_with_an_image(lm, images):
 
 
 def test_plain_qa_prompt_places_the_image(lm, images):
-    plain = load_model(lm.model_id, use_chat_template=False)
-    assert plain.prompt_style == "qa"
+    plain = load_model(lm.model_id, prompt_format="qa")
+    assert plain.prompt_format == "qa"
     enc = plain.encode_prompt(QUESTION, image=images["wide"])
     chat = lm.encode_prompt(QUESTION, image=images["wide"])
     assert sum(enc.image_mask) == sum(chat.image_mask)
