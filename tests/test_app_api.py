@@ -29,7 +29,7 @@ CONTRACT = {
     "/evaluate": ["dataset", "file", "rows", "offset", "steered", "layer", "strength", "normalize",
                   "length_normalize", "prompt_format", "side_effects"],
     "/load_model": ["name"],
-    "/select_tokens": ["k", "force_positive", "force_negative", "drop"],
+    "/select_tokens": ["k", "force_positive", "force_negative", "drop", "content_only", "skip_punctuation"],
     "/load_vector": ["vector_file", "allow_other_model"],
     "/vector_info": [],
     "/strength_sweep": ["prompt", "layer", "strengths", "max_new_tokens", "image", "normalize", "prompt_format"],
