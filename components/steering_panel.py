@@ -25,6 +25,7 @@ from components.common import (
 )
 from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choices, load_rows
 from grains.errors import Cancelled, InputError, VectorError
+from grains.side_effects import DEFAULT_KL_BUDGET
 from grains.steering import MAX_STRENGTH
 
 SOURCES = [("the current example (Attribute tab)", "example"), ("a dataset", "dataset")]
@@ -38,6 +39,8 @@ STRENGTH_INFO = (f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, in units of the layer'
 ALLOW_OTHER_LABEL = "Allow a vector from another model"
 NO_VECTOR = ("No steering vector in this session yet. Build one below (from the example you attributed or from a "
              "dataset) or load a .safetensors file.")
+CV_INFO = ("strength 0 is a candidate; nested cross-validation estimates the gain, a win needs a paired test; "
+           f"cells over the KL budget ({DEFAULT_KL_BUDGET:g} nats on neutral prompts) are left out")
 METHOD_NAMES = {"grains": "GrAInS", "mean": "GrAInS (mean)", "pca": "PCA", "caa": "CAA"}
 
 
@@ -144,9 +147,10 @@ def side_effects_html(v: Any) -> str:
     if side and side.get("reading"):
         kind = "warn" if side.get("within_budget") is False else "info"
         return note_html(f"<b>Side effects</b> at the suggested layer and strength: {esc(side['reading'])}.", kind)
-    if (v.meta or {}).get("selection") and float(v.default_strength or 0.0) == 0.0:
+    if float(v.default_strength or 0.0) == 0.0:
         return '<div class="grains-muted">Side effects: none at strength 0 (outputs are unchanged).</div>'
-    return ""
+    return ('<div class="grains-muted">Side effects of the suggested setting were not recorded with this vector: '
+            "the Evaluate tab measures them (KL on neutral prompts, repetition) beside every steered result.</div>")
 
 
 def vector_card(session: Session) -> str:
@@ -349,7 +353,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
             method = gr.Dropdown(METHODS, value="grains", label="Method")
             cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
-                                         info="honest estimate; strength 0 is a candidate")
+                                         info=CV_INFO)
             gr.Markdown("Top-k, content-only, IG steps, target and prompt format come from the Attribute tab; the "
                         "keep-the-norm switch from the steering controls.",
                         elem_classes=["grains-muted"])

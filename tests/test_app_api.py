@@ -94,6 +94,11 @@ def test_select_tokens_applies_overrides(url):
     assert forced in sel["prompt"]["positive"] and forced in sel["plus"]["positive"]
     assert dropped not in sel["prompt"]["positive"] + sel["prompt"]["negative"]
     assert f'data-index="{forced}"' in html
+    _, wide = c.predict(20, "", "", "", False, False, api_name="/select_tokens")  # k larger than the prompt
+    for part in ("prompt", "plus", "minus"):
+        assert not set(wide[part]["positive"]) & set(wide[part]["negative"]), part  # I+ and I- stay disjoint
+    for part, tokens in (("plus", scores["plus_tokens"]), ("minus", scores["minus_tokens"])):
+        assert len(tokens) - 1 not in wide[part]["positive"] + wide[part]["negative"]  # the read position
 
 
 def test_build_vector_from_the_current_example(built):
@@ -320,6 +325,7 @@ BAD_CALLS = [
     ("/evaluate", ("pope_style", None, 2, 0, False, 0, 0.5), "vision-language"),
     ("/evaluate", ("truthfulqa", None, 0, 0, False, 0, 0.5), "rows"),
     ("/select_tokens", (2, "9999", "", "", True, False), "out of range"),
+    ("/select_tokens", (2, "3", "3", "", True, False), "both I\\+ and I-"),
     ("/load_model", ("/no/such/model/dir",), "not a preset"),
     ("/sweep", ("truthfulqa", None, 2, 0, "0, x", "0.5"), "not a number"),
 ]
