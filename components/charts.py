@@ -145,7 +145,7 @@ def sweep_heatmap(layers: Sequence[int], strengths: Sequence[float], values: Seq
             fig.add_annotation(x=x[j], y=y[i], text=_plotly_text(str(best.get("label") or "best")), showarrow=False,
                                yshift=-12, font={"size": 10, "color": "#111"})
     fig.update_layout(
-        title=title_text, template="plotly_white", height=max(260, 28 * len(layers) + 140),
+        title=title_text, template="plotly_white", height=max(320, 34 * len(layers) + 170),
         margin={"l": 60, "r": 20, "t": 70 if title_text else 20, "b": 50},
         xaxis={"title": "strength (relative to the layer's median token norm)", "type": "category"},
         yaxis={"title": "layer", "type": "category"},

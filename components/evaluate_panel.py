@@ -309,7 +309,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
             sweep_button = gr.Button("Run sweep", elem_id="grains-sweep")
         with gr.Column(scale=3, min_width=420):
             plot = gr.Plot(label="Accuracy gain", elem_id="grains-sweep-plot")
-            sweep_note = gr.HTML(elem_id="grains-sweep-note")
+            sweep_info = gr.HTML(elem_id="grains-sweep-note")
             sweep_csv = gr.DownloadButton("Download sweep (CSV)", size="sm", interactive=False)
             side_plot = gr.Plot(label="Effect against side effect", elem_id="grains-side-effect-plot")
             gr.Markdown("One point per strength at one layer (other layers in the legend): accuracy gain against "
@@ -350,7 +350,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
 
     sweep_button.click(sweep_ui, inputs=[state, dataset, upload, rows, offset, layers, strengths, steer.normalize,
                                          length_normalize, prompt_format, steer.layer],
-                       outputs=[plot, sweep_note, sweep_csv, side_plot], concurrency_id=MODEL_QUEUE,
+                       outputs=[plot, sweep_info, sweep_csv, side_plot], concurrency_id=MODEL_QUEUE,
                        api_visibility="private")
 
     # API: /evaluate (dataset, file, rows, offset, steered, layer, strength) -> result JSON, per-item CSV

@@ -227,14 +227,19 @@ def test_prompt_format_negative_strength_and_corrected_sweep(page, app_server, t
     assert "negative steers toward the rejected answers" in page.inner_text("#grains-tab-steer")
 
     page.click("#grains-tab-compare-button")
+    page.wait_for_selector("#grains-gen-prompt textarea", state="visible")
+    page.wait_for_timeout(500)  # the tab's components mount with their initial values first
     page.fill("#grains-gen-prompt textarea", "Hello")
     choose(page, "grains-gen-prompt-format", "qa: Q: … A:")
+    assert page.input_value("#grains-gen-prompt textarea") == "Hello"
     page.click("#grains-generate")
     page.wait_for_selector("#grains-gen-status .grains-note-ok")
     assert "strength -1.00" in page.inner_text("#grains-tab-compare")
     assert page.input_value("#grains-gen-model-input textarea") == "Q: Hello\nA:"
 
     page.click("#grains-tab-evaluate-button")
+    page.wait_for_selector("#grains-eval-rows input[type=number]", state="visible")
+    page.wait_for_timeout(500)
     rows = page.locator("#grains-eval-rows input[type=number]")
     rows.fill("3")
     rows.press("Enter")
