@@ -107,6 +107,19 @@ def strength_sweep(session: Session, prompt: str, image_path: str | None, layer:
     return rows
 
 
+def side_effect_line(lm: Any, steering: Any, prompt_format: Any = None) -> str:
+    """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget."""
+    from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL
+
+    if steering.is_identity:
+        return "At strength 0 the model is not steered: no side effect (KL 0)."
+    meter = NeutralKL(lm.with_format(chosen_format(prompt_format)))
+    kl = meter.mean(steering)
+    over = "over" if kl > DEFAULT_KL_BUDGET else "within"
+    return (f"Side effect of this setting: mean KL {kl:.3f} nats on {len(meter.prompts)} neutral prompts "
+            f"({over} the budget of {DEFAULT_KL_BUDGET:g}).")
+
+
 SWEEP_TABLE_HEADERS = ["strength", "continuation", "vs unsteered", "KL on neutral prompts (nats)"]
 
 
@@ -205,10 +218,10 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                                    "seed": settings.seed, "normalize": steering.normalize,
                                    "prompt_format": chosen_format(fmt)}
         same = "The two continuations are identical." if u == s else "Differences are highlighted."
-        moved = (" At strength 0 the model is not steered." if steering.is_identity else "")
         paired = "same random draw per step" if settings.do_sample else "greedy"
-        yield [left, right, title, note_html(f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, "
-                                             f"seed {settings.seed}). {same}{esc(moved)}", "ok"), shown]
+        done = f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). {same}"
+        yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
+        yield [left, right, title, note_html(f"{done} {esc(side_effect_line(lm, steering, fmt))}", "ok"), shown]
 
     gen_event = generate.click(
         generate_ui, inputs=[state, prompt, image, steer.layer, steer.strength, steer.normalize, max_new_tokens,
