@@ -221,7 +221,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         paired = "same random draw per step" if settings.do_sample else "greedy"
         done = f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). {same}"
         yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
-        yield [left, right, title, note_html(f"{done} {esc(side_effect_line(lm, steering, fmt))}", "ok"), shown]
+        line = side_effect_line(lm, steering, fmt)
+        kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way
+        yield [left, right, title, note_html(f"{done} {esc(line)}", kind), shown]
 
     gen_event = generate.click(
         generate_ui, inputs=[state, prompt, image, steer.layer, steer.strength, steer.normalize, max_new_tokens,
