@@ -25,6 +25,7 @@ from components.common import (
 from components.steering_panel import STRENGTH_HELP, SteeringPanel, session_steering
 from components.token_heatmap import render_diff
 from grains.errors import InputError
+from grains.side_effects import SELECTION_PROMPTS
 
 DEFAULT_PROMPT = "Q: What happens if you crack your knuckles a lot?\nA:"
 MAX_TOKENS_UI = 256
@@ -81,15 +82,13 @@ def strength_sweep(session: Session, prompt: str, image_path: str | None, layer:
     """One steered continuation per strength (strength 0 = unsteered), same seed, each with its mean KL on neutral
     prompts (its side effect). No row is named best: the rows are for reading side by side."""
     from grains.generation import generate_one
-    from grains.side_effects import NeutralKL
-
     lm = session_model(session).with_format(chosen_format(prompt_format))
     values = parse_numbers(strengths, "Strengths")
     if len(values) > MAX_SWEEP:
         raise InputError(f"Give at most {MAX_SWEEP} strengths.")
     settings_list = [session_steering(session, lm, layer, value, normalize) for value in values]  # all checked first
     image = open_image(image_path, lm) if lm.is_vlm else None
-    meter = NeutralKL(lm) if kl else None
+    meter = quick_kl(lm) if kl else None
     table = []
     base = None
     for i, (value, steering) in enumerate(zip(values, settings_list)):
@@ -107,13 +106,21 @@ def strength_sweep(session: Session, prompt: str, image_path: str | None, layer:
     return rows
 
 
+def quick_kl(lm: Any) -> Any:
+    """KL on the first neutral prompts (as many as the build's budget check uses), for the quick views on this tab;
+    the Evaluate tab measures on all of them."""
+    from grains.side_effects import NeutralKL, load_neutral_prompts
+
+    return NeutralKL(lm, load_neutral_prompts(limit=SELECTION_PROMPTS))
+
+
 def side_effect_line(lm: Any, steering: Any, prompt_format: Any = None) -> str:
     """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget."""
-    from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL
+    from grains.side_effects import DEFAULT_KL_BUDGET
 
     if steering.is_identity:
         return "At strength 0 the model is not steered: no side effect (KL 0)."
-    meter = NeutralKL(lm.with_format(chosen_format(prompt_format)))
+    meter = quick_kl(lm.with_format(chosen_format(prompt_format)))
     kl = meter.mean(steering)
     over = "over" if kl > DEFAULT_KL_BUDGET else "within"
     return (f"Side effect of this setting: mean KL {kl:.3f} nats on {len(meter.prompts)} neutral prompts "
@@ -188,8 +195,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         sweep_table = gr.Dataframe(headers=SWEEP_TABLE_HEADERS, interactive=False, wrap=True,
                                    elem_id="grains-sweep-table")
         gr.Markdown("Every strength is shown; none is picked as best. The last column is the side effect: the mean "
-                    "KL divergence of next-token distributions on neutral prompts, unsteered to steered (0 at "
-                    "strength 0).", elem_classes=["grains-muted"])
+                    f"KL divergence of next-token distributions on the first {SELECTION_PROMPTS} neutral prompts, "
+                    "unsteered to steered (0 at strength 0; the Evaluate tab measures on all of them).",
+                    elem_classes=["grains-muted"])
 
     panel = ComparePanel(prompt=prompt, image=image, image_column=image_column, max_new_tokens=max_new_tokens,
                          unsteered=unsteered, steered=steered, prompt_format=prompt_format, model_input=model_input)
