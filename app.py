@@ -125,6 +125,9 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
                     "build_method": steer.method, "build_select": steer.cross_validate, "gen_prompt": compare.prompt,
                     "max_new_tokens": compare.max_new_tokens, "eval_dataset": evaluate.dataset,
                     "eval_offset": evaluate.offset,
+                    "prompt_format": attr.prompt_format, "gen_prompt_format": compare.prompt_format,
+                    "eval_prompt_format": evaluate.prompt_format, "eval_rows": evaluate.rows,
+                    "eval_length_normalize": evaluate.length_normalize,
                 }
                 python, cli, (make_code, code_inputs) = build_show_code_panel(state, sources)
             with gr.Tab("How GrAInS works", id="explainer", elem_id="grains-tab-explainer"):

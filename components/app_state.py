@@ -78,6 +78,7 @@ class Session:
     vector: Any = None  # SteeringVector
     vector_label: str = ""
     vector_path: str | None = None  # a saved copy, for download
+    allow_other_model: bool = False  # the user ticked "allow a vector from another model" when loading this vector
     attribution: Any = None  # AttributionResult
     example: Any = None  # EncodedExample of the last attribution (for top-k eligibility)
     inputs: dict[str, Any] = field(default_factory=dict)  # prompt, chosen, rejected, image (path), steps, ...
@@ -93,8 +94,9 @@ class Session:
     def clear_overrides(self) -> None:
         self.overrides = {"force_positive": [], "force_negative": [], "drop": []}
 
-    def set_vector(self, vector: Any, label: str, path: str | None = None) -> None:
+    def set_vector(self, vector: Any, label: str, path: str | None = None, allow_other_model: bool = False) -> None:
         self.vector, self.vector_label, self.vector_path = vector, label, path
+        self.allow_other_model = bool(allow_other_model)
 
 
 def new_session(model_name: str) -> Session:

@@ -10,7 +10,18 @@ import gradio as gr
 
 from components.app_state import DEFAULT_STEPS, Session, clean_json, cycle_override, parse_indices
 from components.charts import attribution_bar_chart
-from components.common import MODEL_QUEUE, api_endpoint, esc, fmt_float, guarded, note_html, session_model
+from components.common import (
+    MODEL_QUEUE,
+    api_endpoint,
+    chosen_format,
+    esc,
+    fmt_float,
+    guarded,
+    note_html,
+    prompt_format_dropdown,
+    prompt_format_update,
+    session_model,
+)
 from components.datasets import dataset_choices, image_examples, load_rows, text_examples
 from components.token_heatmap import render_token_heatmap
 from grains.errors import InputError
@@ -56,21 +67,24 @@ def open_image(path: str | None, lm: Any) -> Any:
 
 
 def run_attribution(session: Session, prompt: str, chosen: str, rejected: str, image_path: str | None,
-                    steps: Any, target: str, baseline: str, points: str = "gauss-legendre") -> Any:
-    """Contrastive IG on the session's model; the result and the encoded example go into the session."""
+                    steps: Any, target: str, baseline: str, points: str = "gauss-legendre",
+                    prompt_format: Any = None) -> Any:
+    """Contrastive IG on the session's model in `prompt_format` (raw/qa/chat; None: the model's); the result and
+    the encoded example go into the session."""
     from grains.attribution import attribute
     from grains.encoding import encode_example
 
-    lm = session_model(session)
+    lm = session_model(session).with_format(chosen_format(prompt_format))
     steps = whole(steps, "IG steps")
     image = open_image(image_path, lm)
     with lm.lock:  # no steering hook of another request can be on the model while we attribute
         result = attribute(lm, prompt, chosen, rejected, image=image, steps=steps, target=target,
-                           baseline=baseline, points=points)
+                           baseline=baseline, points=points, prompt_format=lm.prompt_format)
     session.example = encode_example(lm, prompt, chosen, rejected, image=image)
     session.attribution = result
     session.inputs = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "image": image_path or None,
-                      "steps": steps, "target": target, "baseline": baseline, "points": points}
+                      "steps": steps, "target": target, "baseline": baseline, "points": points,
+                      "prompt_format": lm.prompt_format}
     session.clear_overrides()
     return result
 
@@ -210,6 +224,7 @@ def scores_json(session: Session, k: Any = 5, content_only: bool = True, skip_pu
     data = session.attribution.to_dict()
     data.pop("offsets", None)
     data["converged"] = session.attribution.converged
+    data["prompt_format"] = (session.inputs or {}).get("prompt_format")
     data["selection"] = selection_json(session, k, content_only, skip_punctuation)
     return clean_json(data)
 
@@ -237,11 +252,13 @@ class AttributionPanel:
     dataset: gr.Dropdown
     run_button: gr.Button
     attribute_event: Any = None
+    prompt_format: Any = None  # gr.Dropdown: raw / qa / chat
+    model_input: Any = None  # gr.Textbox: the exact text the model saw
 
     @property
     def refresh_outputs(self) -> list[Any]:
         return [self.image_column, self.image_examples, self.dataset, self.heatmap, self.summary,
-                self.overlay_column]
+                self.overlay_column, self.prompt_format, self.model_input]
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
         vlm = bool(lm.is_vlm)
@@ -249,15 +266,21 @@ class AttributionPanel:
         return [gr.update(visible=vlm), gr.update(visible=vlm),
                 gr.update(choices=dataset_choices(vlm, with_upload=False), value="truthfulqa"),
                 EMPTY_HEATMAP if fresh else gr.update(), "" if fresh else gr.update(),
-                gr.update(visible=False) if fresh else gr.update()]
+                gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
+                "" if fresh else gr.update()]
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:
     """The Attribute tab."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="grains-prompt",
-                                value="Q: What happens to you if you eat watermelon seeds?\nA:")
+            with gr.Row(equal_height=False):
+                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="grains-prompt", scale=3,
+                                    value="Q: What happens to you if you eat watermelon seeds?\nA:")
+                prompt_format = prompt_format_dropdown("grains-prompt-format")
+            model_input = gr.Textbox(label="Model input (the exact text the model saw)", lines=1, max_lines=6,
+                                     interactive=False, elem_id="grains-model-input",
+                                     placeholder="shown after Attribute")
             chosen = gr.Textbox(label="Chosen answer (preferred, y+)", lines=1, elem_id="grains-chosen",
                                 value=" The watermelon seeds pass through your digestive system.")
             rejected = gr.Textbox(label="Rejected answer (dispreferred, y−)", lines=1, elem_id="grains-rejected",
@@ -321,7 +344,8 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              image_examples=image_examples_column, steps=steps, target=target, baseline=baseline,
                              points=points, k=k, content_only=content_only, skip_punctuation=skip_punctuation,
                              heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
-                             overlay=overlay, dataset=dataset, run_button=run_button)
+                             overlay=overlay, dataset=dataset, run_button=run_button, prompt_format=prompt_format,
+                             model_input=model_input)
     view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
 
     def view(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
@@ -332,19 +356,19 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     @guarded
     def attribute_ui(session: Session, p: str, c: str, r: str, img: str | None, n_steps: Any, tgt: str, base: str,
-                     pts: str, k_value: Any, co: bool, sp: bool, opacity: float,
+                     pts: str, k_value: Any, co: bool, sp: bool, opacity: float, fmt: Any = None,
                      progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.1, desc=f"Integrated gradients, {int(n_steps)} points…")
         lm = session_model(session)
-        result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts)
+        result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts, fmt)
         over = overlay_image(result, session.inputs.get("image"), opacity)
         return [session, summary_html(result), gr.update(visible=over is not None), over, image_html(result),
-                *view(session, k_value, co, sp)]
+                *view(session, k_value, co, sp), result.prompt_text]
 
     panel.attribute_event = run_button.click(
         attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, k,
-                              content_only, skip_punctuation, alpha],
-        outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs],
+                              content_only, skip_punctuation, alpha, prompt_format],
+        outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs, model_input],
         concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
 
     @guarded
@@ -416,14 +440,16 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
     with gr.Column(visible=False):
         api_in = [gr.Textbox(label="prompt"), gr.Textbox(label="chosen"), gr.Textbox(label="rejected"),
                   gr.Number(value=DEFAULT_STEPS, label="steps"), gr.File(type="filepath", label="image"),
-                  gr.Textbox(value="sequence", label="target"), gr.Textbox(value="zero", label="baseline")]
+                  gr.Textbox(value="sequence", label="target"), gr.Textbox(value="zero", label="baseline"),
+                  gr.Textbox(value="", label="prompt_format")]
         api_out = [gr.HTML(label="heatmap"), gr.JSON(label="scores"), gr.Number(label="delta")]
 
     def api_attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: Any, image: str | None,
-                      target: str, baseline: str) -> tuple[Session, str, dict, float]:
-        """Contrastive IG over the prompt tokens; also becomes the session's current example."""
+                      target: str, baseline: str, prompt_format: str = "") -> tuple[Session, str, dict, float]:
+        """Contrastive IG over the prompt tokens; also becomes the session's current example. prompt_format: raw
+        (as written), qa (Q: ... A:) or chat ("" = the model's default); scores["prompt_text"] is what the model saw."""
         result = run_attribution(session, prompt, chosen, rejected, image, steps, target or "sequence",
-                                 baseline or "zero")
+                                 baseline or "zero", prompt_format=prompt_format)
         heat, _, _, _ = render(session, 5, True, False)
         return session, heat, scores_json(session), result.delta
 

@@ -1,4 +1,5 @@
-"""Plotly figures: per-token attribution bars and layer x strength sweep heatmaps (small, data-light)."""
+"""Plotly figures: per-token attribution bars, layer x strength sweep heatmaps and effect against side effect
+(small, data-light)."""
 
 from __future__ import annotations
 
@@ -76,12 +77,29 @@ def _grid(values: Sequence[Sequence[float]], rows: int, cols: int, what: str) ->
     return arr
 
 
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "fdr_bh": "Benjamini-Hochberg"}
+
+
+def significance_caption(cells_tested: int | None, correction: str | None) -> str:
+    """'* = significant at 0.05, Holm-corrected over N cells tested' (what the marks mean)."""
+    name = CORRECTION_NAMES.get(str(correction).lower(), str(correction)) if correction else None
+    if name and cells_tested is not None:
+        return f"* = significant at 0.05, {name}-corrected over {cells_tested} cells tested"
+    if cells_tested is not None:
+        return f"* = significant at 0.05, uncorrected, {cells_tested} cells tested"
+    return "* = significant at 0.05"
+
+
 def sweep_heatmap(layers: Sequence[int], strengths: Sequence[float], values: Sequence[Sequence[float]],
                   significant: Sequence[Sequence[bool]] | None = None, title: str | None = None,
-                  value_label: str = "value") -> go.Figure:
+                  value_label: str = "value", cells_tested: int | None = None, correction: str | None = None,
+                  best: dict | None = None) -> go.Figure:
     """Layer x strength grid of a metric (rows = layers, columns = strengths) in diverging colours centred on
-    the unsteered value (the mean of the strength-0 column when the grid has one, else 0). Cells whose
-    confidence interval excludes 0 (`significant`) carry a '*'."""
+    the unsteered value (the mean of the strength-0 column when the grid has one, else 0).
+
+    Cells flagged in `significant` (the sweep's corrected flags) carry a '*'; with `cells_tested` and `correction`
+    the title says so ("Holm-corrected over N cells tested"). `best` ({"layer", "strength", "label"}, e.g. the
+    sweep's "best_of_n") outlines that cell and names it with its label ("best of N")."""
     if not layers or not strengths:
         raise InputError("The sweep needs at least one layer and one strength.")
     z = _grid(values, len(layers), len(strengths), "sweep values")
@@ -110,10 +128,68 @@ def sweep_heatmap(layers: Sequence[int], strengths: Sequence[float], values: Seq
     if marks is not None:
         trace.update(text=marks, texttemplate="%{text}", textfont={"size": 16, "color": "#111"})
     fig = go.Figure(trace)
+    parts = [_plotly_text(title)] if title else []
+    if significant is not None and (cells_tested is not None or correction):
+        caption = _plotly_text(significance_caption(cells_tested, correction))
+        parts.append(f"<sup>{caption}</sup>" if title else caption)
+    title_text = "<br>".join(parts) or None
+    if best and best.get("layer") is not None and best.get("strength") is not None:
+        try:
+            i = [int(la) for la in layers].index(int(best["layer"]))
+            j = [float(s) for s in strengths].index(float(best["strength"]))
+        except ValueError:
+            i = j = -1
+        if i >= 0:
+            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
+                          line={"color": "#111", "width": 2.5}, fillcolor="rgba(0,0,0,0)")
+            fig.add_annotation(x=x[j], y=y[i], text=_plotly_text(str(best.get("label") or "best")), showarrow=False,
+                               yshift=-12, font={"size": 10, "color": "#111"})
     fig.update_layout(
-        title=_plotly_text(title) if title else None, template="plotly_white", height=max(260, 28 * len(layers) + 120),
-        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
+        title=title_text, template="plotly_white", height=max(320, 34 * len(layers) + 170),
+        margin={"l": 60, "r": 20, "t": 70 if title_text else 20, "b": 50},
         xaxis={"title": "strength (relative to the layer's median token norm)", "type": "category"},
         yaxis={"title": "layer", "type": "category"},
+    )
+    return fig
+
+
+def effect_side_effect_plot(layers: Sequence[int], strengths: Sequence[float], effects: Sequence[Sequence[float]],
+                            kls: Sequence[Sequence[float]], budget: float | None = None,
+                            chosen_layer: int | None = None, effect_label: str = "accuracy gain (points)",
+                            title: str | None = None) -> go.Figure:
+    """Effect against side effect, one point per strength: x = mean KL on neutral prompts (nats), y = the effect
+    (e.g. accuracy gain). One line per layer; only `chosen_layer` (default: the first) is shown at first, the others
+    can be switched on in the legend. The KL budget is a dashed vertical line. Points are labelled by strength."""
+    if not layers or not strengths:
+        raise InputError("The plot needs at least one layer and one strength.")
+    eff = _grid(effects, len(layers), len(strengths), "effects")
+    kl = _grid(kls, len(layers), len(strengths), "KL values")
+    if np.any(kl[np.isfinite(kl)] < 0):
+        raise InputError("A KL divergence cannot be negative.")
+    chosen = int(chosen_layer) if chosen_layer is not None and int(chosen_layer) in [int(la) for la in layers] \
+        else int(layers[0])
+    order = sorted(range(len(strengths)), key=lambda j: float(strengths[j]))
+    fig = go.Figure()
+    for i, layer in enumerate(layers):
+        xs = [None if not math.isfinite(kl[i, j]) else float(kl[i, j]) for j in order]
+        ys = [None if not math.isfinite(eff[i, j]) else float(eff[i, j]) for j in order]
+        labels = [f"{float(strengths[j]):g}" for j in order]
+        main = int(layer) == chosen
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines+markers+text" if main else "lines+markers", text=labels if main else None,
+            textposition="top center", name=f"layer {int(layer)}", visible=True if main else "legendonly",
+            customdata=[[lab] for lab in labels], line={"width": 2.5 if main else 1.5},
+            hovertemplate=(f"layer {int(layer)} · strength %{{customdata[0]}}<br>mean KL %{{x:.4g}} nats<br>"
+                           f"{_plotly_text(effect_label)} %{{y:.4g}}<extra></extra>"),
+        ))
+    if budget is not None and math.isfinite(float(budget)):
+        fig.add_vline(x=float(budget), line={"color": "#b2182b", "dash": "dash", "width": 2},
+                      annotation_text=f"KL budget {float(budget):g} nats", annotation_position="top right")
+    fig.add_hline(y=0.0, line={"color": "#888", "width": 1})
+    fig.update_layout(
+        title=_plotly_text(title) if title else None, template="plotly_white", height=360,
+        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50}, legend={"title": {"text": "layer"}},
+        xaxis={"title": "side effect: mean KL on neutral prompts (nats)", "rangemode": "tozero"},
+        yaxis={"title": _plotly_text(effect_label), "zeroline": True},
     )
     return fig

@@ -91,3 +91,33 @@ def fmt_float(value: Any, digits: int = 3) -> str:
     if number != number:  # NaN
         return "n/a"
     return f"{number:.{digits}f}"
+
+
+PROMPT_FORMAT_LABELS = {"raw": "raw: the text as written", "qa": "qa: Q: … A:", "chat": "chat: the model's template"}
+PROMPT_FORMAT_SHORT = {"raw": "raw (as written)", "qa": "qa (Q: … A:)", "chat": "chat (template)"}
+PROMPT_FORMAT_INFO = "what the model sees; default: chat if the model has a template, else raw"
+
+
+def prompt_format_choices(lm: Any = None) -> list[tuple[str, str]]:
+    """Dropdown choices for the prompt format; "chat" only for a model with a chat template."""
+    from grains.prompts import has_chat_template
+
+    has_template = True if lm is None else has_chat_template(lm.tokenizer)
+    return [(label, name) for name, label in PROMPT_FORMAT_LABELS.items() if name != "chat" or has_template]
+
+
+def prompt_format_update(lm: Any) -> Any:
+    """The format dropdown for a (newly) loaded model: its valid formats, set to the model's own default."""
+    return gr.update(choices=prompt_format_choices(lm), value=lm.prompt_format)
+
+
+def prompt_format_dropdown(elem_id: str, label: str = "Prompt format") -> gr.Dropdown:
+    """A prompt-format selector (its choices and value follow the loaded model on refresh)."""
+    return gr.Dropdown(prompt_format_choices(None), value="raw", label=label, info=PROMPT_FORMAT_INFO,
+                       elem_id=elem_id, interactive=True, min_width=160)
+
+
+def chosen_format(value: Any) -> str | None:
+    """A UI/API prompt format value: "" or None -> None (the model's default), else the name (checked later)."""
+    text = str(value).strip() if value is not None else ""
+    return text or None

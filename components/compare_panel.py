@@ -1,5 +1,5 @@
-"""Side by side: unsteered and steered continuations streamed next to each other (same seed, one batch), word
-differences highlighted, and a strength sweep table."""
+"""Side by side: unsteered and steered continuations streamed next to each other (one batch, paired sampling), word
+differences highlighted, the exact model input shown, and a strength sweep table with each strength's side effect."""
 
 from __future__ import annotations
 
@@ -11,10 +11,21 @@ import gradio as gr
 
 from components.app_state import Session, clean_json, parse_numbers
 from components.attribution_panel import AttributionPanel, open_image, whole
-from components.common import MODEL_QUEUE, api_endpoint, guarded, note_html, session_model
-from components.steering_panel import SteeringPanel
+from components.common import (
+    MODEL_QUEUE,
+    api_endpoint,
+    chosen_format,
+    esc,
+    guarded,
+    note_html,
+    prompt_format_dropdown,
+    prompt_format_update,
+    session_model,
+)
+from components.steering_panel import STRENGTH_HELP, SteeringPanel, session_steering
 from components.token_heatmap import render_diff
 from grains.errors import InputError
+from grains.side_effects import SELECTION_PROMPTS
 
 DEFAULT_PROMPT = "Q: What happens if you crack your knuckles a lot?\nA:"
 MAX_TOKENS_UI = 256
@@ -32,74 +43,91 @@ def settings_from(max_new_tokens: Any, do_sample: bool, temperature: Any, top_p:
     return settings
 
 
-def require_vector(session: Session) -> Any:
-    if session.vector is None:
-        raise InputError("This session has no steering vector: build one or load one in the Steer tab first.")
-    return session.vector
-
-
-def check_layer(layer: Any, lm: Any) -> int:
-    from grains.steering import check_layers
-
-    return check_layers(whole(layer, "The layer"), lm.num_layers)[0]
+def model_input_text(session: Session, prompt: str, image: Any, prompt_format: Any) -> str:
+    """The exact text the model sees for `prompt` in `prompt_format` (None: the model's default)."""
+    lm = session_model(session).with_format(chosen_format(prompt_format))
+    return lm.encode_prompt(prompt, image=image).text
 
 
 def stream_texts(session: Session, prompt: str, image_path: str | None, layer: Any, strength: Any, normalize: bool,
-                 settings: Any) -> Any:
+                 settings: Any, prompt_format: Any = None) -> Any:
     """Yield (unsteered, steered) so far."""
     from grains.generation import stream_pair
-    from grains.steering import check_strength
 
     lm = session_model(session)
-    vector = require_vector(session)
-    layer_i, value = check_layer(layer, lm), check_strength(strength)
+    steering = session_steering(session, lm, layer, strength, normalize)
     image = open_image(image_path, lm) if lm.is_vlm else None
-    yield from stream_pair(lm, prompt, vector, layer_i, value, settings, image=image, normalize=bool(normalize))
+    yield from stream_pair(lm, prompt, steering, settings=settings, image=image,
+                           prompt_format=chosen_format(prompt_format))
 
 
 def generate_texts(session: Session, prompt: str, image_path: str | None, layer: Any, strength: Any,
-                   normalize: bool, settings: Any) -> tuple[str, str]:
+                   normalize: bool, settings: Any, prompt_format: Any = None) -> Any:
+    """Both continuations in one batch (paired sampling); returns the library's PairedGeneration."""
     from grains.generation import generate_pair
-    from grains.steering import check_strength
 
     lm = session_model(session)
-    vector = require_vector(session)
-    layer_i, value = check_layer(layer, lm), check_strength(strength)
-    pair = generate_pair(lm, prompt, vector, layer_i, value, settings, image=open_image(image_path, lm),
-                         normalize=bool(normalize))
-    session.last_generation = {"prompt": prompt, "layer": layer_i, "strength": value,
-                               "max_new_tokens": settings.max_new_tokens}
-    return pair.unsteered, pair.steered
+    steering = session_steering(session, lm, layer, strength, normalize)
+    pair = generate_pair(lm, prompt, steering, settings=settings, image=open_image(image_path, lm),
+                         prompt_format=chosen_format(prompt_format))
+    session.last_generation = {"prompt": prompt, "layer": steering.layers[0], "strength": steering.strength,
+                               "max_new_tokens": settings.max_new_tokens, "normalize": steering.normalize,
+                               "prompt_format": chosen_format(prompt_format)}
+    return pair
 
 
 def strength_sweep(session: Session, prompt: str, image_path: str | None, layer: Any, strengths: str,
-                   normalize: bool, settings: Any, progress: Any = None) -> list[list[Any]]:
-    """One steered continuation per strength (strength 0 = unsteered), same seed."""
+                   normalize: bool, settings: Any, progress: Any = None, prompt_format: Any = None,
+                   kl: bool = True) -> list[list[Any]]:
+    """One steered continuation per strength (strength 0 = unsteered), same seed, each with its mean KL on neutral
+    prompts (its side effect). No row is named best: the rows are for reading side by side."""
     from grains.generation import generate_one
-    from grains.steering import check_strength
-
-    lm = session_model(session)
-    vector = require_vector(session)
-    values = [check_strength(s) for s in parse_numbers(strengths, "Strengths")]
+    lm = session_model(session).with_format(chosen_format(prompt_format))
+    values = parse_numbers(strengths, "Strengths")
     if len(values) > MAX_SWEEP:
         raise InputError(f"Give at most {MAX_SWEEP} strengths.")
-    layer_i = check_layer(layer, lm)
+    settings_list = [session_steering(session, lm, layer, value, normalize) for value in values]  # all checked first
     image = open_image(image_path, lm) if lm.is_vlm else None
+    meter = quick_kl(lm) if kl else None
     table = []
     base = None
-    for i, value in enumerate(values):
+    for i, (value, steering) in enumerate(zip(values, settings_list)):
         if progress:
             progress(i / len(values), desc=f"strength {value:g}")
-        text = generate_one(lm, prompt, vector if value > 0 else None, layer_i, value, settings, image=image,
-                            normalize=bool(normalize))
+        text = generate_one(lm, prompt, None if steering.is_identity else steering, settings=settings, image=image)
         if value == 0:
             base = text
-        table.append([value, text])
-    if base is not None:
-        table = [[s, t, "" if s == 0 else ("same as unsteered" if t == base else "changed")] for s, t in table]
-    else:
-        table = [[s, t, ""] for s, t in table]
-    return table
+        kl_value = (0.0 if steering.is_identity else round(meter.mean(steering), 4)) if meter is not None else None
+        table.append([value, text, kl_value])
+    rows = []
+    for value, text, kl_value in table:
+        versus = "" if base is None or value == 0 else ("same as unsteered" if text == base else "changed")
+        rows.append([value, text, versus, kl_value])
+    return rows
+
+
+def quick_kl(lm: Any) -> Any:
+    """KL on the first neutral prompts (as many as the build's budget check uses), for the quick views on this tab;
+    the Evaluate tab measures on all of them."""
+    from grains.side_effects import NeutralKL, load_neutral_prompts
+
+    return NeutralKL(lm, load_neutral_prompts(limit=SELECTION_PROMPTS))
+
+
+def side_effect_line(lm: Any, steering: Any, prompt_format: Any = None) -> str:
+    """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget."""
+    from grains.side_effects import DEFAULT_KL_BUDGET
+
+    if steering.is_identity:
+        return "At strength 0 the model is not steered: no side effect (KL 0)."
+    meter = quick_kl(lm.with_format(chosen_format(prompt_format)))
+    kl = meter.mean(steering)
+    over = "over" if kl > DEFAULT_KL_BUDGET else "within"
+    return (f"Side effect of this setting: mean KL {kl:.3f} nats on {len(meter.prompts)} neutral prompts "
+            f"({over} the budget of {DEFAULT_KL_BUDGET:g}).")
+
+
+SWEEP_TABLE_HEADERS = ["strength", "continuation", "vs unsteered", "KL on neutral prompts (nats)"]
 
 
 @dataclass
@@ -110,20 +138,27 @@ class ComparePanel:
     max_new_tokens: gr.Slider
     unsteered: gr.HTML
     steered: gr.HTML
+    prompt_format: Any = None
+    model_input: Any = None
 
     @property
     def refresh_outputs(self) -> list[Any]:
-        return [self.image_column]
+        return [self.image_column, self.prompt_format, self.model_input]
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
-        return [gr.update(visible=bool(lm.is_vlm))]
+        return [gr.update(visible=bool(lm.is_vlm)), prompt_format_update(lm), ""]
 
 
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:
     """The Compare tab."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
-            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, elem_id="grains-gen-prompt")
+            with gr.Row(equal_height=False):
+                prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, elem_id="grains-gen-prompt", scale=3)
+                prompt_format = prompt_format_dropdown("grains-gen-prompt-format")
+            model_input = gr.Textbox(label="Model input (the exact text the model saw)", lines=1, max_lines=6,
+                                     interactive=False, elem_id="grains-gen-model-input",
+                                     placeholder="shown after Generate")
             use_attr = gr.Button("Use the Attribute tab's prompt", size="sm")
         with gr.Column(scale=2, min_width=300):
             with gr.Column(visible=False) as image_column:
@@ -149,55 +184,71 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
             steered_title = gr.Markdown("#### Steered")
             steered = gr.HTML(WAITING, elem_id="grains-steered")
     gr.Markdown("Red: words only in the unsteered text · green: words only in the steered text. Both rows are "
-                "generated in one batch with the same seed, so every difference comes from the steering vector.",
+                "generated in one batch and, when sampling, share the same random draw at every step, so every "
+                "difference comes from the steering vector (at strength 0 the texts are identical).",
                 elem_classes=["grains-muted"])
     with gr.Accordion("Strength sweep: the same prompt at several strengths", open=False):
         with gr.Row():
-            strengths = gr.Textbox("0, 0.1, 0.25, 0.5, 1", label="Strengths (comma-separated)", max_lines=1)
+            strengths = gr.Textbox("-0.5, 0, 0.1, 0.25, 0.5, 1", label="Strengths (comma-separated)", max_lines=1,
+                                   info=f"-4 to 4; {STRENGTH_HELP}", elem_id="grains-gen-sweep-strengths")
             sweep_button = gr.Button("Run sweep", size="sm")
-        sweep_table = gr.Dataframe(headers=["strength", "continuation", "vs unsteered"], interactive=False,
-                                   wrap=True, elem_id="grains-sweep-table")
+        sweep_table = gr.Dataframe(headers=SWEEP_TABLE_HEADERS, interactive=False, wrap=True,
+                                   elem_id="grains-sweep-table")
+        gr.Markdown("Every strength is shown; none is picked as best. The last column is the side effect: the mean "
+                    f"KL divergence of next-token distributions on the first {SELECTION_PROMPTS} neutral prompts, "
+                    "unsteered to steered (0 at strength 0; the Evaluate tab measures on all of them).",
+                    elem_classes=["grains-muted"])
 
     panel = ComparePanel(prompt=prompt, image=image, image_column=image_column, max_new_tokens=max_new_tokens,
-                         unsteered=unsteered, steered=steered)
-    use_attr.click(lambda p, img: (p, img), inputs=[attr.prompt, attr.image], outputs=[prompt, image], queue=False,
-                   api_visibility="private")
+                         unsteered=unsteered, steered=steered, prompt_format=prompt_format, model_input=model_input)
+    use_attr.click(lambda p, img, fmt: (p, img, fmt), inputs=[attr.prompt, attr.image, attr.prompt_format],
+                   outputs=[prompt, image, prompt_format], queue=False, api_visibility="private")
 
     @guarded
     def generate_ui(session: Session, p: str, img: str | None, layer: Any, strength: Any, norm: bool, n: Any,
-                    sample: bool, temp: Any, tp: Any, sd: Any) -> Any:
+                    sample: bool, temp: Any, tp: Any, sd: Any, fmt: Any = None) -> Any:
         settings = settings_from(n, sample, temp, tp, sd)
-        title = f"#### Steered · layer {int(layer)}, λ = {float(strength):g}{'' if norm else ', no norm rescale'}"
+        lm = session_model(session)
+        steering = session_steering(session, lm, layer, strength, norm)  # checked before anything runs
+        shown = model_input_text(session, p, open_image(img, lm) if lm.is_vlm else None, fmt)
+        title = f"#### Steered · {steering.describe()}"
         start = time.perf_counter()
         u = s = ""
         count = 0
-        for u, s in stream_texts(session, p, img, layer, strength, norm, settings):
+        for u, s in stream_texts(session, p, img, layer, strength, norm, settings, fmt):
             count += 1
             left, right = render_diff(u, s)
-            yield [left, right, title, note_html(f"Generating… {count} tokens", "info")]
+            yield [left, right, title, note_html(f"Generating… {count} tokens", "info"), shown]
         seconds = time.perf_counter() - start
         left, right = render_diff(u, s)
-        session.last_generation = {"prompt": p, "layer": int(layer), "strength": float(strength),
+        session.last_generation = {"prompt": p, "layer": steering.layers[0], "strength": steering.strength,
                                    "max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                                   "seed": settings.seed, "normalize": bool(norm)}
+                                   "seed": settings.seed, "normalize": steering.normalize,
+                                   "prompt_format": chosen_format(fmt)}
         same = "The two continuations are identical." if u == s else "Differences are highlighted."
-        yield [left, right, title, note_html(f"{count} tokens in {seconds:.1f} s (both rows in one batch, "
-                                             f"seed {settings.seed}). {same}", "ok")]
+        paired = "same random draw per step" if settings.do_sample else "greedy"
+        done = f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). {same}"
+        yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
+        line = side_effect_line(lm, steering, fmt)
+        kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way
+        yield [left, right, title, note_html(f"{done} {esc(line)}", kind), shown]
 
     gen_event = generate.click(
         generate_ui, inputs=[state, prompt, image, steer.layer, steer.strength, steer.normalize, max_new_tokens,
-                             do_sample, temperature, top_p, seed],
-        outputs=[unsteered, steered, steered_title, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
+                             do_sample, temperature, top_p, seed, prompt_format],
+        outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=MODEL_QUEUE,
+        api_visibility="private")
     stop.click(None, cancels=[gen_event], queue=False)
 
     @guarded
     def sweep_ui(session: Session, p: str, img: str | None, layer: Any, values: str, norm: bool, n: Any,
-                 sample: bool, temp: Any, tp: Any, sd: Any, progress: gr.Progress = gr.Progress()) -> Any:
+                 sample: bool, temp: Any, tp: Any, sd: Any, fmt: Any = None,
+                 progress: gr.Progress = gr.Progress()) -> Any:
         settings = settings_from(n, sample, temp, tp, sd)
-        return strength_sweep(session, p, img, layer, values, norm, settings, progress=progress)
+        return strength_sweep(session, p, img, layer, values, norm, settings, progress=progress, prompt_format=fmt)
 
     sweep_button.click(sweep_ui, inputs=[state, prompt, image, steer.layer, strengths, steer.normalize,
-                                         max_new_tokens, do_sample, temperature, top_p, seed],
+                                         max_new_tokens, do_sample, temperature, top_p, seed, prompt_format],
                        outputs=sweep_table, concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     # API: /generate (prompt, layer, strength, max_new_tokens, image, ...) -> unsteered text, steered text
@@ -206,28 +257,35 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                   gr.Number(value=40, label="max_new_tokens"), gr.Image(type="filepath", label="image"),
                   gr.Checkbox(value=False, label="do_sample"), gr.Number(value=1.0, label="temperature"),
                   gr.Number(value=1.0, label="top_p"), gr.Number(value=0, label="seed"),
-                  gr.Checkbox(value=True, label="normalize")]
+                  gr.Checkbox(value=True, label="normalize"), gr.Textbox(value="", label="prompt_format")]
         api_out = [gr.Textbox(label="unsteered"), gr.Textbox(label="steered")]
 
     def api_generate(session: Session, prompt: str, layer: Any, strength: Any, max_new_tokens: Any, image: str | None,
-                     do_sample: bool, temperature: Any, top_p: Any, seed: Any, normalize: bool) -> tuple[str, str]:
-        """Unsteered and steered continuations (one batch, same seed) with this session's vector."""
+                     do_sample: bool, temperature: Any, top_p: Any, seed: Any, normalize: bool,
+                     prompt_format: str = "") -> tuple[str, str]:
+        """Unsteered and steered continuations (one batch, paired sampling) with this session's vector; strength
+        -4..4 (negative steers toward the rejected answers); prompt_format raw/qa/chat ("" = the model's)."""
         settings = settings_from(max_new_tokens, do_sample, temperature, top_p, seed)
-        return generate_texts(session, prompt, image, layer, strength, normalize, settings)
+        pair = generate_texts(session, prompt, image, layer, strength, normalize is not False, settings,
+                              prompt_format)
+        return pair.unsteered, pair.steered
 
     api_endpoint(api_generate, [state, *api_in], api_out, "generate")
 
     with gr.Column(visible=False):
         api_sw_in = [gr.Textbox(label="prompt"), gr.Number(value=0, label="layer"),
                      gr.Textbox(value="0, 0.5, 1", label="strengths"), gr.Number(value=40, label="max_new_tokens"),
-                     gr.Image(type="filepath", label="image")]
+                     gr.Image(type="filepath", label="image"), gr.Checkbox(value=True, label="normalize"),
+                     gr.Textbox(value="", label="prompt_format")]
         api_sw_out = gr.JSON(label="rows")
 
     def api_sweep(session: Session, prompt: str, layer: Any, strengths: str, max_new_tokens: Any,
-                  image: str | None) -> list:
-        """Greedy continuations at several strengths: [[strength, text, vs unsteered], ...]."""
+                  image: str | None, normalize: bool = True, prompt_format: str = "") -> list:
+        """Greedy continuations at several strengths: [[strength, text, vs unsteered, mean KL on neutral prompts
+        (nats)], ...]; no row is named best."""
         settings = settings_from(max_new_tokens, False, 1, 1, 0)
-        return clean_json(strength_sweep(session, prompt, image, layer, strengths, True, settings))
+        return clean_json(strength_sweep(session, prompt, image, layer, strengths, normalize is not False, settings,
+                                         prompt_format=prompt_format))
 
     api_endpoint(api_sweep, [state, *api_sw_in], [api_sw_out], "strength_sweep")
     return panel

@@ -1,5 +1,6 @@
 """Evaluate: accuracy before and after steering (TruthfulQA MC, preference pairs, POPE-style probes) with an exact
-McNemar p-value, a bootstrap CI and a one-line reading; a layer x strength sweep heatmap; CSV downloads."""
+McNemar p-value, a bootstrap CI, a one-line reading and the side effects of the steered setting; a layer x strength
+sweep heatmap (Holm-corrected marks, "best of N"), effect against side effect per strength; CSV downloads."""
 
 from __future__ import annotations
 
@@ -10,21 +11,22 @@ from typing import Any
 import gradio as gr
 
 from components.app_state import Session, clean_json, parse_numbers, scratch_dir
-from components.attribution_panel import whole
-from components.charts import sweep_heatmap
+from components.charts import CORRECTION_NAMES, effect_side_effect_plot, sweep_heatmap
 from components.common import (
     MODEL_QUEUE,
     api_endpoint,
+    chosen_format,
     esc,
     fmt_float,
     guarded,
     note_html,
+    prompt_format_dropdown,
+    prompt_format_update,
     session_model,
     warn,
 )
-from components.compare_panel import require_vector
 from components.datasets import UPLOAD, check_kind_fits, dataset_choices, load_rows
-from components.steering_panel import SteeringPanel
+from components.steering_panel import STRENGTH_HELP, SteeringPanel, require_vector, session_steering
 from grains.errors import InputError
 
 KIND_LABELS = {"truthfulqa": "TruthfulQA multiple choice", "pairs": "preference pairs", "probes": "yes/no probes"}
@@ -32,28 +34,33 @@ MAX_SWEEP_CELLS = 60
 
 
 def run_evaluation(session: Session, dataset: str | None, upload: str | None, rows: Any, offset: Any, steered: bool,
-                   layer: Any, strength: Any, length_normalize: bool = False, progress: Any = None) -> dict:
-    """Evaluate the session's model on a dataset, unsteered and (when `steered`) with its vector."""
+                   layer: Any, strength: Any, length_normalize: bool = False, progress: Any = None,
+                   normalize: Any = True, prompt_format: Any = None, side_effects: bool = True) -> dict:
+    """Evaluate the session's model on a dataset, unsteered and (when `steered`) with the session's Steering
+    (the Steer tab's layer, strength and keep-the-norm switch), with its side effects when steered."""
     from grains.evaluation import evaluate
 
     lm = session_model(session)
     kind, data, description = load_rows(dataset, upload, rows, offset)
     check_kind_fits(kind, lm.is_vlm)
-    vector = require_vector(session) if steered else None
-    result = evaluate(lm, data, kind, vector=vector, layer=whole(layer, "The layer") if steered else None,
-                      strength=float(strength) if steered else None, per_item=True,
-                      length_normalize=bool(length_normalize), progress=progress)
+    steering = session_steering(session, lm, layer, strength, normalize) if steered else None
+    result = evaluate(lm, data, kind, steering, per_item=True, length_normalize=bool(length_normalize),
+                      progress=progress, side_effects=bool(side_effects) and steering is not None,
+                      prompt_format=chosen_format(prompt_format))
     result["dataset"] = description
     for item, row in zip(result.get("items", []), data):
         item["question"] = getattr(row, "question", None) or getattr(row, "prompt", "")
     session.last_eval = {"dataset": dataset, "rows": rows, "offset": offset, "steered": steered,
-                         "layer": layer, "strength": strength, "kind": kind}
+                         "layer": layer, "strength": strength, "kind": kind, "normalize": bool(normalize),
+                         "length_normalize": bool(length_normalize), "prompt_format": result.get("prompt_format")}
     return clean_json(result)
 
 
 def run_sweep(session: Session, dataset: str | None, upload: str | None, rows: Any, offset: Any, layers: str,
-              strengths: str, progress: Any = None) -> dict:
-    """Accuracy gain over a layer x strength grid with the session's vector."""
+              strengths: str, progress: Any = None, normalize: Any = True, length_normalize: bool = False,
+              prompt_format: Any = None, kl: bool = True) -> dict:
+    """Accuracy gain over a layer x strength grid with the session's vector (the Steer tab's keep-the-norm switch,
+    this tab's length normalisation and prompt format), Holm-corrected, with each cell's mean KL when `kl`."""
     from grains.evaluation import sweep
 
     lm = session_model(session)
@@ -67,8 +74,13 @@ def run_sweep(session: Session, dataset: str | None, upload: str | None, rows: A
     if len(layer_list) * len(strength_list) > MAX_SWEEP_CELLS:
         raise InputError(f"The grid has {len(layer_list) * len(strength_list)} cells; keep it to {MAX_SWEEP_CELLS} "
                          "or fewer (each cell scores every row).")
-    result = sweep(lm, data, kind, vector, layer_list, strength_list, progress=progress)
+    steering = session_steering(session, lm, layer_list[0], strength_list[0], normalize)
+    for value in strength_list[1:]:
+        session_steering(session, lm, layer_list[0], value, normalize)  # every strength checked before running
+    result = sweep(lm, data, kind, steering, layer_list, strength_list, progress=progress,
+                   length_normalize=bool(length_normalize), kl=bool(kl), prompt_format=chosen_format(prompt_format))
     result["dataset"] = description
+    result["prompt_format"] = lm.with_format(chosen_format(prompt_format)).prompt_format
     return clean_json(result)
 
 
@@ -109,9 +121,15 @@ def result_html(result: dict) -> str:
     if kind != "truthfulqa":
         rows.append(f"<tr><th>answers given</th><td>{_dist(result.get('answer_distribution_unsteered'))}</td>"
                     f"<td>{_dist(result.get('answer_distribution')) if steered else '—'}</td><td></td></tr>")
+    setting = result.get("steering") or {}
+    norm = "" if setting.get("normalize", True) else ", norm not kept"
+    extras = [f"prompt format {result['prompt_format']}"] if result.get("prompt_format") else []
+    if result.get("length_normalized"):
+        extras.append("length-normalised log-probs")
     head = (f"<div class='grains-muted'>{esc(KIND_LABELS.get(kind, kind))} · {esc(result.get('dataset', ''))} · "
             f"n = {result.get('n')}" + (f" · layer {esc(_layers(result.get('layer')))}, strength "
-                                        f"{result.get('strength'):g}" if steered else " · unsteered only") + "</div>")
+                                        f"{result.get('strength'):g}{norm}" if steered else " · unsteered only")
+            + "".join(f" · {esc(e)}" for e in extras) + "</div>")
     table = ("<table class='grains-summary'><tr><th></th><th>unsteered</th><th>steered</th><th>change</th></tr>"
              + "".join(rows) + "</table>")
     if not steered:
@@ -126,7 +144,21 @@ def result_html(result: dict) -> str:
         top = max(dist, key=dist.get)
         bias = note_html(f"Steered, the model answers {esc(top)} {dist[top]:.0%} of the time: an accuracy change may "
                          "come from a shifted answer bias rather than better answers.", "warn")
-    return head + table + reading + bias
+    return head + table + reading + bias + side_effects_note(result)
+
+
+def side_effects_note(result: dict) -> str:
+    """The steered setting's side effects (KL on neutral prompts, repetition), beside the result."""
+    side = result.get("side_effects")
+    if not result.get("steered"):
+        return ""
+    if not side:
+        return note_html("Side effects were not measured for this result.", "warn")
+    if float(result.get("strength") or 0.0) == 0.0:
+        return note_html(f"<b>Side effects:</b> none at strength 0 ({esc(side.get('reading', ''))}).", "info")
+    kind = "warn" if side.get("within_budget") is False else "info"
+    return note_html(f"<b>Side effects</b> (what this setting costs on neutral text): {esc(side.get('reading', ''))}."
+                     , kind)
 
 
 def items_table(result: dict) -> list[list[Any]]:
@@ -158,27 +190,84 @@ def evaluation_csv(result: dict) -> str:
 
 def sweep_rows(result: dict) -> list[list[Any]]:
     rows = []
+    kl = result.get("kl")
+    adjusted = result.get("p_values_adjusted") or [[None] * len(result["strengths"]) for _ in result["layers"]]
     for i, layer in enumerate(result["layers"]):
         for j, strength in enumerate(result["strengths"]):
             rows.append([layer, strength, result["values"][i][j], result["accuracy"][i][j],
-                         result["margin_gain"][i][j], result["p_values"][i][j], result["significant"][i][j]])
+                         result["margin_gain"][i][j], result["p_values"][i][j], adjusted[i][j],
+                         result["significant"][i][j], kl[i][j] if kl else None])
     return rows
 
 
-SWEEP_HEADERS = ["layer", "strength", "accuracy gain", "accuracy", "margin gain", "p value", "CI excludes 0"]
+SWEEP_HEADERS = ["layer", "strength", "accuracy gain", "accuracy", "margin gain", "p value (raw)",
+                 "p value (Holm-adjusted)", "significant (Holm, 0.05)", "mean KL on neutral prompts (nats)"]
+
+
+def correction_name(result: dict) -> str:
+    name = str(result.get("correction") or "uncorrected")
+    return CORRECTION_NAMES.get(name, name)
+
+
+def best_cell(result: dict) -> str:
+    """The sweep's largest gain, always named with its "best of N" label (a maximum over cells, not an estimate)."""
+    best = result.get("best_of_n")
+    if not best or best.get("layer") is None:
+        return "no steered cell was tested"
+    adjusted = best.get("p_value_adjusted")
+    p_text = f", {correction_name(result)}-adjusted p = {float(adjusted):.2g}" if adjusted is not None else ""
+    return (f"{esc(best.get('label', 'best of N'))}: layer {esc(best['layer'])}, strength {float(best['strength']):g}, "
+            f"{float(best.get('gain') or 0.0) * 100:+.1f} points{p_text} (the largest of the cells, biased upward; "
+            "check it on other rows before trusting it)")
+
+
+def sweep_note(result: dict) -> str:
+    """The sweep's reading: unsteered accuracy, the correction and cell count, the significant cells, best of N."""
+    tested = result.get("cells_tested", 0)
+    significant = sum(bool(v) for row in result["significant"] for v in row)
+    kind = "ok" if significant else "info"
+    text = (f"Unsteered accuracy {result['accuracy_unsteered']:.1%} on {result['n']} rows "
+            f"({esc(result['dataset'])}). Exact McNemar test per cell, {esc(correction_name(result))}-corrected over "
+            f"{tested} cells tested (strength 0 is not tested): {significant} significant at 0.05. "
+            f"Largest gain, {best_cell(result)}.")
+    return note_html(text, kind)
+
+
+def side_effect_figure(result: dict, layer: Any) -> Any:
+    """Accuracy gain against mean KL per strength, at the Steer tab's layer when it was swept (else the best-of-N
+    layer), with the KL budget; None without KL."""
+    from grains.side_effects import DEFAULT_KL_BUDGET
+
+    if not result.get("kl"):
+        return None
+    layers = result["layers"]
+    try:
+        chosen = int(layer)
+    except (TypeError, ValueError):
+        chosen = None
+    if chosen not in layers:
+        chosen = (result.get("best_of_n") or {}).get("layer", layers[0])
+    return effect_side_effect_plot(layers, result["strengths"], [[v * 100 for v in row] for row in result["values"]],
+                                   result["kl"], budget=DEFAULT_KL_BUDGET, chosen_layer=chosen,
+                                   effect_label="accuracy gain (points)",
+                                   title=f"Effect against side effect per strength (layer {chosen})")
 
 
 @dataclass
 class EvaluatePanel:
     dataset: gr.Dropdown
     offset: gr.Number
+    prompt_format: Any = None
+    rows: Any = None
+    length_normalize: Any = None
 
     @property
     def refresh_outputs(self) -> list[Any]:
-        return [self.dataset]
+        return [self.dataset, self.prompt_format]
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
-        return [gr.update(choices=dataset_choices(lm.is_vlm), value="pope_style" if lm.is_vlm else "truthfulqa")]
+        return [gr.update(choices=dataset_choices(lm.is_vlm), value="pope_style" if lm.is_vlm else "truthfulqa"),
+                prompt_format_update(lm)]
 
 
 def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel:
@@ -193,9 +282,12 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
                 offset = gr.Number(value=24, precision=0, minimum=0, label="First row", min_width=90)
             gr.Markdown("The shipped vector was built from TruthfulQA rows 0–23: evaluate from row 24 on.",
                         elem_classes=["grains-muted"])
+            prompt_format = prompt_format_dropdown("grains-eval-prompt-format")
             use_vector = gr.Checkbox(value=True,
-                                     label="Also evaluate steered (the Steer tab's vector, layer, strength)")
-            length_normalize = gr.Checkbox(value=False, label="Length-normalise answer log-probs")
+                                     label="Also evaluate steered (the Steer tab's vector, layer, strength, norm)",
+                                     info="steered results come with their side effects (KL, repetition)")
+            length_normalize = gr.Checkbox(value=False, label="Length-normalise answer log-probs",
+                                           info="used by the evaluation and the sweep")
             evaluate_button = gr.Button("Evaluate", variant="primary", elem_id="grains-evaluate")
         with gr.Column(scale=3, min_width=420):
             summary = gr.HTML(elem_id="grains-eval-summary", elem_classes=["grains-card"])
@@ -207,61 +299,78 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
         with gr.Column(scale=2, min_width=320):
             layers = gr.Textbox(label="Layers (blank: the vector's candidate layers)", placeholder="e.g. 3, 6, 9, 12",
                                 max_lines=1, elem_id="grains-sweep-layers")
-            strengths = gr.Textbox("0.1, 0.25, 0.5", label="Strengths", max_lines=1, elem_id="grains-sweep-strengths")
-            gr.Markdown("Each cell scores every row with the vector at that layer and strength; '*' marks cells "
-                        "whose 95% interval of the gain excludes 0.", elem_classes=["grains-muted"])
+            strengths = gr.Textbox("-0.25, 0.1, 0.25, 0.5", label="Strengths", max_lines=1,
+                                   elem_id="grains-sweep-strengths", info=f"-4 to 4; {STRENGTH_HELP}")
+            gr.Markdown("Each cell scores every row with the vector at that layer and strength (the Steer tab's "
+                        "keep-the-norm switch, this tab's prompt format and length normalisation). '*' marks cells "
+                        "whose exact McNemar test stays significant after Holm's correction over all the cells "
+                        "tested. Each cell's side effect, the mean KL on neutral prompts, is measured too.",
+                        elem_classes=["grains-muted"])
             sweep_button = gr.Button("Run sweep", elem_id="grains-sweep")
         with gr.Column(scale=3, min_width=420):
             plot = gr.Plot(label="Accuracy gain", elem_id="grains-sweep-plot")
-            sweep_note = gr.HTML()
+            sweep_info = gr.HTML(elem_id="grains-sweep-note")
             sweep_csv = gr.DownloadButton("Download sweep (CSV)", size="sm", interactive=False)
+            side_plot = gr.Plot(label="Effect against side effect", elem_id="grains-side-effect-plot")
+            gr.Markdown("One point per strength at one layer (other layers in the legend): accuracy gain against "
+                        "the mean KL divergence of next-token distributions on neutral prompts, unsteered to "
+                        "steered. Right of the dashed line is over the KL budget that the build's choice respects.",
+                        elem_classes=["grains-muted"])
 
     dataset.change(lambda name: gr.update(visible=name == UPLOAD), inputs=dataset, outputs=upload, queue=False,
                    api_visibility="private")
 
     @guarded
     def evaluate_ui(session: Session, name: str, up: str | None, n: Any, first: Any, steered: bool, layer: Any,
-                    strength: Any, ln: bool, progress: gr.Progress = gr.Progress()) -> list[Any]:
+                    strength: Any, ln: bool, norm: bool = True, fmt: Any = None,
+                    progress: gr.Progress = gr.Progress()) -> list[Any]:
         if steered and session.vector is None:
             warn("No steering vector in this session: evaluating the unsteered model only.")
             steered = False
         result = run_evaluation(session, name, up, n, first, steered, layer, strength, ln,
-                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m), normalize=norm,
+                                prompt_format=fmt, side_effects=True)
         return [result_html(result), items_table(result), gr.update(value=evaluation_csv(result), interactive=True)]
 
     evaluate_button.click(evaluate_ui, inputs=[state, dataset, upload, rows, offset, use_vector, steer.layer,
-                                               steer.strength, length_normalize],
+                                               steer.strength, length_normalize, steer.normalize, prompt_format],
                           outputs=[summary, items, csv_button], concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     @guarded
     def sweep_ui(session: Session, name: str, up: str | None, n: Any, first: Any, lay: str, st: str,
+                 norm: bool = True, ln: bool = False, fmt: Any = None, steer_layer: Any = None,
                  progress: gr.Progress = gr.Progress()) -> list[Any]:
         result = run_sweep(session, name, up, n, first, lay, st,
-                           progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
-        fig = sweep_heatmap(result["layers"], result["strengths"], [[v * 100 for v in row] for row in result["values"]],
-                            significant=result["significant"], title="Accuracy gain over unsteered (points)",
-                            value_label="gain (points)")
-        note = note_html(f"Unsteered accuracy {result['accuracy_unsteered']:.1%} on {result['n']} rows "
-                         f"({esc(result['dataset'])}). Best cell: {best_cell(result)}.", "info")
+                           progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m), normalize=norm,
+                           length_normalize=ln, prompt_format=fmt, kl=True)
+        fig = sweep_figure(result)
         csv_path = write_csv(SWEEP_HEADERS, sweep_rows(result), "grains_sweep")
-        return [fig, note, gr.update(value=csv_path, interactive=True)]
+        return [fig, sweep_note(result), gr.update(value=csv_path, interactive=True),
+                side_effect_figure(result, steer_layer)]
 
-    sweep_button.click(sweep_ui, inputs=[state, dataset, upload, rows, offset, layers, strengths],
-                       outputs=[plot, sweep_note, sweep_csv], concurrency_id=MODEL_QUEUE, api_visibility="private")
+    sweep_button.click(sweep_ui, inputs=[state, dataset, upload, rows, offset, layers, strengths, steer.normalize,
+                                         length_normalize, prompt_format, steer.layer],
+                       outputs=[plot, sweep_info, sweep_csv, side_plot], concurrency_id=MODEL_QUEUE,
+                       api_visibility="private")
 
     # API: /evaluate (dataset, file, rows, offset, steered, layer, strength) -> result JSON, per-item CSV
     with gr.Column(visible=False):
         api_in = [gr.Textbox(value="truthfulqa", label="dataset"), gr.File(label="file", type="filepath"),
                   gr.Number(value=20, label="rows"), gr.Number(value=0, label="offset"),
                   gr.Checkbox(value=True, label="steered"), gr.Number(value=0, label="layer"),
-                  gr.Number(value=0.5, label="strength")]
+                  gr.Number(value=0.5, label="strength"), gr.Checkbox(value=True, label="normalize"),
+                  gr.Checkbox(value=False, label="length_normalize"), gr.Textbox(value="", label="prompt_format"),
+                  gr.Checkbox(value=True, label="side_effects")]
         api_out = [gr.JSON(label="result"), gr.File(label="csv")]
 
     def api_evaluate(session: Session, dataset: str, file: str | None, rows: Any, offset: Any, steered: bool,
-                     layer: Any, strength: Any) -> tuple[dict, str]:
-        """Accuracy unsteered and (steered=True) with this session's vector; p-value, CI, reading, per-item rows."""
+                     layer: Any, strength: Any, normalize: bool = True, length_normalize: bool = False,
+                     prompt_format: str = "", side_effects: bool = True) -> tuple[dict, str]:
+        """Accuracy unsteered and (steered=True) with this session's vector; p-value, CI, reading, per-item rows,
+        and when steered its side effects (result["side_effects"]). Strength -4..4; prompt_format raw/qa/chat."""
         result = run_evaluation(session, dataset or (UPLOAD if file else "truthfulqa"), file, rows, offset, steered,
-                                layer, strength)
+                                layer, strength, bool(length_normalize), normalize=normalize is not False,
+                                prompt_format=prompt_format, side_effects=side_effects is not False)
         return result, evaluation_csv(result)
 
     api_endpoint(api_evaluate, [state, *api_in], api_out, "evaluate")
@@ -269,27 +378,30 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
     with gr.Column(visible=False):
         api_sw_in = [gr.Textbox(value="truthfulqa", label="dataset"), gr.File(label="file", type="filepath"),
                      gr.Number(value=20, label="rows"), gr.Number(value=0, label="offset"),
-                     gr.Textbox(value="", label="layers"), gr.Textbox(value="0.25, 0.5, 1", label="strengths")]
+                     gr.Textbox(value="", label="layers"), gr.Textbox(value="0.25, 0.5, 1", label="strengths"),
+                     gr.Checkbox(value=True, label="normalize"), gr.Checkbox(value=False, label="length_normalize"),
+                     gr.Textbox(value="", label="prompt_format"), gr.Checkbox(value=True, label="kl")]
         api_sw_out = [gr.JSON(label="result"), gr.File(label="csv")]
 
     def api_sweep(session: Session, dataset: str, file: str | None, rows: Any, offset: Any, layers: str,
-                  strengths: str) -> tuple[dict, str]:
-        """Accuracy gain of this session's vector over a layer x strength grid."""
+                  strengths: str, normalize: bool = True, length_normalize: bool = False, prompt_format: str = "",
+                  kl: bool = True) -> tuple[dict, str]:
+        """Accuracy gain of this session's vector over a layer x strength grid: raw and Holm-adjusted p-values,
+        "significant" (Holm), "cells_tested", "best_of_n" and, with kl, each cell's mean KL on neutral prompts."""
         result = run_sweep(session, dataset or (UPLOAD if file else "truthfulqa"), file, rows, offset, layers,
-                           strengths)
+                           strengths, normalize=normalize is not False, length_normalize=bool(length_normalize),
+                           prompt_format=prompt_format, kl=kl is not False)
         return result, write_csv(SWEEP_HEADERS, sweep_rows(result), "grains_sweep")
 
     api_endpoint(api_sweep, [state, *api_sw_in], api_sw_out, "sweep")
-    return EvaluatePanel(dataset=dataset, offset=offset)
+    return EvaluatePanel(dataset=dataset, offset=offset, prompt_format=prompt_format, rows=rows,
+                         length_normalize=length_normalize)
 
 
-def best_cell(result: dict) -> str:
-    best = None
-    for i, layer in enumerate(result["layers"]):
-        for j, strength in enumerate(result["strengths"]):
-            value = result["values"][i][j]
-            if value is not None and (best is None or value > best[0]):
-                best = (value, layer, strength, result["p_values"][i][j])
-    if best is None:
-        return "none"
-    return f"layer {best[1]}, strength {best[2]:g}: {best[0] * 100:+.1f} points (p = {best[3]:.2g})"
+def sweep_figure(result: dict) -> Any:
+    """The heatmap of accuracy gains: Holm-corrected marks, the number of cells tested, the best-of-N cell."""
+    return sweep_heatmap(result["layers"], result["strengths"], [[v * 100 for v in row] for row in result["values"]],
+                         significant=result["significant"], title="Accuracy gain over unsteered (points)",
+                         value_label="gain (points)", cells_tested=result.get("cells_tested"),
+                         correction=result.get("correction"), best=result.get("best_of_n"))
+

@@ -57,8 +57,12 @@ $$\delta^+ = h_l(s) - h_l(s \setminus I^+), \qquad \delta^- = h_l(s) - h_l(s \se
 Over $N$ examples the steering vector is $v = v^+ - v^-$. By default $v^+$ and $v^-$ are the means of all
 $\delta^+$ and all $\delta^-$; the paper's variant (*PCA* in the Steer tab) takes the first principal component of
 each, with its sign aligned to the mean. (Both PCs mostly capture the generic "something was removed" shift, so
-their difference nearly cancels on small models; the means do not.) Layer and strength are chosen by cross-validation
-on held-out examples, with strength 0 (no steering) as a candidate, so the estimate is honest.
+their difference nearly cancels on small models; the means do not; the vector card shows each layer's raw
+$\lVert v \rVert$ and the cosine of $v^+$ and $v^-$, and warns when they nearly cancelled.) Layer and strength are
+chosen by cross-validation on held-out examples, with strength 0 (no steering) as a candidate and only among cells
+whose side effect stays within a KL budget. The maximum over the cells is labelled "best of N" (it is biased upward);
+the estimate is nested cross-validation (the whole choice re-made without the items that score it), and a win is
+claimed only when a paired test rejects "no gain". Otherwise the suggested strength is 0: the model does not move.
 
 ### 4. Steer with a norm rescale — *Compare and Evaluate tabs*
 At inference, at the chosen layer and every token position:
@@ -66,12 +70,16 @@ At inference, at the chosen layer and every token position:
 $$h' = h + \lambda\, m_l \frac{v}{\lVert v \rVert}, \qquad h'' = h' \cdot \frac{\lVert h \rVert}{\lVert h' \rVert}.$$
 
 $m_l$ is the layer's median hidden-state norm, so $\lambda = 0.5$ means "half a typical hidden state" on any
-model and layer. The rescale (per token, over the hidden dimension) keeps every representation at its original
+model and layer; $\lambda$ runs from −4 to 4, and a negative $\lambda$ steers toward the rejected answers.
+The rescale (per token, over the hidden dimension) keeps every representation at its original
 length: steering turns the direction, it does not inflate the activations.
 
 **Reading results.** A vector is only as good as its held-out effect: the Evaluate tab compares accuracy with and
 without steering on the same items (exact McNemar test, bootstrap interval) and reports which answers the model
-gives, because a vector that just shifts an A/B or yes/no bias can look significant while learning nothing.
+gives, because a vector that just shifts an A/B or yes/no bias can look significant while learning nothing. Every
+steered result comes with its side effects: the mean KL divergence of next-token distributions on neutral prompts and
+the repetition of steered continuations. Prompts reach the model in the format you choose beside them (raw as
+written, qa, or the chat template); the "Model input" box shows the exact text.
 """
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from components.app_state import MODELS, Session, clean_json, default_vector_for
-from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html, warn
+from components.common import MODEL_QUEUE, PROMPT_FORMAT_SHORT, api_endpoint, esc, guarded, note_html, warn
 from grains.errors import GrainsError, InputError
 from grains.presets import PRESETS, is_installed
 
@@ -62,7 +62,7 @@ def model_card(lm: Any) -> str:
         ("Model", info["model_id"]), ("Type", kind), ("Architecture", info["architecture"]),
         ("Parameters", format_parameters(info["parameters"])), ("Layers", str(info["layers"])),
         ("Hidden size", str(info["hidden_size"])), ("Device", info["device"]), ("Dtype", info["dtype"]),
-        ("Prompt format", "chat template" if info["prompt_style"] == "chat" else "plain Q:/A:"),
+        ("Prompt format", PROMPT_FORMAT_SHORT.get(str(info.get("prompt_format")), str(info.get("prompt_format")))),
     ]
     cells = "".join(f'<div class="grains-fact"><span>{esc(k)}</span><b>{esc(v)}</b></div>' for k, v in facts)
     html = f'<div class="grains-facts">{cells}</div>'

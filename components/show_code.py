@@ -17,7 +17,24 @@ from components.app_state import Session
 FIELDS = ["prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k", "content_only",
           "skip_punctuation", "layer", "strength", "normalize", "build_source", "build_dataset", "build_rows",
           "build_method", "build_select", "gen_prompt", "max_new_tokens", "do_sample", "temperature", "top_p", "seed",
-          "eval_dataset", "eval_rows", "eval_offset"]
+          "eval_dataset", "eval_rows", "eval_offset", "prompt_format", "gen_prompt_format", "eval_prompt_format",
+          "eval_length_normalize"]
+
+
+def _format(value: Any, fallback: Any = None) -> str | None:
+    """A prompt format name from the UI (raw/qa/chat), else the fallback; None when neither is known."""
+    for candidate in (value, fallback):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def _fmt_arg(fmt: str | None) -> str:
+    return f", prompt_format={fmt!r}" if fmt else ""
+
+
+def _fmt_flag(fmt: str | None) -> list[str]:
+    return ["--prompt-format", shlex.quote(fmt)] if fmt else []
 
 
 def _int(value: Any, default: int) -> int:
@@ -41,8 +58,17 @@ def _dataset_lines(name: str | None, limit: int, offset: int, var: str = "rows")
 
 
 def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
-    """A runnable script reproducing the attribution, top-k, vector, side-by-side and evaluation views."""
+    """A runnable script reproducing the attribution, top-k, vector, side-by-side and evaluation views, with the
+    exact prompt formats (prompt_format=...) and one `grains.Steering` value used by generation and evaluation."""
     model = session.model_name if session else "gemma-3-270m"
+    inputs = (session.inputs if session else None) or {}
+    attr_fmt = _format(cfg.get("prompt_format"), inputs.get("prompt_format"))
+    gen_fmt = _format(cfg.get("gen_prompt_format"), ((session.last_generation if session else None) or {})
+                      .get("prompt_format"))
+    eval_fmt = _format(cfg.get("eval_prompt_format"), ((session.last_eval if session else None) or {})
+                       .get("prompt_format"))
+    normalize = bool(cfg.get("normalize", True))
+    allow = bool(session and session.allow_other_model)
     steps, k = _int(cfg.get("steps"), 12), _int(cfg.get("k"), 5)
     layer, strength = _int(cfg.get("layer"), 0), _float(cfg.get("strength"), 0.5)
     content_only, skip_punct = bool(cfg.get("content_only", True)), bool(cfg.get("skip_punctuation", False))
@@ -65,11 +91,13 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         f"chosen = {cfg.get('chosen') or ''!r}",
         f"rejected = {cfg.get('rejected') or ''!r}",
         f"result = grains.attribute(lm, prompt, chosen, rejected{image_arg}, steps={steps}, "
-        f"target={cfg.get('target') or 'sequence'!r}, baseline={cfg.get('baseline') or 'zero'!r})",
+        f"target={cfg.get('target') or 'sequence'!r}, baseline={cfg.get('baseline') or 'zero'!r}{_fmt_arg(attr_fmt)})",
+        "print(repr(result.prompt_text))  # the exact text the model saw",
         'print(f"f = {result.f_input:+.3f}, delta = {result.delta:+.4f}, converged = {result.converged}")',
         "",
         "# 2. Top-k over the prompt tokens",
-        f"example = encode_example(lm, prompt, chosen, rejected{image_arg})",
+        f"example = encode_example({f'lm.with_format({attr_fmt!r})' if attr_fmt else 'lm'}, prompt, chosen, "
+        f"rejected{image_arg})",
         f"eligible = example.eligible_mask(\"plus\", content_only={content_only}, "
         f"skip_punctuation={skip_punct})[: len(result.tokens)]",
     ]
@@ -84,6 +112,9 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     source = (build or {}).get("source") or cfg.get("build_source") or "dataset"
     method = (build or {}).get("method") or cfg.get("build_method") or "grains"
     select = bool((build or {}).get("select", cfg.get("build_select", True)))
+    build_norm = bool((build or {}).get("normalize", normalize))
+    build_fmt = _format((build or {}).get("prompt_format"), attr_fmt)
+    build_extra = f", normalize={build_norm}{_fmt_arg(build_fmt)}"
     if session is not None and session.vector is not None and build is None:
         lines.append(f"# this session's vector: {session.vector_label}")
         lines.append('vector = grains.load_vector("my_vector.safetensors")  # the file from "Save vector"')
@@ -94,7 +125,7 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         photo = ", image='photo.jpg'" if image else ""
         lines += [f"examples = [grains.PreferenceExample(prompt, chosen, rejected{photo})]",
                   f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
-                  f"content_only={content_only}, skip_punctuation={skip_punct}{ov})",
+                  f"content_only={content_only}, skip_punctuation={skip_punct}{ov}{build_extra})",
                   "vector = built.vector", 'vector.save("my_vector.safetensors")']
     else:
         name = (build or {}).get("dataset") or cfg.get("build_dataset") or "truthfulqa"
@@ -103,7 +134,7 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         lines += _dataset_lines(name, rows, offset)
         lines += ["examples = grains.truthfulqa_to_pairs(rows) if kind == \"truthfulqa\" else rows",
                   f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
-                  f"content_only={content_only}, skip_punctuation={skip_punct}, select={select})",
+                  f"content_only={content_only}, skip_punctuation={skip_punct}, select={select}{build_extra})",
                   "vector = built.vector",
                   'print(vector.default_layer, vector.default_strength, vector.meta.get("note"))',
                   'vector.save("my_vector.safetensors")']
@@ -113,19 +144,27 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
                 f"seed={_int(cfg.get('seed'), 0)}")
     lines += [
         "",
-        "# 4. Unsteered and steered, side by side (one batch, same seed)",
+        "# 4. One checked steering setting, used by generation and evaluation alike "
+        "(negative strength steers toward the rejected answers)",
+        f"steering = grains.Steering.create(lm, vector, layers={layer}, strength={strength:g}, normalize={normalize}"
+        + (", allow_other_model=True" if allow else "") + ")",
+        "",
+        "# 5. Unsteered and steered, side by side (one batch, paired sampling)",
         f"settings = grains.GenerationSettings({settings})",
-        f"pair = grains.generate_pair(lm, {gen_prompt!r}, vector, layer={layer}, strength={strength:g}, "
-        f"settings=settings, normalize={bool(cfg.get('normalize', True))}{image_arg})",
+        f"pair = grains.generate_pair(lm, {gen_prompt!r}, steering, settings=settings{image_arg}{_fmt_arg(gen_fmt)})",
+        "print(repr(pair.prompt_text))  # the exact text the model saw",
         'print("unsteered:", pair.unsteered)',
         'print("steered:  ", pair.steered)',
         "",
-        "# 5. Evaluation: accuracy before and after steering, exact McNemar p-value, bootstrap CI",
+        "# 6. Evaluation: accuracy before and after steering, exact McNemar p-value, bootstrap CI, side effects",
     ]
     lines += _dataset_lines(cfg.get("eval_dataset") or "truthfulqa", _int(cfg.get("eval_rows"), 20),
                             _int(cfg.get("eval_offset"), 24), "eval_rows")
-    lines += [f"report = grains.evaluate(lm, eval_rows, kind, vector=vector, layer={layer}, strength={strength:g})",
-              'print(report["reading"])']
+    length = ", length_normalize=True" if cfg.get("eval_length_normalize") else ""
+    lines += [f"report = grains.evaluate(lm, eval_rows, kind, steering{length}, side_effects=True"
+              f"{_fmt_arg(eval_fmt)})",
+              'print(report["reading"])',
+              'print("side effects:", report["side_effects"]["reading"])']
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +183,16 @@ def command(*parts: str) -> str:
 
 
 def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
-    """The same steps with `python -m grains`."""
+    """The same steps with `python -m grains` (with --prompt-format, --no-normalize and --allow-other-model as set)."""
     q = shlex.quote
+    inputs = (session.inputs if session else None) or {}
+    attr_fmt = _format(cfg.get("prompt_format"), inputs.get("prompt_format"))
+    gen_fmt = _format(cfg.get("gen_prompt_format"), ((session.last_generation if session else None) or {})
+                      .get("prompt_format"))
+    eval_fmt = _format(cfg.get("eval_prompt_format"), ((session.last_eval if session else None) or {})
+                       .get("prompt_format"))
+    norm = [] if cfg.get("normalize", True) else ["--no-normalize"]
+    allow = ["--allow-other-model"] if session and session.allow_other_model else []
     model = q(session.model_name if session else "gemma-3-270m")
     steps, k = str(_int(cfg.get("steps"), 12)), str(_int(cfg.get("k"), 5))
     layer, strength = str(_int(cfg.get("layer"), 0)), f"{_float(cfg.get('strength'), 0.5):g}"
@@ -159,17 +206,19 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         command("python -m grains attribute", "--model", model, "--prompt", q(cfg.get("prompt") or ""),
                 "--chosen", q(cfg.get("chosen") or ""), "--rejected", q(cfg.get("rejected") or ""), *image,
                 "--steps", steps, "--target", q(cfg.get("target") or "sequence"),
-                "--baseline", q(cfg.get("baseline") or "zero")),
+                "--baseline", q(cfg.get("baseline") or "zero"), *_fmt_flag(attr_fmt)),
         "",
         "# 2-3. top-k and the steering vector",
     ]
+    build_fmt = _format(build.get("prompt_format"), attr_fmt)
+    build_norm = [] if build.get("normalize", cfg.get("normalize", True)) else ["--no-normalize"]
     if source == "example":
         row = {"prompt": cfg.get("prompt") or "", "chosen": cfg.get("chosen") or "",
                "rejected": cfg.get("rejected") or ""}
         lines += [f"printf '%s\\n' {q(json.dumps(row, ensure_ascii=False))} > example.jsonl",
                   command("python -m grains build", "--model", model, "--data", "example.jsonl", "--top-k", k,
-                          "--steps", steps, "--method", method, *tokens, "--no-select", "--out",
-                          "my_vector.safetensors")]
+                          "--steps", steps, "--method", method, *tokens, "--no-select", *build_norm,
+                          *_fmt_flag(build_fmt), "--out", "my_vector.safetensors")]
     else:
         name = build.get("dataset") or cfg.get("build_dataset") or "truthfulqa"
         select = [] if build.get("select", cfg.get("build_select", True)) else ["--no-select"]
@@ -177,7 +226,8 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
                              "my_data.jsonl" if name == "uploaded file" else q(name),
                              "--limit", str(_int(build.get("rows", cfg.get("build_rows")), 12)),
                              "--offset", str(_int(build.get("offset"), 0)), "--top-k", k, "--steps", steps,
-                             "--method", method, *tokens, *select, "--out", "my_vector.safetensors"))
+                             "--method", method, *tokens, *select, *build_norm, *_fmt_flag(build_fmt), "--out",
+                             "my_vector.safetensors"))
     sample = (["--sample", "--temperature", f"{_float(cfg.get('temperature'), 1.0):g}", "--top-p",
                f"{_float(cfg.get('top_p'), 1.0):g}"] if cfg.get("do_sample") else [])
     eval_name = cfg.get("eval_dataset") or "truthfulqa"
@@ -187,13 +237,14 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         command("python -m grains generate", "--model", model, "--prompt", q(cfg.get("gen_prompt") or ""), *image,
                 "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength,
                 "--max-new-tokens", str(_int(cfg.get("max_new_tokens"), 40)), "--seed", str(_int(cfg.get("seed"), 0)),
-                *sample),
+                *sample, *norm, *allow, *_fmt_flag(gen_fmt)),
         "",
         "# 5. evaluation",
         command("python -m grains eval", "--model", model, "--data",
                 "my_data.jsonl" if eval_name == "uploaded file" else q(eval_name),
                 "--limit", str(_int(cfg.get("eval_rows"), 20)), "--offset", str(_int(cfg.get("eval_offset"), 24)),
-                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength),
+                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength, *norm, *allow,
+                *(["--length-normalize"] if cfg.get("eval_length_normalize") else []), *_fmt_flag(eval_fmt)),
     ]
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ from components.attribution_panel import AttributionPanel, open_image, whole
 from components.common import (
     MODEL_QUEUE,
     api_endpoint,
+    chosen_format,
     esc,
     fmt_float,
     guarded,
@@ -23,51 +24,166 @@ from components.common import (
     warn,
 )
 from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choices, load_rows
-from grains.errors import Cancelled, InputError
+from grains.errors import Cancelled, InputError, VectorError
+from grains.side_effects import DEFAULT_KL_BUDGET
+from grains.steering import MAX_STRENGTH
 
 SOURCES = [("the current example (Attribute tab)", "example"), ("a dataset", "dataset")]
 METHODS = [("GrAInS (default): mean(d+) − mean(d−) of the ablation deltas", "grains"),
            ("GrAInS, mean of deltas (same as the default)", "mean"),
            ("GrAInS, PCA: PC1(d+) − PC1(d−), signs aligned", "pca"), ("CAA: mean h(s+) − h(s−)", "caa")]
-MAX_STRENGTH_UI = 4.0
+MAX_STRENGTH_UI = MAX_STRENGTH  # one range everywhere: -4 .. 4
+STRENGTH_HELP = "negative steers toward the rejected answers"
+STRENGTH_INFO = (f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, in units of the layer's median hidden-state norm; "
+                 f"{STRENGTH_HELP}")
+ALLOW_OTHER_LABEL = "Allow a vector from another model"
 NO_VECTOR = ("No steering vector in this session yet. Build one below (from the example you attributed or from a "
              "dataset) or load a .safetensors file.")
+CV_INFO = ("strength 0 is a candidate; nested cross-validation estimates the gain, a win needs a paired test; "
+           f"cells over the KL budget ({DEFAULT_KL_BUDGET:g} nats on neutral prompts) are left out")
+METHOD_NAMES = {"grains": "GrAInS", "mean": "GrAInS (mean)", "pca": "PCA", "caa": "CAA"}
+
+
+def require_vector(session: Session) -> Any:
+    """The session's vector, or a clear InputError when there is none."""
+    if session.vector is None:
+        raise InputError("This session has no steering vector: build one or load one in the Steer tab first.")
+    return session.vector
+
+
+def check_vector_model(vector: Any, lm: Any, allow_other_model: bool) -> None:
+    """The one rule for a vector from another model, with the one message every panel shows."""
+    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)  # shapes: always
+    if vector.model_id != lm.model_id and not allow_other_model:
+        raise VectorError(f"This vector was built for {vector.model_id!r}, not for {lm.model_id!r}: it is refused. "
+                          f"Tick \"{ALLOW_OTHER_LABEL}\" beside Load vector (Steer tab) to use it anyway.")
+
+
+def session_steering(session: Session, lm: Any, layer: Any, strength: Any, normalize: Any = True) -> Any:
+    """The one `grains.Steering` every panel passes to the library: the session's vector at the Steer tab's layer,
+    strength and keep-the-norm switch, checked once (layer range, strength -4..4, the other-model rule)."""
+    from grains.steering import Steering, check_strength
+
+    vector = require_vector(session)
+    check_vector_model(vector, lm, session.allow_other_model)
+    value = check_strength(strength)
+    return Steering.create(lm, vector, whole(layer, "The layer"), value, normalize=bool(normalize),
+                           allow_other_model=session.allow_other_model)
+
+
+def _fact(name: str, value: Any) -> str:
+    return f'<div class="grains-fact"><span>{esc(name)}</span><b>{esc(value)}</b></div>'
+
+
+def _ci(ci: Any) -> str:
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    return f" (95% CI {fmt_float(ci[0])} to {fmt_float(ci[1])})"
+
+
+def _p(value: Any) -> str:
+    try:
+        return f"{float(value):.2g}"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def selection_html(v: Any, sel: dict[str, Any]) -> str:
+    """The selection: the nested (unbiased) estimate with its test, a win only per `beats_unsteered`, the
+    "best of N" maximum labelled as such. Vectors chosen by the older, biased selection say so."""
+    if sel.get("estimate") != "nested cross-validation":
+        return note_html("<b>Chosen by the older cross-validation</b>, which reported the best of many cells as its "
+                         "estimate (biased upward), so its claim that steering helps is not reliable. Rebuild the "
+                         "vector for an unbiased estimate, or check it on held-out rows in the Evaluate tab.", "warn")
+    folds = sel.get("folds")
+    estimate = (f"mean margin gain {fmt_float(sel.get('cv_margin_gain'))} nats{_ci(sel.get('cv_margin_gain_ci'))}, "
+                f"p = {_p(sel.get('p_value'))} ({esc(sel.get('test') or 'paired test')})")
+    accuracy = ""
+    if sel.get("cv_accuracy") is not None and sel.get("cv_accuracy_unsteered") is not None:
+        accuracy = (f"; accuracy {float(sel['cv_accuracy_unsteered']):.0%} unsteered → "
+                    f"{float(sel['cv_accuracy']):.0%} steered (p = {_p(sel.get('cv_accuracy_p_value'))})")
+    where = f"nested {folds}-fold cross-validation, items the choice never saw"
+    if sel.get("beats_unsteered"):
+        html = note_html(f"<b>Beats unsteered</b> ({esc(where)}): {estimate}{accuracy}.", "ok")
+    elif float(v.default_strength or 0.0) == 0.0:
+        html = note_html(f"<b>The model did not move.</b> No layer and strength beat the unsteered model "
+                         f"({esc(where)}: {estimate}{accuracy}), so the suggested strength is 0: steering with this "
+                         "suggestion leaves every output exactly as it was.", "warn")
+    else:
+        html = note_html(f"<b>Not shown to beat unsteered</b> ({esc(where)}): {estimate}{accuracy}.", "info")
+    best = sel.get("best_of_n") or {}
+    if best.get("layer") is not None:
+        html += (f'<div class="grains-muted"><b>{esc(best.get("label", "best of N"))}</b> cells in plain '
+                 f"cross-validation: layer {esc(best['layer'])}, strength {float(best.get('strength', 0)):g}, margin "
+                 f"gain {fmt_float(best.get('margin_gain'))} nats, accuracy {float(best.get('accuracy', 0)):.0%}. "
+                 "A maximum over cells, biased upward: not an estimate.</div>")
+    excluded = sel.get("excluded_cells") or []
+    if excluded:
+        html += (f'<div class="grains-muted">{len(excluded)} cell{"s" if len(excluded) != 1 else ""} left out of the '
+                 "choice: over the side-effect budget (mean KL on neutral prompts).</div>")
+    return html
+
+
+def direction_html(v: Any, layer: Any) -> str:
+    """The raw direction at `layer`: its norm (stored while building) and how far v+ and v- cancelled."""
+    info = v.direction_stats.get(int(layer)) if layer is not None else None
+    if not info:
+        return ""
+    parts = [f"raw norm |v| = {fmt_float(info.get('raw_norm'), 4)}"]
+    if info.get("relative_norm") is not None:
+        parts[0] += f" ({float(info['relative_norm']):.2%} of the layer's median hidden-state norm)"
+    if info.get("cosine_plus_minus") is not None:
+        parts.append(f"cos(v+, v−) = {fmt_float(info['cosine_plus_minus'])}")
+    if info.get("plus_norm") is not None and info.get("minus_norm") is not None:
+        parts.append(f"|v+| = {fmt_float(info['plus_norm'], 4)}, |v−| = {fmt_float(info['minus_norm'], 4)}")
+    if info.get("cancellation") is not None:
+        parts.append(f"|v+ − v−| / (|v+| + |v−|) = {float(info['cancellation']):.1%}")
+    return f'<div class="grains-muted"><b>Direction at layer {esc(layer)}:</b> {esc("; ".join(parts))}.</div>'
+
+
+def side_effects_html(v: Any) -> str:
+    """What the suggested setting costs on neutral text (stored by build)."""
+    side = (v.meta or {}).get("side_effects")
+    if side and side.get("reading"):
+        kind = "warn" if side.get("within_budget") is False else "info"
+        return note_html(f"<b>Side effects</b> at the suggested layer and strength: {esc(side['reading'])}.", kind)
+    if float(v.default_strength or 0.0) == 0.0:
+        return '<div class="grains-muted">Side effects: none at strength 0 (outputs are unchanged).</div>'
+    return ('<div class="grains-muted">Side effects of the suggested setting were not recorded with this vector: '
+            "the Evaluate tab measures them (KL on neutral prompts, repetition) beside every steered result.</div>")
 
 
 def vector_card(session: Session) -> str:
-    """HTML: what the session's vector is, what it suggests, and its cross-validated estimate."""
+    """HTML: what the session's vector is, what it suggests, its nested cross-validated estimate, the direction's
+    raw norm and v+/v- cosine, its warnings and its side effects."""
     v = session.vector
     if v is None:
         return note_html(esc(NO_VECTOR), "info")
-    method = {"grains": "GrAInS", "mean": "GrAInS (mean)", "pca": "PCA", "caa": "CAA"}.get(v.method, v.method)
+    meta = v.meta or {}
+    method = METHOD_NAMES.get(v.method, v.method)
     k = f", k = {v.k}" if v.k else ""
-    head = (f'<div class="grains-vector-title">Vector: {esc(session.vector_label)}</div>'
-            f'<div class="grains-facts">'
-            f'<div class="grains-fact"><span>Method</span><b>{esc(method)}{esc(k)}</b></div>'
-            f'<div class="grains-fact"><span>Examples</span><b>{v.n_examples}</b></div>'
-            f'<div class="grains-fact"><span>Built for</span><b>{esc(v.model_id)}</b></div>'
-            f'<div class="grains-fact"><span>Suggested layer</span><b>{esc(v.default_layer)}</b></div>'
-            f'<div class="grains-fact"><span>Suggested strength</span><b>{v.default_strength:g}</b></div></div>')
-    sel = (v.meta or {}).get("selection")
+    built_for = v.model_id + (" (another model: allowed)" if session.allow_other_model and
+                              session.model_name != v.model_id else "")
+    facts = [_fact("Method", f"{method}{k}"), _fact("Examples", v.n_examples), _fact("Built for", built_for)]
+    if meta.get("prompt_format"):
+        facts.append(_fact("Prompt format", meta["prompt_format"]))
+    facts += [_fact("Suggested layer", v.default_layer), _fact("Suggested strength", f"{v.default_strength:g}")]
+    html = (f'<div class="grains-vector-title">Vector: {esc(session.vector_label)}</div>'
+            f'<div class="grains-facts">{"".join(facts)}</div>')
+    sel = meta.get("selection")
     if sel:
-        acc = (f"accuracy {sel.get('cv_accuracy_unsteered', 0):.0%} → {sel.get('cv_accuracy', 0):.0%}"
-               if sel.get("cv_accuracy") is not None else "")
-        better = (sel.get("cv_accuracy") or 0) >= (sel.get("cv_accuracy_unsteered") or 0)
-        kind = "ok" if sel.get("beats_unsteered") and better else "warn"
-        note = str(sel.get("note", ""))
-        note = "" if note.startswith("Cross-validated over") else note  # the numbers are already above
-        head += note_html(f"<b>Cross-validated estimate</b> ({sel.get('folds')} folds, held-out items): mean margin "
-                          f"gain {fmt_float(sel.get('cv_margin_gain'))} (fold spread "
-                          f"{fmt_float(sel.get('cv_margin_gain_std'))}), {acc}. {esc(note)}", kind)
-        if not better:
-            head += ('<div class="grains-muted">The margin grows but held-out accuracy does not: check the Evaluate '
-                     'tab before trusting this vector.</div>')
-    elif (v.meta or {}).get("note"):
-        head += note_html(esc(v.meta["note"]), "info")
-    return head
+        html += selection_html(v, sel)
+    elif meta.get("note"):
+        html += note_html(esc(meta["note"]), "info")
+    html += direction_html(v, v.default_layer)
+    for warning in v.warnings():
+        html += note_html(esc(warning), "warn")
+    html += side_effects_html(v)
+    return html
 
 
 def cv_table(session: Session) -> list[list[Any]]:
+    """The plain cross-validation table (every cell; its maximum is a best-of-N figure, not an estimate)."""
     v = session.vector
     sel = (v.meta or {}).get("selection") if v is not None else None
     rows = []
@@ -91,7 +207,8 @@ def slider_updates(session: Session, lm: Any) -> list[Any]:
     layer = v.default_layer if v is not None and v.default_layer is not None else lm.num_layers // 2
     strength = v.default_strength if v is not None else 0.5
     layer = min(max(int(layer), 0), lm.num_layers - 1)
-    return [gr.update(maximum=lm.num_layers - 1, value=layer), gr.update(value=min(float(strength), MAX_STRENGTH_UI))]
+    strength = min(max(float(strength), -MAX_STRENGTH_UI), MAX_STRENGTH_UI)
+    return [gr.update(maximum=lm.num_layers - 1, value=layer), gr.update(value=strength)]
 
 
 def build_examples(session: Session, lm: Any, source: str, dataset: str | None, upload: str | None,
@@ -116,18 +233,23 @@ def build_examples(session: Session, lm: Any, source: str, dataset: str | None, 
 
 def run_build(session: Session, source: str, dataset: str | None, upload: str | None, rows: Any, offset: Any,
               method: str, k: Any, steps: Any, target: str, content_only: bool, skip_punctuation: bool,
-              cross_validate: bool, progress: Any = None) -> Any:
-    """Build a vector into the session (cancellable through `session.cancel`, which the caller resets)."""
+              cross_validate: bool, progress: Any = None, normalize: Any = True, prompt_format: Any = None) -> Any:
+    """Build a vector into the session (cancellable through `session.cancel`, which the caller resets).
+
+    The keep-the-norm switch reaches the cross-validated choice; the prompt format is the Attribute tab's (for the
+    current example: the format it was attributed with, so the token overrides point at the same tokens)."""
     from grains.build import build_vector
 
     lm = session_model(session)
     examples, description, overrides = build_examples(session, lm, source, dataset, upload, rows, offset)
+    fmt = session.inputs.get("prompt_format") if source == "example" else chosen_format(prompt_format)
     if source == "example" and session.inputs.get("image"):
         open_image(session.inputs["image"], lm)  # validate once, with a clear message
     result = build_vector(lm, examples, method=method or "grains", k=whole(k, "k"), steps=whole(steps, "IG steps"),
                           target=target or "sequence", content_only=bool(content_only),
                           skip_punctuation=bool(skip_punctuation), select=bool(cross_validate),
-                          progress=progress, should_stop=lambda: session.cancel, overrides=overrides)
+                          progress=progress, should_stop=lambda: session.cancel, overrides=overrides,
+                          normalize=bool(normalize), prompt_format=fmt)
     vector = result.vector
     label = f"{method} from {description} ({vector.n_examples} example{'s' if vector.n_examples != 1 else ''})"
     session.set_vector(vector, label, save_copy(vector, session.model_name))
@@ -135,24 +257,30 @@ def run_build(session: Session, source: str, dataset: str | None, upload: str | 
     summary["skipped"] = summary.get("skipped", [])[:10]
     session.last_build = {"source": source, "dataset": dataset if source == "dataset" else None, "rows": rows,
                           "offset": offset, "method": method, "k": k, "steps": steps, "select": cross_validate,
-                          "description": description}
+                          "description": description, "normalize": bool(normalize),
+                          "prompt_format": result.vector.meta.get("prompt_format")}
     return clean_json(summary)
 
 
-def load_vector_file(session: Session, path: str | None) -> list[str]:
-    """Load and validate a vector for the session's model; returns warnings (empty when it fits exactly)."""
+def load_vector_file(session: Session, path: str | None, allow_other_model: Any = False) -> list[str]:
+    """Load and validate a vector for the session's model; returns warnings (empty when it fits exactly).
+
+    A vector built for another model is refused (one message, as on every other path) unless `allow_other_model`;
+    then it is loaded with a warning and every panel steers with it under that permission."""
     from grains.vectors import load_vector
 
     if not path:
         raise InputError("Choose a .safetensors vector file to load.")
     lm = session_model(session)
     vector = load_vector(path)
-    vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)
+    check_vector_model(vector, lm, bool(allow_other_model))
     warnings = []
-    if vector.model_id != lm.model_id:
-        warnings.append(f"This vector was built for {vector.model_id!r}, not {lm.model_id!r}; its shapes fit, so it "
-                        "is loaded, but check that it is the same model.")
-    session.set_vector(vector, f"loaded from {Path(path).name}", save_copy(vector, session.model_name))
+    other = vector.model_id != lm.model_id
+    if other:
+        warnings.append(f"This vector was built for {vector.model_id!r}, not {lm.model_id!r}; it is used because "
+                        f"you allowed a vector from another model. Check its effect before trusting it.")
+    session.set_vector(vector, f"loaded from {Path(path).name}", save_copy(vector, session.model_name),
+                       allow_other_model=other)
     return warnings
 
 
@@ -195,18 +323,22 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                                              elem_id="grains-save-vector")
                 upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
                                                 elem_id="grains-load-vector")
-            with gr.Accordion("Cross-validation table (layer × strength, held-out mean margin gain)", open=False):
-                table = gr.Dataframe(headers=["layer", "strength", "margin gain", "fold spread", "accuracy"],
+                allow_other = gr.Checkbox(value=False, label=ALLOW_OTHER_LABEL, elem_id="grains-allow-other-model",
+                                          info="off: a vector built for another model is refused")
+            with gr.Accordion("Cross-validation table (plain CV, every layer × strength cell; its maximum is a "
+                              "best-of-N figure, not an estimate)", open=False):
+                table = gr.Dataframe(headers=["layer", "strength", "margin gain (nats)", "fold spread", "accuracy"],
                                      interactive=False, wrap=True)
             gr.Markdown("### Steering controls")
             with gr.Row():
                 layer = gr.Slider(0, 17, value=9, step=1, label="Layer", elem_id="grains-layer",
                                   info="decoder layer whose output is steered")
-                strength = gr.Slider(0, MAX_STRENGTH_UI, value=0.5, step=0.05, label="Strength λ",
-                                     elem_id="grains-strength",
-                                     info="in units of the layer's median hidden-state norm")
+                strength = gr.Slider(-MAX_STRENGTH_UI, MAX_STRENGTH_UI, value=0.5, step=0.05, label="Strength λ",
+                                     elem_id="grains-strength", info=STRENGTH_INFO)
             with gr.Row():
-                normalize = gr.Checkbox(value=True, label="Keep each token's norm (h'' = h' · |h| / |h'|)")
+                normalize = gr.Checkbox(value=True, label="Keep each token's norm (h'' = h' · |h| / |h'|)",
+                                        elem_id="grains-normalize",
+                                        info="used by Compare, Evaluate, the sweeps and the build's cross-validation")
                 reset = gr.Button("Use the vector's suggestion", size="sm")
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
@@ -221,8 +353,9 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
             method = gr.Dropdown(METHODS, value="grains", label="Method")
             cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
-                                         info="honest estimate; strength 0 is a candidate")
-            gr.Markdown("Top-k, content-only, IG steps and target come from the Attribute tab.",
+                                         info=CV_INFO)
+            gr.Markdown("Top-k, content-only, IG steps, target and prompt format come from the Attribute tab; the "
+                        "keep-the-norm switch from the steering controls.",
                         elem_classes=["grains-muted"])
             with gr.Row():
                 build = gr.Button("Build vector", variant="primary", elem_id="grains-build")
@@ -250,12 +383,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     @guarded
     def build_ui(session: Session, src: str, name: str | None, up: str | None, n_rows: Any, first: Any, meth: str,
-                 k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool,
+                 k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool, norm: bool = True, fmt: Any = None,
                  progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.0, desc="Starting…")
         try:
             summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
-                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m), normalize=norm,
+                                prompt_format=fmt)
         except Cancelled:
             warn("Vector building was cancelled; the previous vector is kept.")
             return [session, *vector_view(session), note_html("Cancelled.", "warn")]
@@ -265,7 +399,8 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 f"{esc(summary.get('note', ''))}")
         if skipped:
             note += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
-        return [session, *vector_view(session), note_html(note, "ok")]
+        moved = float(summary.get("strength") or 0.0) != 0.0 or not cv
+        return [session, *vector_view(session), note_html(note, "ok" if moved else "warn")]
 
     def arm(session: Session) -> str:
         """Runs at once on click (outside the queue), so Cancel also works while the build waits in the queue."""
@@ -280,7 +415,8 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     build.click(arm, inputs=state, outputs=status, queue=False, api_visibility="private").then(
         build_then_disarm, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
-                                   attr.target, attr.content_only, attr.skip_punctuation, cross_validate],
+                                   attr.target, attr.content_only, attr.skip_punctuation, cross_validate, normalize,
+                                   attr.prompt_format],
         outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     def request_cancel(session: Session) -> str:
@@ -292,12 +428,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
 
     @guarded
-    def load_ui(session: Session, path: str | None) -> list[Any]:
-        for warning in load_vector_file(session, path):
+    def load_ui(session: Session, path: str | None, allow: bool) -> list[Any]:
+        for warning in load_vector_file(session, path, allow):
             warn(warning)
         return [session, *vector_view(session), note_html("Vector loaded.", "ok")]
 
-    upload_vector.upload(load_ui, inputs=[state, upload_vector], outputs=[state, *vector_outputs, status],
+    upload_vector.upload(load_ui, inputs=[state, upload_vector, allow_other],
+                         outputs=[state, *vector_outputs, status],
                          concurrency_id=MODEL_QUEUE, api_visibility="private")
 
     @guarded
@@ -312,20 +449,23 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                   gr.File(label="file", type="filepath"), gr.Number(value=12, label="rows"),
                   gr.Number(value=0, label="offset"), gr.Textbox(value="grains", label="method"),
                   gr.Number(value=5, label="k"), gr.Number(value=16, label="steps"),
-                  gr.Checkbox(value=True, label="cross_validate")]
+                  gr.Checkbox(value=True, label="cross_validate"), gr.Checkbox(value=True, label="normalize"),
+                  gr.Textbox(value="", label="prompt_format")]
         api_out = [gr.JSON(label="summary"), gr.File(label="vector")]
 
     def api_build(session: Session, source: str, dataset: str, file: str | None, rows: Any, offset: Any, method: str,
-                  k: Any, steps: Any, cross_validate: bool) -> tuple[Session, dict, str]:
+                  k: Any, steps: Any, cross_validate: bool, normalize: bool = True,
+                  prompt_format: str = "") -> tuple[Session, dict, str]:
         """Build this session's steering vector from the current example (source="example") or a dataset
-        (a shipped name, or an uploaded JSONL/CSV file with dataset="uploaded file" or empty)."""
+        (a shipped name, or an uploaded JSONL/CSV file with dataset="uploaded file" or empty); normalize is the
+        keep-the-norm switch used while choosing the strength, prompt_format raw/qa/chat ("" = the model's)."""
         if source not in ("example", "dataset"):
             raise InputError("source must be 'example' or 'dataset'.")
         dataset_name = dataset if dataset else (UPLOAD if file else "truthfulqa")
         session.cancel = False
         try:
             summary = run_build(session, source, dataset_name, file, rows, offset, method, k, steps, "sequence", True,
-                                False, cross_validate)
+                                False, cross_validate, normalize=normalize is not False, prompt_format=prompt_format)
         except Cancelled as exc:
             raise InputError(str(exc)) from None
         return session, summary, session.vector_path
@@ -333,15 +473,18 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     api_endpoint(api_build, [state, *api_in], [state, *api_out], "build_vector")
 
     with gr.Column(visible=False):
-        api_vec_in = gr.File(label="vector_file", type="filepath")
+        api_vec_in = [gr.File(label="vector_file", type="filepath"),
+                      gr.Checkbox(value=False, label="allow_other_model")]
         api_vec_out = gr.JSON(label="vector")
 
-    def api_load_vector(session: Session, vector_file: str | None) -> tuple[Session, dict]:
-        """Load a .safetensors steering vector into this session (checked against the session's model)."""
-        warnings = load_vector_file(session, vector_file)
+    def api_load_vector(session: Session, vector_file: str | None,
+                        allow_other_model: bool = False) -> tuple[Session, dict]:
+        """Load a .safetensors steering vector into this session (checked against the session's model; a vector
+        built for another model is refused unless allow_other_model)."""
+        warnings = load_vector_file(session, vector_file, bool(allow_other_model))
         return session, clean_json({**vector_info(session), "warnings": warnings})
 
-    api_endpoint(api_load_vector, [state, api_vec_in], [state, api_vec_out], "load_vector")
+    api_endpoint(api_load_vector, [state, *api_vec_in], [state, api_vec_out], "load_vector")
 
     with gr.Column(visible=False):
         api_info_out = gr.JSON(label="vector")
@@ -361,7 +504,8 @@ def vector_info(session: Session) -> dict:
         return {"vector": None}
     return {"label": session.vector_label, "model_id": v.model_id, "method": v.method, "k": v.k,
             "n_examples": v.n_examples, "layers": v.layers, "default_layer": v.default_layer,
-            "default_strength": v.default_strength, "meta": {k: val for k, val in (v.meta or {}).items()
-                                                             if k != "selection"},
-            "cv": {k: val for k, val in ((v.meta or {}).get("selection") or {}).items() if k != "table"}}
+            "default_strength": v.default_strength, "allow_other_model": session.allow_other_model,
+            "meta": {k: val for k, val in (v.meta or {}).items() if k != "selection"},
+            "cv": {k: val for k, val in ((v.meta or {}).get("selection") or {}).items() if k != "table"},
+            "direction_warnings": v.warnings()}
 

@@ -21,7 +21,7 @@ _EXPORTS = {
     "select_top_k": "grains.topk", "TokenSelection": "grains.topk",
     "build_vector": "grains.build", "BuildResult": "grains.build",
     "SteeringVector": "grains.vectors", "load_vector": "grains.vectors",
-    "steer": "grains.steering",
+    "steer": "grains.steering", "Steering": "grains.steering", "as_steering": "grains.steering",
     "generate_pair": "grains.generation", "generate_one": "grains.generation", "stream_pair": "grains.generation",
     "GenerationSettings": "grains.generation",
     "evaluate": "grains.evaluation", "sweep": "grains.evaluation",

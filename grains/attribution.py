@@ -259,8 +259,26 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
 
 def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = 20,
               target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = "gauss-legendre",
-              chunk_size: int | None = None) -> AttributionResult:
-    """Contrastive IG of log P(chosen | prompt) - log P(rejected | prompt) over the input tokens."""
+              chunk_size: int | None = None, prompt_format: str | None = None) -> AttributionResult:
+    """Contrastive IG of log P(chosen | prompt) - log P(rejected | prompt) over the input tokens.
+
+    Args:
+        lm: the loaded model.
+        prompt: the prompt as the user wrote it.
+        chosen: the preferred answer.
+        rejected: the dispreferred answer.
+        image: an image for a VLM.
+        steps: integration points.
+        target: "sequence" (whole response) or "last" (last response token).
+        baseline: "zero" or "pad" embeddings.
+        points: "gauss-legendre" or "midpoint".
+        chunk_size: IG points per forward pass (default: chosen by memory).
+        prompt_format: "raw", "qa" or "chat" for this call (default: the model's).
+
+    Returns:
+        The AttributionResult; its `prompt_text` is the exact text the model saw.
+    """
+    lm = lm.with_format(prompt_format)
     example = encode_example(lm, prompt, chosen, rejected, image=image)
     result = attribute_example(lm, example, steps, target, baseline, points, chunk_size)
     if lm.is_vlm:

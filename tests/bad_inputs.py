@@ -96,10 +96,11 @@ CASES: list[Case] = [
     Case("layer-negative", "generate", _gen(layer=-1), "out of range"),
     Case("layer-nan", "generate", _gen(layer=NAN), "whole number", cli_fragment="--layer"),
     Case("layer-fraction", "generate", _gen(layer=1.5), "whole number", cli_fragment="--layer"),
-    Case("strength-negative", "generate", _gen(strength=-0.5), "0 or more"),
+    Case("strength-below-range", "generate", _gen(strength=-5), "from -4 to 4",
+         note="negative strengths are allowed (toward the rejected answers) down to -4"),
     Case("strength-nan", "generate", _gen(strength=NAN), "finite"),
     Case("strength-inf", "generate", _gen(strength=INF), "finite"),
-    Case("strength-huge", "generate", _gen(strength=1e9), "at most"),
+    Case("strength-huge", "generate", _gen(strength=1e9), "from -4 to 4"),
     Case("max-new-tokens-zero", "generate", _gen(max_new_tokens=0), "max_new_tokens", cli_fragment="--max-new-tokens"),
     Case("max-new-tokens-huge", "generate", _gen(max_new_tokens=10**6), "max_new_tokens"),
     # ---- unicode: these must work

@@ -19,18 +19,24 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 PROMPT = "Q: What is the capital of France?\nA:"
 CHOSEN, REJECTED = " Paris", " London"
+# Parameters in order; new ones are only ever added at the end, with defaults (older positional calls keep working).
 CONTRACT = {
-    "/attribute": ["prompt", "chosen", "rejected", "steps", "image"],
-    "/build_vector": ["source", "dataset", "file", "rows", "offset", "method", "k", "steps", "cross_validate"],
-    "/generate": ["prompt", "layer", "strength", "max_new_tokens", "image"],
-    "/evaluate": ["dataset", "file", "rows", "offset", "steered", "layer", "strength"],
+    "/attribute": ["prompt", "chosen", "rejected", "steps", "image", "target", "baseline", "prompt_format"],
+    "/build_vector": ["source", "dataset", "file", "rows", "offset", "method", "k", "steps", "cross_validate",
+                      "normalize", "prompt_format"],
+    "/generate": ["prompt", "layer", "strength", "max_new_tokens", "image", "do_sample", "temperature", "top_p",
+                  "seed", "normalize", "prompt_format"],
+    "/evaluate": ["dataset", "file", "rows", "offset", "steered", "layer", "strength", "normalize",
+                  "length_normalize", "prompt_format", "side_effects"],
     "/load_model": ["name"],
-    "/select_tokens": ["k", "force_positive", "force_negative", "drop"],
-    "/load_vector": ["vector_file"],
+    "/select_tokens": ["k", "force_positive", "force_negative", "drop", "content_only", "skip_punctuation"],
+    "/load_vector": ["vector_file", "allow_other_model"],
     "/vector_info": [],
-    "/strength_sweep": ["prompt", "layer", "strengths", "max_new_tokens", "image"],
-    "/sweep": ["dataset", "file", "rows", "offset", "layers", "strengths"],
+    "/strength_sweep": ["prompt", "layer", "strengths", "max_new_tokens", "image", "normalize", "prompt_format"],
+    "/sweep": ["dataset", "file", "rows", "offset", "layers", "strengths", "normalize", "length_normalize",
+               "prompt_format", "kl"],
 }
+OUT_OF_RANGE = "The steering strength must be from -4 to 4"
 PHOTO = Path(__file__).resolve().parent.parent / "assets" / "images" / "astronaut.jpg"
 
 
@@ -58,7 +64,12 @@ def test_endpoints_follow_the_contract(url):
     for name, params in CONTRACT.items():
         assert name in api, f"missing endpoint {name}"
         got = [p["parameter_name"] for p in api[name]["parameters"]]
-        assert got[: len(params)] == params, (name, got)
+        assert got == params, (name, got)
+        added = params[len(params) - {"/attribute": 1, "/build_vector": 2, "/generate": 1, "/evaluate": 4,
+                                      "/load_vector": 1, "/strength_sweep": 2, "/sweep": 4}.get(name, 0):]
+        for param in api[name]["parameters"]:
+            if param["parameter_name"] in added:
+                assert param["parameter_has_default"], (name, param["parameter_name"])
 
 
 def test_attribute_returns_heatmap_scores_and_delta(url):
@@ -83,6 +94,11 @@ def test_select_tokens_applies_overrides(url):
     assert forced in sel["prompt"]["positive"] and forced in sel["plus"]["positive"]
     assert dropped not in sel["prompt"]["positive"] + sel["prompt"]["negative"]
     assert f'data-index="{forced}"' in html
+    _, wide = c.predict(20, "", "", "", False, False, api_name="/select_tokens")  # k larger than the prompt
+    for part in ("prompt", "plus", "minus"):
+        assert not set(wide[part]["positive"]) & set(wide[part]["negative"]), part  # I+ and I- stay disjoint
+    for part, tokens in (("plus", scores["plus_tokens"]), ("minus", scores["minus_tokens"])):
+        assert len(tokens) - 1 not in wide[part]["positive"] + wide[part]["negative"]  # the read position
 
 
 def test_build_vector_from_the_current_example(built):
@@ -123,8 +139,12 @@ def test_generate_returns_both_texts(built):
 
 def test_strength_sweep_lists_every_strength(built):
     c, summary, _ = built
-    rows = c.predict("Hello", summary["layer"], "0, 1, 3", 5, None, api_name="/strength_sweep")
-    assert [r[0] for r in rows] == [0, 1, 3] and all(isinstance(r[1], str) for r in rows)
+    rows = c.predict("Hello", summary["layer"], "-1, 0, 1, 3", 5, None, api_name="/strength_sweep")
+    assert [r[0] for r in rows] == [-1, 0, 1, 3] and all(isinstance(r[1], str) for r in rows)
+    kl = {r[0]: r[3] for r in rows}  # each strength's side effect: mean KL on neutral prompts (nats)
+    assert kl[0] == 0.0 and all(kl[s] > 0 for s in (-1, 1, 3))
+    assert kl[3] > kl[1]  # the further it pushes, the more it moves neutral next-token distributions
+    assert not any("best" in str(cell) for row in rows for cell in row)  # no row is named best
 
 
 def test_evaluate_reports_before_after_with_significance(built):
@@ -135,8 +155,24 @@ def test_evaluate_reports_before_after_with_significance(built):
     assert result["n"] == 4 and len(result["items"]) == 4 and 0 <= result["p_value"] <= 1
     lines = Path(csv_path).read_text().splitlines()
     assert lines[0].startswith("#,question") and len(lines) == 5
+    side = result["side_effects"]  # every steered result reports what it costs
+    assert side["kl_mean"] > 0 and side["n_prompts"] >= 50 and "KL" in side["reading"]
+    assert result["steering"]["normalize"] is True
     unsteered, _ = c.predict("hallucination_pairs", None, 3, 0, False, 0, 0, api_name="/evaluate")
-    assert unsteered["steered"] is False and "answer_distribution" in unsteered
+    assert unsteered["steered"] is False and "answer_distribution" in unsteered and "side_effects" not in unsteered
+
+
+def test_evaluate_takes_the_norm_switch_and_length_normalisation(built):
+    """The keep-the-norm switch and length normalisation reach evaluation, and change the scores."""
+    c, summary, _ = built
+    kept, _ = c.predict("truthfulqa", None, 3, 0, True, summary["layer"], 2.0, True, False, "", False,
+                        api_name="/evaluate")
+    free, _ = c.predict("truthfulqa", None, 3, 0, True, summary["layer"], 2.0, False, True, "", False,
+                        api_name="/evaluate")
+    assert kept["steering"]["normalize"] is True and free["steering"]["normalize"] is False
+    assert kept["length_normalized"] is False and free["length_normalized"] is True
+    assert "side_effects" not in kept  # side_effects=False was asked
+    assert kept["margin"] != free["margin"]
 
 
 def test_sweep_grid(built):
@@ -145,6 +181,89 @@ def test_sweep_grid(built):
     assert result["layers"] == [0, 1] and result["strengths"] == [0.5, 2.0]
     assert len(result["values"]) == 2 and len(result["values"][0]) == 2
     assert len(Path(csv_path).read_text().splitlines()) == 5
+
+
+def test_sweep_reports_the_correction_and_the_number_of_cells(built):
+    """Holm over the cells tested (strength 0 is not a test), significance from the adjusted p-values, the maximum
+    labelled "best of N", and each cell's side effect (mean KL, 0 at strength 0)."""
+    c, _, _ = built
+    result, csv_path = c.predict("hallucination_pairs", None, 8, 0, "0, 1, 2", "0, -1, 2", True, False, "", True,
+                                 api_name="/sweep")
+    assert result["correction"] == "holm" and result["cells_tested"] == 6  # 3 layers x 2 non-zero strengths
+    raw, adjusted = result["p_values"], result["p_values_adjusted"]
+    for i in range(3):
+        assert raw[i][0] is None and adjusted[i][0] is None and result["significant"][i][0] is False
+        for j in (1, 2):
+            assert adjusted[i][j] >= raw[i][j] - 1e-12 and adjusted[i][j] <= 1.0
+            assert result["significant"][i][j] == (adjusted[i][j] < 0.05)
+    flat = [(adjusted[i][j], raw[i][j]) for i in range(3) for j in (1, 2)]
+    smallest = min(flat, key=lambda t: t[1])
+    assert smallest[0] == pytest.approx(min(1.0, 6 * smallest[1]))  # Holm's first step: p x (cells tested)
+    best = result["best_of_n"]
+    assert best["label"] == "best of 6"
+    assert best["gain"] == max(result["values"][i][j] for i in range(3) for j in (1, 2))
+    assert [row[0] for row in result["kl"]] == [0.0, 0.0, 0.0] and all(row[2] > 0 for row in result["kl"])
+    header = Path(csv_path).read_text().splitlines()[0]
+    assert "Holm" in header and "KL" in header
+
+
+def test_prompt_format_reaches_the_model(url):
+    """raw: the model sees the prompt exactly as typed (its tokens join back to it); qa: "Q: ...\nA:"; the
+    model's default (""), here chat, wraps it in the template."""
+    c = client(url)
+    typed = "My first day at the new job"
+    _, raw, _ = c.predict(typed, " was great", " was awful", 2, None, "sequence", "zero", "raw",
+                          api_name="/attribute")
+    assert raw["prompt_text"] == typed and raw["prompt_format"] == "raw"
+    words = "".join(t for t, special in zip(raw["tokens"], raw["special_mask"]) if not special)
+    assert words == typed
+    _, qa, _ = c.predict(typed, " was great", " was awful", 2, None, "sequence", "zero", "qa", api_name="/attribute")
+    assert qa["prompt_text"] == f"Q: {typed}\nA:" and qa["prompt_format"] == "qa"
+    assert "".join(t for t, special in zip(qa["tokens"], qa["special_mask"]) if not special) == f"Q: {typed}\nA:"
+    _, default, _ = c.predict(typed, " was great", " was awful", 2, None, api_name="/attribute")  # old signature
+    assert default["prompt_format"] == "chat" and typed in default["prompt_text"] != typed
+    with pytest.raises(AppError, match="Unknown prompt format"):
+        c.predict(typed, " a", " b", 2, None, "sequence", "zero", "markdown", api_name="/attribute")
+
+
+def test_prompt_format_reaches_generation(built):
+    """/generate's prompt_format is what the library gets: same texts as generate_pair in that format."""
+    from grains.generation import GenerationSettings, generate_pair
+    from grains.models import load_model
+    from grains.vectors import load_vector
+
+    c, summary, path = built
+    lm = load_model("tiny-random-llama")
+    for fmt in ("raw", "qa"):
+        got = c.predict("The weather today", summary["layer"], 1.0, 6, None, False, 1.0, 1.0, 0, True, fmt,
+                        api_name="/generate")
+        want = generate_pair(lm, "The weather today", load_vector(path), summary["layer"], 1.0,
+                             GenerationSettings(max_new_tokens=6), prompt_format=fmt)
+        assert tuple(got) == (want.unsteered, want.steered), fmt
+
+
+def test_negative_strength_is_accepted_and_out_of_range_refused_with_one_message(built):
+    from grains.generation import GenerationSettings, generate_pair
+    from grains.models import load_model
+    from grains.vectors import load_vector
+
+    c, summary, path = built
+    layer = summary["layer"]
+    unsteered, steered = c.predict("The weather today", layer, -2.0, 6, None, api_name="/generate")
+    want = generate_pair(load_model("tiny-random-llama"), "The weather today", load_vector(path), layer, -2.0,
+                         GenerationSettings(max_new_tokens=6))
+    assert (unsteered, steered) == (want.unsteered, want.steered)  # the sign reached the model
+    result, _ = c.predict("truthfulqa", None, 2, 0, True, layer, -1.0, True, False, "", False, api_name="/evaluate")
+    assert result["strength"] == -1.0
+    messages = set()
+    for endpoint, args in (("/generate", ("Hi", layer, 5, 3, None)),
+                           ("/evaluate", ("truthfulqa", None, 2, 0, True, layer, 5)),
+                           ("/sweep", ("truthfulqa", None, 2, 0, str(layer), "0.5, 5")),
+                           ("/strength_sweep", ("Hi", layer, "0, 5", 3, None))):
+        with pytest.raises(AppError) as info:
+            c.predict(*args, api_name=endpoint)
+        messages.add(str(info.value))
+    assert len(messages) == 1 and OUT_OF_RANGE in messages.pop()
 
 
 def test_load_vector_checks_it_fits(url, built, tmp_path):
@@ -168,6 +287,28 @@ def test_load_vector_checks_it_fits(url, built, tmp_path):
     assert c.predict(api_name="/vector_info")["model_id"] == "tiny-random-llama"  # the good vector is kept
 
 
+def test_a_vector_from_another_model_is_refused_unless_allowed(url, built, tmp_path):
+    from grains.vectors import load_vector
+
+    _, summary, path = built
+    vector = load_vector(path)
+    vector.model_id = "some-other-model"  # same shapes, another model
+    other = str(vector.save(tmp_path / "other.safetensors"))
+    c = client(url)
+    with pytest.raises(AppError, match="built for 'some-other-model', not for 'tiny-random-llama'"):
+        c.predict(handle_file(other), api_name="/load_vector")
+    with pytest.raises(AppError, match="built for"):
+        c.predict(handle_file(other), False, api_name="/load_vector")
+    info = c.predict(handle_file(other), True, api_name="/load_vector")
+    assert info["model_id"] == "some-other-model" and info["allow_other_model"] is True
+    assert any("another model" in w for w in info["warnings"])
+    unsteered, steered = c.predict("Hello", summary["layer"], 0.0, 4, None, api_name="/generate")
+    assert unsteered == steered  # allowed: every path steers with it
+    result, _ = c.predict("truthfulqa", None, 2, 0, True, summary["layer"], 1.0, True, False, "", False,
+                          api_name="/evaluate")
+    assert result["steering"]["vector_model_id"] == "some-other-model"
+
+
 BAD_CALLS = [
     ("/attribute", ("", CHOSEN, REJECTED, 4, None), "empty"),
     ("/attribute", (PROMPT, " same", " same", 4, None), "identical"),
@@ -175,7 +316,8 @@ BAD_CALLS = [
     ("/attribute", (PROMPT, CHOSEN, REJECTED, 2.5, None), "whole number"),
     ("/attribute", (PROMPT, CHOSEN, REJECTED, 4, "PHOTO"), "text-only"),
     ("/generate", (PROMPT, 99, 0.5, 5, None), "out of range"),
-    ("/generate", (PROMPT, 0, -1, 5, None), "0 or more"),
+    ("/generate", (PROMPT, 0, 5, 5, None), "from -4 to 4"),
+    ("/generate", (PROMPT, 0, 0.5, 5, None, False, 1.0, 1.0, 0, True, "chat-ish"), "Unknown prompt format"),
     ("/generate", (PROMPT, 0, 0.5, 0, None), "max_new_tokens"),
     ("/build_vector", ("bogus", "truthfulqa", None, 2, 0, "grains", 2, 2, False), "source"),
     ("/build_vector", ("dataset", "no-such-set", None, 2, 0, "grains", 2, 2, False), "Unknown dataset"),
@@ -183,6 +325,7 @@ BAD_CALLS = [
     ("/evaluate", ("pope_style", None, 2, 0, False, 0, 0.5), "vision-language"),
     ("/evaluate", ("truthfulqa", None, 0, 0, False, 0, 0.5), "rows"),
     ("/select_tokens", (2, "9999", "", "", True, False), "out of range"),
+    ("/select_tokens", (2, "3", "3", "", True, False), "both I\\+ and I-"),
     ("/load_model", ("/no/such/model/dir",), "not a preset"),
     ("/sweep", ("truthfulqa", None, 2, 0, "0, x", "0.5"), "not a number"),
 ]
@@ -292,13 +435,21 @@ def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
            "gen_prompt": "Hello", "max_new_tokens": 3, "eval_dataset": "truthfulqa", "eval_rows": 2, "eval_offset": 24}
     session = Session(model_name="tiny-random-llama")
     session.overrides["force_positive"] = [3]
+    cfg.update({"prompt_format": "raw", "gen_prompt_format": "qa", "eval_prompt_format": "raw", "normalize": False})
     code = python_code(cfg, session)
-    assert "force_positive=[3]" in code and "k=2" in code and "layer=1, strength=0.5" in code
+    assert "force_positive=[3]" in code and "k=2" in code and "layers=1, strength=0.5, normalize=False" in code
+    assert "baseline='zero', prompt_format='raw')" in code and "settings=settings, prompt_format='qa')" in code
+    assert "side_effects=True, prompt_format='raw')" in code
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "show_code.py", "exec"), namespace)  # noqa: S102 - our own generated code
     assert namespace["report"]["n"] == 2 and (tmp_path / "my_vector.safetensors").is_file()
+    assert namespace["result"].prompt_text == cfg["prompt"]  # raw: exactly what was typed
+    assert namespace["pair"].prompt_text == "Q: Hello\nA:"  # qa, as chosen on the Compare tab
+    assert namespace["report"]["steering"]["normalize"] is False and "reading" in namespace["report"]["side_effects"]
     shell = cli_code(cfg, session)
+    assert shell.count("--prompt-format raw") == 3 and "--prompt-format qa" in shell  # attribute, build, eval; gen
+    assert shell.count("--no-normalize") == 3  # build, generate, eval
     attribute_cmd = shell.split("\n\n")[0].split("\n", 1)[1].replace("python -m", f"{sys.executable} -m", 1)
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(["bash", "-c", attribute_cmd], cwd=root, capture_output=True, text=True, timeout=300)

@@ -24,6 +24,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "assets" / "images" / "astronaut.jpg"
 TIMEOUT = 120_000
+# generation finished: ok, or warn when the setting's side effect is over the KL budget
+GEN_DONE = "#grains-gen-status .grains-note-ok, #grains-gen-status .grains-note-warn"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def generate(page: Page) -> float:
     page.click("#grains-tab-compare-button")
     start = time.perf_counter()
     page.click("#grains-generate")
-    page.wait_for_selector("#grains-gen-status .grains-note-ok")
+    page.wait_for_selector(GEN_DONE)
     return time.perf_counter() - start
 
 
@@ -188,4 +190,73 @@ def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
                "vector": card.splitlines()[0] if card else ""}
     (test_output_dir / "timings.json").write_text(json.dumps(timings, indent=2))
     print(timings)
+    assert page.dialogs == []
+
+
+def choose(page: Page, elem_id: str, label: str) -> None:
+    """Pick `label` in the gr.Dropdown `elem_id`."""
+    page.click(f"#{elem_id} input")
+    page.get_by_role("option", name=label).click()
+    page.wait_for_function(f"document.querySelector('#{elem_id} input').value === {json.dumps(label)}")
+
+
+def test_prompt_format_negative_strength_and_corrected_sweep(page, app_server, test_output_dir):
+    """The format selector reaches the model (the Model input box shows the exact text), a negative strength
+    steers, and the sweep heatmap says Holm-corrected over N cells with the best cell labelled best of N, with the
+    effect against side-effect plot beneath it."""
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    assert "chat (template)" in page.inner_text("#grains-model-card")  # the model's own format, by its new name
+    assert page.input_value("#grains-prompt-format input") == "chat: the model's template"
+    page.fill("#grains-prompt textarea", "Is the sky blue?")
+    page.fill("#grains-chosen textarea", " Yes")
+    page.fill("#grains-rejected textarea", " No")
+    choose(page, "grains-prompt-format", "qa: Q: … A:")
+    attribute(page)
+    page.wait_for_function("document.querySelector('#grains-model-input textarea').value.length > 0")
+    assert page.input_value("#grains-model-input textarea") == "Q: Is the sky blue?\nA:"
+    choose(page, "grains-prompt-format", "raw: the text as written")
+    page.click("#grains-attribute")
+    page.wait_for_function("document.querySelector('#grains-model-input textarea').value === 'Is the sky blue?'")
+
+    page.click("#grains-tab-steer-button")
+    page.get_by_text("the current example (Attribute tab)").click()
+    page.click("#grains-build")
+    page.wait_for_selector("#grains-build-status .grains-note-ok")
+    assert "Direction at layer" in page.inner_text("#grains-vector-card")
+    strength = page.locator("#grains-strength input[type=number]")
+    strength.fill("-1")
+    strength.press("Enter")
+    assert "negative steers toward the rejected answers" in page.inner_text("#grains-tab-steer")
+
+    page.click("#grains-tab-compare-button")
+    page.wait_for_selector("#grains-gen-prompt textarea", state="visible")
+    page.wait_for_timeout(500)  # the tab's components mount with their initial values first
+    page.fill("#grains-gen-prompt textarea", "Hello")
+    choose(page, "grains-gen-prompt-format", "qa: Q: … A:")
+    assert page.input_value("#grains-gen-prompt textarea") == "Hello"
+    page.click("#grains-generate")
+    page.wait_for_selector(GEN_DONE)
+    assert "strength -1.00" in page.inner_text("#grains-tab-compare")
+    assert page.input_value("#grains-gen-model-input textarea") == "Q: Hello\nA:"
+
+    page.click("#grains-tab-evaluate-button")
+    page.wait_for_selector("#grains-eval-rows input[type=number]", state="visible")
+    page.wait_for_timeout(500)
+    rows = page.locator("#grains-eval-rows input[type=number]")
+    rows.fill("3")
+    rows.press("Enter")
+    page.fill("#grains-sweep-layers textarea, #grains-sweep-layers input", "0, 1")
+    page.fill("#grains-sweep-strengths textarea, #grains-sweep-strengths input", "-0.5, 0, 1")
+    page.click("#grains-sweep")
+    page.wait_for_selector("#grains-sweep-note .grains-note")
+    note = page.inner_text("#grains-sweep-note")
+    assert "Holm-corrected over 4 cells tested" in note and "best of 4" in note
+    page.wait_for_selector("#grains-sweep-plot .js-plotly-plot")
+    assert "Holm-corrected over 4 cells tested" in page.inner_text("#grains-sweep-plot")
+    page.wait_for_selector("#grains-side-effect-plot .js-plotly-plot")
+    assert "KL budget 0.5 nats" in page.inner_text("#grains-side-effect-plot")
+    page.click("#grains-evaluate")
+    page.wait_for_selector("#grains-eval-summary:has-text('Side effects')")
+    assert "KL" in page.inner_text("#grains-eval-summary")
+    page.screenshot(path=str(test_output_dir / "tiny_sweep_side_effects.png"), full_page=True)
     assert page.dialogs == []

@@ -10,6 +10,8 @@ from components.charts import (
     ZERO_COLOUR,
     attribution_bar_chart,
     diverging_colorscale,
+    effect_side_effect_plot,
+    significance_caption,
     sweep_heatmap,
 )
 from grains.errors import InputError
@@ -82,3 +84,50 @@ def test_colorscale_runs_blue_white_red() -> None:
 def test_sweep_ragged_grid_is_an_input_error() -> None:
     with pytest.raises(InputError):
         sweep_heatmap([1, 2], [0.1, 0.2], [[1.0, 2.0], [3.0]])
+
+
+def test_sweep_heatmap_says_how_the_marks_were_corrected_and_outlines_the_best_of_n() -> None:
+    layers, strengths = [3, 6], [0.0, 0.5, 1.0]
+    values = [[0.0, 2.0, 9.0], [0.0, -1.0, 4.0]]
+    significant = [[False, False, True], [False, False, False]]
+    best = {"label": "best of 4", "layer": 3, "strength": 1.0, "gain": 0.09}
+    fig = sweep_heatmap(layers, strengths, values, significant, title="Accuracy gain", cells_tested=4,
+                        correction="holm", best=best)
+    title = fig.layout.title.text
+    assert "Accuracy gain" in title and "Holm-corrected over 4 cells tested" in title
+    stars = [(i, j) for i, row in enumerate(fig.data[0].text) for j, t in enumerate(row) if t == "*"]
+    assert stars == [(0, 2)]  # only the corrected flag, never a cell whose raw interval excluded 0
+    (shape,) = fig.layout.shapes
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (1.5, 2.5, -0.5, 0.5)  # layer 3 (row 0), strength 1 (col 2)
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels == ["best of 4"]
+    assert significance_caption(7, "bh") == "* = significant at 0.05, Benjamini-Hochberg-corrected over 7 cells tested"
+    assert "uncorrected" in significance_caption(7, None)
+
+
+def test_sweep_heatmap_best_cell_outside_the_grid_is_not_drawn() -> None:
+    fig = sweep_heatmap([1], [0.5], [[1.0]], best={"label": "best of 1", "layer": 9, "strength": 0.5})
+    assert not fig.layout.shapes and not fig.layout.annotations and fig.layout.title.text is None
+
+
+def test_effect_against_side_effect_one_line_per_layer_with_the_budget() -> None:
+    layers, strengths = [2, 5], [0.5, 0.0, -0.5, 1.0]  # unsorted on purpose
+    gains = [[5.0, 0.0, -3.0, 8.0], [1.0, 0.0, -1.0, 2.0]]
+    kls = [[0.2, 0.0, 0.25, 0.9], [0.05, 0.0, 0.04, 0.1]]
+    fig = effect_side_effect_plot(layers, strengths, gains, kls, budget=0.5, chosen_layer=5)
+    first, second = fig.data
+    assert first.name == "layer 2" and first.visible == "legendonly" and second.visible is True
+    assert list(second.x) == [0.04, 0.0, 0.05, 0.1] and list(second.y) == [-1.0, 0.0, 1.0, 2.0]  # by strength
+    assert list(second.text) == ["-0.5", "0", "0.5", "1"]
+    budget = [s for s in fig.layout.shapes if s.x0 == s.x1]
+    assert len(budget) == 1 and budget[0].x0 == 0.5 and "0.5 nats" in fig.layout.annotations[0].text
+    assert "KL" in fig.layout.xaxis.title.text
+
+
+def test_effect_against_side_effect_validates() -> None:
+    with pytest.raises(InputError):
+        effect_side_effect_plot([1], [0.5, 1.0], [[1.0, 2.0]], [[0.1]])
+    with pytest.raises(InputError):
+        effect_side_effect_plot([1], [0.5], [[1.0]], [[-0.1]])
+    fig = effect_side_effect_plot([1, 2], [0.5], [[1.0], [2.0]], [[0.1], [0.2]], chosen_layer=7)
+    assert fig.data[0].visible is True and fig.data[1].visible == "legendonly"  # unknown layer: the first

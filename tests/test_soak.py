@@ -22,7 +22,7 @@ from tests.bad_inputs import TEXT_MODEL  # noqa: E402
 CLIENTS = 8
 ROUNDS = 2
 LAYER = 1
-STRENGTHS = [2.0 + 2 * i for i in range(CLIENTS)]  # a different strength per session, too
+STRENGTHS = [(-1) ** i * 0.5 * (i + 1) for i in range(CLIENTS)]  # a different strength per session (-4..4)
 FIXED_PROMPT = "The weather today is"
 MAX_RSS_GROWTH_MB = 500
 EXAMPLES = [

@@ -146,3 +146,24 @@ def test_diff_escapes_and_handles_identical_and_empty() -> None:
     assert "<del" not in same_l and "<ins" not in same_r and "same text" in same_l
     empty_l, full_r = render_diff("", "new words")
     assert "<del" not in empty_l and "new" in full_r and "<ins" in full_r
+
+
+@pytest.mark.parametrize("fmt,expected", [("raw", "My first day at the new job"),
+                                          ("qa", "Q: My first day at the new job\nA:")])
+def test_heatmap_shows_the_exact_text_the_model_saw(fmt: str, expected: str) -> None:
+    """The heatmap's tokens are the model input in the chosen format: raw is the prompt as typed (no hidden
+    "Q: ...\\nA:"), qa the wrapper; the hover titles carry the real token text."""
+    from grains.attribution import attribute
+    from grains.models import load_model
+
+    lm = load_model("tiny-random-llama")
+    result = attribute(lm, "My first day at the new job", " was great", " was awful", steps=2, prompt_format=fmt)
+    assert result.prompt_text == expected
+    specials = [i for i, s in enumerate(result.special_mask) if s]
+    spans = _parse(render_token_heatmap(result.tokens, result.scores, excluded=specials)).spans
+    assert len(spans) == len(result.tokens)
+    words = [s for s in spans if "grains-excluded" not in s["attrs"]["class"].split()]
+    titles = [s["attrs"]["title"].split(" · ")[1] for s in words]  # "index i · token · score"
+    assert "".join(titles) == expected
+    shown = "".join(s["text"] for s in words).replace("·", " ").replace("↵", "\n")
+    assert shown == expected
