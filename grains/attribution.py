@@ -12,19 +12,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from captum.attr import IntegratedGradients
 
 from grains.adapters import text_config
 from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.memory import auto_chunk_size, ig_bytes_per_point, oom_guard
+from grains.quadrature import DEFAULT_RULE, RULES, Panel, make_panels
 
 Target = Literal["sequence", "last"]
 Baseline = Literal["zero", "pad"]
-IntegrationPoints = Literal["gauss-legendre", "midpoint"]
-_CAPTUM_METHODS = {"gauss-legendre": "gausslegendre", "midpoint": "riemann_middle"}
+IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
 MAX_STEPS = 512
+DEFAULT_STEPS = 16  # starting points of the default graded rule
+DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
+ABS_SHARE = 5  # the sum-|phi| criterion is tolerance / ABS_SHARE
 
 
 @dataclass
@@ -55,6 +58,11 @@ class AttributionResult:
     seconds: float
     image_grid: list[list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tolerance: float | None = None  # the tolerance asked for (None: the fixed rule only)
+    points_used: int = 0  # nodes of the final rule
+    gradient_evals: int = 0  # gradient evaluations spent (points of split panels included)
+    forward_evals: int = 0  # forward-only evaluations of f (f(x), f(x') and panel edges)
+    panel_error: float | None = None  # sum over panels of |own completeness error| (tolerance mode)
 
     @property
     def relative_delta(self) -> float:
@@ -62,12 +70,23 @@ class AttributionResult:
         return abs(self.delta) / max(abs(self.f_input - self.f_baseline), 1e-8)
 
     @property
+    def abs_relative_delta(self) -> float:
+        """|delta| relative to the sum of |phi| over every token of s+ and s-: the error against the scores shown
+        (stays meaningful when f(x) - f(baseline) is near 0)."""
+        total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
+        return abs(self.delta) / max(total, 1e-8)
+
+    @property
     def converged(self) -> bool:
-        return self.relative_delta < 0.1
+        """|delta| <= 5% of |f(x) - f(baseline)|, or <= 1% of sum |phi| (see within_tolerance)."""
+        total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
+        return within_tolerance(self.delta, self.f_input - self.f_baseline, total, DEFAULT_TOLERANCE)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["relative_delta"] = self.relative_delta
+        data["abs_relative_delta"] = self.abs_relative_delta
+        data["converged"] = self.converged
         return data
 
 
@@ -78,8 +97,21 @@ def _check_settings(steps: int, target: str, baseline: str, points: str) -> None
         raise InputError("The IG target must be 'sequence' (whole response) or 'last' (last response token).")
     if baseline not in ("zero", "pad"):
         raise InputError("The baseline must be 'zero' or 'pad'.")
-    if points not in _CAPTUM_METHODS:
-        raise InputError("Integration points must be 'gauss-legendre' or 'midpoint'.")
+    if points not in RULES:
+        raise InputError("Integration points must be 'graded', 'gauss-legendre' or 'midpoint'.")
+
+
+def _check_tolerance(tolerance: float | None, max_points: int | None, steps: int) -> tuple[float | None, int]:
+    """The tolerance (None or 0 < t < 1) and the cap on gradient evaluations (default 4 * steps)."""
+    if tolerance is not None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
+            raise InputError("The IG tolerance must be a number between 0 and 1 (e.g. 0.05 for 5%).")
+        tolerance = float(tolerance)
+    if max_points is None:
+        return tolerance, min(MAX_STEPS, 4 * steps)
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or not steps <= max_points <= MAX_STEPS:
+        raise InputError(f"The cap on IG points must be a whole number from the steps ({steps}) to {MAX_STEPS}.")
+    return tolerance, max_points
 
 
 class ContrastiveObjective:
@@ -220,29 +252,167 @@ def choose_chunk_size(lm: Any, example: EncodedExample, steps: int) -> int:
     return auto_chunk_size(steps, per_point, lm.device)
 
 
+@dataclass
+class _PanelSums:
+    """One panel's weighted gradient sums (fp32, [T, D] per sequence) and its quadrature of g(a) = df/da."""
+
+    grad_plus: torch.Tensor
+    grad_minus: torch.Tensor
+    integral: float
+
+
+class PathIntegrator:
+    """Gradients of the contrastive objective at arbitrary alphas on the straight path x' + a (x - x'), summed with
+    arbitrary weights, in chunks; and forward-only values of f on the path. This is exact IG for any quadrature rule:
+    phi_i = (x_i - x'_i) * sum_j w_j grad_i(a_j)."""
+
+    def __init__(self, objective: Any, inputs: tuple[torch.Tensor, torch.Tensor],
+                 base: tuple[torch.Tensor, torch.Tensor], chunk: int):
+        self.objective = objective
+        self.inputs, self.base, self.chunk = inputs, base, chunk
+        self.diff = (inputs[0] - base[0], inputs[1] - base[1])
+        self.gradient_evals = 0
+        self.forward_evals = 0
+        self._f_cache: dict[float, float] = {}
+
+    def _path(self, alphas: torch.Tensor, which: int) -> torch.Tensor:
+        a = alphas.to(self.base[which].dtype).view(-1, 1, 1)
+        return self.base[which] + a * self.diff[which]
+
+    def gradient_sums(self, alphas: np.ndarray, weights: np.ndarray) -> _PanelSums:
+        """sum_j w_j df/dx(a_j) for s+ and s- ([T, D] each, fp32), and sum_j w_j g(a_j)."""
+        sums = [torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
+        a_all = torch.as_tensor(np.asarray(alphas), dtype=torch.float64)
+        w_all = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        for start in range(0, len(a_all), self.chunk):
+            a = a_all[start:start + self.chunk]
+            w = w_all[start:start + self.chunk].to(sums[0].device).view(-1, 1, 1)
+            plus = self._path(a, 0).requires_grad_(True)
+            minus = self._path(a, 1).requires_grad_(True)
+            values = self.objective(plus, minus)
+            grads = torch.autograd.grad(values.sum(), (plus, minus))
+            for k in (0, 1):
+                sums[k] += (w * grads[k].float()).sum(dim=0)
+            self.gradient_evals += len(a)
+        integral = float(sum((s * d[0].float()).sum() for s, d in zip(sums, self.diff)))
+        return _PanelSums(sums[0], sums[1], integral)
+
+    def values(self, alphas: list[float]) -> list[float]:
+        """f at each alpha (forward only; values already computed are reused)."""
+        todo = sorted({a for a in alphas if a not in self._f_cache})
+        with torch.no_grad():
+            for start in range(0, len(todo), max(self.chunk, 1) * 2):
+                part = todo[start:start + self.chunk * 2]
+                a = torch.tensor(part, dtype=torch.float64)
+                out = self.objective(self._path(a, 0), self._path(a, 1))
+                self._f_cache.update(zip(part, out.float().tolist()))
+                self.forward_evals += len(part)
+        return [self._f_cache[a] for a in alphas]
+
+
+@dataclass
+class IntegrationOutcome:
+    """What an IG integration produced: gradient sums over the final rule and how it got there."""
+
+    grad_plus: torch.Tensor
+    grad_minus: torch.Tensor
+    f_input: float
+    f_baseline: float
+    panels: list[Panel]
+    gradient_evals: int
+    forward_evals: int
+    panel_errors: list[float] | None
+
+
+def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tensor, torch.Tensor]
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple((s * d[0].float()).sum(dim=-1).cpu() for s, d in zip(outcome_sums, diff))  # type: ignore[return-value]
+
+
+def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
+    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|, or, when that gap is small against the
+    scores themselves, |delta| <= (tolerance / 5) * sum |phi| (1% of the score mass at the default 5%)."""
+    return abs(delta) <= tolerance * abs(gap) or abs(delta) <= tolerance / ABS_SHARE * total_abs
+
+
+def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,
+              max_points: int | None = None) -> IntegrationOutcome:
+    """Run the rule `panels`; with a tolerance, split the panel with the largest own completeness error
+    (f(hi) - f(lo) against its quadrature) until within_tolerance holds or the next split would pass `max_points`
+    gradient evaluations. Panels that are not split keep their gradients."""
+    sums = {p: integrator.gradient_sums(*p.nodes()) for p in panels}
+    f_base, f_input = integrator.values([0.0, 1.0])
+    gap = f_input - f_base
+    panel_errors = None
+
+    def state() -> tuple[float, float]:
+        gp = sum(sums[p].grad_plus for p in panels)
+        gm = sum(sums[p].grad_minus for p in panels)
+        phi_p, phi_m = _phi((gp, gm), integrator.diff)
+        return sum(sums[p].integral for p in panels) - gap, float(phi_p.abs().sum() + phi_m.abs().sum())
+
+    if tolerance is not None:
+        cap = max_points if max_points is not None else MAX_STEPS
+        delta, total_abs = state()
+        while not within_tolerance(delta, gap, total_abs, tolerance):
+            edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
+            f_at = dict(zip(edges, integrator.values(edges)))
+            errors = {p: sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels}
+            worst = max(panels, key=lambda p: abs(errors[p]))
+            if integrator.gradient_evals + 2 * worst.n > cap:
+                break
+            halves = worst.split()
+            i = panels.index(worst)
+            panels = panels[:i] + list(halves) + panels[i + 1:]
+            del sums[worst]
+            for half in halves:
+                sums[half] = integrator.gradient_sums(*half.nodes())
+            delta, total_abs = state()
+        edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
+        f_at = dict(zip(edges, integrator.values(edges)))
+        panel_errors = [sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels] if len(panels) > 1 else None
+    return IntegrationOutcome(
+        grad_plus=sum(sums[p].grad_plus for p in panels), grad_minus=sum(sums[p].grad_minus for p in panels),
+        f_input=f_input, f_baseline=f_base, panels=panels, gradient_evals=integrator.gradient_evals,
+        forward_evals=integrator.forward_evals, panel_errors=panel_errors,
+    )
+
+
 def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target: Target = "sequence",
-                      baseline: Baseline = "zero", points: IntegrationPoints = "gauss-legendre",
-                      chunk_size: int | None = None) -> AttributionResult:
-    """Contrastive IG for an already-encoded example."""
+                      baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
+                      chunk_size: int | None = None, tolerance: float | None = None,
+                      max_points: int | None = None) -> AttributionResult:
+    """Contrastive IG for an already-encoded example.
+
+    Args:
+        lm: a loaded model (grains.load_model).
+        example: the encoded prompt, chosen and rejected answers.
+        steps: gradient evaluations of the starting rule.
+        target: "sequence" (whole response) or "last" (last response token).
+        baseline: "zero" or "pad" (BOS and template specials keep their real embeddings).
+        points: integration rule: "graded" (log-spaced near a = 0, Gauss-Legendre above), "gauss-legendre", "midpoint".
+        chunk_size: points per batch (default: sized to free memory).
+        tolerance: if given, refine until within_tolerance(delta, ...) holds or `max_points` is reached.
+        max_points: cap on gradient evaluations in tolerance mode (default 4 * steps, at most MAX_STEPS).
+
+    Returns:
+        The AttributionResult, with the points used and the delta reached.
+    """
     _check_settings(steps, target, baseline, points)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("The chunk size must be a positive whole number.")
+    tolerance, cap = _check_tolerance(tolerance, max_points, steps)
     objective = ContrastiveObjective(lm, example, target)
     inputs = input_embeddings(lm, example)
     base = baseline_embeddings(lm, example, inputs, baseline)
     chunk = chunk_size or choose_chunk_size(lm, example, steps)
     start = time.perf_counter()
     with oom_guard("attribution", "use fewer IG steps or a smaller chunk size."):
-        ig = IntegratedGradients(objective, multiply_by_inputs=True)
-        attr_plus, attr_minus = ig.attribute(
-            inputs, baselines=base, n_steps=steps, method=_CAPTUM_METHODS[points], internal_batch_size=chunk
-        )
-        with torch.no_grad():
-            f_values = objective(torch.cat([inputs[0], base[0]]), torch.cat([inputs[1], base[1]]))
+        integrator = PathIntegrator(objective, inputs, base, chunk)
+        outcome = integrate(integrator, make_panels(steps, points), tolerance, cap)
     seconds = time.perf_counter() - start
-    phi_plus = attr_plus[0].float().sum(dim=-1).cpu()
-    phi_minus = attr_minus[0].float().sum(dim=-1).cpu()
-    f_input, f_base = float(f_values[0]), float(f_values[1])
+    phi_plus, phi_minus = _phi((outcome.grad_plus, outcome.grad_minus), integrator.diff)
+    f_input, f_base = outcome.f_input, outcome.f_baseline
     delta = float(phi_plus.sum() + phi_minus.sum()) - (f_input - f_base)
     p = example.prompt_len
     prompt_scores = (phi_plus[:p] + phi_minus[:p]).tolist()
@@ -253,16 +423,37 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
         plus_tokens=example.sequence_tokens("plus"), plus_scores=phi_plus.tolist(),
         minus_tokens=example.sequence_tokens("minus"), minus_scores=phi_minus.tolist(), prompt_len=p,
         f_input=f_input, f_baseline=f_base, delta=delta, steps=steps, target=target, baseline=baseline,
-        points=points, chunk_size=chunk, seconds=seconds,
+        points=points, chunk_size=chunk, seconds=seconds, tolerance=tolerance,
+        points_used=sum(panel.n for panel in outcome.panels), gradient_evals=outcome.gradient_evals,
+        forward_evals=outcome.forward_evals,
+        panel_error=None if outcome.panel_errors is None else float(sum(abs(e) for e in outcome.panel_errors)),
     )
 
 
-def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = 20,
-              target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = "gauss-legendre",
-              chunk_size: int | None = None) -> AttributionResult:
-    """Contrastive IG of log P(chosen | prompt) - log P(rejected | prompt) over the input tokens."""
+def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = DEFAULT_STEPS,
+              target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
+              chunk_size: int | None = None, tolerance: float | None = DEFAULT_TOLERANCE,
+              max_points: int | None = None) -> AttributionResult:
+    """Contrastive IG of log P(chosen | prompt) - log P(rejected | prompt) over the input tokens.
+
+    Args:
+        lm: a loaded model (grains.load_model).
+        prompt, chosen, rejected: the texts, as the model sees them.
+        image: a PIL image for a vision-language model.
+        steps: gradient evaluations of the starting rule.
+        target: "sequence" (whole response) or "last" (last response token).
+        baseline: "zero" or "pad".
+        points: integration rule ("graded", "gauss-legendre", "midpoint").
+        chunk_size: points per batch (default: sized to free memory).
+        tolerance: refine until |delta| <= tolerance * |f(x) - f(x')| (or tolerance / 5 * sum |phi|); None: the
+            fixed rule of `steps` points only.
+        max_points: cap on gradient evaluations when refining (default 4 * steps).
+
+    Returns:
+        The AttributionResult (scores, delta, points used, seconds).
+    """
     example = encode_example(lm, prompt, chosen, rejected, image=image)
-    result = attribute_example(lm, example, steps, target, baseline, points, chunk_size)
+    result = attribute_example(lm, example, steps, target, baseline, points, chunk_size, tolerance, max_points)
     if lm.is_vlm:
         lm.adapter.attach_image_scores(result, example)
     return result
