@@ -78,7 +78,8 @@ class AttributionResult:
 
     @property
     def converged(self) -> bool:
-        """|delta| <= 5% of |f(x) - f(baseline)|, or <= 1% of sum |phi| (see within_tolerance)."""
+        """|delta| <= 5% of |f(x) - f(baseline)|, or, for a gap near 0, <= 1% of sum |phi| and <= 0.05 nats
+        (see within_tolerance)."""
         total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
         return within_tolerance(self.delta, self.f_input - self.f_baseline, total, DEFAULT_TOLERANCE)
 
@@ -330,9 +331,13 @@ def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tens
 
 
 def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
-    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|, or, when that gap is small against the
-    scores themselves, |delta| <= (tolerance / 5) * sum |phi| (1% of the score mass at the default 5%)."""
-    return abs(delta) <= tolerance * abs(gap) or abs(delta) <= tolerance / ABS_SHARE * total_abs
+    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|; or, for a gap near 0 (where that ratio
+    explodes), |delta| <= (tolerance / 5) * sum |phi| and |delta| <= tolerance in nats (at the default 5%: 1% of the
+    score mass and 0.05 nats). The absolute floor matters: an unconverged rule inflates sum |phi| itself (Gemma-3,
+    32 Gauss-Legendre points: delta 163% of the gap but 1.5% of sum |phi|)."""
+    if abs(delta) <= tolerance * abs(gap):
+        return True
+    return abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance
 
 
 def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,

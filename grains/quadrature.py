@@ -46,7 +46,9 @@ class Panel:
             s_lo, s_hi = math.log(self.lo), math.log(self.hi)
             s = s_lo + (x + 1) * (s_hi - s_lo) / 2
             alphas = np.exp(s)
-            return alphas, w * (s_hi - s_lo) / 2 * alphas  # da = a ds
+            weights = w * (s_hi - s_lo) / 2 * alphas  # da = a ds
+            # rescaled to integrate constants exactly (the factor tends to 1 as panels shrink)
+            return alphas, weights * ((self.hi - self.lo) / weights.sum())
         return self.lo + (x + 1) * (self.hi - self.lo) / 2, w * (self.hi - self.lo) / 2
 
     def split(self) -> tuple[Panel, Panel]:

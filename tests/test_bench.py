@@ -54,7 +54,7 @@ def test_table_shows_targets(result: dict) -> None:
 
 
 @pytest.mark.parametrize("target", ["sequence", "last"])
-@pytest.mark.parametrize("points", ["gauss-legendre", "midpoint"])
+@pytest.mark.parametrize("points", ["graded", "gauss-legendre", "midpoint"])
 def test_reference_matches_engine_in_process(target: str, points: str) -> None:
     from grains.attribution import attribute_example
     from grains.encoding import encode_example
