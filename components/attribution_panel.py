@@ -159,7 +159,7 @@ def convergence_message(result: Any) -> str:
     both = f"{rel:.1%} of |f(x) − f(baseline)|, {rel_abs:.1%} of the sum of |scores|"
     if result.converged:
         return (f"IG converged: the scores add up to the change in f (delta {both}; the criterion is 5% of the "
-                "gap, or 1% of the sum of |scores| when the gap is small).")
+                "gap, or, when the gap is near 0, 1% of the sum of |scores| and under 0.05 nats).")
     if rel_abs <= 0.05 < rel:
         advice = ("f(x) − f(baseline) is small next to the scores themselves, so the first figure exaggerates; the "
                   "error is modest against the heatmap, but the sum does not match f yet.")

@@ -66,14 +66,19 @@ def uniform_panels(steps: int, kind: str) -> list[Panel]:
     raise ValueError(f"unknown uniform rule {kind!r}")
 
 
-def graded_panels(steps: int, a_min: float = A_MIN, a_join: float = A_JOIN, log_share: float = LOG_SHARE,
-                  log_nodes: int = LOG_PANEL_NODES, lin_nodes: int = LIN_PANEL_NODES) -> list[Panel]:
+def graded_panels(steps: int, a_min: float | None = None, a_join: float | None = None, log_share: float | None = None,
+                  log_nodes: int | None = None, lin_nodes: int | None = None) -> list[Panel]:
     """`steps` nodes: one on [0, a_min], about `log_share` of them in log-a panels of `log_nodes` over
     [a_min, a_join], the rest in equal linear panels of up to `lin_nodes` over [a_join, 1].
 
     Below 4 points there is no room for the log part: plain Gauss-Legendre then."""
     if steps < 4:
         return uniform_panels(steps, "gauss-legendre")
+    a_min = A_MIN if a_min is None else a_min
+    a_join = A_JOIN if a_join is None else a_join
+    log_share = LOG_SHARE if log_share is None else log_share
+    log_nodes = LOG_PANEL_NODES if log_nodes is None else log_nodes
+    lin_nodes = LIN_PANEL_NODES if lin_nodes is None else lin_nodes
     rest = steps - 1
     n_log = min(rest - 1, max(log_nodes, round(rest * log_share)))
     n_lin = rest - n_log

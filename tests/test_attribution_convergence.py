@@ -48,11 +48,11 @@ def test_graded_rule_integrates_a_log_scale_transition():
         return (1 - np.tanh(np.log10(a) + 5) ** 2) / (a * np.log(10))
 
     exact = f(1.0) - (-1.0)  # f(0) = -1 (limit)
-    for rule, tol in (("graded", 0.02), ("gauss-legendre", None)):
-        alphas, weights = rule_nodes(make_panels(16, rule))
+    for rule, tol in (("graded", 0.03), ("gauss-legendre", None)):
+        alphas, weights = rule_nodes(make_panels(32, rule))
         err = abs(float(np.sum(weights * g(alphas))) - exact) / abs(exact)
         if tol is None:
-            assert err > 0.5  # 16 Gauss-Legendre points miss it
+            assert err > 0.5  # 32 Gauss-Legendre points miss it
         else:
             assert err < tol
 
