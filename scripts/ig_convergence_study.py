@@ -126,6 +126,9 @@ def main() -> int:
         parser.error(f"unknown schemes {unknown}; known: {list(SCHEMES)}")
     data = examples(args.n)
     records = []
+    if Path(args.out).exists():  # resume: rows already measured are read back, not recomputed
+        records = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+    done = {(r["model"], r["target"], r["dataset"], r["index"], r["scheme"]) for r in records if "scheme" in r}
     with open(args.out, "a") as sink:
         for model_name in args.models.split(","):
             lm = load_model(model_name)
@@ -133,6 +136,8 @@ def main() -> int:
                 for index, (dataset, ex) in enumerate(data):
                     encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
                     for scheme in schemes:
+                        if (model_name, target, dataset, index, scheme) in done:
+                            continue
                         settings = dict(SCHEMES[scheme])
                         overrides = settings.pop("quad", {})
                         saved = {k: getattr(quadrature, k) for k in overrides}
@@ -159,6 +164,7 @@ def main() -> int:
             del lm
     print("| model | target | scheme | n | median rel delta | p90 rel delta | converged | median evals | median s |")
     print("|---|---|---|---|---|---|---|---|---|")
+    records = [r for r in records if "scheme" in r and r["scheme"] in schemes]
     keys = sorted({(r["model"], r["target"], r["scheme"]) for r in records}, key=lambda k: (k[0], k[1], k[2]))
     for model_name, target, scheme in keys:
         rows = [r for r in records if (r["model"], r["target"], r["scheme"]) == (model_name, target, scheme)]
