@@ -179,6 +179,37 @@ class ContrastiveObjective:
         return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
 
 
+class SharedPromptObjective(ContrastiveObjective):
+    """The same f, with the prompt run once per point: its keys and values (KV cache) are repeated for s+ and s-,
+    and both responses continue from them in one batch; the backward pass runs through both responses into the
+    one prompt. The prompt is read from the s+ embeddings, so the prompt's gradient (and score) is the sum of its
+    s+ and s- parts and lands on s+ (the prompt heatmap, s+ score plus s- score, is unchanged; the s- prompt
+    scores are 0). Text models only; build keeps the per-sequence split (the plain objective)."""
+
+    def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+        n, p = emb_plus.shape[0], self.example.prompt_len
+        model = self.lm.model
+        device = emb_plus.device
+        out = model(inputs_embeds=emb_plus[:, :p], attention_mask=torch.ones((n, p), dtype=torch.long, device=device),
+                    use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(2)  # rows: (s+ of point 0, s- of point 0, s+ of point 1, ...)
+        width = self.width - p
+        resp = torch.stack([self._pad(emb_plus)[:, p:], self._pad(emb_minus)[:, p:]], dim=1).reshape(2 * n, width, -1)
+        mask = torch.stack([self.mask[0], self.mask[1]]).repeat(n, 1)
+        rest = model(inputs_embeds=resp, attention_mask=mask, past_key_values=cache, use_cache=True,
+                     logits_to_keep=width).logits
+        rest = rest if rest.shape[1] == width else rest[:, -width:, :]
+        first = out.logits[:, -1:, :].repeat_interleave(2, dim=0)
+        logits = torch.cat([first, rest], dim=1)[:, : self.keep]  # [2n, keep, V], interleaved rows
+        order = torch.cat([torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2)]).to(device)
+        logits = logits[order]  # [plus rows, minus rows], as the plain objective lays them out
+        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
+        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
+        per_row = (logprobs * weights).sum(dim=1)
+        return per_row[:n] + per_row[n:]
+
+
 ROW_BLOCK = 8  # rows of logits per vocabulary-sized temporary
 
 
@@ -386,7 +417,7 @@ def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float 
 def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target: Target = "sequence",
                       baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
                       chunk_size: int | None = None, tolerance: float | None = None,
-                      max_points: int | None = None) -> AttributionResult:
+                      max_points: int | None = None, share_prompt: bool = False) -> AttributionResult:
     """Contrastive IG for an already-encoded example.
 
     Args:
@@ -399,6 +430,8 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
         chunk_size: points per batch (default: sized to free memory).
         tolerance: if given, refine until within_tolerance(delta, ...) holds or `max_points` is reached.
         max_points: cap on gradient evaluations in tolerance mode (default 4 * steps, at most MAX_STEPS).
+        share_prompt: run the prompt once per point for s+ and s- (SharedPromptObjective; text models only). The
+            prompt scores then sit on s+ (their s+ and s- parts summed), the s- prompt scores are 0.
 
     Returns:
         The AttributionResult, with the points used and the delta reached.
@@ -407,7 +440,9 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("The chunk size must be a positive whole number.")
     tolerance, cap = _check_tolerance(tolerance, max_points, steps)
-    objective = ContrastiveObjective(lm, example, target)
+    if share_prompt and (lm.is_vlm or example.extras):
+        raise InputError("Sharing the prompt between s+ and s- is for text models only.")
+    objective = (SharedPromptObjective if share_prompt else ContrastiveObjective)(lm, example, target)
     inputs = input_embeddings(lm, example)
     base = baseline_embeddings(lm, example, inputs, baseline)
     chunk = chunk_size or choose_chunk_size(lm, example, steps)
