@@ -263,9 +263,10 @@ def bench_time_to_converged(lm: Any, example: Any, reference_steps: int = 20, ca
         say(f"  captum LayerIG ({captum_steps} steps): {cap['seconds']:.1f} s, delta {cap['relative_delta']:.1%}")
     except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, not fatal
         out["captum"] = {"error": f"{type(exc).__name__}: {exc}"}
-    out["inseq"] = {"error": "not run: inseq==0.7.1 would install beside the pins (pip --dry-run adds only "
-                             "Authlib, jaxtyping, joserfc, marshmallow, protobuf, sentencepiece, tornado, treescope, "
-                             "typeguard, wadler_lindig) but is not a dependency of this project"}
+    out["inseq"] = {"error": "not a peer: inseq==0.7.1 installs beside the pins and imports on transformers 5, but "
+                             "its contrastive attribution refuses Integrated Gradients (ValueError: 'methods "
+                             "expanding inputs to multiple steps (e.g. Integrated Gradients) are not yet supported "
+                             "for contrastive attribution')"}
     out["engine_vs_reference"] = ours.seconds / ref.seconds
     if "seconds" in out["captum"]:
         out["engine_vs_captum"] = ours.seconds / out["captum"]["seconds"]
