@@ -145,7 +145,7 @@ def summary_html(result: Any) -> str:
                     for a, b, c in rows)
     html = f'<table class="grains-summary">{table}</table>'
     tol = getattr(result, "tolerance", None)
-    refined = (f" (refined from {result.steps} to reach {tol:.0%})" if tol else "")
+    refined = (f" (started at {result.steps}, tolerance {tol:.0%})" if tol else "")
     html += (f'<div class="grains-muted">Target: {esc(target)} · {result.points_used or result.steps} '
              f'{esc(result.points)} points{esc(refined)}, {result.gradient_evals or result.steps} gradient evaluations '
              f'· baseline {esc(result.baseline)} · {result.seconds:.1f} s</div>')
@@ -161,8 +161,9 @@ def convergence_message(result: Any) -> str:
         return (f"IG converged: the scores add up to the change in f (delta {both}; the criterion is 5% of the "
                 "gap, or, when the gap is near 0, 1% of the sum of |scores| and under 0.05 nats).")
     if rel_abs <= 0.05 < rel:
-        advice = ("f(x) − f(baseline) is small next to the scores themselves, so the first figure exaggerates; the "
-                  "error is modest against the heatmap, but the sum does not match f yet.")
+        advice = (f"against the scores shown the error is small, but it is {abs(result.delta):.2f} nats, more than "
+                  "the gap f(x) − f(baseline) allows; large scores of both signs may themselves be integration "
+                  "error.")
     else:
         advice = "the error is large against the heatmap itself."
     cap = (f" Refinement stopped at its cap of {result.gradient_evals} gradient evaluations."
