@@ -1,10 +1,11 @@
 """Contrastive Integrated Gradients: which input tokens push the model toward the chosen over the rejected answer.
 
 f = log P(chosen | prompt) - log P(rejected | prompt). Both sequences s+ = prompt + chosen and s- = prompt + rejected
-are attributed together (captum IG over their input embeddings), so every token of both gets a score; the prompt's
-heatmap is a prompt token's score in s+ plus its score in s-. Completeness: sum of all scores = f(x) - f(baseline),
-up to the reported convergence delta.
-"""
+are attributed together (IG over their input embeddings), so every token of both gets a score; the prompt's heatmap
+is a prompt token's score in s+ plus its score in s-. The gradient is taken at the nodes of an integration rule
+(grains.quadrature: the graded rule by default) and summed with its weights, batched in chunks (PathIntegrator);
+with a tolerance the rule is refined panel by panel. Completeness: sum of all scores = f(x) - f(baseline), up to
+the reported convergence delta."""
 
 from __future__ import annotations
 
