@@ -24,7 +24,6 @@ IMAGES_DIR = ASSETS / "images"
 DEFAULT_VECTOR_PATH = ASSETS / "default_vector.safetensors"
 MAX_LOADED_MODELS = 2
 MAX_UPLOAD = "25mb"
-DEFAULT_STEPS = 12  # ~10 s to the heatmap on the embedded model on 2 CPU cores (20 steps: ~9 s at best, more when busy)
 
 
 class ModelCache:

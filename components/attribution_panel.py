@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import DEFAULT_STEPS, Session, clean_json, cycle_override, parse_indices
+from components.app_state import Session, clean_json, cycle_override, parse_indices
 from components.charts import attribution_bar_chart
 from components.common import (
     MODEL_QUEUE,
@@ -24,6 +24,7 @@ from components.common import (
 )
 from components.datasets import dataset_choices, image_examples, load_rows, text_examples
 from components.token_heatmap import render_token_heatmap
+from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
 from grains.errors import InputError
 
 MAX_STEPS_UI = 64
@@ -40,7 +41,8 @@ EMPTY_HEATMAP = ('<div class="grains-placeholder">Run an attribution to see whic
                  'the chosen answer (red) or the rejected one (blue).</div>')
 TARGETS = [("whole response: log P(answer | prompt)", "sequence"), ("last response token (paper's scripts)", "last")]
 BASELINES = [("zero embeddings (BOS/template kept)", "zero"), ("pad-token embeddings", "pad")]
-POINTS = [("Gauss-Legendre", "gauss-legendre"), ("midpoint Riemann", "midpoint")]
+POINTS = [("graded: log-spaced near the baseline + Gauss-Legendre", "graded"), ("Gauss-Legendre", "gauss-legendre"),
+          ("midpoint Riemann", "midpoint")]
 
 
 def whole(value: Any, what: str) -> int:
@@ -66,9 +68,20 @@ def open_image(path: str | None, lm: Any) -> Any:
     return load_image(path)
 
 
+def tolerance_value(value: Any) -> float | None:
+    """The IG tolerance from the UI (a percentage; 0 turns refinement off)."""
+    try:
+        percent = float(value)
+    except (TypeError, ValueError):
+        raise InputError("The IG tolerance must be a number (percent).") from None
+    if not 0 <= percent < 100:
+        raise InputError("The IG tolerance must be between 0 and 100 percent (0 turns refinement off).")
+    return percent / 100 if percent > 0 else None
+
+
 def run_attribution(session: Session, prompt: str, chosen: str, rejected: str, image_path: str | None,
-                    steps: Any, target: str, baseline: str, points: str = "gauss-legendre",
-                    prompt_format: Any = None) -> Any:
+                    steps: Any, target: str, baseline: str, points: str = "graded",
+                    tolerance: Any = DEFAULT_TOLERANCE * 100, prompt_format: Any = None) -> Any:
     """Contrastive IG on the session's model in `prompt_format` (raw/qa/chat; None: the model's); the result and
     the encoded example go into the session."""
     from grains.attribution import attribute
@@ -76,14 +89,15 @@ def run_attribution(session: Session, prompt: str, chosen: str, rejected: str, i
 
     lm = session_model(session).with_format(chosen_format(prompt_format))
     steps = whole(steps, "IG steps")
+    tol = tolerance_value(tolerance)
     image = open_image(image_path, lm)
     with lm.lock:  # no steering hook of another request can be on the model while we attribute
         result = attribute(lm, prompt, chosen, rejected, image=image, steps=steps, target=target,
-                           baseline=baseline, points=points, prompt_format=lm.prompt_format)
+                           baseline=baseline, points=points, tolerance=tol, prompt_format=lm.prompt_format)
     session.example = encode_example(lm, prompt, chosen, rejected, image=image)
     session.attribution = result
     session.inputs = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "image": image_path or None,
-                      "steps": steps, "target": target, "baseline": baseline, "points": points,
+                      "steps": steps, "target": target, "baseline": baseline, "points": points, "tolerance": tol,
                       "prompt_format": lm.prompt_format}
     session.clear_overrides()
     return result
@@ -137,20 +151,38 @@ def summary_html(result: Any) -> str:
         ("at the baseline", f"{result.f_baseline:+.3f}", "f with the embeddings replaced by the baseline"),
         ("sum of all scores", f"{total:+.3f}", "IG completeness: should equal f(x) − f(baseline) = "
                                                f"{result.f_input - result.f_baseline:+.3f}"),
-        ("convergence delta", f"{result.delta:+.4f}", f"{rel:.1%} of f(x) − f(baseline)"),
+        ("convergence delta", f"{result.delta:+.4f}", f"{rel:.1%} of |f(x) − f(baseline)|, "
+                                                      f"{result.abs_relative_delta:.1%} of the sum of |scores|"),
     ]
     table = "".join(f"<tr><th>{esc(a)}</th><td class='grains-num'>{esc(b)}</td><td>{esc(c)}</td></tr>"
                     for a, b, c in rows)
     html = f'<table class="grains-summary">{table}</table>'
-    html += (f'<div class="grains-muted">Target: {esc(target)} · {result.steps} {esc(result.points)} points · '
-             f'baseline {esc(result.baseline)} · {result.seconds:.1f} s</div>')
-    if result.converged:
-        html += note_html("IG converged: the scores add up to the change in f (delta under 10%).", "ok")
-    else:
-        html += note_html(f"<b>Large convergence delta</b> ({rel:.0%} of f(x) − f(baseline)): the scores do not add up "
-                          "to the change in f, so read them with care. Raise the IG steps or try the other "
-                          "integration points.", "warn")
+    tol = getattr(result, "tolerance", None)
+    refined = (f" (started at {result.steps}, tolerance {tol:.0%})" if tol else "")
+    html += (f'<div class="grains-muted">Target: {esc(target)} · {result.points_used or result.steps} '
+             f'{esc(result.points)} points{esc(refined)}, {result.gradient_evals or result.steps} gradient evaluations '
+             f'· baseline {esc(result.baseline)} · {result.seconds:.1f} s</div>')
+    html += note_html(convergence_message(result), "ok" if result.converged else "warn")
     return html
+
+
+def convergence_message(result: Any) -> str:
+    """Whether the scores add up, read against both |f(x) − f(baseline)| and the sum of |scores|, and what to do."""
+    rel, rel_abs = result.relative_delta, result.abs_relative_delta
+    both = f"{rel:.1%} of |f(x) − f(baseline)|, {rel_abs:.1%} of the sum of |scores|"
+    if result.converged:
+        return (f"IG converged: the scores add up to the change in f (delta {both}; the criterion is 5% of the "
+                "gap, or, when the gap is near 0, 1% of the sum of |scores| and under 0.05 nats).")
+    if rel_abs <= 0.05 < rel:
+        advice = (f"against the scores shown the error is small, but it is {abs(result.delta):.2f} nats, more than "
+                  "the gap f(x) − f(baseline) allows; large scores of both signs may themselves be integration "
+                  "error.")
+    else:
+        advice = "the error is large against the heatmap itself."
+    cap = (f" Refinement stopped at its cap of {result.gradient_evals} gradient evaluations."
+           if getattr(result, "tolerance", None) else "")
+    return (f"<b>Not converged</b> (delta {both}): {advice}{cap} Read the scores with care: raise the IG steps, "
+            "keep the tolerance on (5%) with the graded rule, or try the last-token target, whose path is smoother.")
 
 
 def image_html(result: Any) -> str:
@@ -290,10 +322,14 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                                  sources=["upload", "clipboard"], elem_id="grains-image")
             with gr.Accordion("IG settings", open=False):
                 steps = gr.Slider(1, MAX_STEPS_UI, value=DEFAULT_STEPS, step=1, label="IG steps (integration points)",
-                                  info="More steps: smaller convergence delta, slower (~linear).")
+                                  info="Points of the starting rule. More steps: smaller delta, slower (~linear).")
+                tolerance = gr.Slider(0, 20, value=DEFAULT_TOLERANCE * 100, step=1, label="Tolerance (%)",
+                                      elem_id="grains-ig-tolerance",
+                                      info="Add points until |delta| is within this share of f(x) − f(baseline) "
+                                           "(capped at 4x the steps). 0: fixed rule.")
                 target = gr.Radio(TARGETS, value="sequence", label="f uses")
                 baseline = gr.Radio(BASELINES, value="zero", label="Baseline x′")
-                points = gr.Radio(POINTS, value="gauss-legendre", label="Integration points")
+                points = gr.Radio(POINTS, value="graded", label="Integration points")
             run_button = gr.Button("Attribute", variant="primary", elem_id="grains-attribute")
             texts, text_labels = text_examples()
             gr.Examples(texts, inputs=[prompt, chosen, rejected], label="Examples (click one, then Attribute)",
@@ -356,17 +392,17 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     @guarded
     def attribute_ui(session: Session, p: str, c: str, r: str, img: str | None, n_steps: Any, tgt: str, base: str,
-                     pts: str, k_value: Any, co: bool, sp: bool, opacity: float, fmt: Any = None,
+                     pts: str, tol: Any, k_value: Any, co: bool, sp: bool, opacity: float, fmt: Any = None,
                      progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.1, desc=f"Integrated gradients, {int(n_steps)} points…")
         lm = session_model(session)
-        result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts, fmt)
+        result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts, tol, fmt)
         over = overlay_image(result, session.inputs.get("image"), opacity)
         return [session, summary_html(result), gr.update(visible=over is not None), over, image_html(result),
                 *view(session, k_value, co, sp), result.prompt_text]
 
     panel.attribute_event = run_button.click(
-        attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, k,
+        attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, tolerance, k,
                               content_only, skip_punctuation, alpha, prompt_format],
         outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs, model_input],
         concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)

@@ -1,10 +1,11 @@
 """Contrastive Integrated Gradients: which input tokens push the model toward the chosen over the rejected answer.
 
 f = log P(chosen | prompt) - log P(rejected | prompt). Both sequences s+ = prompt + chosen and s- = prompt + rejected
-are attributed together (captum IG over their input embeddings), so every token of both gets a score; the prompt's
-heatmap is a prompt token's score in s+ plus its score in s-. Completeness: sum of all scores = f(x) - f(baseline),
-up to the reported convergence delta.
-"""
+are attributed together (IG over their input embeddings), so every token of both gets a score; the prompt's heatmap
+is a prompt token's score in s+ plus its score in s-. The gradient is taken at the nodes of an integration rule
+(grains.quadrature: the graded rule by default) and summed with its weights, batched in chunks (PathIntegrator);
+with a tolerance the rule is refined panel by panel. Completeness: sum of all scores = f(x) - f(baseline), up to
+the reported convergence delta."""
 
 from __future__ import annotations
 
@@ -12,19 +13,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from captum.attr import IntegratedGradients
 
 from grains.adapters import text_config
 from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.memory import auto_chunk_size, ig_bytes_per_point, oom_guard
+from grains.quadrature import DEFAULT_RULE, RULES, Panel, make_panels
 
 Target = Literal["sequence", "last"]
 Baseline = Literal["zero", "pad"]
-IntegrationPoints = Literal["gauss-legendre", "midpoint"]
-_CAPTUM_METHODS = {"gauss-legendre": "gausslegendre", "midpoint": "riemann_middle"}
+IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
 MAX_STEPS = 512
+DEFAULT_STEPS = 16  # starting points of the default graded rule
+DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
+ABS_SHARE = 5  # the sum-|phi| criterion is tolerance / ABS_SHARE
 
 
 @dataclass
@@ -55,6 +59,11 @@ class AttributionResult:
     seconds: float
     image_grid: list[list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tolerance: float | None = None  # the tolerance asked for (None: the fixed rule only)
+    points_used: int = 0  # nodes of the final rule
+    gradient_evals: int = 0  # gradient evaluations spent (points of split panels included)
+    forward_evals: int = 0  # forward-only evaluations of f (f(x), f(x') and panel edges)
+    panel_error: float | None = None  # sum over panels of |own completeness error| (tolerance mode)
 
     @property
     def relative_delta(self) -> float:
@@ -62,12 +71,24 @@ class AttributionResult:
         return abs(self.delta) / max(abs(self.f_input - self.f_baseline), 1e-8)
 
     @property
+    def abs_relative_delta(self) -> float:
+        """|delta| relative to the sum of |phi| over every token of s+ and s-: the error against the scores shown
+        (stays meaningful when f(x) - f(baseline) is near 0)."""
+        total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
+        return abs(self.delta) / max(total, 1e-8)
+
+    @property
     def converged(self) -> bool:
-        return self.relative_delta < 0.1
+        """|delta| <= 5% of |f(x) - f(baseline)|, or, for a gap near 0, <= 1% of sum |phi| and <= 0.05 nats
+        (see within_tolerance)."""
+        total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
+        return within_tolerance(self.delta, self.f_input - self.f_baseline, total, DEFAULT_TOLERANCE)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["relative_delta"] = self.relative_delta
+        data["abs_relative_delta"] = self.abs_relative_delta
+        data["converged"] = self.converged
         return data
 
 
@@ -78,8 +99,21 @@ def _check_settings(steps: int, target: str, baseline: str, points: str) -> None
         raise InputError("The IG target must be 'sequence' (whole response) or 'last' (last response token).")
     if baseline not in ("zero", "pad"):
         raise InputError("The baseline must be 'zero' or 'pad'.")
-    if points not in _CAPTUM_METHODS:
-        raise InputError("Integration points must be 'gauss-legendre' or 'midpoint'.")
+    if points not in RULES:
+        raise InputError("Integration points must be 'graded', 'gauss-legendre' or 'midpoint'.")
+
+
+def _check_tolerance(tolerance: float | None, max_points: int | None, steps: int) -> tuple[float | None, int]:
+    """The tolerance (None or 0 < t < 1) and the cap on gradient evaluations (default 4 * steps)."""
+    if tolerance is not None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
+            raise InputError("The IG tolerance must be a number between 0 and 1 (e.g. 0.05 for 5%).")
+        tolerance = float(tolerance)
+    if max_points is None:
+        return tolerance, min(MAX_STEPS, 4 * steps)
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or not steps <= max_points <= MAX_STEPS:
+        raise InputError(f"The cap on IG points must be a whole number from the steps ({steps}) to {MAX_STEPS}.")
+    return tolerance, max_points
 
 
 class ContrastiveObjective:
@@ -144,6 +178,37 @@ class ContrastiveObjective:
         logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
         per_row = (logprobs * weights).sum(dim=1)
         return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
+
+
+class SharedPromptObjective(ContrastiveObjective):
+    """The same f, with the prompt run once per point: its keys and values (KV cache) are repeated for s+ and s-,
+    and both responses continue from them in one batch; the backward pass runs through both responses into the
+    one prompt. The prompt is read from the s+ embeddings, so the prompt's gradient (and score) is the sum of its
+    s+ and s- parts and lands on s+ (the prompt heatmap, s+ score plus s- score, is unchanged; the s- prompt
+    scores are 0). Text models only; build keeps the per-sequence split (the plain objective)."""
+
+    def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+        n, p = emb_plus.shape[0], self.example.prompt_len
+        model = self.lm.model
+        device = emb_plus.device
+        out = model(inputs_embeds=emb_plus[:, :p], attention_mask=torch.ones((n, p), dtype=torch.long, device=device),
+                    use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(2)  # rows: (s+ of point 0, s- of point 0, s+ of point 1, ...)
+        width = self.width - p
+        resp = torch.stack([self._pad(emb_plus)[:, p:], self._pad(emb_minus)[:, p:]], dim=1).reshape(2 * n, width, -1)
+        mask = torch.stack([self.mask[0], self.mask[1]]).repeat(n, 1)
+        rest = model(inputs_embeds=resp, attention_mask=mask, past_key_values=cache, use_cache=True,
+                     logits_to_keep=width).logits
+        rest = rest if rest.shape[1] == width else rest[:, -width:, :]
+        first = out.logits[:, -1:, :].repeat_interleave(2, dim=0)
+        logits = torch.cat([first, rest], dim=1)[:, : self.keep]  # [2n, keep, V], interleaved rows
+        order = torch.cat([torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2)]).to(device)
+        logits = logits[order]  # [plus rows, minus rows], as the plain objective lays them out
+        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
+        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
+        per_row = (logprobs * weights).sum(dim=1)
+        return per_row[:n] + per_row[n:]
 
 
 ROW_BLOCK = 8  # rows of logits per vocabulary-sized temporary
@@ -220,29 +285,175 @@ def choose_chunk_size(lm: Any, example: EncodedExample, steps: int) -> int:
     return auto_chunk_size(steps, per_point, lm.device)
 
 
+@dataclass
+class _PanelSums:
+    """One panel's weighted gradient sums (fp32, [T, D] per sequence) and its quadrature of g(a) = df/da."""
+
+    grad_plus: torch.Tensor
+    grad_minus: torch.Tensor
+    integral: float
+
+
+class PathIntegrator:
+    """Gradients of the contrastive objective at arbitrary alphas on the straight path x' + a (x - x'), summed with
+    arbitrary weights, in chunks; and forward-only values of f on the path. This is exact IG for any quadrature rule:
+    phi_i = (x_i - x'_i) * sum_j w_j grad_i(a_j)."""
+
+    def __init__(self, objective: Any, inputs: tuple[torch.Tensor, torch.Tensor],
+                 base: tuple[torch.Tensor, torch.Tensor], chunk: int):
+        self.objective = objective
+        self.inputs, self.base, self.chunk = inputs, base, chunk
+        self.diff = (inputs[0] - base[0], inputs[1] - base[1])
+        self.gradient_evals = 0
+        self.forward_evals = 0
+        self._f_cache: dict[float, float] = {}
+
+    def _path(self, alphas: torch.Tensor, which: int) -> torch.Tensor:
+        a = alphas.to(self.base[which].dtype).view(-1, 1, 1)
+        return self.base[which] + a * self.diff[which]
+
+    def gradient_sums(self, alphas: np.ndarray, weights: np.ndarray) -> _PanelSums:
+        """sum_j w_j df/dx(a_j) for s+ and s- ([T, D] each, fp32), and sum_j w_j g(a_j)."""
+        sums = [torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
+        a_all = torch.as_tensor(np.asarray(alphas), dtype=torch.float64)
+        w_all = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        for start in range(0, len(a_all), self.chunk):
+            a = a_all[start:start + self.chunk]
+            w = w_all[start:start + self.chunk].to(sums[0].device).view(-1, 1, 1)
+            plus = self._path(a, 0).requires_grad_(True)
+            minus = self._path(a, 1).requires_grad_(True)
+            values = self.objective(plus, minus)
+            grads = torch.autograd.grad(values.sum(), (plus, minus))
+            for k in (0, 1):
+                sums[k] += (w * grads[k].float()).sum(dim=0)
+            self.gradient_evals += len(a)
+        integral = float(sum((s * d[0].float()).sum() for s, d in zip(sums, self.diff)))
+        return _PanelSums(sums[0], sums[1], integral)
+
+    def values(self, alphas: list[float]) -> list[float]:
+        """f at each alpha (forward only; values already computed are reused)."""
+        todo = sorted({a for a in alphas if a not in self._f_cache})
+        with torch.no_grad():
+            for start in range(0, len(todo), max(self.chunk, 1) * 2):
+                part = todo[start:start + self.chunk * 2]
+                a = torch.tensor(part, dtype=torch.float64)
+                out = self.objective(self._path(a, 0), self._path(a, 1))
+                self._f_cache.update(zip(part, out.float().tolist()))
+                self.forward_evals += len(part)
+        return [self._f_cache[a] for a in alphas]
+
+
+@dataclass
+class IntegrationOutcome:
+    """What an IG integration produced: gradient sums over the final rule and how it got there."""
+
+    grad_plus: torch.Tensor
+    grad_minus: torch.Tensor
+    f_input: float
+    f_baseline: float
+    panels: list[Panel]
+    gradient_evals: int
+    forward_evals: int
+    panel_errors: list[float] | None
+
+
+def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tensor, torch.Tensor]
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple((s * d[0].float()).sum(dim=-1).cpu() for s, d in zip(outcome_sums, diff))  # type: ignore[return-value]
+
+
+def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
+    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|; or, for a gap near 0 (where that ratio
+    explodes), |delta| <= (tolerance / 5) * sum |phi| and |delta| <= tolerance in nats (at the default 5%: 1% of the
+    score mass and 0.05 nats). The absolute floor matters: an unconverged rule inflates sum |phi| itself (Gemma-3,
+    32 Gauss-Legendre points: delta 163% of the gap but 1.5% of sum |phi|)."""
+    if abs(delta) <= tolerance * abs(gap):
+        return True
+    return abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance
+
+
+def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,
+              max_points: int | None = None) -> IntegrationOutcome:
+    """Run the rule `panels`; with a tolerance, split the panel with the largest own completeness error
+    (f(hi) - f(lo) against its quadrature) until within_tolerance holds or the next split would pass `max_points`
+    gradient evaluations. Panels that are not split keep their gradients."""
+    sums = {p: integrator.gradient_sums(*p.nodes()) for p in panels}
+    f_base, f_input = integrator.values([0.0, 1.0])
+    gap = f_input - f_base
+    panel_errors = None
+
+    def state() -> tuple[float, float]:
+        gp = sum(sums[p].grad_plus for p in panels)
+        gm = sum(sums[p].grad_minus for p in panels)
+        phi_p, phi_m = _phi((gp, gm), integrator.diff)
+        return sum(sums[p].integral for p in panels) - gap, float(phi_p.abs().sum() + phi_m.abs().sum())
+
+    if tolerance is not None:
+        cap = max_points if max_points is not None else MAX_STEPS
+        delta, total_abs = state()
+        while not within_tolerance(delta, gap, total_abs, tolerance):
+            edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
+            f_at = dict(zip(edges, integrator.values(edges)))
+            errors = {p: sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels}
+            worst = max(panels, key=lambda p: abs(errors[p]))
+            if integrator.gradient_evals + 2 * worst.n > cap:
+                break
+            halves = worst.split()
+            i = panels.index(worst)
+            panels = panels[:i] + list(halves) + panels[i + 1:]
+            del sums[worst]
+            for half in halves:
+                sums[half] = integrator.gradient_sums(*half.nodes())
+            delta, total_abs = state()
+        edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
+        f_at = dict(zip(edges, integrator.values(edges)))
+        panel_errors = [sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels] if len(panels) > 1 else None
+    return IntegrationOutcome(
+        grad_plus=sum(sums[p].grad_plus for p in panels), grad_minus=sum(sums[p].grad_minus for p in panels),
+        f_input=f_input, f_baseline=f_base, panels=panels, gradient_evals=integrator.gradient_evals,
+        forward_evals=integrator.forward_evals, panel_errors=panel_errors,
+    )
+
+
 def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target: Target = "sequence",
-                      baseline: Baseline = "zero", points: IntegrationPoints = "gauss-legendre",
-                      chunk_size: int | None = None) -> AttributionResult:
-    """Contrastive IG for an already-encoded example."""
+                      baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
+                      chunk_size: int | None = None, tolerance: float | None = None,
+                      max_points: int | None = None, share_prompt: bool = False) -> AttributionResult:
+    """Contrastive IG for an already-encoded example.
+
+    Args:
+        lm: a loaded model (grains.load_model).
+        example: the encoded prompt, chosen and rejected answers.
+        steps: gradient evaluations of the starting rule.
+        target: "sequence" (whole response) or "last" (last response token).
+        baseline: "zero" or "pad" (BOS and template specials keep their real embeddings).
+        points: integration rule: "graded" (log-spaced near a = 0, Gauss-Legendre above), "gauss-legendre", "midpoint".
+        chunk_size: points per batch (default: sized to free memory).
+        tolerance: if given, refine until within_tolerance(delta, ...) holds or `max_points` is reached.
+        max_points: cap on gradient evaluations in tolerance mode (default 4 * steps, at most MAX_STEPS).
+        share_prompt: run the prompt once per point for s+ and s- (SharedPromptObjective; text models only). The
+            prompt scores then sit on s+ (their s+ and s- parts summed), the s- prompt scores are 0.
+
+    Returns:
+        The AttributionResult, with the points used and the delta reached.
+    """
     _check_settings(steps, target, baseline, points)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("The chunk size must be a positive whole number.")
-    objective = ContrastiveObjective(lm, example, target)
+    tolerance, cap = _check_tolerance(tolerance, max_points, steps)
+    if share_prompt and (lm.is_vlm or example.extras):
+        raise InputError("Sharing the prompt between s+ and s- is for text models only.")
+    objective = (SharedPromptObjective if share_prompt else ContrastiveObjective)(lm, example, target)
     inputs = input_embeddings(lm, example)
     base = baseline_embeddings(lm, example, inputs, baseline)
     chunk = chunk_size or choose_chunk_size(lm, example, steps)
     start = time.perf_counter()
     with oom_guard("attribution", "use fewer IG steps or a smaller chunk size."):
-        ig = IntegratedGradients(objective, multiply_by_inputs=True)
-        attr_plus, attr_minus = ig.attribute(
-            inputs, baselines=base, n_steps=steps, method=_CAPTUM_METHODS[points], internal_batch_size=chunk
-        )
-        with torch.no_grad():
-            f_values = objective(torch.cat([inputs[0], base[0]]), torch.cat([inputs[1], base[1]]))
+        integrator = PathIntegrator(objective, inputs, base, chunk)
+        outcome = integrate(integrator, make_panels(steps, points), tolerance, cap)
     seconds = time.perf_counter() - start
-    phi_plus = attr_plus[0].float().sum(dim=-1).cpu()
-    phi_minus = attr_minus[0].float().sum(dim=-1).cpu()
-    f_input, f_base = float(f_values[0]), float(f_values[1])
+    phi_plus, phi_minus = _phi((outcome.grad_plus, outcome.grad_minus), integrator.diff)
+    f_input, f_base = outcome.f_input, outcome.f_baseline
     delta = float(phi_plus.sum() + phi_minus.sum()) - (f_input - f_base)
     p = example.prompt_len
     prompt_scores = (phi_plus[:p] + phi_minus[:p]).tolist()
@@ -253,34 +464,50 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
         plus_tokens=example.sequence_tokens("plus"), plus_scores=phi_plus.tolist(),
         minus_tokens=example.sequence_tokens("minus"), minus_scores=phi_minus.tolist(), prompt_len=p,
         f_input=f_input, f_baseline=f_base, delta=delta, steps=steps, target=target, baseline=baseline,
-        points=points, chunk_size=chunk, seconds=seconds,
+        points=points, chunk_size=chunk, seconds=seconds, tolerance=tolerance,
+        points_used=sum(panel.n for panel in outcome.panels), gradient_evals=outcome.gradient_evals,
+        forward_evals=outcome.forward_evals,
+        panel_error=None if outcome.panel_errors is None else float(sum(abs(e) for e in outcome.panel_errors)),
     )
 
 
-def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = 20,
-              target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = "gauss-legendre",
-              chunk_size: int | None = None, prompt_format: str | None = None) -> AttributionResult:
+def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = DEFAULT_STEPS,
+              target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
+              chunk_size: int | None = None, tolerance: float | None = DEFAULT_TOLERANCE,
+              max_points: int | None = None, prompt_format: str | None = None,
+              steering: Any = None) -> AttributionResult:
     """Contrastive IG of log P(chosen | prompt) - log P(rejected | prompt) over the input tokens.
 
     Args:
-        lm: the loaded model.
+        lm: a loaded model (grains.load_model).
         prompt: the prompt as the user wrote it.
         chosen: the preferred answer.
         rejected: the dispreferred answer.
-        image: an image for a VLM.
-        steps: integration points.
+        image: a PIL image for a vision-language model.
+        steps: gradient evaluations of the starting rule.
         target: "sequence" (whole response) or "last" (last response token).
-        baseline: "zero" or "pad" embeddings.
-        points: "gauss-legendre" or "midpoint".
-        chunk_size: IG points per forward pass (default: chosen by memory).
+        baseline: "zero" or "pad".
+        points: integration rule ("graded", "gauss-legendre", "midpoint").
+        chunk_size: points per batch (default: sized to free memory).
+        tolerance: refine until |delta| <= tolerance * |f(x) - f(x')| (or tolerance / 5 * sum |phi|); None: the
+            fixed rule of `steps` points only.
+        max_points: cap on gradient evaluations when refining (default 4 * steps).
         prompt_format: "raw", "qa" or "chat" for this call (default: the model's).
+        steering: a `grains.Steering`: attribute the steered model (the hook is on during every IG point), so its
+            heatmap can be set beside the unsteered one.
 
     Returns:
-        The AttributionResult; its `prompt_text` is the exact text the model saw.
+        The AttributionResult (scores, delta, points used, seconds); `prompt_text` is the exact text the model saw.
     """
     lm = lm.with_format(prompt_format)
+    if steering is not None:
+        with lm.lock, steering.apply(lm):
+            result = attribute(lm, prompt, chosen, rejected, image, steps, target, baseline, points, chunk_size,
+                               tolerance, max_points)
+        result.extra["steering"] = steering.to_dict()
+        return result
     example = encode_example(lm, prompt, chosen, rejected, image=image)
-    result = attribute_example(lm, example, steps, target, baseline, points, chunk_size)
+    result = attribute_example(lm, example, steps, target, baseline, points, chunk_size, tolerance, max_points)
     if lm.is_vlm:
         lm.adapter.attach_image_scores(result, example)
     return result

@@ -41,6 +41,7 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "pair_ratio": ("<=", 1.3, "steered+unsteered in one call / one unsteered row"),
     "hook_overhead": ("<=", 1.05, "steered generation / unsteered, same length"),
     "ig_scaling_exponent": ("<=", 1.3, "slope of log IG time vs log prompt tokens"),
+    "converged_engine_vs_reference": ("<=", 1 / 3, "engine converged (defaults) / reference loop at 20 points"),
 }
 
 # The example every IG measurement uses (TruthfulQA's first question, best vs first incorrect answer).
@@ -53,10 +54,12 @@ SCALING_TOKENS = (32, 64, 128, 256)
 def _settings(quick: bool, steps: int | None) -> dict[str, Any]:
     """Sizes of every measurement. Quick keeps the reference loop short (it costs ~4 s per point on 2 cores)."""
     if quick:
-        out = {"ig_steps": 8, "ig_order": "OR", "gen_tokens": 16, "gen_rounds": 2, "scaling_steps": 2,
+        out = {"ig_steps": 8, "ig_order": "OR", "reference_steps": 20, "captum_steps": 50,
+               "gen_tokens": 16, "gen_rounds": 2, "scaling_steps": 2,
                "scaling_rounds": 1, "build_examples": 1, "build_steps": 16, "eval_questions": 2}
     else:
-        out = {"ig_steps": 20, "ig_order": "ORRO", "gen_tokens": 32, "gen_rounds": 5, "scaling_steps": 6,
+        out = {"ig_steps": 20, "ig_order": "ORRO", "reference_steps": 20, "captum_steps": 50,
+               "gen_tokens": 32, "gen_rounds": 5, "scaling_steps": 6,
                "scaling_rounds": 2, "build_examples": 4, "build_steps": 16, "eval_questions": 10}
     if steps is not None:
         out["ig_steps"] = int(steps)
@@ -142,9 +145,10 @@ def _probe(spec: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> tuple[list[float], float, int]:  # scores, seconds, chunk size
         if spec["impl"] == "reference":
-            ref = reference_attribute(lm, example, steps=steps)
+            ref = reference_attribute(lm, example, steps=steps, points=spec.get("points", "graded"))
             return ref.plus_scores + ref.minus_scores, ref.seconds, 1
-        res = attribute_example(lm, example, steps=steps, chunk_size=spec.get("chunk_size"))
+        res = attribute_example(lm, example, steps=steps, chunk_size=spec.get("chunk_size"),
+                                points=spec.get("points", "graded"))
         return res.plus_scores + res.minus_scores, res.seconds, res.chunk_size
 
     with _peak_rss() as peak:
@@ -184,6 +188,105 @@ def _run_probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- in-process measurements
+
+
+def _relative(delta: float, gap: float) -> float:
+    return abs(delta) / max(abs(gap), 1e-8)
+
+
+def captum_layer_ig(lm: Any, example: Any, n_steps: int = 50, target: str = "sequence") -> dict[str, Any]:
+    """captum's own LayerIntegratedGradients on the embedding layer (as captum's LLM tutorials use it) at its
+    default Gauss-Legendre rule, on the same contrastive objective and zero baseline (BOS/specials kept) as the
+    engine. The ids of s+ and s- go in as one row; a thin module looks them up (one embedding call, so captum can
+    patch its output) and maps the baseline's sentinel id to a zero vector."""
+    from captum.attr import LayerIntegratedGradients
+
+    from grains.attribution import ContrastiveObjective
+
+    objective = ContrastiveObjective(lm, example, target)
+    plus_ids, minus_ids = example.sequence_ids("plus"), example.sequence_ids("minus")
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    ids = torch.tensor([plus_ids + minus_ids], device=lm.adapter.input_device)
+    keep = torch.cat([example.keep_mask("plus"), example.keep_mask("minus")]).to(ids.device)
+    base_ids = torch.where(keep, ids, torch.full_like(ids, vocab))  # sentinel: zero embedding
+
+    class _Lookup(torch.nn.Module):
+        def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+            emb = lm.adapter.embed_ids(token_ids.clamp(max=vocab - 1), None)
+            return emb * (token_ids < vocab).unsqueeze(-1).to(emb.dtype)
+
+    lookup = _Lookup()
+    n_plus = len(plus_ids)
+
+    def forward(token_ids: torch.Tensor) -> torch.Tensor:
+        emb = lookup(token_ids)
+        return objective(emb[:, :n_plus], emb[:, n_plus:])
+
+    start = time.perf_counter()
+    lig = LayerIntegratedGradients(forward, lookup)
+    attr = lig.attribute(ids, baselines=base_ids, n_steps=n_steps, method="gausslegendre",
+                         internal_batch_size=n_steps)
+    with torch.no_grad():
+        f = forward(torch.cat([ids, base_ids]))
+    seconds = time.perf_counter() - start
+    phi = attr[0].float().sum(-1)
+    gap = float(f[0] - f[1])
+    delta = float(phi.sum()) - gap
+    return {"seconds": seconds, "points": n_steps, "delta": delta, "relative_delta": _relative(delta, gap)}
+
+
+def bench_time_to_converged(lm: Any, example: Any, reference_steps: int = 20, captum_steps: int = 50,
+                            progress: Progress | None = None) -> dict[str, Any]:
+    """Time to a converged attribution: the engine at its defaults (graded rule, tolerance mode) against the
+    reference loop at its shipped 20 Gauss-Legendre points and captum's LayerIntegratedGradients at 50 steps, each
+    with the relative delta it reached (|delta| / |f(x) - f(x')|)."""
+    from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE, attribute_example
+    from grains.bench_reference import reference_attribute
+
+    say = progress or (lambda _msg: None)
+    ours = attribute_example(lm, example, steps=DEFAULT_STEPS, tolerance=DEFAULT_TOLERANCE)
+    out: dict[str, Any] = {"engine": {
+        "seconds": ours.seconds, "relative_delta": ours.relative_delta, "abs_relative_delta": ours.abs_relative_delta,
+        "converged": ours.converged, "gradient_evals": ours.gradient_evals, "forward_evals": ours.forward_evals,
+        "points": f"graded {DEFAULT_STEPS} + tolerance {DEFAULT_TOLERANCE:g}"}}
+    say(f"  engine (defaults): {ours.seconds:.1f} s, delta {ours.relative_delta:.1%}, "
+        f"{ours.gradient_evals} gradient points")
+    ref = reference_attribute(lm, example, steps=reference_steps, points="gauss-legendre")
+    gap = ref.f_input - ref.f_baseline
+    out["reference"] = {"seconds": ref.seconds, "relative_delta": _relative(ref.delta, gap),
+                        "points": f"gauss-legendre {reference_steps}"}
+    say(f"  reference loop ({reference_steps} GL points): {ref.seconds:.1f} s, delta {_relative(ref.delta, gap):.1%}")
+    try:
+        cap = captum_layer_ig(lm, example, n_steps=captum_steps)
+        cap["points"] = f"captum LayerIntegratedGradients {captum_steps}"
+        out["captum"] = cap
+        say(f"  captum LayerIG ({captum_steps} steps): {cap['seconds']:.1f} s, delta {cap['relative_delta']:.1%}")
+    except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, not fatal
+        out["captum"] = {"error": f"{type(exc).__name__}: {exc}"}
+    out["inseq"] = {"error": "not a peer: inseq==0.7.1 installs beside the pins and imports on transformers 5, but "
+                             "its contrastive attribution refuses Integrated Gradients (ValueError: 'methods "
+                             "expanding inputs to multiple steps (e.g. Integrated Gradients) are not yet supported "
+                             "for contrastive attribution')"}
+    out["engine_vs_reference"] = ours.seconds / ref.seconds
+    if "seconds" in out["captum"]:
+        out["engine_vs_captum"] = ours.seconds / out["captum"]["seconds"]
+    return out
+
+
+def bench_build_throughput(lm: Any, pairs: list[Any], before_steps: int, after_steps: int) -> dict[str, float]:
+    """Examples per minute of vector building (attribution + top-k + ablation, no cross-validation) with the
+    attribution points build used before (`before_steps`) and uses now (`after_steps`). The cost per example
+    follows the number of gradient points, not which rule places them."""
+    from grains.build import build_vector
+
+    out = {}
+    for name, steps in (("before", before_steps), ("after", after_steps)):
+        start = time.perf_counter()
+        build_vector(lm, pairs, method="grains", k=5, steps=steps, select=False)
+        out[f"{name}_examples_per_minute"] = 60 * len(pairs) / (time.perf_counter() - start)
+        out[f"{name}_steps"] = steps
+    return out
+
 
 
 def _median(values: list[float]) -> float:
@@ -418,6 +521,22 @@ def _run_bench(model: str, quick: bool, progress: Progress | None, device: str |
     questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"],
                                 limit=max(cfg["eval_questions"], cfg["build_examples"]))
 
+    with section("converged", "time to a converged attribution: engine defaults vs reference loop (20 points) vs "
+                              "captum LayerIntegratedGradients (50 steps) ..."):
+        from grains.encoding import encode_example
+
+        ig_example = encode_example(lm, IG_PROMPT, IG_CHOSEN, IG_REJECTED)
+        converged = bench_time_to_converged(lm, ig_example, reference_steps=cfg["reference_steps"],
+                                            captum_steps=cfg["captum_steps"], progress=section.say)
+    result["converged"] = converged
+    result["converged_engine_vs_reference"] = converged["engine_vs_reference"]
+
+    with section("build_throughput", "build throughput before/after (no cross-validation) ..."):
+        from grains.build import BUILD_STEPS
+
+        pairs = truthfulqa_to_pairs(questions[: cfg["build_examples"]])
+        result["build_throughput"] = bench_build_throughput(lm, pairs, before_steps=16, after_steps=BUILD_STEPS)
+
     vector = None
     with section("build", f"vector building ({cfg['build_examples']} examples, {cfg['build_steps']} points) ..."):
         try:
@@ -499,7 +618,7 @@ def format_table(result: dict[str, Any]) -> str:
         ("ig_peak_extra_mb", "MB"), ("ig_reference_peak_extra_mb", "MB"), ("ig_memory_ratio", ""),
         ("single_seconds", "s"), ("steered_seconds", "s"), ("pair_seconds", "s"), ("sequential_seconds", "s"),
         ("pair_ratio", ""), ("hook_overhead", ""), ("build_seconds_per_example", "s"),
-        ("eval_seconds_per_question", "s"), ("ig_scaling_exponent", ""),
+        ("eval_seconds_per_question", "s"), ("ig_scaling_exponent", ""), ("converged_engine_vs_reference", ""),
     ]
     targets = result.get("targets", {})
     lines.append(f"{'metric':30s} {'value':>10s}  {'target':10s} status")
@@ -508,6 +627,22 @@ def format_table(result: dict[str, Any]) -> str:
         status = "" if target is None else ("met" if target["met"] else "MISSED")
         value = _fmt(result.get(key)) + (f" {unit}" if unit else "")
         lines.append(f"{key:30s} {value:>10s}  {target['target'] if target else '':10s} {status}")
+    conv = result.get("converged")
+    if conv:
+        lines.append("")
+        lines.append("time to a converged attribution (relative delta reached):")
+        for name in ("engine", "reference", "captum", "inseq"):
+            row = conv.get(name, {})
+            if "seconds" in row:
+                lines.append(f"  {name:10s} {row['seconds']:8.1f} s  delta {row['relative_delta']:7.1%}  "
+                             f"{row['points']}")
+            else:
+                lines.append(f"  {name:10s} {row.get('error', 'n/a')}")
+    thr = result.get("build_throughput")
+    if thr:
+        lines.append(f"build throughput: {thr['before_examples_per_minute']:.2f} examples/min at "
+                     f"{thr['before_steps']} points before, {thr['after_examples_per_minute']:.2f} at "
+                     f"{thr['after_steps']} now")
     sc = result["scaling"]
     lines.append("")
     lines.append(f"IG time vs prompt tokens ({sc.get('steps', '?')} points): " + ", ".join(

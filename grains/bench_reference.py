@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from grains.encoding import EncodedExample
+from grains.quadrature import RULES
+from grains.quadrature import integration_points as quadrature_points
 
 
 @dataclass
@@ -37,13 +38,11 @@ class ReferenceResult:
 
 
 def integration_points(steps: int, points: str = "gauss-legendre") -> tuple[list[float], list[float]]:
-    """(alphas, weights) on [0, 1]: Gauss-Legendre nodes, or midpoints with equal weights (as captum uses them)."""
-    if points == "gauss-legendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return (0.5 * (1 + nodes)).tolist(), (0.5 * weights).tolist()
-    if points == "midpoint":
-        return [(i + 0.5) / steps for i in range(steps)], [1.0 / steps] * steps
-    raise ValueError(f"unknown integration points {points!r}")
+    """(alphas, weights) on [0, 1] of a named rule: Gauss-Legendre nodes, midpoints with equal weights, or the
+    engine's graded rule (grains.quadrature), so the loop can be run on the engine's own nodes."""
+    if points not in RULES:
+        raise ValueError(f"unknown integration points {points!r}")
+    return quadrature_points(steps, points)
 
 
 def _sequence_logprob(model: torch.nn.Module, embeds: torch.Tensor, ids: list[int], prompt_len: int,
@@ -56,7 +55,8 @@ def _sequence_logprob(model: torch.nn.Module, embeds: torch.Tensor, ids: list[in
 
 
 def reference_attribute(lm, example: EncodedExample, steps: int = 20, target: str = "sequence",
-                        baseline: str = "zero", points: str = "gauss-legendre") -> ReferenceResult:
+                        baseline: str = "zero", points: str = "gauss-legendre",
+                        nodes: tuple[list[float], list[float]] | None = None) -> ReferenceResult:
     """Contrastive IG of f = log P(chosen | prompt) - log P(rejected | prompt), one point and one backward at a time.
 
     Weights are switched to requires_grad=True for the duration (as a training-style script leaves them) and back
@@ -77,7 +77,7 @@ def reference_attribute(lm, example: EncodedExample, steps: int = 20, target: st
             keep = example.keep_mask(which).to(emb.device)  # BOS and template specials stay real
             base[0, keep] = emb[0, keep]
             inputs[which], bases[which] = emb, base
-    alphas, weights = integration_points(steps, points)
+    alphas, weights = nodes if nodes is not None else integration_points(steps, points)
     params = list(model.parameters())
     was_frozen = [not p.requires_grad for p in params]
     start = time.perf_counter()

@@ -22,6 +22,7 @@ from grains.topk import check_k
 from grains.vectors import SteeringVector
 
 DEFAULT_STRENGTHS = (0.1, 0.25, 0.5, 1.0)
+BUILD_STEPS = 16  # graded-rule points for top-k selection (see benchmarks/README.md, "points top-k needs")
 
 
 def default_layers(num_layers: int, count: int = 8) -> list[int]:
@@ -59,7 +60,9 @@ def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: s
     encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected, image=resolve_image(getattr(ex, "image", None)))
     if method == "caa":
         return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
-    result = attribute_example(lm, encoded, steps=steps, target=target, baseline=baseline)  # type: ignore[arg-type]
+    # top-k selection only: a fixed graded rule, no refinement (see BUILD_STEPS)
+    result = attribute_example(lm, encoded, steps=steps, target=target, baseline=baseline,  # type: ignore[arg-type]
+                               points="graded", tolerance=None)
     selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
                                     overrides=overrides, position=position)  # type: ignore[arg-type]
     return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
@@ -70,7 +73,7 @@ def build_vector(
     examples: Sequence[Any],
     method: str = "grains",
     k: int = 5,
-    steps: int = 16,
+    steps: int = BUILD_STEPS,
     target: str = "sequence",
     baseline: str = "zero",
     position: str = "answer",

@@ -58,12 +58,17 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     from grains.attribution import attribute
 
     lm = _load(args)
+    tolerance = None if args.tolerance == 0 else args.tolerance
     result = attribute(lm, args.prompt, args.chosen, args.rejected, image=_image(args), steps=args.steps,
-                       target=args.target, baseline=args.baseline, points=args.points)
+                       target=args.target, baseline=args.baseline, points=args.points, tolerance=tolerance,
+                       max_points=args.max_points)
     data: dict[str, Any] = {
         "tokens": result.tokens, "scores": result.scores, "f_input": result.f_input,
         "f_baseline": result.f_baseline, "delta": result.delta, "relative_delta": result.relative_delta,
         "seconds": result.seconds, "target": result.target, "steps": result.steps,
+        "abs_relative_delta": result.abs_relative_delta, "converged": result.converged, "points": result.points,
+        "tolerance": result.tolerance, "points_used": result.points_used, "gradient_evals": result.gradient_evals,
+        "forward_evals": result.forward_evals, "panel_error": result.panel_error,
         "plus_tokens": result.plus_tokens, "plus_scores": result.plus_scores,
         "minus_tokens": result.minus_tokens, "minus_scores": result.minus_scores,
         "prompt_text": result.prompt_text, "prompt_format": lm.prompt_format,
@@ -74,7 +79,9 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
         data["image_share"] = result.extra.get("image_share")
     ranked = sorted(range(len(result.tokens)), key=lambda i: -abs(result.scores[i]))[:10]
     lines = [f"f(x) - f(baseline) = {result.f_input - result.f_baseline:.4f}, delta = {result.delta:.4f} "
-             f"({result.seconds:.2f} s)", "top tokens by |score|:"]
+             f"({result.relative_delta:.1%} of the gap, {result.abs_relative_delta:.1%} of sum |phi|; "
+             f"{'converged' if result.converged else 'NOT converged'}; {result.gradient_evals} gradient points, "
+             f"{result.seconds:.2f} s)", "top tokens by |score|:"]
     lines += [f"  {i:4d} {result.tokens[i]!r:>20} {result.scores[i]:+.4f}" for i in ranked]
     _emit(args, data, "\n".join(lines))
     return 0
@@ -105,7 +112,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     kind, rows = _load_rows(args.data, args.limit, args.offset)
     examples = _as_pairs(kind, rows)
     lm = _load(args)
-    progress = None if args.json or args.quiet else (lambda f, m: print(f"[{f:5.0%}] {m}", file=sys.stderr))
+    from grains.progress import ProgressBar
+
+    progress = None if args.quiet else ProgressBar()  # stderr, so it shows with --json too
     result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
                           position=args.position, content_only=not args.all_tokens, select=not args.no_select,
                           folds=args.folds, layers=args.layers, strengths=args.strengths, progress=progress,
@@ -291,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chosen", required=True)
     p.add_argument("--rejected", required=True)
     p.add_argument("--image", default=None, help="image file for a VLM")
-    p.add_argument("--steps", type=_positive_int, default=20)
+    p.add_argument("--steps", type=_positive_int, default=16, help="points of the starting integration rule")
     p.add_argument("--target", choices=["sequence", "last"], default="sequence",
                    help="whole-response log-prob (default) or the paper's last-token variant")
     p.add_argument("--baseline", choices=["zero", "pad"], default="zero")
-    p.add_argument("--points", choices=["gauss-legendre", "midpoint"], default="gauss-legendre")
+    p.add_argument("--points", choices=["graded", "gauss-legendre", "midpoint"], default="graded",
+                   help="graded: log-spaced nodes near alpha=0 joined to Gauss-Legendre above (default)")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="add points until |delta| <= tolerance * |f(x)-f(x')| (or tolerance/5 * sum |phi|); 0: off")
+    p.add_argument("--max-points", type=_positive_int, default=None,
+                   help="cap on gradient points in tolerance mode (default 4 x steps)")
     p.set_defaults(func=_cmd_attribute)
 
     p = sub.add_parser("build", help="build a steering vector from a dataset")

@@ -10,11 +10,14 @@ import numpy as np
 import torch
 
 
-def reference_ig(model, plus_ids, minus_ids, prompt_len, plus_base, minus_base, steps, embed):
-    """Contrastive IG with Gauss-Legendre points, per point, for f = log P(y+|x) - log P(y-|x) (whole response)."""
-    nodes, weights = np.polynomial.legendre.leggauss(steps)
-    alphas = (nodes + 1) / 2
-    weights = weights / 2
+def reference_ig(model, plus_ids, minus_ids, prompt_len, plus_base, minus_base, steps, embed, nodes=None):
+    """Contrastive IG, one point at a time, for f = log P(y+|x) - log P(y-|x) (whole response): Gauss-Legendre
+    points on [0, 1], or the given `nodes` = (alphas, weights) of any other rule."""
+    if nodes is None:
+        x, w = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = (x + 1) / 2, w / 2
+    else:
+        alphas, weights = nodes
     x_plus = embed(torch.tensor([plus_ids])).detach()
     x_minus = embed(torch.tensor([minus_ids])).detach()
     total_plus = torch.zeros_like(x_plus)

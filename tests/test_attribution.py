@@ -38,7 +38,8 @@ def test_completeness_with_enough_steps(target):
     # Llama and Qwen2 tiny models have smooth IG paths (the tiny Gemma-3's RMSNorm path is spiky by design).
     for name in ("tiny-random-llama", "tiny-random-qwen2"):
         lm = load_model(name)
-        result = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=128, target=target)
+        result = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=128, target=target, points="gauss-legendre",
+                           tolerance=None)
         gap = result.f_input - result.f_baseline
         total = sum(result.plus_scores) + sum(result.minus_scores)
         assert abs(gap) > 1e-3
@@ -48,14 +49,14 @@ def test_completeness_with_enough_steps(target):
 
 def test_delta_shrinks_with_more_steps():
     lm = load_model("tiny-random-llama")
-    coarse = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4)
-    fine = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=64)
+    coarse = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, tolerance=None)
+    fine = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=64, tolerance=None)
     assert abs(fine.delta) < abs(coarse.delta)
 
 
 def test_chunked_and_unchunked_agree(lm):
-    whole = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=12, chunk_size=12)
-    chunked = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=12, chunk_size=5)
+    whole = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=12, chunk_size=12, tolerance=None)
+    chunked = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=12, chunk_size=5, tolerance=None)
     assert whole.chunk_size == 12 and chunked.chunk_size == 5
     torch.testing.assert_close(torch.tensor(whole.plus_scores), torch.tensor(chunked.plus_scores), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(torch.tensor(whole.minus_scores), torch.tensor(chunked.minus_scores), atol=1e-5,
@@ -65,7 +66,7 @@ def test_chunked_and_unchunked_agree(lm):
 def test_matches_step_by_step_reference():
     lm = load_model("tiny-random-llama")
     example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
-    ours = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=10)
+    ours = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=10, points="gauss-legendre", tolerance=None)
     inputs = input_embeddings(lm, example)
     base_plus, base_minus = baseline_embeddings(lm, example, inputs, "zero")
     ref_plus, ref_minus = reference_ig(lm.model, example.sequence_ids("plus"), example.sequence_ids("minus"),
@@ -77,8 +78,8 @@ def test_matches_step_by_step_reference():
 
 def test_swapping_answers_flips_the_sign():
     lm = load_model("tiny-random-llama")
-    a = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=16)
-    b = attribute(lm, PROMPT, REJECTED, CHOSEN, steps=16)
+    a = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=16, tolerance=None)
+    b = attribute(lm, PROMPT, REJECTED, CHOSEN, steps=16, tolerance=None)
     assert a.f_input == pytest.approx(-b.f_input, abs=1e-4)
     torch.testing.assert_close(torch.tensor(a.scores), -torch.tensor(b.scores), atol=1e-4, rtol=1e-3)
 

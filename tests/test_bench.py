@@ -54,7 +54,7 @@ def test_table_shows_targets(result: dict) -> None:
 
 
 @pytest.mark.parametrize("target", ["sequence", "last"])
-@pytest.mark.parametrize("points", ["gauss-legendre", "midpoint"])
+@pytest.mark.parametrize("points", ["graded", "gauss-legendre", "midpoint"])
 def test_reference_matches_engine_in_process(target: str, points: str) -> None:
     from grains.attribution import attribute_example
     from grains.encoding import encode_example
@@ -94,3 +94,33 @@ def test_cli_arguments() -> None:
     args = parser.parse_args(["--quick", "--json", "--model", "tiny-random-llama"])
     assert args.quick and args.json and args.model == "tiny-random-llama"
     assert callable(bench_command)
+
+
+def test_time_to_converged_section(result: dict) -> None:
+    conv = result["converged"]
+    for name in ("engine", "reference", "captum"):
+        assert math.isfinite(conv[name]["seconds"]) and conv[name]["seconds"] > 0, name
+        assert math.isfinite(conv[name]["relative_delta"]), name
+    assert conv["engine"]["gradient_evals"] >= 16
+    assert "inseq" in conv
+    assert result["converged_engine_vs_reference"] == pytest.approx(
+        conv["engine"]["seconds"] / conv["reference"]["seconds"])
+    thr = result["build_throughput"]
+    assert thr["before_examples_per_minute"] > 0 and thr["after_examples_per_minute"] > 0
+    assert "time to a converged attribution" in format_table(result)
+
+
+def test_captum_layer_ig_is_the_same_integral() -> None:
+    # captum's LayerIntegratedGradients on the embedding lookup, 50 Gauss-Legendre steps, zero baseline with specials
+    # kept, must reach the engine's delta on the same 50 nodes: the same objective and the same baseline.
+    from grains.attribution import attribute_example
+    from grains.bench import captum_layer_ig
+    from grains.encoding import encode_example
+    from grains.models import load_model
+
+    lm = load_model("tiny-random-llama")
+    example = encode_example(lm, "Is the sky green?", " No, it is blue.", " Yes, it is green.")
+    theirs = captum_layer_ig(lm, example, n_steps=50)
+    ours = attribute_example(lm, example, steps=50, points="gauss-legendre")
+    assert theirs["delta"] == pytest.approx(ours.delta, abs=1e-5)
+    assert theirs["relative_delta"] == pytest.approx(ours.relative_delta, rel=1e-3, abs=1e-6)

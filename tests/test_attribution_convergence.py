@@ -1,0 +1,171 @@
+"""Integration rules, the tolerance mode and completeness: on tiny random models, and (slow) on the embedded model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grains.attribution import (
+    AttributionResult,
+    attribute,
+    attribute_example,
+    baseline_embeddings,
+    input_embeddings,
+    within_tolerance,
+)
+from grains.encoding import encode_example
+from grains.errors import InputError
+from grains.models import load_model
+from grains.quadrature import Panel, graded_panels, integration_points, make_panels, rule_nodes
+from tests.reference_impl import reference_ig
+
+PROMPT, CHOSEN, REJECTED = "What is the capital of France?", "Paris is the capital.", "London, I think."
+
+
+@pytest.mark.parametrize("rule", ["graded", "gauss-legendre", "midpoint"])
+@pytest.mark.parametrize("steps", [1, 3, 4, 12, 16, 33])
+def test_rules_have_the_asked_node_count_and_unit_weight(rule, steps):
+    alphas, weights = integration_points(steps, rule)
+    assert len(alphas) == len(weights) == steps
+    assert sum(weights) == pytest.approx(1.0, abs=1e-12)
+    assert all(0 < a < 1 for a in alphas) and all(w > 0 for w in weights)
+
+
+def test_graded_rule_reaches_far_below_gauss_legendre():
+    graded, _ = integration_points(16, "graded")
+    gl, _ = integration_points(32, "gauss-legendre")
+    assert min(gl) > 1e-3  # why fixed rules miss the RMSNorm transition
+    assert min(graded) < 1e-9 and sum(a < 1e-3 for a in graded) >= 5
+
+
+def test_graded_rule_integrates_a_log_scale_transition():
+    # g(a) = d/da tanh(log10(a) + 5): f moves by ~2 between a = 1e-7 and 1e-3, as f does on Gemma-3-270M
+    def f(a):
+        return np.tanh(np.log10(a) + 5)
+
+    def g(a):
+        return (1 - np.tanh(np.log10(a) + 5) ** 2) / (a * np.log(10))
+
+    exact = f(1.0) - (-1.0)  # f(0) = -1 (limit)
+    for rule, tol in (("graded", 0.03), ("gauss-legendre", None)):
+        alphas, weights = rule_nodes(make_panels(32, rule))
+        err = abs(float(np.sum(weights * g(alphas))) - exact) / abs(exact)
+        if tol is None:
+            assert err > 0.5  # 32 Gauss-Legendre points miss it
+        else:
+            assert err < tol
+
+
+def test_panel_split_covers_the_same_interval():
+    for panel in (Panel(1e-9, 1e-3, 2, log=True), Panel(0.05, 1.0, 4)):
+        left, right = panel.split()
+        assert left.lo == panel.lo and right.hi == panel.hi and left.hi == right.lo
+        a, w = rule_nodes([left, right])
+        assert np.sum(w) == pytest.approx(panel.hi - panel.lo, rel=1e-9)
+    assert [p.n for p in graded_panels(16)][0] == 1
+
+
+def test_graded_rule_matches_the_step_by_step_reference_on_the_same_nodes():
+    lm = load_model("tiny-random-llama")
+    example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
+    ours = attribute_example(lm, example, steps=10, points="graded")
+    inputs = input_embeddings(lm, example)
+    base_plus, base_minus = baseline_embeddings(lm, example, inputs, "zero")
+    ref_plus, ref_minus = reference_ig(lm.model, example.sequence_ids("plus"), example.sequence_ids("minus"),
+                                       example.prompt_len, base_plus, base_minus, 10, lm.model.get_input_embeddings(),
+                                       nodes=integration_points(10, "graded"))
+    torch.testing.assert_close(torch.tensor(ours.plus_scores), ref_plus, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(torch.tensor(ours.minus_scores), ref_minus, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-qwen2", "tiny-random-gemma3-text"])
+@pytest.mark.parametrize("target", ["sequence", "last"])
+def test_completeness_within_five_percent_on_tiny_models(name, target):
+    lm = load_model(name)
+    result = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=16, target=target, tolerance=0.05, max_points=256)
+    gap = result.f_input - result.f_baseline
+    total = sum(result.plus_scores) + sum(result.minus_scores)
+    assert total - gap == pytest.approx(result.delta, abs=1e-5)
+    assert result.converged, (result.relative_delta, result.abs_relative_delta, result.gradient_evals)
+    assert abs(result.delta) <= 0.05 * abs(gap) or abs(result.delta) <= 0.05
+
+
+def test_tolerance_mode_stops_once_reached():
+    lm = load_model("tiny-random-llama")
+    example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
+    fixed = attribute_example(lm, example, steps=16, points="graded")
+    loose = max(fixed.relative_delta * 1.5, 1e-3)
+    if loose >= 1:
+        pytest.fail(f"tiny llama's 16-point delta is {fixed.relative_delta:.0%}; the test needs a converging model")
+    # a tolerance the starting rule already meets: no refinement at all, same scores
+    met = attribute_example(lm, example, steps=16, points="graded", tolerance=loose)
+    assert met.gradient_evals == 16 and met.points_used == 16
+    assert met.scores == pytest.approx(fixed.scores, abs=1e-6)
+    # a tighter one: it refines, stops as soon as it is met, and says what it reached
+    tight = fixed.relative_delta / 4
+    refined = attribute_example(lm, example, steps=16, points="graded", tolerance=tight, max_points=256)
+    assert refined.gradient_evals > 16
+    assert within_tolerance(refined.delta, refined.f_input - refined.f_baseline,
+                            sum(map(abs, refined.plus_scores + refined.minus_scores)), tight)
+    # one refinement earlier it was not met: the panel split that met it was the last one
+    assert refined.gradient_evals <= 256
+
+
+@pytest.mark.parametrize("cap", [16, 20, 27])
+def test_tolerance_mode_never_exceeds_its_cap(cap):
+    lm = load_model("tiny-random-gemma3-text")
+    result = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=16, tolerance=1e-7, max_points=cap)
+    assert 16 <= result.gradient_evals <= cap
+    assert result.tolerance == 1e-7
+    assert math.isfinite(result.delta)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tolerance": 0}, "tolerance"), ({"tolerance": 1.5}, "tolerance"), ({"tolerance": "5%"}, "tolerance"),
+    ({"max_points": 8}, "cap"), ({"max_points": 100000}, "cap"), ({"points": "simpson"}, "points"),
+])
+def test_bad_tolerance_settings_are_clear_errors(kwargs, message):
+    lm = load_model("tiny-random-llama")
+    with pytest.raises(InputError, match=message):
+        attribute(lm, PROMPT, CHOSEN, REJECTED, steps=16, **kwargs)
+
+
+def test_delta_relative_to_the_score_mass():
+    base = dict(tokens=[], scores=[], offsets=[], content_mask=[], special_mask=[], image_mask=[], prompt_text="",
+                plus_tokens=["a", "b"], minus_tokens=["a", "c"], prompt_len=1, steps=4, target="sequence",
+                baseline="zero", points="graded", chunk_size=4, seconds=0.0)
+    # gap near 0: 50% of the gap, but 0.5% of the scores and 0.01 nats -> converged
+    small_gap = AttributionResult(**base, plus_scores=[1.0, -0.5], minus_scores=[0.5, -0.99], f_input=0.02,
+                                  f_baseline=0.0, delta=0.01)
+    assert small_gap.relative_delta == pytest.approx(0.5)
+    assert small_gap.abs_relative_delta == pytest.approx(0.01 / 2.99)
+    assert small_gap.converged
+    # inflated scores do not excuse a large absolute error
+    inflated = AttributionResult(**base, plus_scores=[200.0, -190.0], minus_scores=[3.0, -10.0], f_input=-3.5,
+                                 f_baseline=0.0, delta=5.7)
+    assert inflated.abs_relative_delta < 0.02 and not inflated.converged
+    ok = AttributionResult(**base, plus_scores=[1.0, 1.0], minus_scores=[0.0, 0.0], f_input=2.0, f_baseline=0.0,
+                           delta=0.09)
+    assert ok.converged and ok.to_dict()["converged"] and ok.to_dict()["abs_relative_delta"] == pytest.approx(0.045)
+
+
+@pytest.mark.slow
+def test_embedded_model_at_the_default_settings():
+    """Three shipped TruthfulQA pairs on Gemma-3-270M, whole-response target, library defaults (graded 16 points,
+    tolerance 5%, cap 64). Measured: pair 1 (watermelon) 1003% -> 87% (cap reached: not converged), pair 2
+    48% -> 1.9% (30 points). Each must beat the old default (20 Gauss-Legendre points) by 2x or be within 5%, the
+    refinement must respect its cap, and pair 2 must converge."""
+    from grains.data import load_any, truthfulqa_to_pairs
+
+    lm = load_model("gemma-3-270m")
+    _, rows = load_any("assets/data/truthfulqa.jsonl", limit=3)
+    for index, ex in enumerate(truthfulqa_to_pairs(rows)):
+        example = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
+        new = attribute_example(lm, example, steps=16, tolerance=0.05)
+        old = attribute_example(lm, example, steps=20, points="gauss-legendre")
+        assert new.gradient_evals <= 64
+        assert new.relative_delta <= 0.05 or new.relative_delta < old.relative_delta / 2, (
+            index, new.relative_delta, old.relative_delta)
+        if index == 1:
+            assert new.converged and new.relative_delta <= 0.05, new.relative_delta
