@@ -15,8 +15,8 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
   That gain is a best of 42 and is biased upwards, so it is not the estimate.
 - `heldout` (estimate): each method's pick, on the 40 held-out neutral prompts (assets/data/
   neutral_prompts_heldout.jsonl, never used to build or pick), with the mean gain, a 95% bootstrap interval, the
-  exact sign test and the fluency measures. The first three prompts are also generated through `grains.generate_pair`
-  and compared with the batched texts.
+  exact sign test and the fluency measures (one JSON file per method). The first three prompts are also generated
+  through `grains.generate_pair` and compared with the batched texts.
 
 Speed: a generate call per prompt holds the unsteered row and one row per cell (the library's `grains.steering.steer`
 hook on that row only, via its `rows` mask), so one prompt costs one batched generation instead of 42 paired ones;
@@ -159,7 +159,6 @@ def run_heldout(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     lm = load_lm()
     prompts = read_prompts("neutral_prompts_heldout.jsonl")
-    report: dict[str, Any] = {"prompts": prompts, "methods": {}}
     for method in args.methods.split(","):
         grid = json.loads((workdir / f"grid_{method}.json").read_text())
         if grid["pick"] is None:
@@ -178,13 +177,13 @@ def run_heldout(args: argparse.Namespace) -> int:
             pair = grains.generate_pair(lm, prompt, vector, layer=cell[0], strength=cell[1],
                                         settings=grains.GenerationSettings(max_new_tokens=NEW_TOKENS))
             checks.append(pair.unsteered == batched[0] and pair.steered == batched[1])
-        report["methods"][method] = {"layer": cell[0], "strength": cell[1], "rows": grid["rows"],
-                                     "steps": grid["steps"], **measure(unsteered, steered, lm.tokenizer),
-                                     "generate_pair_matches": f"{sum(checks)}/{len(checks)}",
-                                     "unsteered": unsteered, "steered": steered}
-    path = workdir / "heldout.json"
-    path.write_text(json.dumps(report, indent=1))
-    log(f"saved {path}")
+        result = {"method": method, "layer": cell[0], "strength": cell[1], "rows": grid["rows"],
+                  "steps": grid["steps"], **measure(unsteered, steered, lm.tokenizer),
+                  "generate_pair_matches": f"{sum(checks)}/{len(checks)}", "prompts": prompts,
+                  "unsteered": unsteered, "steered": steered}
+        path = workdir / f"heldout_{method}.json"
+        path.write_text(json.dumps(result, indent=1))
+        log(f"saved {path}")
     return 0
 
 
@@ -218,16 +217,15 @@ def run_table(args: argparse.Namespace) -> int:
         print(f"\nUnsteered: mean VADER {u['mean_unsteered']:+.2f}, distinct-2 "
               f"{u['fluency_distinct_unsteered']:.2f}, stuck {u['fluency_stuck_unsteered']:.0%} (words), "
               f"{u['stuck_tokens_unsteered']:.0%} (tokens).")
-    path = workdir / "heldout.json"
-    if path.exists():
-        report = json.loads(path.read_text())
-        print(f"\n#### Held-out ({len(report['prompts'])} prompts)\n")
+    held = [json.loads(p.read_text()) for m in args.methods.split(",") if (p := workdir / f"heldout_{m}.json").exists()]
+    if held:
+        print(f"\n#### Held-out ({len(held[0]['prompts'])} prompts)\n")
         print("| method | layer | strength | mean VADER unsteered -> steered | gain [95% CI] | up / down / tie "
               "| sign p | distinct-2 (unst., steered, ratio) | stuck words (unst. -> steered) | stuck tokens "
               "| meets target | generate_pair check |")
         print("| --- | ---: | ---: | :---: | :---: | :---: | ---: | :---: | :---: | :---: | :---: | :---: |")
-        for method, r in report["methods"].items():
-            print(f"| {method} | {r['layer']} | {r['strength']:g} | {r['mean_unsteered']:+.2f} -> "
+        for r in held:
+            print(f"| {r['method']} | {r['layer']} | {r['strength']:g} | {r['mean_unsteered']:+.2f} -> "
                   f"{r['mean_steered']:+.2f} | {r['mean_gain']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | "
                   f"{r['positive']}/{r['negative']}/{r['ties']} | {_p(r['p_value'])} | "
                   f"{r['fluency_distinct_unsteered']:.2f}, {r['fluency_distinct_steered']:.2f}, "
