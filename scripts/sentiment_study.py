@@ -12,7 +12,7 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
   assets/data/neutral_prompts.jsonl (every third row), at every layer 6..12 x strength 0.1..0.6 and unsteered.
   A cell is *eligible* when distinct-2 of its continuations is at least 0.8x the unsteered and at most 10% of them
   are stuck in a repeated 4-gram (grains.fluency); the pick is the eligible cell with the highest mean VADER gain.
-  That gain is a best of 42 and is biased upwards, so it is not the estimate.
+  That gain is a best of N (42 cells by default) and is biased upwards, so it is not the estimate.
 - `heldout` (estimate): each method's pick, on the 40 held-out neutral prompts (assets/data/
   neutral_prompts_heldout.jsonl, never used to build or pick), with the mean gain, a 95% bootstrap interval, the
   exact sign test and the fluency measures (one JSON file per method). The first three prompts are also generated
@@ -128,7 +128,9 @@ def run_grid(args: argparse.Namespace) -> int:
     lm = load_lm()
     vector = vector_for(lm, args.method, args.rows, args.steps, workdir)
     prompts = selection_prompts(args.prompts)
-    cells = [(layer, s) for layer in LAYERS for s in STRENGTHS]
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else LAYERS
+    strengths = [float(x) for x in args.strengths.split(",")] if args.strengths else STRENGTHS
+    cells = [(layer, s) for layer in layers for s in strengths]
     texts: list[list[str]] = []
     start = time.perf_counter()
     for i, prompt in enumerate(prompts):
@@ -203,8 +205,9 @@ def run_table(args: argparse.Namespace) -> int:
             continue
         grid = json.loads(path.read_text())
         n = len(grid["prompts"])
-        print(f"\n#### {method} (rows {grid['rows']}, IG steps {grid['steps']}; {n} selection prompts; "
-              f"pick: {grid['pick']})\n")
+        steps = f", IG steps {grid['steps']}" if method == "grains" else ""
+        print(f"\n#### {method} (built from pairs 0-{grid['rows'] - 1}{steps}; {n} selection prompts; "
+              f"{len(grid['cells'])} cells; pick: {grid['pick']})\n")
         print("| layer | strength | mean gain | up / down / tie | sign p | distinct-2 ratio | stuck (words) "
               "| stuck (tokens) | fluent |")
         print("| ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: | :---: |")
@@ -244,6 +247,8 @@ def main() -> int:
     grid.add_argument("--method", choices=["caa", "grains"], required=True)
     grid.add_argument("--rows", type=int, default=160, help="first N sentiment pairs build the vector")
     grid.add_argument("--steps", type=int, default=8, help="IG steps (grains only)")
+    grid.add_argument("--layers", default="", help="comma-separated layers (default 6..12)")
+    grid.add_argument("--strengths", default="", help="comma-separated strengths (default 0.1..0.6)")
     grid.add_argument("--prompts", type=int, default=16, help="selection prompts (every third neutral prompt)")
     held = sub.add_parser("heldout", help="each method's pick on the held-out neutral prompts")
     held.add_argument("--methods", default="caa,grains")
