@@ -131,10 +131,17 @@ def run_grid(args: argparse.Namespace) -> int:
     layers = [int(x) for x in args.layers.split(",")] if args.layers else LAYERS
     strengths = [float(x) for x in args.strengths.split(",")] if args.strengths else STRENGTHS
     cells = [(layer, s) for layer in layers for s in strengths]
+    partial = workdir / f"grid_{args.method}.partial.json"
     texts: list[list[str]] = []
+    if partial.exists():  # resume an interrupted run with the same vector, prompts and cells
+        saved = json.loads(partial.read_text())
+        if saved["key"] == [args.rows, args.steps, prompts, [list(c) for c in cells]]:
+            texts = saved["texts"]
+            log(f"resuming after {len(texts)} prompts")
     start = time.perf_counter()
-    for i, prompt in enumerate(prompts):
+    for i, prompt in enumerate(prompts[len(texts):], start=len(texts)):
         texts.append(generate_cells(lm, prompt, vector, cells))
+        partial.write_text(json.dumps({"key": [args.rows, args.steps, prompts, cells], "texts": texts}))
         log(f"grid {args.method}: prompt {i + 1}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
     unsteered = [t[0] for t in texts]
     results = []
