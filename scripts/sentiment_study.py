@@ -15,7 +15,8 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
   That gain is a best of N (42 cells by default) and is biased upwards, so it is not the estimate.
 - `heldout` (estimate): each method's pick, on the 40 held-out neutral prompts (assets/data/
   neutral_prompts_heldout.jsonl, never used to build or pick), with the mean gain, a 95% bootstrap interval, the
-  exact sign test and the fluency measures (one JSON file per method). The first three prompts are also generated
+  exact sign test and the fluency measures (one JSON file per method; the picks share one generate call
+  per prompt with the unsteered row). The first three prompts are also generated
   through `grains.generate_pair` and compared with the batched texts.
 
 Speed: a generate call per prompt holds the unsteered row and one row per cell (the library's `grains.steering.steer`
@@ -85,15 +86,20 @@ def vector_for(lm: Any, method: str, rows: int, steps: int, workdir: Path) -> An
 
 def generate_cells(lm: Any, prompt: str, vector: Any, cells: list[tuple[int, float]]) -> list[str]:
     """Greedy continuations of `prompt`: row 0 unsteered, row i steered at cells[i-1], all in one generate call."""
+    return generate_rows(lm, prompt, [(vector, layer, strength) for layer, strength in cells])
+
+
+def generate_rows(lm: Any, prompt: str, steerings: list[tuple[Any, int, float]]) -> list[str]:
+    """Row 0 unsteered, row i steered with steerings[i-1] = (vector, layer, strength), in one generate call."""
     import torch
 
     from grains.steering import steer
 
     enc = lm.encode_prompt(prompt)
-    batch = len(cells) + 1
+    batch = len(steerings) + 1
     ids = torch.tensor([enc.ids] * batch, dtype=torch.long)
     with lm.lock, ExitStack() as stack, torch.no_grad():
-        for i, (layer, strength) in enumerate(cells):
+        for i, (vector, layer, strength) in enumerate(steerings):
             rows = [False] * batch
             rows[i + 1] = True
             stack.enter_context(steer(lm, vector, layer, strength, rows=rows))
@@ -168,25 +174,34 @@ def run_heldout(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     lm = load_lm()
     prompts = read_prompts("neutral_prompts_heldout.jsonl")
+    picks = []
     for method in args.methods.split(","):
-        grid = json.loads((workdir / f"grid_{method}.json").read_text())
+        path = workdir / f"grid_{method}.json"
+        if not path.exists():
+            log(f"{method}: no grid results; skipped")
+            continue
+        grid = json.loads(path.read_text())
         if grid["pick"] is None:
             log(f"{method}: no fluent cell in the grid; nothing to evaluate")
             continue
         vector = vector_for(lm, method, grid["rows"], grid["steps"], workdir)
-        cell = (grid["pick"]["layer"], grid["pick"]["strength"])
-        texts = []
-        start = time.perf_counter()
-        for i, prompt in enumerate(prompts):
-            texts.append(generate_cells(lm, prompt, vector, [cell]))
-            log(f"held-out {method} {cell}: prompt {i + 1}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
-        unsteered, steered = [t[0] for t in texts], [t[1] for t in texts]
+        picks.append((method, grid, vector, grid["pick"]["layer"], grid["pick"]["strength"]))
+    # every method's pick rides in the same generate call as one unsteered row: the prompts' texts are shared
+    texts = []
+    start = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        texts.append(generate_rows(lm, prompt, [(v, layer, s) for _, _, v, layer, s in picks]))
+        log(f"held-out: prompt {i + 1}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
+    (workdir / "heldout_texts.json").write_text(json.dumps({"picks": [p[0] for p in picks], "texts": texts}))
+    unsteered = [t[0] for t in texts]
+    for k, (method, grid, vector, layer, strength) in enumerate(picks):
+        steered = [t[k + 1] for t in texts]
         checks = []
         for prompt, batched in zip(prompts[: args.check], texts):
-            pair = grains.generate_pair(lm, prompt, vector, layer=cell[0], strength=cell[1],
+            pair = grains.generate_pair(lm, prompt, vector, layer=layer, strength=strength,
                                         settings=grains.GenerationSettings(max_new_tokens=NEW_TOKENS))
-            checks.append(pair.unsteered == batched[0] and pair.steered == batched[1])
-        result = {"method": method, "layer": cell[0], "strength": cell[1], "rows": grid["rows"],
+            checks.append(pair.unsteered == batched[0] and pair.steered == batched[k + 1])
+        result = {"method": method, "layer": layer, "strength": strength, "rows": grid["rows"],
                   "steps": grid["steps"], **measure(unsteered, steered, lm.tokenizer),
                   "generate_pair_matches": f"{sum(checks)}/{len(checks)}", "prompts": prompts,
                   "unsteered": unsteered, "steered": steered}
