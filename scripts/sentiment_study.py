@@ -192,7 +192,8 @@ def run_heldout(args: argparse.Namespace) -> int:
     for i, prompt in enumerate(prompts):
         texts.append(generate_rows(lm, prompt, [(v, layer, s) for _, _, v, layer, s in picks]))
         log(f"held-out: prompt {i + 1}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
-    (workdir / "heldout_texts.json").write_text(json.dumps({"picks": [p[0] for p in picks], "texts": texts}))
+    backup = workdir / f"heldout_texts_{args.methods.replace(',', '_')}.json"
+    backup.write_text(json.dumps({"picks": [p[0] for p in picks], "texts": texts}))
     unsteered = [t[0] for t in texts]
     for k, (method, grid, vector, layer, strength) in enumerate(picks):
         steered = [t[k + 1] for t in texts]
