@@ -10,8 +10,9 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
 
 - `grid` (selection): greedy 30-token continuations of `--prompts` neutral prompts taken from
   assets/data/neutral_prompts.jsonl (every third row), at every layer 6..12 x strength 0.1..0.6 and unsteered.
-  A cell is *eligible* when distinct-2 of its continuations is at least 0.8x the unsteered and at most 10% of them
-  are stuck in a repeated 4-gram (grains.fluency); the pick is the eligible cell with the highest mean VADER gain.
+  A cell is *selectable* when distinct-2 of its continuations is at least 0.8x the unsteered and no more of them
+  are stuck in a repeated 4-gram (grains.fluency) than the larger of 10% and the unsteered share (the base model's
+  greedy text loops by itself); the pick is the selectable cell with the highest mean VADER gain.
   That gain is a best of N (42 cells by default) and is biased upwards, so it is not the estimate.
 - `heldout` (estimate): each method's pick, on the 40 held-out neutral prompts (assets/data/
   neutral_prompts_heldout.jsonl, never used to build or pick), with the mean gain, a 95% bootstrap interval, the
@@ -125,6 +126,20 @@ def measure(unsteered: list[str], steered: list[str], tokenizer: Any) -> dict[st
     return out
 
 
+def selectable(cell: dict[str, Any]) -> bool:
+    """Fluent enough to be picked: distinct-2 >= 0.8x unsteered, and no more outputs stuck than the larger of 10%
+    and the unsteered share (greedy base-model text often loops by itself; steering must not add loops)."""
+    ratio = cell["fluency_distinct_ratio"]
+    return (ratio is not None and ratio >= MIN_DISTINCT_RATIO
+            and cell["fluency_stuck_steered"] <= max(MAX_STUCK, cell["fluency_stuck_unsteered"]))
+
+
+def pick_cell(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The selectable cell with the highest mean gain (a best of len(cells)), or None."""
+    eligible = [c for c in cells if selectable(c)]
+    return max(eligible, key=lambda c: c["mean_gain"]) if eligible else None
+
+
 def run_grid(args: argparse.Namespace) -> int:
     import torch
 
@@ -154,8 +169,7 @@ def run_grid(args: argparse.Namespace) -> int:
     for j, (layer, strength) in enumerate(cells):
         steered = [t[j + 1] for t in texts]
         results.append({"layer": layer, "strength": strength, **measure(unsteered, steered, lm.tokenizer)})
-    eligible = [r for r in results if r["fluent"]]
-    pick = max(eligible, key=lambda r: r["mean_gain"]) if eligible else None
+    pick = pick_cell(results)
     out = {"method": args.method, "rows": args.rows, "steps": args.steps, "prompts": prompts, "cells": results,
            "pick": None if pick is None else {"layer": pick["layer"], "strength": pick["strength"]},
            "texts": texts, "cell_order": cells, "seconds": round(time.perf_counter() - start)}
@@ -181,11 +195,12 @@ def run_heldout(args: argparse.Namespace) -> int:
             log(f"{method}: no grid results; skipped")
             continue
         grid = json.loads(path.read_text())
-        if grid["pick"] is None:
-            log(f"{method}: no fluent cell in the grid; nothing to evaluate")
+        pick = pick_cell(grid["cells"])  # recomputed, so the rule here is the one that counts
+        if pick is None:
+            log(f"{method}: no selectable cell in the grid; nothing to evaluate")
             continue
         vector = vector_for(lm, method, grid["rows"], grid["steps"], workdir)
-        picks.append((method, grid, vector, grid["pick"]["layer"], grid["pick"]["strength"]))
+        picks.append((method, grid, vector, pick["layer"], pick["strength"]))
     # every method's pick rides in the same generate call as one unsteered row: the prompts' texts are shared
     texts = []
     start = time.perf_counter()
@@ -229,16 +244,18 @@ def run_table(args: argparse.Namespace) -> int:
         grid = json.loads(path.read_text())
         n = len(grid["prompts"])
         steps = f", IG steps {grid['steps']}" if method == "grains" else ""
+        pick = pick_cell(grid["cells"])
+        where = "none" if pick is None else f"layer {pick['layer']}, strength {pick['strength']:g}"
         print(f"\n#### {method} (built from pairs 0-{grid['rows'] - 1}{steps}; {n} selection prompts; "
-              f"{len(grid['cells'])} cells; pick: {grid['pick']})\n")
+              f"{len(grid['cells'])} cells; pick: {where})\n")
         print("| layer | strength | mean gain | up / down / tie | sign p | distinct-2 ratio | stuck (words) "
-              "| stuck (tokens) | fluent |")
+              "| stuck (tokens) | selectable |")
         print("| ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: | :---: |")
         for r in grid["cells"]:
             print(f"| {r['layer']} | {r['strength']:g} | {r['mean_gain']:+.2f} | "
                   f"{r['positive']}/{r['negative']}/{r['ties']} | {_p(r['p_value'])} | "
                   f"{_fmt(r['fluency_distinct_ratio'])} | {r['fluency_stuck_steered']:.0%} | "
-                  f"{r['stuck_tokens_steered']:.0%} | {'yes' if r['fluent'] else 'no'} |")
+                  f"{r['stuck_tokens_steered']:.0%} | {'yes' if selectable(r) else 'no'} |")
         u = grid["cells"][0]
         print(f"\nUnsteered: mean VADER {u['mean_unsteered']:+.2f}, distinct-2 "
               f"{u['fluency_distinct_unsteered']:.2f}, stuck {u['fluency_stuck_unsteered']:.0%} (words), "
