@@ -201,6 +201,9 @@ def run_heldout(args: argparse.Namespace) -> int:
             continue
         vector = vector_for(lm, method, grid["rows"], grid["steps"], workdir)
         picks.append((method, grid, vector, pick["layer"], pick["strength"]))
+        for extra in filter(None, args.extra.split(",")):  # named second cells, reported apart from the pick
+            layer, strength = extra.split(":")
+            picks.append((f"{method}@{layer}:{strength}", grid, vector, int(layer), float(strength)))
     # every method's pick rides in the same generate call as one unsteered row: the prompts' texts are shared
     texts = []
     start = time.perf_counter()
@@ -221,7 +224,7 @@ def run_heldout(args: argparse.Namespace) -> int:
                   "steps": grid["steps"], **measure(unsteered, steered, lm.tokenizer),
                   "generate_pair_matches": f"{sum(checks)}/{len(checks)}", "prompts": prompts,
                   "unsteered": unsteered, "steered": steered}
-        path = workdir / f"heldout_{method}.json"
+        path = workdir / f"heldout_{method.replace('@', '_at_').replace(':', '_')}.json"
         path.write_text(json.dumps(result, indent=1))
         log(f"saved {path}")
     return 0
@@ -260,7 +263,8 @@ def run_table(args: argparse.Namespace) -> int:
         print(f"\nUnsteered: mean VADER {u['mean_unsteered']:+.2f}, distinct-2 "
               f"{u['fluency_distinct_unsteered']:.2f}, stuck {u['fluency_stuck_unsteered']:.0%} (words), "
               f"{u['stuck_tokens_unsteered']:.0%} (tokens).")
-    held = [json.loads(p.read_text()) for m in args.methods.split(",") if (p := workdir / f"heldout_{m}.json").exists()]
+    held = [json.loads(p.read_text()) for m in args.methods.split(",")
+            for p in sorted(workdir.glob(f"heldout_{m}*.json")) if not p.name.startswith("heldout_texts")]
     if held:
         print(f"\n#### Held-out ({len(held[0]['prompts'])} prompts)\n")
         print("| method | layer | strength | mean VADER unsteered -> steered | gain [95% CI] | up / down / tie "
@@ -292,6 +296,7 @@ def main() -> int:
     grid.add_argument("--prompts", type=int, default=16, help="selection prompts (every third neutral prompt)")
     held = sub.add_parser("heldout", help="each method's pick on the held-out neutral prompts")
     held.add_argument("--methods", default="caa,grains")
+    held.add_argument("--extra", default="", help="also evaluate these cells, e.g. 11:0.3 (not picks: label them)")
     held.add_argument("--check", type=int, default=3, help="prompts also run through grains.generate_pair")
     table = sub.add_parser("table", help="print the saved results as markdown")
     table.add_argument("--methods", default="caa,grains")
