@@ -3,6 +3,7 @@
     python scripts/sentiment_study.py grid --method caa --rows 160
     python scripts/sentiment_study.py grid --method grains --rows 32 --steps 8
     python scripts/sentiment_study.py heldout
+    python scripts/sentiment_study.py rescore        # recompute all measures from the saved texts
     python scripts/sentiment_study.py table          # markdown tables of what the runs saved
 
 Gemma-3-270M base (`grains.load_model("gemma-3-270m")`, prompts used raw, as written). For each method a vector is
@@ -230,6 +231,32 @@ def run_heldout(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_rescore(args: argparse.Namespace) -> int:
+    """Recompute every measure from the saved texts with the current grains.fluency / grains.sentiment code."""
+    workdir = Path(args.workdir)
+    tokenizer = load_lm().tokenizer  # for the stuck share in model tokens
+    for path in sorted(workdir.glob("grid_*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
+        grid = json.loads(path.read_text())
+        unsteered = [t[0] for t in grid["texts"]]
+        grid["cells"] = [{"layer": layer, "strength": strength,
+                          **measure(unsteered, [t[j + 1] for t in grid["texts"]], tokenizer)}
+                         for j, (layer, strength) in enumerate(grid["cell_order"])]
+        pick = pick_cell(grid["cells"])
+        grid["pick"] = None if pick is None else {"layer": pick["layer"], "strength": pick["strength"]}
+        path.write_text(json.dumps(grid, indent=1))
+        log(f"rescored {path.name}: pick {grid['pick']}")
+    for path in sorted(workdir.glob("heldout_*.json")):
+        if path.name.startswith("heldout_texts"):
+            continue
+        result = json.loads(path.read_text())
+        result.update(measure(result["unsteered"], result["steered"], tokenizer))
+        path.write_text(json.dumps(result, indent=1))
+        log(f"rescored {path.name}")
+    return 0
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -298,10 +325,11 @@ def main() -> int:
     held.add_argument("--methods", default="caa,grains")
     held.add_argument("--extra", default="", help="also evaluate these cells, e.g. 11:0.3 (not picks: label them)")
     held.add_argument("--check", type=int, default=3, help="prompts also run through grains.generate_pair")
+    sub.add_parser("rescore", help="recompute the measures of saved results from their texts")
     table = sub.add_parser("table", help="print the saved results as markdown")
     table.add_argument("--methods", default="caa,grains")
     args = parser.parse_args()
-    return {"grid": run_grid, "heldout": run_heldout, "table": run_table}[args.stage](args)
+    return {"grid": run_grid, "heldout": run_heldout, "rescore": run_rescore, "table": run_table}[args.stage](args)
 
 
 if __name__ == "__main__":
