@@ -1,11 +1,13 @@
 """Fluency of generated text, to report what steering costs: distinct-n and the share of texts stuck in a repeat.
 
 Both measures work on the *continuations* only (pass the generated text without the prompt). By default a text is
-split into **lower-cased words and single punctuation marks** (`"Don't stop. The KEY!!"` ->
-`["don't", "stop", ".", "the", "key", "!", "!"]`): a word is a run of letters and digits (an apostrophe inside a
-word keeps it whole), and every other non-space character is a unit of its own. Words rather than model tokens keep
-the numbers comparable across models and tokenizers; splitting punctuation off (rather than plain whitespace
-words) makes a run of dots or exclamation marks count as the repetition it is (`"The. ......."` is 9 units, not 2).
+split into **lower-cased words, single punctuation marks and line breaks** (`"Don't stop. The KEY!!\n"` ->
+`["don't", "stop", ".", "the", "key", "!", "!", "\n"]`): a word is a run of letters and digits (an apostrophe
+inside a word keeps it whole), every other non-space character is a unit of its own, and so is every newline;
+spaces and tabs only separate. Words rather than model tokens keep the numbers comparable across models and
+tokenizers; splitting punctuation and line breaks off (rather than plain whitespace words) makes a run of dots or
+of empty lines count as the repetition it is (`"The. ......."` is 9 units, not 2; a continuation of 30 newlines
+is 30 units, not an empty text that no measure would see).
 Pass `tokenizer` to count in other units instead: any object with a `tokenize(text) -> list[str]` method (a Hugging
 Face tokenizer counts model tokens, case kept), or a plain function `text -> list[str]` (`str.split` gives
 whitespace words, case kept).
@@ -33,15 +35,15 @@ from typing import Any, Literal
 from grains.errors import InputError
 
 Tokenizer = Callable[[str], Sequence[str]] | Any
-_UNIT = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*|\S")  # a word (letters/digits, inner apostrophes) or one mark
+_UNIT = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*|\n|\S")  # a word (letters/digits, inner apostrophes), \n, a mark
 
 
 def split_units(text: str, tokenizer: Tokenizer | None = None) -> list[str]:
-    """The units n-grams are made of: lower-cased words and punctuation marks by default, or the tokenizer's pieces.
+    """The units n-grams are made of: lower-cased words, marks and newlines by default, or the tokenizer's pieces.
 
     Args:
         text: one generated text (without the prompt).
-        tokenizer: None for lower-cased words and single punctuation marks; an object with `tokenize(text)`
+        tokenizer: None for lower-cased words, single punctuation marks and newlines; an object with `tokenize(text)`
             (e.g. a Hugging Face tokenizer: model tokens, case kept) or a function returning a list of strings.
 
     Returns:
@@ -93,7 +95,7 @@ def distinct_n(texts: Sequence[str], n: int = 2, tokenizer: Tokenizer | None = N
     Args:
         texts: generated continuations, without their prompts.
         n: n-gram length (2 for distinct-2).
-        tokenizer: None for lower-cased words and punctuation marks (the default, model-independent); see `split_units`.
+        tokenizer: None for lower-cased words, marks and newlines (the default, model-independent); see `split_units`.
         average: "corpus" pools the n-grams of all texts (Li et al. 2016); "text" averages the per-text ratio over
             the texts that have at least one n-gram.
 
@@ -120,7 +122,7 @@ def repeated_ngrams(text: str, n: int = 4, min_count: int = 2,
         text: one generated continuation.
         n: n-gram length.
         min_count: how many occurrences make a repeat (at least 2).
-        tokenizer: None for lower-cased words and punctuation marks; see `split_units`.
+        tokenizer: None for lower-cased words, marks and newlines; see `split_units`.
 
     Returns:
         {n-gram: count} for every repeated n-gram; empty when the text is not stuck.
@@ -139,7 +141,7 @@ def is_stuck(text: str, n: int = 4, min_count: int = 2, tokenizer: Tokenizer | N
         text: one generated continuation.
         n: n-gram length.
         min_count: occurrences that make a repeat.
-        tokenizer: None for lower-cased words and punctuation marks; see `split_units`.
+        tokenizer: None for lower-cased words, marks and newlines; see `split_units`.
 
     Returns:
         Whether the text is stuck in a repeat.
@@ -155,7 +157,7 @@ def repeated_ngram_share(texts: Sequence[str], n: int = 4, min_count: int = 2,
         texts: generated continuations, without their prompts.
         n: n-gram length (4: a 4-unit phrase said twice).
         min_count: occurrences that make a repeat (2 by default).
-        tokenizer: None for lower-cased words and punctuation marks; see `split_units`.
+        tokenizer: None for lower-cased words, marks and newlines; see `split_units`.
 
     Returns:
         A fraction in [0, 1] (0.1 = 10% of the texts are stuck).
@@ -194,7 +196,7 @@ def fluency_report(unsteered: Sequence[str], steered: Sequence[str], distinct: i
         steered: continuations with steering, same prompts in the same order.
         distinct: n for distinct-n (2 by default).
         repeat: n for the stuck-in-a-repeat test (4 by default, min_count 2).
-        tokenizer: None for lower-cased words and punctuation marks; see `split_units`.
+        tokenizer: None for lower-cased words, marks and newlines; see `split_units`.
 
     Returns:
         A FluencyReport; at strength 0 (identical texts) the ratio is exactly 1 and the stuck shares are equal.

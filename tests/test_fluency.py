@@ -30,6 +30,7 @@ def test_units_are_lower_cased_words_and_single_marks() -> None:
     assert split_units("Don't stop. The KEY!!") == ["don't", "stop", ".", "the", "key", "!", "!"]
     assert split_units("The. .......") == ["the"] + ["."] * 8
     assert split_units("  ") == []
+    assert split_units("a\n\n b\tc\r\n") == ["a", "\n", "\n", "b", "c", "\n"]
     assert split_units("A b", tokenizer=str.split) == ["A", "b"]
     assert split_units("ab", tokenizer=CharTokenizer()) == ["a", "b"]
 
@@ -74,6 +75,7 @@ def test_distinct_n_units_choice_changes_the_answer() -> None:
     # the dots of a degenerate output repeat once punctuation is split off; as whitespace words they would not
     assert distinct_n(["The. ......."], 2) == pytest.approx(2 / 8)
     assert distinct_n(["The. ......."], 2, tokenizer=str.split) == 1.0
+    assert distinct_n(["\n" * 30], 2) == pytest.approx(1 / 29)
 
 
 def test_repeated_ngrams_counts_every_position() -> None:
@@ -91,6 +93,8 @@ def test_repeated_ngrams_counts_every_position() -> None:
     [
         (KEY_LOOP, True),
         ("The. .......", True),  # ". . . ." at five positions
+        ("\n  \n  \n  \n  \n", True),  # a run of empty lines is a loop, not an empty text
+        ("It rained.\n\nThen it stopped.", False),
         ("The cat sat on the mat and looked at the dog.", False),  # "the" repeats, no 4-gram does
         ("It is one of the best and one of the worst.", False),  # "one of the" is only a 3-gram repeat
         ("It is one of the best and one of the best.", True),
