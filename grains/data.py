@@ -26,6 +26,7 @@ BUILTIN_DATASETS: dict[str, Path] = {
     "hhh_alignment": BUILTIN_DATA_DIR / "hhh_alignment.jsonl",
     "hallucination_pairs": BUILTIN_DATA_DIR / "hallucination_pairs.jsonl",
     "pope_style": BUILTIN_DATA_DIR / "pope_style.jsonl",
+    "sentiment_pairs": BUILTIN_DATA_DIR / "sentiment_pairs.jsonl",
 }
 
 DatasetKind = Literal["truthfulqa", "pairs", "probes"]
