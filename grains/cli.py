@@ -83,6 +83,26 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
              f"{'converged' if result.converged else 'NOT converged'}; {result.gradient_evals} gradient points, "
              f"{result.seconds:.2f} s)", "top tokens by |score|:"]
     lines += [f"  {i:4d} {result.tokens[i]!r:>20} {result.scores[i]:+.4f}" for i in ranked]
+    if getattr(args, "vector", None):  # re-attribution under steering: the same example with the hook on
+        from grains.compare_attributions import attribution_difference
+        from grains.steering import Steering
+
+        steering = Steering.create(lm, _vector(args, lm), args.layer, args.strength, args.normalize,
+                                   args.allow_other_model)
+        steered = attribute(lm, args.prompt, args.chosen, args.rejected, image=_image(args), steps=args.steps,
+                            target=args.target, baseline=args.baseline, points=args.points, tolerance=tolerance,
+                            max_points=args.max_points, steering=steering)
+        diff = attribution_difference(result, steered)
+        data["steered"] = {"scores": steered.scores, "f_input": steered.f_input, "f_baseline": steered.f_baseline,
+                           "delta": steered.delta, "relative_delta": steered.relative_delta,
+                           "converged": steered.converged, "seconds": steered.seconds,
+                           "plus_scores": steered.plus_scores, "minus_scores": steered.minus_scores,
+                           "steering": steering.to_dict()}
+        data["difference"] = diff.to_dict()
+        lines.append(f"steered ({steering.describe()}): f(x) = {steered.f_input:.4f} (change "
+                     f"{diff.margin_change:+.4f}), {'converged' if steered.converged else 'NOT converged'}; "
+                     "largest score changes (steered - unsteered):")
+        lines += [f"  {t['index']:4d} {t['token']!r:>20} {t['difference']:+.4f}" for t in diff.top_changes(10)]
     _emit(args, data, "\n".join(lines))
     return 0
 
@@ -310,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add points until |delta| <= tolerance * |f(x)-f(x')| (or tolerance/5 * sum |phi|); 0: off")
     p.add_argument("--max-points", type=_positive_int, default=None,
                    help="cap on gradient points in tolerance mode (default 4 x steps)")
+    p.add_argument("--vector", default=None,
+                   help="also attribute the steered model (the vector on during IG): adds 'steered' and 'difference'")
+    p.add_argument("--layer", type=int, default=None, help="with --vector (default: the vector's suggestion)")
+    p.add_argument("--strength", type=float, default=None, help="with --vector (default: the vector's suggestion)")
+    _normalize_flag(p)
+    _other_model_flag(p)
     p.set_defaults(func=_cmd_attribute)
 
     p = sub.add_parser("build", help="build a steering vector from a dataset")

@@ -78,3 +78,33 @@ def test_vector_from_another_model_is_refused(tmp_path):
     proc, _ = run("generate", "--model", "tiny-random-llama", "--prompt", "x", "--vector", str(path),
                   "--layer", "0", "--strength", "1", check_json=False)
     assert proc.returncode == 2 and "built for 'tiny-random-qwen2'" in proc.stderr
+
+
+def test_attribute_with_a_vector_adds_the_steered_heatmap_and_the_difference(tmp_path):
+    import torch
+
+    from grains.models import load_model
+    from grains.vectors import SteeringVector
+
+    lm = load_model("tiny-random-llama")
+    gen = torch.Generator().manual_seed(0)
+    path = SteeringVector(directions={i: torch.randn(lm.hidden_size, generator=gen) for i in range(lm.num_layers)},
+                          layer_norms={i: 3.0 for i in range(lm.num_layers)}, model_id=lm.model_id,
+                          hidden_size=lm.hidden_size, num_layers=lm.num_layers, default_layer=1,
+                          default_strength=2.0).save(tmp_path / "v.safetensors")
+    proc, data = run("attribute", "--model", "tiny-random-llama", "--prompt", "The weather this weekend", "--chosen",
+                     " was lovely.", "--rejected", " was awful.", "--steps", "6", "--tolerance", "0", "--vector",
+                     str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    steered, diff = data["steered"], data["difference"]
+    assert steered["steering"]["layers"] == [1] and steered["steering"]["strength"] == 2.0  # the vector's suggestion
+    assert len(steered["scores"]) == len(data["scores"]) == len(diff["scores"])
+    for d, u, s in zip(diff["scores"], data["scores"], steered["scores"]):
+        assert d == pytest.approx(s - u, abs=1e-9)
+    assert diff["margin_change"] == pytest.approx(steered["f_input"] - data["f_input"])
+    assert abs(diff["margin_change"]) > 1e-4  # a strong random vector moves the margin
+    proc, zero = run("attribute", "--model", "tiny-random-llama", "--prompt", "The weather this weekend", "--chosen",
+                     " was lovely.", "--rejected", " was awful.", "--steps", "6", "--tolerance", "0", "--vector",
+                     str(path), "--layer", "1", "--strength", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert zero["difference"]["margin_change"] == 0.0
