@@ -124,7 +124,7 @@ def result_html(result: dict) -> str:
     setting = result.get("steering") or {}
     norm = "" if setting.get("normalize", True) else ", norm not kept"
     extras = [f"prompt format {result['prompt_format']}"] if result.get("prompt_format") else []
-    if result.get("length_normalized"):
+    if result.get("length_normalization"):
         extras.append("length-normalised log-probs")
     head = (f"<div class='grains-muted'>{esc(KIND_LABELS.get(kind, kind))} · {esc(result.get('dataset', ''))} · "
             f"n = {result.get('n')}" + (f" · layer {esc(_layers(result.get('layer')))}, strength "

@@ -170,7 +170,7 @@ def test_evaluate_takes_the_norm_switch_and_length_normalisation(built):
     free, _ = c.predict("truthfulqa", None, 3, 0, True, summary["layer"], 2.0, False, True, "", False,
                         api_name="/evaluate")
     assert kept["steering"]["normalize"] is True and free["steering"]["normalize"] is False
-    assert kept["length_normalized"] is False and free["length_normalized"] is True
+    assert kept["length_normalization"] is False and free["length_normalization"] is True
     assert "side_effects" not in kept  # side_effects=False was asked
     assert kept["margin"] != free["margin"]
 

@@ -143,7 +143,8 @@ def test_cancelled_build(lm, before):
 def test_out_of_memory_in_ig(lm, before, monkeypatch, error):
     from grains.attribution import ContrastiveObjective, attribute
 
-    reference = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, chunk_size=2)
+    # one Gauss-Legendre panel, so a chunk of 4 really asks for 4 points at once
+    reference = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, points="gauss-legendre", chunk_size=2)
     real_call = ContrastiveObjective.__call__
 
     def big_batches_fail(self: Any, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
@@ -153,14 +154,14 @@ def test_out_of_memory_in_ig(lm, before, monkeypatch, error):
 
     monkeypatch.setattr(ContrastiveObjective, "__call__", big_batches_fail)
     with pytest.raises(ResourceError) as info:
-        attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, chunk_size=4)
+        attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, points="gauss-legendre", chunk_size=4)
     message = str(info.value)
     assert "out of memory" in message.lower() and "fewer IG steps" in message and "smaller chunk" in message
     # the next attribution works: with a smaller chunk at once, and normally after the fault is gone
-    small = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, chunk_size=2)
+    small = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, points="gauss-legendre", chunk_size=2)
     assert small.scores == pytest.approx(reference.scores, abs=1e-5)
     monkeypatch.setattr(ContrastiveObjective, "__call__", real_call)
-    again = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, chunk_size=4)
+    again = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=4, points="gauss-legendre", chunk_size=4)
     assert again.scores == pytest.approx(reference.scores, abs=1e-4)
     assert_clean(lm, before)
 

@@ -22,7 +22,7 @@ def gemma():
 def test_loads_on_cpu_in_fp32_with_plain_prompts(gemma):
     info = gemma.info()
     assert info["layers"] == 18 and info["hidden_size"] == 640 and info["dtype"] == "float32"
-    assert info["prompt_style"] == "qa" and not info["random_weights"]
+    assert info["prompt_style"] == "raw" and not info["random_weights"]
     assert 2.6e8 < info["parameters"] < 2.8e8
 
 
