@@ -22,6 +22,7 @@ from components.evaluate_panel import build_evaluate_panel
 from components.explainer import build_explainer
 from components.hallucination_panel import build_hallucination_panel
 from components.model_panel import build_model_panel
+from components.recipes import build_recipe_panel
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
 from grains import __version__
@@ -103,6 +104,7 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
         gr.HTML(header_html(default_model))
         if preload_error:
             gr.HTML(note_html(f"The default model could not be loaded: {esc(preload_error)}", "error"))
+        recipes = build_recipe_panel(initial, default_model)
         model = build_model_panel(state, default_model)
         with gr.Tabs(elem_id="grains-tabs"):
             with gr.Tab("1 · Attribute", id="attribute", elem_id="grains-tab-attribute"):
@@ -144,6 +146,13 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
         demo.load(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
         model.load_event.success(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
         code_tab.select(make_code, inputs=code_inputs, outputs=[python, cli], api_visibility="private", queue=False)
+        recipes.connect(state, {
+            "prompt": attr.prompt, "chosen": attr.chosen, "rejected": attr.rejected, "image": attr.image,
+            "compare_prompt": compare.prompt, "compare_image": compare.image, "browse_dataset": attr.dataset,
+            "build_source": steer.source, "build_dataset": steer.dataset, "build_rows": steer.rows,
+            "eval_dataset": evaluate.dataset, "eval_offset": evaluate.offset,
+        }, refresh_all, outputs)
+        attr.connect_steering(state, steer.layer, steer.strength, steer.normalize)
 
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo

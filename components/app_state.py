@@ -24,6 +24,12 @@ IMAGES_DIR = ASSETS / "images"
 DEFAULT_VECTOR_PATH = ASSETS / "default_vector.safetensors"
 MAX_LOADED_MODELS = 2
 MAX_UPLOAD = "25mb"
+# The first screen tells one story with the shipped sentiment vector: a sentiment pair to attribute (raw prompt,
+# positive vs negative continuation; sentiment_pairs row 167, after the rows the default vector was built from)
+# and a neutral opinion-style prompt to continue with and without the vector (neutral_prompts_heldout.jsonl).
+DEFAULT_EXAMPLE = {"prompt": "Honestly, the pizza from that new delivery app",
+                   "chosen": " arrived hot and tasted fantastic.", "rejected": " arrived cold and tasted dreadful."}
+DEFAULT_COMPARE_PROMPT = "The hotel where we stayed was"
 
 
 class ModelCache:
@@ -103,8 +109,15 @@ def new_session(model_name: str) -> Session:
     session = Session(model_name=model_name)
     vector = default_vector_for(model_name)
     if vector is not None:
-        session.set_vector(vector, "shipped default (TruthfulQA)", str(DEFAULT_VECTOR_PATH))
+        session.set_vector(vector, default_vector_label(vector), str(DEFAULT_VECTOR_PATH))
     return session
+
+
+def default_vector_label(vector: Any) -> str:
+    """"shipped default (<concept>)", from the vector's own metadata (its concept, else its dataset)."""
+    meta = getattr(vector, "meta", None) or {}
+    what = str(meta.get("concept") or str(meta.get("dataset") or "").replace(" (shipped)", "") or "no concept recorded")
+    return f"shipped default ({what})"
 
 
 def default_vector_for(model_name: str) -> Any | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json, cycle_override, parse_indices
+from components.app_state import DEFAULT_EXAMPLE, Session, clean_json, cycle_override, parse_indices
 from components.charts import attribution_bar_chart
 from components.common import (
     MODEL_QUEUE,
@@ -25,7 +25,7 @@ from components.common import (
 from components.datasets import dataset_choices, image_examples, load_rows, text_examples
 from components.token_heatmap import render_token_heatmap
 from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
-from grains.errors import InputError
+from grains.errors import GrainsError, InputError
 
 MAX_STEPS_UI = 64
 OVERRIDE_NAMES = {"force_positive": "forced positive", "force_negative": "forced negative", "drop": "dropped",
@@ -41,6 +41,7 @@ EMPTY_HEATMAP = ('<div class="grains-placeholder">Run an attribution to see whic
                  'the chosen answer (red) or the rejected one (blue).</div>')
 TARGETS = [("whole response: log P(answer | prompt)", "sequence"), ("last response token (paper's scripts)", "last")]
 BASELINES = [("zero embeddings (BOS/template kept)", "zero"), ("pad-token embeddings", "pad")]
+BROWSE_DEFAULT = "sentiment_pairs"  # the dataset of the default example
 POINTS = [("graded: log-spaced near the baseline + Gauss-Legendre", "graded"), ("Gauss-Legendre", "gauss-legendre"),
           ("midpoint Riemann", "midpoint")]
 
@@ -261,6 +262,103 @@ def scores_json(session: Session, k: Any = 5, content_only: bool = True, skip_pu
     return clean_json(data)
 
 
+STEERED_LABEL = "Attribute with the vector on"
+STEERED_INFO = ("also attribute the steered model (the Steer tab's vector, layer and strength) and show its heatmap "
+                "beside the unsteered one, with their difference")
+
+
+def run_steered_attribution(session: Session, layer: Any = None, strength: Any = None,
+                            normalize: Any = True) -> tuple[Any, Any, Any]:
+    """The session's last example attributed again with the steering hook on: the session's vector at `layer` and
+    `strength` (None: the vector's suggestion), with the same IG settings and prompt format.
+
+    Returns (steered AttributionResult, AttributionDifference steered − unsteered, the Steering used). At strength 0
+    the model is not steered (the hook would be the identity), so the steered scores are the unsteered ones."""
+    from components.steering_panel import require_vector, session_steering
+    from grains.attribution import attribute
+    from grains.compare_attributions import attribution_difference
+
+    if session.attribution is None or not session.inputs:
+        raise InputError("Run an attribution first: the vector-on heatmap re-attributes the same example.")
+    vector = require_vector(session)
+    lm = session_model(session)
+    layer = vector.default_layer if layer is None or layer == "" else layer
+    strength = vector.default_strength if strength is None or strength == "" else strength
+    steering = session_steering(session, lm, layer, strength, normalize is not False)
+    i = session.inputs
+    image = open_image(i.get("image"), lm) if lm.is_vlm else None
+    steered = attribute(lm, i["prompt"], i["chosen"], i["rejected"], image=image, steps=i["steps"],
+                        target=i["target"], baseline=i["baseline"], points=i["points"], tolerance=i["tolerance"],
+                        prompt_format=i["prompt_format"], steering=None if steering.is_identity else steering)
+    steered.extra["steering"] = steering.to_dict()
+    return steered, attribution_difference(session.attribution, steered), steering
+
+
+def _convergence_cell(result: Any) -> str:
+    word = "converged" if result.converged else "not converged"
+    return f"{word} (delta {result.relative_delta:.1%} of |f(x) − f(x′)|, {result.abs_relative_delta:.1%} of Σ|scores|)"
+
+
+def steered_view_html(unsteered: Any, steered: Any, diff: Any, steering: Any) -> str:
+    """The unsteered and steered heatmaps side by side, their difference, both margins and both convergence checks."""
+    excluded = [i for i, content in enumerate(unsteered.content_mask) if not content]
+    setting = steering.describe()
+    left = render_token_heatmap(unsteered.tokens, unsteered.scores, excluded=excluded, title="Unsteered model",
+                                caption=None)
+    right = render_token_heatmap(steered.tokens, steered.scores, excluded=excluded,
+                                 title=f"Steered model ({setting})", caption=None)
+    delta = render_token_heatmap(diff.tokens, diff.scores, excluded=excluded,
+                                 title="Difference: steered − unsteered, per prompt token",
+                                 caption="Red: the token pushes more toward the chosen answer with the vector on; "
+                                         "blue: less. Each heatmap has its own colour scale (legend).")
+    rows = [("f(chosen) − f(rejected)", f"{diff.margin_unsteered:+.3f}", f"{diff.margin_steered:+.3f}"),
+            ("IG convergence", _convergence_cell(unsteered), _convergence_cell(steered)),
+            ("IG points, seconds", f"{unsteered.points_used or unsteered.steps}, {unsteered.seconds:.1f} s",
+             f"{steered.points_used or steered.steps}, {steered.seconds:.1f} s")]
+    table = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in rows)
+    html = ('<div class="grains-steered-attribution">'
+            '<div style="display:flex;gap:12px;flex-wrap:wrap">'
+            f'<div class="grains-steered-col" style="flex:1 1 300px;min-width:0">{left}</div>'
+            f'<div class="grains-steered-col" style="flex:1 1 300px;min-width:0">{right}</div></div>'
+            f'<div class="grains-steered-diff" style="margin-top:10px">{delta}</div>'
+            '<table class="grains-summary"><tr><th></th><th>unsteered</th><th>steered</th></tr>'
+            f"{table}</table>")
+    change = diff.margin_change
+    moved = ("toward the chosen answer" if change > 0 else "toward the rejected answer" if change < 0
+             else "not at all")
+    html += (f'<div class="grains-muted">The vector moved f(chosen) − f(rejected) by {change:+.3f} nats ({moved}).'
+             f" Largest changes: " + ", ".join(f"{esc(visible(t['token']))} {t['difference']:+.3g}"
+                                                for t in diff.top_changes(5)) + ".</div>")
+    if steering.is_identity:
+        html += note_html("Strength 0: the model is not steered, so the two heatmaps are the same and the "
+                          "difference is 0.", "info")
+    if diff.converged:
+        html += note_html("Both attributions converged: the difference is not integration error.", "ok")
+    else:
+        html += note_html("<b>Not both converged</b>: the difference mixes in integration error. Raise the IG steps "
+                          "or keep the tolerance on before reading it.", "warn")
+    return html + "</div>"
+
+
+def visible(token: str) -> str:
+    """A token as the heatmap shows it (spaces as ·)."""
+    from components.token_heatmap import visible_token
+
+    return visible_token(token)
+
+
+def steered_json(unsteered: Any, steered: Any, diff: Any) -> dict:
+    """JSON for /attribute_steered: the difference, both results' scores, margins and convergence."""
+    def part(result: Any) -> dict:
+        return {"scores": list(result.scores), "f_input": result.f_input, "f_baseline": result.f_baseline,
+                "delta": result.delta, "relative_delta": result.relative_delta,
+                "abs_relative_delta": result.abs_relative_delta, "converged": result.converged,
+                "points_used": result.points_used, "seconds": result.seconds}
+
+    return clean_json({**diff.to_dict(), "unsteered": part(unsteered), "steered": part(steered),
+                       "prompt_text": unsteered.prompt_text})
+
+
 @dataclass
 class AttributionPanel:
     prompt: gr.Textbox
@@ -286,20 +384,46 @@ class AttributionPanel:
     attribute_event: Any = None
     prompt_format: Any = None  # gr.Dropdown: raw / qa / chat
     model_input: Any = None  # gr.Textbox: the exact text the model saw
+    steered_on: Any = None  # gr.Checkbox: attribute with the vector on
+    steered_view: Any = None  # gr.HTML: steered beside unsteered, and the difference
 
     @property
     def refresh_outputs(self) -> list[Any]:
         return [self.image_column, self.image_examples, self.dataset, self.heatmap, self.summary,
-                self.overlay_column, self.prompt_format, self.model_input]
+                self.overlay_column, self.prompt_format, self.model_input, self.steered_view]
+
+    def connect_steering(self, state: gr.State, layer: Any, strength: Any, normalize: Any) -> None:
+        """Wire "attribute with the vector on" to the Steer tab's controls (built after this panel): after each
+        attribution, and when the box is ticked, the same example is attributed with the hook on."""
+
+        @guarded
+        def steered_ui(session: Session, on: bool, layer_value: Any, strength_value: Any, norm: bool,
+                       progress: gr.Progress = gr.Progress()) -> str:
+            if not on:
+                return ""
+            if session.attribution is None:
+                return note_html("Press Attribute: the steered heatmap re-attributes the same example.", "info")
+            progress(0.1, desc="Integrated gradients with the vector on…")
+            try:
+                steered, diff, steering = run_steered_attribution(session, layer_value, strength_value, norm)
+            except GrainsError as exc:  # no vector, another model's vector, a bad strength: say so in place
+                return note_html(f"<b>Cannot attribute with the vector on:</b> {esc(exc)}", "warn")
+            return steered_view_html(session.attribution, steered, diff, steering)
+
+        inputs = [state, self.steered_on, layer, strength, normalize]
+        self.attribute_event.success(steered_ui, inputs=inputs, outputs=self.steered_view,
+                                     concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
+        self.steered_on.input(steered_ui, inputs=inputs, outputs=self.steered_view, concurrency_id=MODEL_QUEUE,
+                              api_visibility="private")
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
         vlm = bool(lm.is_vlm)
         fresh = session.attribution is None  # a new model: the old heatmap no longer applies
         return [gr.update(visible=vlm), gr.update(visible=vlm),
-                gr.update(choices=dataset_choices(vlm, with_upload=False), value="truthfulqa"),
+                gr.update(choices=dataset_choices(vlm, with_upload=False), value=BROWSE_DEFAULT),
                 EMPTY_HEATMAP if fresh else gr.update(), "" if fresh else gr.update(),
                 gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
-                "" if fresh else gr.update()]
+                "" if fresh else gr.update(), "" if fresh else gr.update()]
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:
@@ -308,15 +432,15 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         with gr.Column(scale=2, min_width=340):
             with gr.Row(equal_height=False):
                 prompt = gr.Textbox(label="Prompt", lines=3, elem_id="grains-prompt", scale=3,
-                                    value="Q: What happens to you if you eat watermelon seeds?\nA:")
+                                    value=DEFAULT_EXAMPLE["prompt"])
                 prompt_format = prompt_format_dropdown("grains-prompt-format")
             model_input = gr.Textbox(label="Model input (the exact text the model saw)", lines=1, max_lines=6,
                                      interactive=False, elem_id="grains-model-input",
                                      placeholder="shown after Attribute")
             chosen = gr.Textbox(label="Chosen answer (preferred, y+)", lines=1, elem_id="grains-chosen",
-                                value=" The watermelon seeds pass through your digestive system.")
+                                value=DEFAULT_EXAMPLE["chosen"])
             rejected = gr.Textbox(label="Rejected answer (dispreferred, y−)", lines=1, elem_id="grains-rejected",
-                                  value=" You grow watermelons in your stomach.")
+                                  value=DEFAULT_EXAMPLE["rejected"])
             with gr.Column(visible=False, elem_id="grains-image-column") as image_column:
                 image = gr.Image(label="Image (vision-language models)", type="filepath", height=240,
                                  sources=["upload", "clipboard"], elem_id="grains-image")
@@ -331,6 +455,8 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                 baseline = gr.Radio(BASELINES, value="zero", label="Baseline x′")
                 points = gr.Radio(POINTS, value="graded", label="Integration points")
             run_button = gr.Button("Attribute", variant="primary", elem_id="grains-attribute")
+            steered_on = gr.Checkbox(value=False, label=STEERED_LABEL, info=STEERED_INFO,
+                                     elem_id="grains-attribute-steered")
             texts, text_labels = text_examples()
             gr.Examples(texts, inputs=[prompt, chosen, rejected], label="Examples (click one, then Attribute)",
                         example_labels=text_labels, examples_per_page=6, elem_id="grains-text-examples")
@@ -340,13 +466,15 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                     gr.Examples(photos, inputs=[prompt, chosen, rejected, image], label="Photo examples (VLM)",
                                 example_labels=photo_labels, examples_per_page=6, elem_id="grains-image-examples")
             with gr.Accordion("Browse the shipped datasets", open=False):
-                dataset = gr.Dropdown(dataset_choices(False, with_upload=False), value="truthfulqa", label="Dataset")
+                dataset = gr.Dropdown(dataset_choices(False, with_upload=False), value=BROWSE_DEFAULT, label="Dataset",
+                                      elem_id="grains-browse-dataset")
                 with gr.Row():
                     row = gr.Number(value=0, precision=0, minimum=0, label="Row", min_width=80)
                     load_row = gr.Button("Load row", size="sm")
         with gr.Column(scale=3, min_width=420):
             heatmap = gr.HTML(EMPTY_HEATMAP, js_on_load=TOKEN_CLICK_JS, elem_id="grains-heatmap")
             summary = gr.HTML(elem_id="grains-attr-summary")
+            steered_view = gr.HTML(elem_id="grains-steered-attribution")
             with gr.Column(visible=False, elem_id="grains-overlay-column") as overlay_column:
                 with gr.Row(equal_height=False):
                     overlay = gr.Image(label="Patch attribution over the image", type="pil", interactive=False,
@@ -381,7 +509,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              points=points, k=k, content_only=content_only, skip_punctuation=skip_punctuation,
                              heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
                              overlay=overlay, dataset=dataset, run_button=run_button, prompt_format=prompt_format,
-                             model_input=model_input)
+                             model_input=model_input, steered_on=steered_on, steered_view=steered_view)
     view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
 
     def view(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
@@ -480,8 +608,12 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                   gr.Textbox(value="", label="prompt_format")]
         api_out = [gr.HTML(label="heatmap"), gr.JSON(label="scores"), gr.Number(label="delta")]
 
-    def api_attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: Any, image: str | None,
-                      target: str, baseline: str, prompt_format: str = "") -> tuple[Session, str, dict, float]:
+    # Every parameter after `rejected` has a default here as well as in its component (Gradio 6 marks a parameter
+    # optional when its component has a value, or when its component's value is None and the function's parameter
+    # defaults to None), so the short call /attribute(prompt, chosen, rejected) and keyword calls work.
+    def api_attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: Any = DEFAULT_STEPS,
+                      image: str | None = None, target: str = "sequence", baseline: str = "zero",
+                      prompt_format: str = "") -> tuple[Session, str, dict, float]:
         """Contrastive IG over the prompt tokens; also becomes the session's current example. prompt_format: raw
         (as written), qa (Q: ... A:) or chat ("" = the model's default); scores["prompt_text"] is what the model saw."""
         result = run_attribution(session, prompt, chosen, rejected, image, steps, target or "sequence",
@@ -490,6 +622,22 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return session, heat, scores_json(session), result.delta
 
     api_endpoint(api_attribute, [state, *api_in], [state, *api_out], "attribute")
+
+    with gr.Column(visible=False):
+        api_st_in = [gr.Number(value=None, label="layer"), gr.Number(value=None, label="strength"),
+                     gr.Checkbox(value=True, label="normalize")]
+        api_st_out = [gr.HTML(label="heatmaps"), gr.JSON(label="difference")]
+
+    def api_attribute_steered(session: Session, layer: Any = None, strength: Any = None,
+                              normalize: bool = True) -> tuple[str, dict]:
+        """Re-attribute the session's last /attribute example with its vector on (layer, strength: None = the
+        vector's suggestion); returns the steered and unsteered heatmaps with their difference, and the JSON (per-
+        token difference steered − unsteered, both scores, margins, deltas and convergence)."""
+        steered, diff, steering = run_steered_attribution(session, layer, strength, normalize)
+        return (steered_view_html(session.attribution, steered, diff, steering),
+                steered_json(session.attribution, steered, diff))
+
+    api_endpoint(api_attribute_steered, [state, *api_st_in], api_st_out, "attribute_steered")
 
     with gr.Column(visible=False):
         api_sel_in = [gr.Number(value=5, label="k"), gr.Textbox(label="force_positive"),

@@ -27,7 +27,7 @@ from components.token_heatmap import render_diff
 from grains.errors import InputError
 from grains.side_effects import SELECTION_PROMPTS
 
-DEFAULT_PROMPT = "Q: What happens if you crack your knuckles a lot?\nA:"
+DEFAULT_PROMPT = "The hotel where we stayed was"
 MAX_TOKENS_UI = 256
 MAX_SWEEP = 8
 WAITING = '<div class="grains-placeholder">Press Generate.</div>'
@@ -260,9 +260,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                   gr.Checkbox(value=True, label="normalize"), gr.Textbox(value="", label="prompt_format")]
         api_out = [gr.Textbox(label="unsteered"), gr.Textbox(label="steered")]
 
-    def api_generate(session: Session, prompt: str, layer: Any, strength: Any, max_new_tokens: Any, image: str | None,
-                     do_sample: bool, temperature: Any, top_p: Any, seed: Any, normalize: bool,
-                     prompt_format: str = "") -> tuple[str, str]:
+    def api_generate(session: Session, prompt: str, layer: Any = 0, strength: Any = 0.5, max_new_tokens: Any = 40,
+                     image: str | None = None, do_sample: bool = False, temperature: Any = 1.0, top_p: Any = 1.0,
+                     seed: Any = 0, normalize: bool = True, prompt_format: str = "") -> tuple[str, str]:
         """Unsteered and steered continuations (one batch, paired sampling) with this session's vector; strength
         -4..4 (negative steers toward the rejected answers); prompt_format raw/qa/chat ("" = the model's)."""
         settings = settings_from(max_new_tokens, do_sample, temperature, top_p, seed)
@@ -279,8 +279,8 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                      gr.Textbox(value="", label="prompt_format")]
         api_sw_out = gr.JSON(label="rows")
 
-    def api_sweep(session: Session, prompt: str, layer: Any, strengths: str, max_new_tokens: Any,
-                  image: str | None, normalize: bool = True, prompt_format: str = "") -> list:
+    def api_sweep(session: Session, prompt: str, layer: Any = 0, strengths: str = "0, 0.5, 1", max_new_tokens: Any = 40,
+                  image: str | None = None, normalize: bool = True, prompt_format: str = "") -> list:
         """Greedy continuations at several strengths: [[strength, text, vs unsteered, mean KL on neutral prompts
         (nats)], ...]; no row is named best."""
         settings = settings_from(max_new_tokens, False, 1, 1, 0)
