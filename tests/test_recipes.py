@@ -1,0 +1,110 @@
+"""Demo recipes (components/recipes.py): choosing one sets the model, the example, the datasets and the vector; a
+recipe without a prebuilt vector says so; a missing model says how to install it and changes nothing; a vector's
+held-out evaluation is shown with its effect, interval, p-value and side effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components import recipes
+from components.app_state import DEFAULT_EXAMPLE, DEFAULT_VECTOR_PATH, Session
+from grains.vectors import SteeringVector
+
+
+def fake_vector(meta: dict) -> SteeringVector:
+    import torch
+
+    return SteeringVector(model_id="m", hidden_size=4, num_layers=2, directions={0: torch.ones(4), 1: torch.ones(4)},
+                          layer_norms={0: 1.0, 1: 1.0}, method="caa", default_layer=1, default_strength=0.3,
+                          meta=meta)
+
+
+HELDOUT = {
+    "pairs": "sentiment_pairs rows 160-268 (not used to build)",
+    "pair_evaluation": {"n": 109, "accuracy": 0.91, "accuracy_unsteered": 0.72, "margin": 1.5,
+                        "margin_unsteered": 0.8, "gain": 0.19, "gain_ci": [0.11, 0.27], "p_value": 2e-6,
+                        "reading": "steered beats unsteered",
+                        "side_effects": {"reading": "mean KL 0.210 nats on 60 neutral prompts"}},
+    "continuations": {"n": 40, "decoding": "greedy", "max_new_tokens": 30,
+                      "vader": {"mean_unsteered": 0.05, "mean_steered": 0.53, "mean_gain": 0.48, "ci_low": 0.35,
+                                "ci_high": 0.61, "positive": 30, "negative": 3, "ties": 7, "p_value": 1.2e-6},
+                      "fluency": {"distinct_ratio": 0.93, "stuck_unsteered": 0.05, "stuck_steered": 0.075},
+                      "examples": [{"prompt": "The hotel <b>was</b>", "unsteered": "a", "steered": "great"}]},
+}
+
+
+def test_heldout_evaluation_shows_effect_interval_p_and_side_effects():
+    html = recipes.heldout_html(fake_vector({"heldout_evaluation": HELDOUT}))
+    for text in ("72% → 91%", "95% CI 0.110 to 0.270", "McNemar p = 2e-06", "mean KL 0.210 nats",
+                 "+0.05 → +0.53", "gain +0.48 (95% CI +0.35 to +0.61)", "sign test p = 1.2e-06",
+                 "30 up, 3 down, 7 unchanged", "distinct-2 0.93×", "5% → 8%"):
+        assert text in html, text
+    assert "grains-note-ok" in html and "did not raise" not in html
+    assert "&lt;b&gt;was&lt;/b&gt;" in html and "<b>was</b>" not in html  # stored text is escaped
+
+
+def test_heldout_evaluation_that_did_not_move_says_so():
+    flat = {**HELDOUT, "continuations": {**HELDOUT["continuations"], "vader": {
+        **HELDOUT["continuations"]["vader"], "mean_gain": 0.02, "p_value": 0.6}}}
+    html = recipes.heldout_html(fake_vector({"heldout_evaluation": flat}))
+    assert "did not raise sentiment significantly" in html
+    assert "no held-out evaluation" in recipes.heldout_html(fake_vector({}))
+    assert "strength 0" in recipes.heldout_html(fake_vector({"heldout_evaluation": {"note": "strength 0"}}))
+
+
+def test_every_recipe_is_complete_and_honest_about_its_vector():
+    assert set(recipes.RECIPES) == {"sentiment", "hallucination", "truthfulqa", "pope"}
+    assert recipes.RECIPES["sentiment"].vector_path == DEFAULT_VECTOR_PATH
+    for key, r in recipes.RECIPES.items():
+        assert r.prompt and r.chosen and r.rejected and r.compare_prompt and r.look_for
+        if r.vector_path is None:
+            assert "No prebuilt vector: build one in step 2" in r.look_for, key
+    assert "Random weights" in recipes.RECIPES["pope"].look_for and "random weights" in recipes.RECIPES["pope"].title
+    assert Path(recipes.RECIPES["pope"].image).is_file()
+    assert {r.model for r in recipes.RECIPES.values()} == {"gemma-3-270m", "qwen2.5-0.5b-instruct",
+                                                           "tiny-random-llava"}
+
+
+def test_a_missing_model_says_how_to_install_it_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(recipes, "is_installed", lambda name: name != "qwen2.5-0.5b-instruct")
+    session = Session(model_name="tiny-random-llama")
+    session, html, applied = recipes.apply_recipe(session, "hallucination")
+    assert not applied and session.model_name == "tiny-random-llama"
+    assert "pip install -r requirements-extra.txt" in html and "not installed" in html
+    assert recipes.recipe_values(session, "hallucination") == {}
+    labels = dict((key, label) for label, key in recipes.recipe_choices())
+    assert "not installed" in labels["hallucination"] and "not installed" not in labels["pope"]
+
+
+def test_pope_recipe_loads_the_tiny_vlm_without_a_vector():
+    session = Session(model_name="tiny-random-llama")
+    session, html, applied = recipes.apply_recipe(session, "pope")
+    assert applied and session.model_name == "tiny-random-llava" and session.vector is None
+    assert "No prebuilt vector" in html and "Random weights" in html
+    values = recipes.recipe_values(session, "pope")
+    assert values["image"] == values["compare_image"] == recipes.RECIPES["pope"].image
+    assert values["build_dataset"] == values["eval_dataset"] == "pope_style"
+
+
+@pytest.mark.slow
+def test_choosing_the_sentiment_recipe_sets_model_example_and_vector():
+    from grains.presets import is_installed
+
+    if not is_installed("gemma-3-270m") or not DEFAULT_VECTOR_PATH.is_file():
+        pytest.skip("the embedded model or its shipped vector is missing")
+    session = Session(model_name="tiny-random-llama")
+    session.attribution = object()  # a stale heatmap from another model
+    session, html, applied = recipes.apply_recipe(session, "sentiment")
+    assert applied and session.model_name == "gemma-3-270m" and session.attribution is None
+    v = session.vector
+    assert v is not None and v.model_id == "gemma-3-270m" and session.vector_path == str(DEFAULT_VECTOR_PATH)
+    assert session.vector_label.startswith("shipped default (")
+    assert f"suggested layer {v.default_layer}" in html and "Vector:" in html
+    values = recipes.recipe_values(session, "sentiment")
+    assert (values["prompt"], values["chosen"], values["rejected"]) == (
+        DEFAULT_EXAMPLE["prompt"], DEFAULT_EXAMPLE["chosen"], DEFAULT_EXAMPLE["rejected"])
+    assert values["browse_dataset"] == values["build_dataset"] == values["eval_dataset"] == "sentiment_pairs"
+    assert values["eval_offset"] == int((v.meta or {}).get("held_out_from") or 0)
+    assert values["image"] is None
