@@ -66,8 +66,9 @@ def _recipes() -> dict[str, Recipe]:
             "(red) or the negative one (blue); tick <i>Attribute with the vector on</i> to see the steered model's "
             "heatmap beside it, and the difference. <b>2 · Steer</b>: the shipped sentiment vector (card below) "
             "with its suggested layer and strength. <b>3 · Compare</b>: the same neutral prompt continued without "
-            "and with the vector, greedy; the steered text should lean positive and stay fluent (the status line "
-            "gives the side effect). Raise the strength well past the suggestion and the text degenerates.",
+            "and with the vector, greedy. Where the vector works (its held-out evaluation below), the steered text "
+            "leans positive and stays fluent; the status line gives the side effect. Raise the strength well past "
+            "the suggestion and the text degenerates.",
             vector_path=DEFAULT_VECTOR_PATH, build_rows=24),
         Recipe(
             "hallucination", "b · Hallucination A/B pairs on Qwen2.5-0.5B-Instruct", "qwen2.5-0.5b-instruct",
@@ -301,8 +302,9 @@ def build_recipe_panel(session: Session, default_model: str) -> RecipePanel:
     """The recipe bar (placed under the header); `session` is the app's initial session (for the first box)."""
     initial = DEFAULT_RECIPE if RECIPES[DEFAULT_RECIPE].model == default_model else None
     with gr.Row(equal_height=False, elem_id="grains-recipes", elem_classes=["grains-card"]):
-        selector = gr.Dropdown(recipe_choices(), value=initial, label="Demo recipe", elem_id="grains-recipe",
-                               info="loads the model, an example, the datasets and a vector", scale=2,
-                               min_width=300, interactive=True)
-        box = gr.HTML(recipe_box_html(session, initial), elem_id="grains-recipe-box", scale=5, min_width=320)
+        with gr.Column(scale=2, min_width=300):
+            selector = gr.Dropdown(recipe_choices(), value=initial, label="Demo recipe", elem_id="grains-recipe",
+                                   info="loads the model, an example, the datasets and a vector", interactive=True)
+        with gr.Column(scale=5, min_width=320):
+            box = gr.HTML(recipe_box_html(session, initial), elem_id="grains-recipe-box")
     return RecipePanel(selector=selector, box=box)

@@ -108,3 +108,22 @@ def test_choosing_the_sentiment_recipe_sets_model_example_and_vector():
     assert values["browse_dataset"] == values["build_dataset"] == values["eval_dataset"] == "sentiment_pairs"
     assert values["eval_offset"] == int((v.meta or {}).get("held_out_from") or 0)
     assert values["image"] is None
+
+
+def test_first_screen_defaults_are_one_sentiment_story():
+    """The Attribute tab's default is a held-out sentiment pair (raw prompt), the Compare tab's a neutral prompt."""
+    from components.app_state import DEFAULT_COMPARE_PROMPT, default_vector_for
+    from components.compare_panel import DEFAULT_PROMPT
+    from grains.data import BUILTIN_DATASETS, load_pairs
+    from grains.side_effects import load_neutral_prompts
+
+    pairs = load_pairs(BUILTIN_DATASETS["sentiment_pairs"])
+    rows = [i for i, p in enumerate(pairs) if (p.prompt, p.chosen, p.rejected) == (
+        DEFAULT_EXAMPLE["prompt"], DEFAULT_EXAMPLE["chosen"], DEFAULT_EXAMPLE["rejected"])]
+    assert len(rows) == 1 and "Q:" not in DEFAULT_EXAMPLE["prompt"]
+    vector = default_vector_for("gemma-3-270m")
+    held_out_from = int(((vector.meta if vector else {}) or {}).get("held_out_from") or 0)
+    assert rows[0] >= held_out_from  # not one of the pairs the shipped vector was built from
+    assert DEFAULT_PROMPT == DEFAULT_COMPARE_PROMPT
+    heldout = Path(BUILTIN_DATASETS["sentiment_pairs"]).parent / "neutral_prompts_heldout.jsonl"
+    assert DEFAULT_COMPARE_PROMPT in load_neutral_prompts(heldout)

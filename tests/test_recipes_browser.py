@@ -1,0 +1,106 @@
+"""Recipe (a) end to end in headless Chromium (Playwright, Debian's chromium): choose the sentiment recipe, which
+loads the embedded model, its example and the shipped vector; attribute; attribute with the vector on (steered
+heatmap beside the unsteered one, and the difference); compare unsteered and steered continuations.
+
+Screenshots go to test-output/ (gitignored): recipe_attribution.png (the page), recipe_heatmap.png,
+recipe_steered_attribution.png and recipe_side_by_side.png. docs/screenshot_recipe.png is a copy of
+recipe_attribution.png, refreshed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from components.app_state import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE  # noqa: E402
+from components.recipes import RECIPES  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+TIMEOUT = 240_000
+GEN_DONE = "#grains-gen-status .grains-note-ok, #grains-gen-status .grains-note-warn"
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    from grains.presets import is_installed
+
+    if not is_installed("gemma-3-270m"):
+        pytest.skip("the embedded model is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT)
+        dialogs: list[str] = []
+        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        pg.dialogs = dialogs  # type: ignore[attr-defined]
+        yield pg
+        browser.close()
+
+
+def value_is(elem: str, text: str) -> str:
+    return f"document.querySelector({json.dumps(elem)}).value === {json.dumps(text)}"
+
+
+def test_sentiment_recipe_end_to_end(page, app_server, test_output_dir):
+    # start from another model and another example, so every value the recipe sets is visible as a change
+    page.goto(app_server("tiny-random-llama"))
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
+    page.fill("#grains-prompt textarea", "Something else entirely")
+    page.fill("#grains-chosen textarea", " yes")
+
+    title = RECIPES["sentiment"].title
+    page.click("#grains-recipe input")
+    page.get_by_role("option", name=title).click()
+    page.wait_for_selector("#grains-model-card:has-text('gemma-3-270m')")
+    page.wait_for_selector("#grains-recipe-box:has-text('Vector:')")
+    page.wait_for_function(value_is("#grains-prompt textarea", DEFAULT_EXAMPLE["prompt"]))
+    page.wait_for_function(value_is("#grains-chosen textarea", DEFAULT_EXAMPLE["chosen"]))
+    box = page.inner_text("#grains-recipe-box")
+    assert "suggested layer" in box and ("Unseen neutral prompts" in box or "no held-out evaluation" in box)
+
+    page.click("#grains-tab-steer-button")
+    page.wait_for_selector("#grains-vector-card:has-text('shipped default')")
+
+    page.click("#grains-tab-attribute-button")
+    page.check("#grains-attribute-steered input[type=checkbox]")
+    page.wait_for_selector("#grains-steered-attribution:has-text('Press Attribute')")
+    page.click("#grains-attribute")
+    page.wait_for_selector("#grains-heatmap .grains-tok")
+    page.wait_for_selector("#grains-attr-summary .grains-summary")
+    page.wait_for_selector("#grains-steered-attribution .grains-steered-diff")
+    steered = page.inner_text("#grains-steered-attribution")
+    assert "Unsteered model" in steered and "Steered model (layer" in steered
+    assert "IG convergence" in steered and steered.count("converged") >= 2
+    assert "The vector moved f(chosen) − f(rejected) by" in steered
+    page.wait_for_selector("#grains-attr-chart .js-plotly-plot")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(test_output_dir / "recipe_attribution.png"), full_page=True)
+    page.locator("#grains-heatmap").screenshot(path=str(test_output_dir / "recipe_heatmap.png"))
+    page.locator("#grains-steered-attribution").screenshot(
+        path=str(test_output_dir / "recipe_steered_attribution.png"))
+
+    page.click("#grains-tab-compare-button")
+    page.wait_for_selector("#grains-gen-prompt textarea", state="visible")
+    page.wait_for_function(value_is("#grains-gen-prompt textarea", DEFAULT_COMPARE_PROMPT))
+    page.click("#grains-generate")
+    page.wait_for_selector(GEN_DONE)
+    unsteered = page.inner_text("#grains-unsteered .grains-diff")
+    steered_text = page.inner_text("#grains-steered .grains-diff")
+    assert unsteered.strip() and steered_text.strip()
+    assert "Side effect of this setting" in page.inner_text("#grains-gen-status")
+    page.screenshot(path=str(test_output_dir / "recipe_side_by_side.png"), full_page=True)
+    (test_output_dir / "recipe_texts.json").write_text(json.dumps(
+        {"prompt": DEFAULT_COMPARE_PROMPT, "unsteered": unsteered, "steered": steered_text}, indent=2))
+    assert page.dialogs == []
