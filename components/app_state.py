@@ -26,10 +26,12 @@ MAX_LOADED_MODELS = 2
 MAX_UPLOAD = "25mb"
 # The first screen tells one story with the shipped sentiment vector: a sentiment pair to attribute (raw prompt,
 # positive vs negative continuation; sentiment_pairs row 167, after the rows the default vector was built from)
-# and a neutral opinion-style prompt to continue with and without the vector (neutral_prompts_heldout.jsonl).
+# and a neutral prompt to continue with and without the vector (neutral_prompts_heldout.jsonl). The prompt is an
+# illustration, picked because its unsteered continuation turns negative; what measures the vector is its held-out
+# evaluation over all 40 of those prompts (stored in the vector, shown in the recipe box).
 DEFAULT_EXAMPLE = {"prompt": "Honestly, the pizza from that new delivery app",
                    "chosen": " arrived hot and tasted fantastic.", "rejected": " arrived cold and tasted dreadful."}
-DEFAULT_COMPARE_PROMPT = "The hotel where we stayed was"
+DEFAULT_COMPARE_PROMPT = "For lunch I had a sandwich, and"
 
 
 class ModelCache:

@@ -27,7 +27,7 @@ from components.token_heatmap import render_diff
 from grains.errors import InputError
 from grains.side_effects import SELECTION_PROMPTS
 
-DEFAULT_PROMPT = "The hotel where we stayed was"
+DEFAULT_PROMPT = "For lunch I had a sandwich, and"
 MAX_TOKENS_UI = 256
 MAX_SWEEP = 8
 WAITING = '<div class="grains-placeholder">Press Generate.</div>'
