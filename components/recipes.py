@@ -262,8 +262,9 @@ def recipe_values(session: Session, key: str) -> dict[str, Any]:
         return {}
     v = session.vector
     offset = recipe.eval_offset
-    if v is not None and recipe.vector_path is not None:
-        offset = int((v.meta or {}).get("held_out_from") or offset)
+    meta = (v.meta or {}) if v is not None and recipe.vector_path is not None else {}
+    if str(meta.get("dataset") or "").startswith(recipe.dataset) and meta.get("held_out_from") is not None:
+        offset = int(meta["held_out_from"])  # evaluate on the rows after those the vector was built from
     return {"prompt": recipe.prompt, "chosen": recipe.chosen, "rejected": recipe.rejected, "image": recipe.image,
             "compare_prompt": recipe.compare_prompt, "compare_image": recipe.image, "browse_dataset": recipe.dataset,
             "build_source": "dataset", "build_dataset": recipe.dataset, "build_rows": recipe.build_rows,
