@@ -271,6 +271,15 @@ def recipe_values(session: Session, key: str) -> dict[str, Any]:
             "eval_dataset": recipe.dataset, "eval_offset": offset}
 
 
+def temp_copy(path: str) -> str:
+    """A copy of a shipped file in the app's scratch folder (under the system temp dir)."""
+    import shutil
+
+    from components.app_state import scratch_dir
+
+    return str(shutil.copy(path, scratch_dir("recipe-") / Path(path).name))
+
+
 @dataclass
 class RecipePanel:
     selector: gr.Dropdown
@@ -291,6 +300,9 @@ class RecipePanel:
 
         def fill(session: Session, key: str) -> list[Any]:
             values = recipe_values(session, key)
+            for name in ("image", "compare_image"):
+                if values.get(name):  # Gradio serves files from the temp dir wherever the app was started
+                    values[name] = temp_copy(values[name])
             return [gr.update(value=values[n]) if n in values else gr.update() for n in names]
 
         event = self.selector.input(apply, inputs=[state, self.selector], outputs=[state, self.box],

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from components.app_state import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE  # noqa: E402
 from components.recipes import RECIPES  # noqa: E402
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -33,10 +33,6 @@ GEN_DONE = "#grains-gen-status .grains-note-ok, #grains-gen-status .grains-note-
 def page():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed")
-    from grains.presets import is_installed
-
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -53,16 +49,38 @@ def value_is(elem: str, text: str) -> str:
     return f"document.querySelector({json.dumps(elem)}).value === {json.dumps(text)}"
 
 
+def choose_recipe(page, key: str) -> None:
+    page.click("#grains-recipe input")
+    page.get_by_role("option", name=RECIPES[key].title).click()
+
+
+def test_pope_recipe_loads_the_tiny_vlm_with_its_photo_and_no_vector(page, app_server):
+    page.goto(app_server("tiny-random-llama"))
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
+    choose_recipe(page, "pope")
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llava')")
+    page.wait_for_selector("#grains-recipe-box:has-text('No prebuilt vector')")
+    assert "Random weights" in page.inner_text("#grains-recipe-box")
+    page.wait_for_function(value_is("#grains-prompt textarea", RECIPES["pope"].prompt))
+    page.wait_for_selector("#grains-image img")  # the probe's photo, in the (now visible) image input
+    page.click("#grains-tab-steer-button")
+    page.wait_for_selector("#grains-vector-card:has-text('No steering vector')")
+    assert page.dialogs == []
+
+
+@pytest.mark.slow
 def test_sentiment_recipe_end_to_end(page, app_server, test_output_dir):
+    from grains.presets import is_installed
+
+    if not is_installed("gemma-3-270m"):
+        pytest.skip("the embedded model is not installed")
     # start from another model and another example, so every value the recipe sets is visible as a change
     page.goto(app_server("tiny-random-llama"))
     page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
     page.fill("#grains-prompt textarea", "Something else entirely")
     page.fill("#grains-chosen textarea", " yes")
 
-    title = RECIPES["sentiment"].title
-    page.click("#grains-recipe input")
-    page.get_by_role("option", name=title).click()
+    choose_recipe(page, "sentiment")
     page.wait_for_selector("#grains-model-card:has-text('gemma-3-270m')")
     page.wait_for_selector("#grains-recipe-box:has-text('Vector:')")
     page.wait_for_function(value_is("#grains-prompt textarea", DEFAULT_EXAMPLE["prompt"]))
