@@ -315,7 +315,7 @@ def build_recipe_panel(session: Session, default_model: str) -> RecipePanel:
     """The recipe bar (placed under the header); `session` is the app's initial session (for the first box)."""
     initial = DEFAULT_RECIPE if RECIPES[DEFAULT_RECIPE].model == default_model else None
     with gr.Row(equal_height=False, elem_id="grains-recipes", elem_classes=["grains-card"]):
-        with gr.Column(scale=2, min_width=300):
+        with gr.Column(scale=3, min_width=380):
             selector = gr.Dropdown(recipe_choices(), value=initial, label="Demo recipe", elem_id="grains-recipe",
                                    info="loads the model, an example, the datasets and a vector", interactive=True)
         with gr.Column(scale=5, min_width=320):
