@@ -1,0 +1,306 @@
+"""Helpers shared by the panels: error translation, the session's model, hidden API endpoints, small HTML bits."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from components.app_state import MODELS, Session, user_message
+from grains.errors import GrainsError
+
+log = logging.getLogger("grains.app")
+MODEL_QUEUE = "model"  # every event that runs the model shares this queue (one at a time; users see their position)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Turn GrainsError (bad input, bad file, ...) into gr.Error with its one-line message; log anything else and
+    show a short message. The app keeps serving either way."""
+
+    def translate(exc: BaseException) -> gr.Error:
+        if isinstance(exc, gr.Error):
+            return exc
+        if not isinstance(exc, GrainsError):
+            log.exception("unexpected error in %s", fn.__name__)
+        # toasts render HTML: the message may quote user text (a model name, a file's contents), so escape it
+        return gr.Error(html.escape(user_message(exc), quote=False), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+                raise translate(exc) from exc
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc) from exc
+
+    return wrapper
+
+
+def warn(message: str) -> None:
+    """A warning toast with `message` shown as text."""
+    gr.Warning(html.escape(message, quote=False))
+
+
+def session_model(session: Session) -> Any:
+    """The session's model (reloaded into the shared cache if another session's load pushed it out)."""
+    return MODELS.get(session.model_name)
+
+
+def api_endpoint(fn: Callable, inputs: Sequence[Any], outputs: Sequence[Any], api_name: str,
+                 description: str = "", queue_id: str | None = MODEL_QUEUE) -> Any:
+    """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown)."""
+    trigger = gr.Button(visible=False, elem_classes=["grains-api-trigger"])
+    return trigger.click(guarded(fn), inputs=list(inputs), outputs=list(outputs), api_name=api_name,
+                         api_description=description or (fn.__doc__ or "").strip().splitlines()[0],
+                         concurrency_id=queue_id, show_progress="hidden")
+
+
+def esc(text: Any) -> str:
+    """HTML-escape any value."""
+    return html.escape(str(text), quote=True)
+
+
+def note_html(text: str, kind: str = "info") -> str:
+    """A small coloured note box (kind: info, warn, error, ok); `text` is already safe HTML."""
+    return f'<div class="grains-note grains-note-{kind}">{text}</div>'
+
+
+def fmt_float(value: Any, digits: int = 3) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    if number != number:  # NaN
+        return "n/a"
+    return f"{number:.{digits}f}"
+
+
+PROMPT_FORMAT_LABELS = {"raw": "raw: the text as written", "qa": "qa: Q: … A:", "chat": "chat: the model's template"}
+PROMPT_FORMAT_SHORT = {"raw": "raw (as written)", "qa": "qa (Q: … A:)", "chat": "chat (template)"}
+PROMPT_FORMAT_INFO = "what the model sees; default: chat if the model has a template, else raw"
+
+
+def prompt_format_choices(lm: Any = None) -> list[tuple[str, str]]:
+    """Dropdown choices for the prompt format; "chat" only for a model with a chat template."""
+    from grains.prompts import has_chat_template
+
+    has_template = True if lm is None else has_chat_template(lm.tokenizer)
+    return [(label, name) for name, label in PROMPT_FORMAT_LABELS.items() if name != "chat" or has_template]
+
+
+def prompt_format_update(lm: Any) -> Any:
+    """The format dropdown for a (newly) loaded model: its valid formats, set to the model's own default."""
+    return gr.update(choices=prompt_format_choices(lm), value=lm.prompt_format)
+
+
+def prompt_format_dropdown(elem_id: str, label: str = "Prompt format") -> gr.Dropdown:
+    """A prompt-format selector (its choices and value follow the loaded model on refresh)."""
+    return gr.Dropdown(prompt_format_choices(None), value="raw", label=label, info=PROMPT_FORMAT_INFO,
+                       elem_id=elem_id, interactive=True, min_width=160)
+
+
+def chosen_format(value: Any) -> str | None:
+    """A UI/API prompt format value: "" or None -> None (the model's default), else the name (checked later)."""
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+# ----------------------------------------------------------------------------------------------- outdated outputs
+
+OUTDATED_CLASS = "grains-outdated"  # assets/style.css: greyed, with an "outdated" badge over the component
+
+
+def outdated_html(html_text: str | None, reason: str) -> str:
+    """Previous HTML output kept visible but marked outdated: greyed, with a one-line banner saying why.
+
+    Args:
+        html_text: the HTML that was on screen (already safe HTML); empty gives "".
+        reason: why it no longer applies, plain text (escaped here), e.g. "the model changed".
+
+    Returns:
+        The wrapped HTML (idempotent: already-marked HTML is re-marked with the new reason only).
+    """
+    if not html_text:
+        return ""
+    inner = str(html_text)
+    marker = '<div class="grains-outdated-body">'
+    if inner.startswith(f'<div class="{OUTDATED_CLASS}">') and marker in inner:
+        inner = inner.split(marker, 1)[1].rsplit("</div></div>", 1)[0]
+    return (f'<div class="{OUTDATED_CLASS}"><div class="grains-outdated-banner">Outdated: {esc(reason)}. Run it '
+            f'again to update.</div>{marker}{inner}</div></div>')
+
+
+def mark_outdated(outdated: bool = True, classes: Sequence[str] = ()) -> Any:
+    """An update that marks any component (plot, table, JSON, image) outdated or fresh through its CSS classes.
+
+    Args:
+        outdated: True adds the "outdated" class (greyed, with a badge), False removes it.
+        classes: the component's own elem_classes, kept.
+
+    Returns:
+        A gr.update(elem_classes=...) for the component.
+    """
+    kept = [c for c in classes if c != OUTDATED_CLASS]
+    return gr.update(elem_classes=kept + [OUTDATED_CLASS] if outdated else kept)
+
+
+def model_changed_reason(old: str | None, new: str) -> str:
+    """'the model changed (A → B)' for an outdated banner."""
+    return f"the model changed ({old} → {new})" if old and old != new else "the model changed"
+
+
+# ------------------------------------------------------------------------------------------ one error, one place
+
+def one_status(status: Any, progress: str = "full") -> dict[str, Any]:
+    """Event options that show progress, the queue position and any error on ONE component (`status`), not on
+    every output. Gradio 6 otherwise draws its status tracker (spinner, "queue: 2/3", and on an error a red "Error"
+    badge that hides the component's content) over each output of the event.
+
+    Use: `button.click(fn, inputs, outputs, **one_status(status_note))`; raise gr.Error (or let `guarded` turn a
+    GrainsError into one) as usual: the message shows once, as a toast, and the badge only on `status`.
+
+    Args:
+        status: the component (usually a small gr.HTML note) that carries the progress bar and the error badge.
+        progress: "full" (bar, ETA, queue position), "minimal" or "hidden".
+
+    Returns:
+        Keyword arguments for an event listener.
+    """
+    return {"show_progress": progress, "show_progress_on": [status]}
+
+
+def error_note(exc: BaseException) -> str:
+    """The one-line note for a failure, as HTML (for handlers that report into a note instead of raising)."""
+    return note_html(f"<b>Could not do that:</b> {esc(user_message(exc))}", "error")
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+
+def duration_text(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min' (rounded for reading, not for timing)."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return f"{minutes} min {rest:02d} s"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min"
+
+
+class ProgressEstimate:
+    """Turns a library's progress callback (fraction, message) into a message with the time spent and an estimate
+    of the time left (linear in the fraction done), for gr.Progress or any other sink.
+
+    Args:
+        sink: called with (fraction in [0, 1], text).
+        clock: time source (seconds); tests pass a fake one.
+    """
+
+    def __init__(self, sink: Callable[[float, str], Any], clock: Callable[[], float] | None = None):
+        import time
+
+        self._sink = sink
+        self._clock = clock or time.perf_counter
+        self.start = self._clock()
+        self.fraction = 0.0
+        self.text = ""
+
+    def eta(self, fraction: float) -> float | None:
+        """Seconds left at `fraction` done (None before there is anything to extrapolate from)."""
+        elapsed = self._clock() - self.start
+        if fraction <= 0.01 or elapsed <= 0:
+            return None
+        return elapsed * (1.0 - fraction) / fraction
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        elapsed = self._clock() - self.start
+        left = self.eta(fraction)
+        timing = f"{duration_text(elapsed)} so far" + (f", about {duration_text(left)} left" if left is not None
+                                                       else "")
+        self.fraction = fraction
+        self.text = f"{message} · {timing}" if message else timing
+        self._sink(fraction, self.text)
+
+
+def gradio_progress(progress: Any) -> ProgressEstimate:
+    """A (fraction, message) callback for the library that drives a gr.Progress with an estimate of the time left."""
+    return ProgressEstimate(lambda f, text: progress(f, desc=text))
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+NOT_AN_IMAGE = "That file is not an image we can read (try a PNG or JPEG photo)."
+OVERLAY_HEIGHT = 480  # px: the patch overlay is shown this tall (the overlay keeps the photo's own size)
+OVERLAY_ALPHA = 0.75  # default heatmap opacity over the photo
+
+
+def image_path_or_error(path: Any) -> str | None:
+    """The uploaded file's path when it decodes as an image (checked with grains.images.load_image); a plain
+    InputError otherwise, never quoting the server's temp path or the decoder's exception."""
+    if not path:
+        return None
+    from grains.errors import ImageError, InputError
+    from grains.images import load_image
+
+    try:
+        load_image(str(path))
+    except ImageError as exc:
+        message = str(exc)
+        if "megapixels" in message or "MB" in message:  # size limits: the library's own words are plain
+            raise InputError(message) from None
+        raise InputError(NOT_AN_IMAGE) from None
+    return str(path)
+
+from gradio.events import Dependency
+
+class SafeImage(gr.Image):
+    """gr.Image (type="filepath") whose upload is checked with grains.images before any handler runs: a file that
+    is not an image gives one plain message instead of Gradio's "Could not preprocess input component ...
+    UnidentifiedImageError" with server temp paths. Renders exactly as gr.Image."""
+
+    is_template = True  # the frontend draws it with gr.Image's component
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs["type"] = "filepath"
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None:
+            return None
+        raw = getattr(payload, "path", None)
+        if raw:
+            try:
+                image_path_or_error(raw)
+            except GrainsError as exc:
+                raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - Gradio's decode failed after ours passed: still one plain sentence
+            raise gr.Error(NOT_AN_IMAGE, print_exception=False) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
