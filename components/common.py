@@ -272,18 +272,22 @@ def image_path_or_error(path: Any) -> str | None:
     return str(path)
 
 
-class SafeImage(gr.Image):
-    """gr.Image (type="filepath") whose upload is checked with grains.images before any handler runs: a file that
-    is not an image gives one plain message instead of Gradio's "Could not preprocess input component ...
-    UnidentifiedImageError" with server temp paths. Renders exactly as gr.Image."""
+def safe_image(**kwargs: Any) -> gr.Image:
+    """A gr.Image (type="filepath") whose upload is checked with grains.images before any handler runs: a file that
+    is not an image gives one plain message ("That file is not an image we can read ...") instead of Gradio's
+    "Could not preprocess input component ... UnidentifiedImageError" with the server's temp paths.
 
-    is_template = True  # the frontend draws it with gr.Image's component
+    Args:
+        kwargs: gr.Image's arguments (type is always "filepath").
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs["type"] = "filepath"
-        super().__init__(*args, **kwargs)
+    Returns:
+        The component (a plain gr.Image with its preprocess wrapped; no subclass, so the frontend is unchanged).
+    """
+    kwargs["type"] = "filepath"
+    image = gr.Image(**kwargs)
+    original = image.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if payload is None:
             return None
         raw = getattr(payload, "path", None)
@@ -293,8 +297,68 @@ class SafeImage(gr.Image):
             except GrainsError as exc:
                 raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - Gradio's decode failed after ours passed: still one plain sentence
             raise gr.Error(NOT_AN_IMAGE, print_exception=False) from None
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
+
+
+# ------------------------------------------------------------------------------------------- attribution chart
+
+EXCLUDED_BAR = "#d0d0d0"
+
+
+def attribution_chart(tokens: Sequence[str], scores: Sequence[float], selected: Sequence[int] = (),
+                      excluded: Sequence[int] = (), hidden: Sequence[int] = (), labels: Sequence[str] | None = None,
+                      title: str | None = None) -> Any:
+    """The per-token bar chart (components.charts.attribution_bar_chart) with the heatmap's conventions: tokens in
+    `hidden` (template / system prompt, see token_heatmap.template_indices) are left out; tokens in `excluded`
+    (not selectable by top-k) are drawn grey and hatched, unlike selectable ones; x labels keep each token's real
+    index, and `labels` (e.g. token_heatmap.display_tokens) replaces the token text shown.
+
+    Returns:
+        A plotly Figure.
+    """
+    from components.charts import _plotly_text, attribution_bar_chart
+
+    n = len(tokens)
+    if len(scores) != n:
+        from grains.errors import InputError
+
+        raise InputError(f"There are {n} tokens but {len(scores)} scores; they must match one to one.")
+    hide = {int(i) for i in hidden}
+    keep = [i for i in range(n) if i not in hide] or list(range(n))
+    position = {i: j for j, i in enumerate(keep)}
+    sub_selected = [position[int(i)] for i in selected if int(i) in position]
+    fig = attribution_bar_chart([tokens[i] for i in keep], [scores[i] for i in keep], selected=sub_selected,
+                                title=title)
+    from components.token_heatmap import visible_token
+
+    shown = list(labels) if labels is not None else [visible_token(str(t)) for t in tokens]
+    bar = fig.data[0]
+    bar.x = [f"{i}: {_plotly_text(shown[i])}" for i in keep]
+    custom = [list(row) for row in bar.customdata]
+    for j, i in enumerate(keep):
+        custom[j][0] = i
+    bar.customdata = custom
+    out = {int(i) for i in excluded}
+    colours = list(bar.marker.color)
+    patterns = ["" for _ in keep]
+    for j, i in enumerate(keep):
+        if i in out:
+            colours[j] = EXCLUDED_BAR
+            patterns[j] = "/"
+    bar.marker.color = colours
+    bar.marker.pattern = {"shape": patterns, "fgcolor": "#8a8a8a", "solidity": 0.3}
+    if hide and len(keep) < n:
+        note = f"{n - len(keep)} template tokens hidden; grey hatched bars: not selectable by top-k"
+        fig.add_annotation(text=_plotly_text(note), xref="paper", yref="paper", x=0, y=1.08, showarrow=False,
+                           font={"size": 11, "color": "#666"}, xanchor="left")
+    elif out:
+        fig.add_annotation(text="grey hatched bars: not selectable by top-k", xref="paper", yref="paper", x=0,
+                           y=1.08, showarrow=False, font={"size": 11, "color": "#666"}, xanchor="left")
+    return fig
