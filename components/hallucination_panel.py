@@ -12,8 +12,22 @@ import gradio as gr
 
 from components.app_state import IMAGES_DIR, Session, clean_json
 from components.attribution_panel import whole
-from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html, session_model
+from components.common import (
+    MODEL_QUEUE,
+    OVERLAY_ALPHA,
+    OVERLAY_HEIGHT,
+    api_endpoint,
+    esc,
+    gradio_progress,
+    guarded,
+    note_html,
+    one_status,
+    safe_image,
+    session_model,
+)
+from components.steering_panel import STRENGTH_INFO
 from grains.errors import InputError
+from grains.steering import MAX_STRENGTH
 
 SETTINGS = [("random", "random"), ("popular (most frequent objects)", "popular"),
             ("adversarial (objects often seen with the present ones)", "adversarial")]
@@ -260,8 +274,8 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         model_note = gr.HTML(elem_id="grains-hc-model-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
-                image = gr.Image(label="Photo", type="filepath", height=260, sources=["upload", "clipboard"],
-                                 elem_id="grains-hc-image")
+                image = safe_image(label="Photo", height=260, sources=["upload", "clipboard"],
+                                   elem_id="grains-hc-image")
                 photos = shipped_photos()
                 shipped = gr.Dropdown(photos, value=None, label="…or pick a shipped photo (fills in its labels)",
                                       elem_id="grains-hc-shipped")
@@ -289,11 +303,11 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                 probe = gr.Radio([], value=None, label="Probe", elem_id="grains-hc-probe")
                 heat_steps = gr.Slider(1, MAX_HEATMAP_STEPS, value=8, step=1, label="IG steps",
                                        elem_id="grains-hc-heat-steps")
-                alpha = gr.Slider(0, 1, value=0.55, step=0.05, label="Overlay opacity (for the next heatmap)")
+                alpha = gr.Slider(0, 1, value=OVERLAY_ALPHA, step=0.05, label="Overlay opacity (for the next heatmap)")
                 heat_note = gr.HTML(elem_id="grains-hc-heat-note")
             with gr.Column(scale=3, min_width=420):
                 heatmap = gr.Image(label="Contrastive patch heatmap (truthful vs other answer)", type="pil",
-                                   interactive=False, height=320, elem_id="grains-hc-heatmap")
+                                   interactive=False, height=OVERLAY_HEIGHT, elem_id="grains-hc-heatmap")
         gr.Markdown("### Steer and re-check")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
@@ -304,7 +318,8 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                                         elem_id="grains-hc-suggested")
                 with gr.Row():
                     layer = gr.Slider(0, 31, value=0, step=1, label="Layer", elem_id="grains-hc-layer")
-                    strength = gr.Slider(0, 4, value=0.5, step=0.05, label="Strength", elem_id="grains-hc-strength")
+                    strength = gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=0.5, step=0.05, label="Strength",
+                                         elem_id="grains-hc-strength", info=STRENGTH_INFO)
                 recheck_button = gr.Button("Build vector and re-check", variant="primary", elem_id="grains-hc-recheck")
                 gr.Markdown("Chosen = the truthful answer (as in the paper's MMHal setting). The re-check asks only "
                             "probes the vector was not built from; a shipped probe about this same photo is left out.",
@@ -345,11 +360,11 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     def check_ui(session: Session, img: str | None, present_text: str, absent_text: str, setting_value: str,
                  prop: dict | None, progress: gr.Progress = gr.Progress()) -> list[Any]:
         data = run_check(session, img, present_text, absent_text, setting_value, prop,
-                         progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+                         progress=gradio_progress(progress))
         return results(data)
 
     run_button.click(check_ui, inputs=[state, image, present, absent, setting, proposed], outputs=result_outputs,
-                     concurrency_id=MODEL_QUEUE, api_visibility="private")
+                     concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(summary))
 
     @guarded
     def heat_ui(session: Session, data: dict | None, index: Any, steps: Any, opacity: float,
@@ -360,7 +375,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         return list(probe_heatmap(session, data, index, steps, opacity))
 
     probe.change(heat_ui, inputs=[state, last, probe, heat_steps, alpha], outputs=[heatmap, heat_note],
-                 concurrency_id=MODEL_QUEUE, api_visibility="private")
+                 concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(heat_note))
 
     def row_selected(evt: gr.SelectData) -> Any:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -372,11 +387,12 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     def recheck_ui(session: Session, data: dict | None, src: str, n_build: Any, steps: Any, use_suggested: bool,
                    layer_value: Any, strength_value: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
         report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
-                             progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+                             progress=gradio_progress(progress))
         return results(report)
 
     recheck_button.click(recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
-                         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private")
+                         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private",
+                         **one_status(split))
 
     # API: /check_image (image, present, absent, setting, build_from, strength) -> report JSON
     with gr.Column(visible=False):
