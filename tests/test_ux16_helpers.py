@@ -24,7 +24,6 @@ from components.token_heatmap import COLLAPSE_MIN, display_tokens, render_token_
 from grains.errors import InputError
 
 
-
 def test_outdated_html_marks_once_and_keeps_the_content():
     marked = outdated_html("<b>old</b>", "the model changed")
     assert marked.count(f"class=\"{OUTDATED_CLASS}\"") == 1 and "<b>old</b>" in marked and "the model changed" in marked
