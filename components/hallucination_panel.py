@@ -286,7 +286,8 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                 with gr.Row(equal_height=False):
                     setting = gr.Radio(SETTINGS, value="adversarial", label="Propose absent objects (POPE setting)",
                                        elem_id="grains-hc-setting", scale=3)
-                    propose_button = gr.Button("Propose", size="sm", elem_id="grains-hc-propose", scale=1)
+                    propose_button = gr.Button("Propose", size="sm", elem_id="grains-hc-propose", scale=1,
+                                               elem_classes=["grains-button-secondary"])
                 proposal_note = gr.HTML(elem_id="grains-hc-proposal")
                 gr.Markdown("The model is asked “Is there a {object} in the image?” for each object, with your words "
                             "as typed. The vocabulary is the 80 COCO class names; its popularity and co-occurrence "

@@ -165,7 +165,7 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
                                  label="Model preset", elem_id="grains-preset", interactive=True)
             with gr.Row(equal_height=False):
                 custom = gr.Textbox(label="…or a hub id / local path / .gguf file", scale=3, min_width=260,
-                                    placeholder="e.g. HuggingFaceTB/SmolVLM-256M-Instruct",
+                                    placeholder="owner/name or ./path",
                                     elem_id="grains-custom-model", max_lines=1)
                 load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", scale=0,
                                         min_width=130)

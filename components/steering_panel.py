@@ -401,9 +401,11 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
             card = gr.HTML(elem_id="grains-vector-card", elem_classes=["grains-card"])
             with gr.Row():
                 download = gr.DownloadButton("Save vector (.safetensors)", size="sm", interactive=False,
-                                             elem_id="grains-save-vector")
+                                             elem_id="grains-save-vector", variant="secondary",
+                                             elem_classes=["grains-button-secondary"])
                 upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
-                                                elem_id="grains-load-vector")
+                                                elem_id="grains-load-vector", variant="secondary",
+                                                elem_classes=["grains-button-secondary"])
                 allow_other = gr.Checkbox(value=False, label=ALLOW_OTHER_LABEL, elem_id="grains-allow-other-model",
                                           info="off: a vector built for another model is refused")
             with gr.Accordion("Cross-validation table (plain CV, every layer × strength cell; its maximum is a "
@@ -420,7 +422,8 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 normalize = gr.Checkbox(value=True, label="Keep each token's norm (h'' = h' · |h| / |h'|)",
                                         elem_id="grains-normalize",
                                         info="used by Compare, Evaluate, the sweeps and the build's cross-validation")
-                reset = gr.Button("Use the vector's suggestion", size="sm")
+                reset = gr.Button("Use the vector's suggestion", size="sm", variant="secondary",
+                                  elem_classes=["grains-button-secondary"])
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
             source = gr.Radio(SOURCES, value="dataset", label="From")
@@ -480,8 +483,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     def arm(session: Session) -> str:
         """Runs at once on click (outside the queue), so Stop also works while the build waits in the queue."""
         session.cancel, session.build_pending = False, True
-        return note_html("Waiting for the model (other jobs may be ahead: the place in the queue shows here)…",
-                         "info")
+        return ""  # the build's own tracker fills this box: its place in the queue, then progress and time left
 
     def build_then_disarm(session: Session, *args: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
         try:
