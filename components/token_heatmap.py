@@ -97,7 +97,7 @@ def render_token_heatmap(tokens: Sequence[str], scores: Sequence[float], selecte
     """HTML heatmap: one span per token, background from the shared diverging map centred at 0.
 
     The colour scale is symmetric, set by the largest |score| among the non-excluded tokens (special tokens
-    such as BOS often dwarf the content); excluded tokens are greyed and struck through instead of coloured.
+    such as BOS often dwarf the content); excluded tokens are grey and hatched instead of coloured.
     Selected top-k tokens get a solid border (dark red positive, dark blue negative). The hover title holds
     "index i · token · score" with the real token text. `caption=None` omits the caption.
 
