@@ -20,8 +20,10 @@ from components.common import (
     esc,
     gradio_progress,
     guarded,
+    mark_outdated,
     note_html,
     one_status,
+    outdated_html,
     safe_image,
     session_model,
 )
@@ -261,8 +263,17 @@ class HallucinationPanel:
             note = note_html(f"<b>{esc(lm.model_id)} has random weights:</b> the check runs, but its answers mean "
                              "nothing. Use it to try the flow.", "warn")
         top = max(0, lm.num_layers - 1)
-        return [gr.update(visible=vlm), gr.update(visible=not vlm), note, None, EMPTY, [], gr.update(choices=[],
-                value=None), None, gr.update(maximum=top, value=min(top, lm.num_layers // 2))]
+        return [gr.update(visible=vlm), gr.update(visible=not vlm), note, None, EMPTY,
+                gr.update(value=[], elem_classes=[]), gr.update(choices=[], value=None), None,
+                gr.update(maximum=top, value=min(top, lm.num_layers // 2))]
+
+
+def stale_updates(data: dict | None, image: str | None) -> list[Any]:
+    """(summary, table) updates when the photo changes: the last check marked outdated when it was made for
+    another photo; unchanged otherwise."""
+    if not data or (data.get("inputs") or {}).get("image") == image:
+        return [gr.update(), gr.update()]
+    return [outdated_html(summary_html(data), "the photo changed"), mark_outdated(True)]
 
 
 def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
@@ -335,8 +346,16 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     result_outputs = [last, summary, table, probe, split, raw, heatmap, heat_note]
 
     def results(data: dict) -> list[Any]:
-        return [data, summary_html(data), table_rows(data), gr.update(choices=probe_choices(data), value=None),
-                split_html(data), data, None, ""]
+        return [data, summary_html(data), gr.update(value=table_rows(data), elem_classes=[]),
+                gr.update(choices=probe_choices(data), value=None), split_html(data), data, None, ""]
+
+    def photo_changed(data: dict | None, img: str | None) -> list[Any]:
+        """A new photo: the last check's results stay visible but are marked outdated (they were for another
+        photo) until the check runs again."""
+        return stale_updates(data, img)
+
+    image.change(photo_changed, inputs=[last, image], outputs=[summary, table], queue=False,
+                 api_visibility="private", show_progress="hidden")
 
     @guarded
     def pick_shipped(path: str | None) -> list[Any]:

@@ -222,3 +222,17 @@ def test_build_from_the_current_example_reuses_the_attribution_on_screen(monkeyp
     assert reusable_attribution(session, 4, "sequence") is shown
     assert reusable_attribution(session, 8, "sequence") is None
     assert reusable_attribution(session, 4, "last") is None
+
+
+def test_a_new_photo_marks_the_last_check_outdated():
+    from components.hallucination_panel import stale_updates
+
+    data = {"inputs": {"image": "/a.jpg"}, "unsteered": {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                          "yes_ratio": 0.5, "hallucinations": 0, "absent": 1, "tp": 1,
+                                                          "fn": 0},
+            "model": "m", "n": 2, "question_template": "Is there a {object}?", "image": {"name": "a.jpg"}}
+    summary, table = stale_updates(data, "/b.jpg")
+    assert "Outdated: the photo changed" in summary and "accuracy" in summary
+    assert table["elem_classes"] == [OUTDATED_CLASS]
+    assert stale_updates(data, "/a.jpg") == [{"__type__": "update"}, {"__type__": "update"}]
+    assert stale_updates(None, "/b.jpg") == [{"__type__": "update"}, {"__type__": "update"}]
