@@ -126,3 +126,31 @@ def test_a_text_file_named_jpg_gives_one_plain_sentence(page, app_server, tmp_pa
     assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
     assert page.locator("[data-testid='toast-body']").count() == 1
     assert visible_error_badges(page) <= 1
+
+
+def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
+    url = app_server("tiny-random-llama")
+    first, second = (browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2))
+    try:
+        a, b = first.new_page(), second.new_page()
+        for pg in (a, b):
+            pg.set_default_timeout(TIMEOUT)
+            open_app(pg, url, "tiny-random-llama")
+            pg.click("#grains-tab-steer-button")
+            rows = pg.locator("#grains-build-rows input[type=number]")
+            rows.fill("64")
+            rows.press("Enter")
+        a.click("#grains-build")
+        a.wait_for_function("document.querySelector('#grains-build-status').innerText.includes('left')")
+        b.click("#grains-build")  # waits behind a's build: one model queue for everyone
+        b.wait_for_function("/queue/i.test(document.querySelector('#grains-build-status').innerText)")
+        text = b.inner_text("#grains-build-status")
+        assert re.search(r"queue:?\s*1\s*/\s*1", text), text
+        b.screenshot(path=str(test_output_dir / "ux16_queued_place.png"), full_page=True)
+        b.click("#grains-cancel")  # stop while still queued: it never runs
+        a.click("#grains-cancel")
+        a.wait_for_selector("#grains-build-status:has-text('Stopped')")
+        b.wait_for_selector("#grains-build-status:has-text('Stopped')")
+    finally:
+        first.close()
+        second.close()
