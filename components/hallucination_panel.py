@@ -27,8 +27,8 @@ from components.common import (
     safe_image,
     session_model,
 )
-from components.steering_panel import STRENGTH_INFO
-from grains.errors import InputError
+from components.steering_panel import STRENGTH_INFO, request_stop
+from grains.errors import Cancelled, InputError
 from grains.steering import MAX_STRENGTH
 
 SETTINGS = [("random", "random"), ("popular (most frequent objects)", "popular"),
@@ -332,7 +332,10 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                     layer = gr.Slider(0, 31, value=0, step=1, label="Layer", elem_id="grains-hc-layer")
                     strength = gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=0.5, step=0.05, label="Strength",
                                          elem_id="grains-hc-strength", info=STRENGTH_INFO)
-                recheck_button = gr.Button("Build vector and re-check", variant="primary", elem_id="grains-hc-recheck")
+                with gr.Row():
+                    recheck_button = gr.Button("Build vector and re-check", variant="primary",
+                                               elem_id="grains-hc-recheck")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="grains-hc-stop", scale=0, min_width=90)
                 gr.Markdown("Chosen = the truthful answer (as in the paper's MMHal setting). The re-check asks only "
                             "probes the vector was not built from; a shipped probe about this same photo is left out.",
                             elem_classes=["grains-muted"])
@@ -406,13 +409,34 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     @guarded
     def recheck_ui(session: Session, data: dict | None, src: str, n_build: Any, steps: Any, use_suggested: bool,
                    layer_value: Any, strength_value: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
-        report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
-                             progress=gradio_progress(progress))
+        estimate = gradio_progress(progress)
+        try:
+            report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
+                                 progress=estimate, should_stop=lambda: session.cancel)
+        except Cancelled:
+            stopped = note_html(f"Stopped{esc(' after ' + estimate.text if estimate.text else '')}; the check above "
+                                "is unchanged.", "warn")
+            return [gr.update(), gr.update(), gr.update(), gr.update(), stopped, gr.update(), gr.update(),
+                    gr.update()]
+        finally:
+            session.cancel, session.build_pending = False, False
         return results(report)
 
-    recheck_button.click(recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
-                         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private",
-                         **one_status(split))
+    def arm(session: Session) -> str:
+        """At once on click (outside the queue), so Stop also works while the re-check waits in the queue."""
+        session.cancel, session.build_pending = False, True
+        return ""
+
+    recheck_button.click(arm, inputs=state, outputs=split, queue=False, api_visibility="private").then(
+        recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
+        outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(split))
+
+    def stop(session: Session) -> str:
+        if not request_stop(session):
+            return note_html("Nothing is running.", "info")
+        return note_html("Stopping after the current step…", "warn")
+
+    stop_button.click(stop, inputs=state, outputs=split, queue=False, api_visibility="private")
 
     # API: /check_image (image, present, absent, setting, build_from, strength) -> report JSON
     with gr.Column(visible=False):
