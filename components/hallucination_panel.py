@@ -352,12 +352,13 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         return [data, summary_html(data), gr.update(value=table_rows(data), elem_classes=[]),
                 gr.update(choices=probe_choices(data), value=None), split_html(data), data, None, ""]
 
-    def photo_changed(data: dict | None, img: str | None) -> list[Any]:
+    def photo_changed(data: dict | None, img: Any) -> list[Any]:
         """A new photo: the last check's results stay visible but are marked outdated (they were for another
-        photo) until the check runs again."""
-        return stale_updates(data, img)
+        photo) until the check runs again. Not preprocessed (a bad file is reported once, by the check itself)."""
+        path = img.get("path") if isinstance(img, dict) else img
+        return stale_updates(data, path)
 
-    image.change(photo_changed, inputs=[last, image], outputs=[summary, table], queue=False,
+    image.change(photo_changed, inputs=[last, image], outputs=[summary, table], queue=False, preprocess=False,
                  api_visibility="private", show_progress="hidden")
 
     @guarded
