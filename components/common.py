@@ -121,3 +121,244 @@ def chosen_format(value: Any) -> str | None:
     """A UI/API prompt format value: "" or None -> None (the model's default), else the name (checked later)."""
     text = str(value).strip() if value is not None else ""
     return text or None
+
+
+# ----------------------------------------------------------------------------------------------- outdated outputs
+
+OUTDATED_CLASS = "grains-outdated"  # assets/style.css: greyed, with an "outdated" badge over the component
+
+
+def outdated_html(html_text: str | None, reason: str) -> str:
+    """Previous HTML output kept visible but marked outdated: greyed, with a one-line banner saying why.
+
+    Args:
+        html_text: the HTML that was on screen (already safe HTML); empty gives "".
+        reason: why it no longer applies, plain text (escaped here), e.g. "the model changed".
+
+    Returns:
+        The wrapped HTML (idempotent: already-marked HTML is re-marked with the new reason only).
+    """
+    if not html_text:
+        return ""
+    inner = str(html_text)
+    marker = '<div class="grains-outdated-body">'
+    if inner.startswith(f'<div class="{OUTDATED_CLASS}">') and marker in inner:
+        inner = inner.split(marker, 1)[1].rsplit("</div></div>", 1)[0]
+    return (f'<div class="{OUTDATED_CLASS}"><div class="grains-outdated-banner">Outdated: {esc(reason)}. Run it '
+            f'again to update.</div>{marker}{inner}</div></div>')
+
+
+def mark_outdated(outdated: bool = True, classes: Sequence[str] = ()) -> Any:
+    """An update that marks any component (plot, table, JSON, image) outdated or fresh through its CSS classes.
+
+    Args:
+        outdated: True adds the "outdated" class (greyed, with a badge), False removes it.
+        classes: the component's own elem_classes, kept.
+
+    Returns:
+        A gr.update(elem_classes=...) for the component.
+    """
+    kept = [c for c in classes if c != OUTDATED_CLASS]
+    return gr.update(elem_classes=kept + [OUTDATED_CLASS] if outdated else kept)
+
+
+def model_changed_reason(old: str | None, new: str) -> str:
+    """'the model changed (A → B)' for an outdated banner."""
+    return f"the model changed ({old} → {new})" if old and old != new else "the model changed"
+
+
+# ------------------------------------------------------------------------------------------ one error, one place
+
+def one_status(status: Any, progress: str = "full") -> dict[str, Any]:
+    """Event options that show progress, the queue position and any error on ONE component (`status`), not on
+    every output. Gradio 6 otherwise draws its status tracker (spinner, "queue: 2/3", and on an error a red "Error"
+    badge that hides the component's content) over each output of the event.
+
+    Use: `button.click(fn, inputs, outputs, **one_status(status_note))`; raise gr.Error (or let `guarded` turn a
+    GrainsError into one) as usual: the message shows once, as a toast, and the badge only on `status`.
+
+    Args:
+        status: the component (usually a small gr.HTML note) that carries the progress bar and the error badge.
+        progress: "full" (bar, ETA, queue position), "minimal" or "hidden".
+
+    Returns:
+        Keyword arguments for an event listener.
+    """
+    return {"show_progress": progress, "show_progress_on": [status]}
+
+
+def error_note(exc: BaseException) -> str:
+    """The one-line note for a failure, as HTML (for handlers that report into a note instead of raising)."""
+    return note_html(f"<b>Could not do that:</b> {esc(user_message(exc))}", "error")
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+
+def duration_text(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min' (rounded for reading, not for timing)."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return f"{minutes} min {rest:02d} s"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min"
+
+
+class ProgressEstimate:
+    """Turns a library's progress callback (fraction, message) into a message with the time spent and an estimate
+    of the time left (linear in the fraction done), for gr.Progress or any other sink.
+
+    Args:
+        sink: called with (fraction in [0, 1], text).
+        clock: time source (seconds); tests pass a fake one.
+    """
+
+    def __init__(self, sink: Callable[[float, str], Any], clock: Callable[[], float] | None = None):
+        import time
+
+        self._sink = sink
+        self._clock = clock or time.perf_counter
+        self.start = self._clock()
+        self.fraction = 0.0
+        self.text = ""
+
+    def eta(self, fraction: float) -> float | None:
+        """Seconds left at `fraction` done (None before there is anything to extrapolate from)."""
+        elapsed = self._clock() - self.start
+        if fraction <= 0.01 or elapsed <= 0:
+            return None
+        return elapsed * (1.0 - fraction) / fraction
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        elapsed = self._clock() - self.start
+        left = self.eta(fraction)
+        timing = f"{duration_text(elapsed)} so far" + (f", about {duration_text(left)} left" if left is not None
+                                                       else "")
+        self.fraction = fraction
+        self.text = f"{message} · {timing}" if message else timing
+        self._sink(fraction, self.text)
+
+
+def gradio_progress(progress: Any) -> ProgressEstimate:
+    """A (fraction, message) callback for the library that drives a gr.Progress with an estimate of the time left."""
+    return ProgressEstimate(lambda f, text: progress(f, desc=text))
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+NOT_AN_IMAGE = "That file is not an image we can read (try a PNG or JPEG photo)."
+OVERLAY_HEIGHT = 480  # px: the patch overlay is shown this tall (the overlay keeps the photo's own size)
+OVERLAY_ALPHA = 0.75  # default heatmap opacity over the photo
+
+
+def image_path_or_error(path: Any) -> str | None:
+    """The uploaded file's path when it decodes as an image (checked with grains.images.load_image); a plain
+    InputError otherwise, never quoting the server's temp path or the decoder's exception."""
+    if not path:
+        return None
+    from grains.errors import ImageError, InputError
+    from grains.images import load_image
+
+    try:
+        load_image(str(path))
+    except ImageError as exc:
+        message = str(exc)
+        if "megapixels" in message or "MB" in message:  # size limits: the library's own words are plain
+            raise InputError(message) from None
+        raise InputError(NOT_AN_IMAGE) from None
+    return str(path)
+
+
+def safe_image(**kwargs: Any) -> gr.Image:
+    """A gr.Image (type="filepath") whose upload is checked with grains.images before any handler runs: a file that
+    is not an image gives one plain message ("That file is not an image we can read ...") instead of Gradio's
+    "Could not preprocess input component ... UnidentifiedImageError" with the server's temp paths.
+
+    Args:
+        kwargs: gr.Image's arguments (type is always "filepath").
+
+    Returns:
+        The component (a plain gr.Image with its preprocess wrapped; no subclass, so the frontend is unchanged).
+    """
+    kwargs["type"] = "filepath"
+    image = gr.Image(**kwargs)
+    original = image.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is None:
+            return None
+        raw = getattr(payload, "path", None)
+        if raw:
+            try:
+                image_path_or_error(raw)
+            except GrainsError as exc:
+                raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+        try:
+            return original(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - Gradio's decode failed after ours passed: still one plain sentence
+            raise gr.Error(NOT_AN_IMAGE, print_exception=False) from None
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
+
+
+# ------------------------------------------------------------------------------------------- attribution chart
+
+EXCLUDED_BAR = "#d0d0d0"
+
+
+def attribution_chart(tokens: Sequence[str], scores: Sequence[float], selected: Sequence[int] = (),
+                      excluded: Sequence[int] = (), hidden: Sequence[int] = (), labels: Sequence[str] | None = None,
+                      title: str | None = None) -> Any:
+    """The per-token bar chart (components.charts.attribution_bar_chart) with the heatmap's conventions: tokens in
+    `hidden` (template / system prompt, see token_heatmap.template_indices) are left out; tokens in `excluded`
+    (not selectable by top-k) are drawn grey and hatched, unlike selectable ones; x labels keep each token's real
+    index, and `labels` (e.g. token_heatmap.display_tokens) replaces the token text shown.
+
+    Returns:
+        A plotly Figure.
+    """
+    from components.charts import _plotly_text, attribution_bar_chart
+
+    n = len(tokens)
+    if len(scores) != n:
+        from grains.errors import InputError
+
+        raise InputError(f"There are {n} tokens but {len(scores)} scores; they must match one to one.")
+    hide = {int(i) for i in hidden}
+    keep = [i for i in range(n) if i not in hide] or list(range(n))
+    position = {i: j for j, i in enumerate(keep)}
+    sub_selected = [position[int(i)] for i in selected if int(i) in position]
+    fig = attribution_bar_chart([tokens[i] for i in keep], [scores[i] for i in keep], selected=sub_selected,
+                                title=title)
+    from components.token_heatmap import visible_token
+
+    shown = list(labels) if labels is not None else [visible_token(str(t)) for t in tokens]
+    bar = fig.data[0]
+    bar.x = [f"{i}: {_plotly_text(shown[i])}" for i in keep]
+    custom = [list(row) for row in bar.customdata]
+    for j, i in enumerate(keep):
+        custom[j][0] = i
+    bar.customdata = custom
+    out = {int(i) for i in excluded}
+    colours = list(bar.marker.color)
+    patterns = ["" for _ in keep]
+    for j, i in enumerate(keep):
+        if i in out:
+            colours[j] = EXCLUDED_BAR
+            patterns[j] = "/"
+    bar.marker.color = colours
+    bar.marker.pattern = {"shape": patterns, "fgcolor": "#8a8a8a", "solidity": 0.3}
+    if hide and len(keep) < n:
+        note = f"{n - len(keep)} template tokens hidden; grey hatched bars: not selectable by top-k"
+        fig.add_annotation(text=_plotly_text(note), xref="paper", yref="paper", x=0, y=1.08, showarrow=False,
+                           font={"size": 11, "color": "#666"}, xanchor="left")
+    elif out:
+        fig.add_annotation(text="grey hatched bars: not selectable by top-k", xref="paper", yref="paper", x=0,
+                           y=1.08, showarrow=False, font={"size": 11, "color": "#666"}, xanchor="left")
+    return fig

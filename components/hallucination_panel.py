@@ -12,8 +12,24 @@ import gradio as gr
 
 from components.app_state import IMAGES_DIR, Session, clean_json
 from components.attribution_panel import whole
-from components.common import MODEL_QUEUE, api_endpoint, esc, guarded, note_html, session_model
-from grains.errors import InputError
+from components.common import (
+    MODEL_QUEUE,
+    OVERLAY_ALPHA,
+    OVERLAY_HEIGHT,
+    api_endpoint,
+    esc,
+    gradio_progress,
+    guarded,
+    mark_outdated,
+    note_html,
+    one_status,
+    outdated_html,
+    safe_image,
+    session_model,
+)
+from components.steering_panel import STRENGTH_INFO, request_stop
+from grains.errors import Cancelled, InputError
+from grains.steering import MAX_STRENGTH
 
 SETTINGS = [("random", "random"), ("popular (most frequent objects)", "popular"),
             ("adversarial (objects often seen with the present ones)", "adversarial")]
@@ -247,8 +263,17 @@ class HallucinationPanel:
             note = note_html(f"<b>{esc(lm.model_id)} has random weights:</b> the check runs, but its answers mean "
                              "nothing. Use it to try the flow.", "warn")
         top = max(0, lm.num_layers - 1)
-        return [gr.update(visible=vlm), gr.update(visible=not vlm), note, None, EMPTY, [], gr.update(choices=[],
-                value=None), None, gr.update(maximum=top, value=min(top, lm.num_layers // 2))]
+        return [gr.update(visible=vlm), gr.update(visible=not vlm), note, None, EMPTY,
+                gr.update(value=[], elem_classes=[]), gr.update(choices=[], value=None), None,
+                gr.update(maximum=top, value=min(top, lm.num_layers // 2))]
+
+
+def stale_updates(data: dict | None, image: str | None) -> list[Any]:
+    """(summary, table) updates when the photo changes: the last check marked outdated when it was made for
+    another photo; unchanged otherwise."""
+    if not data or (data.get("inputs") or {}).get("image") == image:
+        return [gr.update(), gr.update()]
+    return [outdated_html(summary_html(data), "the photo changed"), mark_outdated(True)]
 
 
 def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
@@ -260,8 +285,8 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         model_note = gr.HTML(elem_id="grains-hc-model-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
-                image = gr.Image(label="Photo", type="filepath", height=260, sources=["upload", "clipboard"],
-                                 elem_id="grains-hc-image")
+                image = safe_image(label="Photo", height=260, sources=["upload", "clipboard"],
+                                   elem_id="grains-hc-image")
                 photos = shipped_photos()
                 shipped = gr.Dropdown(photos, value=None, label="…or pick a shipped photo (fills in its labels)",
                                       elem_id="grains-hc-shipped")
@@ -272,7 +297,8 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                 with gr.Row(equal_height=False):
                     setting = gr.Radio(SETTINGS, value="adversarial", label="Propose absent objects (POPE setting)",
                                        elem_id="grains-hc-setting", scale=3)
-                    propose_button = gr.Button("Propose", size="sm", elem_id="grains-hc-propose", scale=1)
+                    propose_button = gr.Button("Propose", size="sm", elem_id="grains-hc-propose", scale=1,
+                                               elem_classes=["grains-button-secondary"])
                 proposal_note = gr.HTML(elem_id="grains-hc-proposal")
                 gr.Markdown("The model is asked “Is there a {object} in the image?” for each object, with your words "
                             "as typed. The vocabulary is the 80 COCO class names; its popularity and co-occurrence "
@@ -289,11 +315,11 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                 probe = gr.Radio([], value=None, label="Probe", elem_id="grains-hc-probe")
                 heat_steps = gr.Slider(1, MAX_HEATMAP_STEPS, value=8, step=1, label="IG steps",
                                        elem_id="grains-hc-heat-steps")
-                alpha = gr.Slider(0, 1, value=0.55, step=0.05, label="Overlay opacity (for the next heatmap)")
+                alpha = gr.Slider(0, 1, value=OVERLAY_ALPHA, step=0.05, label="Overlay opacity (for the next heatmap)")
                 heat_note = gr.HTML(elem_id="grains-hc-heat-note")
             with gr.Column(scale=3, min_width=420):
                 heatmap = gr.Image(label="Contrastive patch heatmap (truthful vs other answer)", type="pil",
-                                   interactive=False, height=320, elem_id="grains-hc-heatmap")
+                                   interactive=False, height=OVERLAY_HEIGHT, elem_id="grains-hc-heatmap")
         gr.Markdown("### Steer and re-check")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
@@ -304,8 +330,12 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                                         elem_id="grains-hc-suggested")
                 with gr.Row():
                     layer = gr.Slider(0, 31, value=0, step=1, label="Layer", elem_id="grains-hc-layer")
-                    strength = gr.Slider(0, 4, value=0.5, step=0.05, label="Strength", elem_id="grains-hc-strength")
-                recheck_button = gr.Button("Build vector and re-check", variant="primary", elem_id="grains-hc-recheck")
+                    strength = gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=0.5, step=0.05, label="Strength",
+                                         elem_id="grains-hc-strength", info=STRENGTH_INFO)
+                with gr.Row():
+                    recheck_button = gr.Button("Build vector and re-check", variant="primary",
+                                               elem_id="grains-hc-recheck")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="grains-hc-stop", scale=0, min_width=90)
                 gr.Markdown("Chosen = the truthful answer (as in the paper's MMHal setting). The re-check asks only "
                             "probes the vector was not built from; a shipped probe about this same photo is left out.",
                             elem_classes=["grains-muted"])
@@ -319,8 +349,17 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     result_outputs = [last, summary, table, probe, split, raw, heatmap, heat_note]
 
     def results(data: dict) -> list[Any]:
-        return [data, summary_html(data), table_rows(data), gr.update(choices=probe_choices(data), value=None),
-                split_html(data), data, None, ""]
+        return [data, summary_html(data), gr.update(value=table_rows(data), elem_classes=[]),
+                gr.update(choices=probe_choices(data), value=None), split_html(data), data, None, ""]
+
+    def photo_changed(data: dict | None, img: Any) -> list[Any]:
+        """A new photo: the last check's results stay visible but are marked outdated (they were for another
+        photo) until the check runs again. Not preprocessed (a bad file is reported once, by the check itself)."""
+        path = img.get("path") if isinstance(img, dict) else img
+        return stale_updates(data, path)
+
+    image.change(photo_changed, inputs=[last, image], outputs=[summary, table], queue=False, preprocess=False,
+                 api_visibility="private", show_progress="hidden")
 
     @guarded
     def pick_shipped(path: str | None) -> list[Any]:
@@ -345,11 +384,11 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     def check_ui(session: Session, img: str | None, present_text: str, absent_text: str, setting_value: str,
                  prop: dict | None, progress: gr.Progress = gr.Progress()) -> list[Any]:
         data = run_check(session, img, present_text, absent_text, setting_value, prop,
-                         progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+                         progress=gradio_progress(progress))
         return results(data)
 
     run_button.click(check_ui, inputs=[state, image, present, absent, setting, proposed], outputs=result_outputs,
-                     concurrency_id=MODEL_QUEUE, api_visibility="private")
+                     concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(summary))
 
     @guarded
     def heat_ui(session: Session, data: dict | None, index: Any, steps: Any, opacity: float,
@@ -360,7 +399,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         return list(probe_heatmap(session, data, index, steps, opacity))
 
     probe.change(heat_ui, inputs=[state, last, probe, heat_steps, alpha], outputs=[heatmap, heat_note],
-                 concurrency_id=MODEL_QUEUE, api_visibility="private")
+                 concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(heat_note))
 
     def row_selected(evt: gr.SelectData) -> Any:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -371,12 +410,34 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     @guarded
     def recheck_ui(session: Session, data: dict | None, src: str, n_build: Any, steps: Any, use_suggested: bool,
                    layer_value: Any, strength_value: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
-        report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
-                             progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m))
+        estimate = gradio_progress(progress)
+        try:
+            report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
+                                 progress=estimate, should_stop=lambda: session.cancel)
+        except Cancelled:
+            stopped = note_html(f"Stopped{esc(' after ' + estimate.text if estimate.text else '')}; the check above "
+                                "is unchanged.", "warn")
+            return [gr.update(), gr.update(), gr.update(), gr.update(), stopped, gr.update(), gr.update(),
+                    gr.update()]
+        finally:
+            session.cancel, session.build_pending = False, False
         return results(report)
 
-    recheck_button.click(recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
-                         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private")
+    def arm(session: Session) -> str:
+        """At once on click (outside the queue), so Stop also works while the re-check waits in the queue."""
+        session.cancel, session.build_pending = False, True
+        return ""
+
+    recheck_button.click(arm, inputs=state, outputs=split, queue=False, api_visibility="private").then(
+        recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
+        outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(split))
+
+    def stop(session: Session) -> str:
+        if not request_stop(session):
+            return note_html("Nothing is running.", "info")
+        return note_html("Stopping after the current step…", "warn")
+
+    stop_button.click(stop, inputs=state, outputs=split, queue=False, api_visibility="private")
 
     # API: /check_image (image, present, absent, setting, build_from, strength) -> report JSON
     with gr.Column(visible=False):

@@ -8,16 +8,38 @@ from typing import Any
 import gradio as gr
 
 from components.app_state import MODELS, Session, clean_json, default_vector_for
-from components.common import MODEL_QUEUE, PROMPT_FORMAT_SHORT, api_endpoint, esc, guarded, note_html, warn
+from components.common import (
+    MODEL_QUEUE,
+    PROMPT_FORMAT_SHORT,
+    api_endpoint,
+    esc,
+    guarded,
+    note_html,
+    one_status,
+    warn,
+)
 from grains.errors import GrainsError, InputError
 from grains.presets import PRESETS, is_installed
 
 GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights"}
 
 
+def preset_model_name(name: str) -> str:
+    """The model a preset really loads, from its description ("Qwen2.5-Coder-0.5B-Instruct (optional; ...)" ->
+    "Qwen2.5-Coder-0.5B-Instruct"); the preset name itself when the description is not about a named model."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        return name
+    real = preset.description.split(" (", 1)[0].strip()
+    return real or name
+
+
 def preset_label(name: str) -> str:
-    """Dropdown label: the name and its group; extras say when they are not installed."""
+    """Dropdown label: the preset name, the model it really loads when the name does not say it (the
+    "qwen2.5-0.5b-instruct" preset is Qwen2.5-Coder-0.5B-Instruct), and its group; extras say when they are not
+    installed."""
     preset = PRESETS[name]
+    real = preset_model_name(name)
     label = GROUP_LABELS.get(preset.group, preset.group)
     if preset.group == "embedded":
         label += ", default"
@@ -25,6 +47,8 @@ def preset_label(name: str) -> str:
         label += ", VLM"
     if preset.group == "extra" and not is_installed(name):
         label += ", not installed"
+    if preset.group != "test" and real.lower() != name.lower():
+        return f"{name}  ·  {real}  ·  {label}"
     return f"{name}  ·  {label}"
 
 
@@ -58,8 +82,11 @@ def model_card(lm: Any) -> str:
     """HTML summary of a loaded model."""
     info = lm.info()
     kind = "vision-language model (VLM)" if info["kind"] == "VLM" else "language model (LLM)"
+    real = preset_model_name(info["model_id"]) if info["model_id"] in PRESETS else info["model_id"]
+    shown = info["model_id"] if real.lower() == str(info["model_id"]).lower() or info.get("random_weights") else (
+        f"{real} (preset {info['model_id']})")
     facts = [
-        ("Model", info["model_id"]), ("Type", kind), ("Architecture", info["architecture"]),
+        ("Model", shown), ("Type", kind), ("Architecture", info["architecture"]),
         ("Parameters", format_parameters(info["parameters"])), ("Layers", str(info["layers"])),
         ("Hidden size", str(info["hidden_size"])), ("Device", info["device"]), ("Dtype", info["dtype"]),
         ("Prompt format", PROMPT_FORMAT_SHORT.get(str(info.get("prompt_format")), str(info.get("prompt_format")))),
@@ -137,9 +164,9 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
             preset = gr.Dropdown(preset_choices(), value=default_model if default_model in PRESETS else None,
                                  label="Model preset", elem_id="grains-preset", interactive=True)
             with gr.Row(equal_height=False):
-                custom = gr.Textbox(label="…or a hub id / local path / .gguf file", scale=3,
-                                    placeholder="owner/name or /path/to/checkpoint", elem_id="grains-custom-model",
-                                    max_lines=1)
+                custom = gr.Textbox(label="…or a hub id / local path / .gguf file", scale=3, min_width=260,
+                                    placeholder="owner/name or ./path",
+                                    elem_id="grains-custom-model", max_lines=1)
                 load_button = gr.Button("Load model", variant="primary", elem_id="grains-load-model", scale=0,
                                         min_width=130)
             preset_info = gr.HTML(preset_note(default_model), elem_id="grains-preset-info")
@@ -165,7 +192,7 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
         return session, model_card(lm), preset_note(name if name in PRESETS else None)
 
     panel.load_event = load_button.click(load, inputs=[state, preset, custom], outputs=[state, card, preset_info],
-                                         concurrency_id=MODEL_QUEUE, api_visibility="private")
+                                         concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(card))
 
     # API: /load_model (name) -> model info JSON
     with gr.Column(visible=False):

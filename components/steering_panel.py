@@ -18,8 +18,10 @@ from components.common import (
     chosen_format,
     esc,
     fmt_float,
+    gradio_progress,
     guarded,
     note_html,
+    one_status,
     session_model,
     warn,
 )
@@ -33,7 +35,7 @@ METHODS = [("GrAInS (default): mean(d+) − mean(d−) of the ablation deltas", 
            ("GrAInS, mean of deltas (same as the default)", "mean"),
            ("GrAInS, PCA: PC1(d+) − PC1(d−), signs aligned", "pca"), ("CAA: mean h(s+) − h(s−)", "caa")]
 MAX_STRENGTH_UI = MAX_STRENGTH  # one range everywhere: -4 .. 4
-STRENGTH_HELP = "negative steers toward the rejected answers"
+STRENGTH_HELP = "negative steers the other way (toward the rejected answers)"
 STRENGTH_INFO = (f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, in units of the layer's median hidden-state norm; "
                  f"{STRENGTH_HELP}")
 ALLOW_OTHER_LABEL = "Allow a vector from another model"
@@ -194,11 +196,52 @@ def cv_table(session: Session) -> list[list[Any]]:
     return rows
 
 
-def save_copy(vector: Any, model_name: str) -> str:
-    """Write the vector to a fresh temp folder for download; returns the .safetensors path."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_name).strip("-")[:60] or "model"
+def _slug(text: Any, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", str(text or "")).strip("-.")[:limit].strip("-.")
+
+
+def vector_file_name(vector: Any, model_name: str, concept: str | None = None) -> str:
+    """A descriptive download name: grains_<model>_<concept or dataset>_<method>_L<suggested layer>.safetensors,
+    e.g. grains_gemma-3-270m_truthfulqa_grains_L9.safetensors (a hub id keeps only its last part)."""
+    model = _slug(str(model_name).rstrip("/").split("/")[-1]) or "model"
+    parts = ["grains", model]
+    if _slug(concept):
+        parts.append(_slug(concept))
+    parts.append(_slug(vector.method) or "vector")
+    if vector.default_layer is not None:
+        parts.append(f"L{int(vector.default_layer)}")
+    return "_".join(parts) + ".safetensors"
+
+
+def build_concept(source: str, dataset: str | None, upload: str | None) -> str:
+    """What a build was made from, for the file name: the dataset's name, the uploaded file's stem, or "example"."""
+    if source == "example":
+        return "example"
+    if dataset == UPLOAD and upload:
+        return Path(str(upload)).stem
+    return str(dataset or "dataset")
+
+
+def save_copy(vector: Any, model_name: str, concept: str | None = None) -> str:
+    """Write the vector to a fresh temp folder for download (under `vector_file_name`); returns the path."""
     folder = scratch_dir("vector-")
-    return str(vector.save(folder / f"grains_{safe}_{vector.method}.safetensors"))
+    return str(vector.save(folder / vector_file_name(vector, model_name, concept)))
+
+
+def reusable_attribution(session: Session, steps: Any, target: str | None) -> Any:
+    """The attribution on screen when it was made for the current example with the build's settings (IG steps,
+    target, the zero baseline build uses, the prompt format it was attributed in), so building from the current
+    example needs no second IG run; None otherwise."""
+    result, i = session.attribution, session.inputs or {}
+    if result is None or not i:
+        return None
+    try:
+        same_steps = int(i.get("steps")) == int(float(steps))
+    except (TypeError, ValueError):
+        return None
+    if same_steps and i.get("target") == (target or "sequence") and i.get("baseline", "zero") == "zero":
+        return result
+    return None
 
 
 def slider_updates(session: Session, lm: Any) -> list[Any]:
@@ -245,20 +288,26 @@ def run_build(session: Session, source: str, dataset: str | None, upload: str | 
     fmt = session.inputs.get("prompt_format") if source == "example" else chosen_format(prompt_format)
     if source == "example" and session.inputs.get("image"):
         open_image(session.inputs["image"], lm)  # validate once, with a clear message
+    reuse = reusable_attribution(session, steps, target) if source == "example" else None
     result = build_vector(lm, examples, method=method or "grains", k=whole(k, "k"), steps=whole(steps, "IG steps"),
                           target=target or "sequence", content_only=bool(content_only),
                           skip_punctuation=bool(skip_punctuation), select=bool(cross_validate),
                           progress=progress, should_stop=lambda: session.cancel, overrides=overrides,
-                          normalize=bool(normalize), prompt_format=fmt)
+                          normalize=bool(normalize), prompt_format=fmt,
+                          attributions=[reuse] if reuse is not None else None)
     vector = result.vector
     label = f"{method} from {description} ({vector.n_examples} example{'s' if vector.n_examples != 1 else ''})"
-    session.set_vector(vector, label, save_copy(vector, session.model_name))
+    concept = build_concept(source, dataset, upload)
+    vector.meta = {**(vector.meta or {}), "concept": concept}
+    session.set_vector(vector, label, save_copy(vector, session.model_name, concept))
     summary = result.summary()
+    summary["reused_attribution"] = reuse is not None and (method or "grains") != "caa"
     summary["skipped"] = summary.get("skipped", [])[:10]
     session.last_build = {"source": source, "dataset": dataset if source == "dataset" else None, "rows": rows,
                           "offset": offset, "method": method, "k": k, "steps": steps, "select": cross_validate,
                           "description": description, "normalize": bool(normalize),
-                          "prompt_format": result.vector.meta.get("prompt_format")}
+                          "prompt_format": result.vector.meta.get("prompt_format"), "model": session.model_name,
+                          "file_name": Path(session.vector_path or "").name}
     return clean_json(summary)
 
 
@@ -279,7 +328,8 @@ def load_vector_file(session: Session, path: str | None, allow_other_model: Any 
     if other:
         warnings.append(f"This vector was built for {vector.model_id!r}, not {lm.model_id!r}; it is used because "
                         f"you allowed a vector from another model. Check its effect before trusting it.")
-    session.set_vector(vector, f"loaded from {Path(path).name}", save_copy(vector, session.model_name),
+    concept = (vector.meta or {}).get("concept") or "loaded"
+    session.set_vector(vector, f"loaded from {Path(path).name}", save_copy(vector, session.model_name, concept),
                        allow_other_model=other)
     return warnings
 
@@ -298,14 +348,45 @@ class SteeringPanel:
     method: gr.Dropdown
     cross_validate: gr.Checkbox
     vector_changed: list[Any] | None = None
+    status: Any = None  # gr.HTML: the build's progress, queue place, result or error (one place)
 
     @property
     def refresh_outputs(self) -> list[Any]:
-        return [self.card, self.table, self.download, self.layer, self.strength, self.dataset]
+        return [self.card, self.table, self.download, self.layer, self.strength, self.dataset, self.status]
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
+        """After a page load or a model switch: the card, table and sliders for the session's vector now (the
+        vector card is rebuilt, so it never describes a vector of the previous model) and the build status reset
+        (an old "Built in ..." no longer applies)."""
         return [vector_card(session), cv_table(session), download_update(session), *slider_updates(session, lm),
-                gr.update(choices=dataset_choices(lm.is_vlm), value="pope_style" if lm.is_vlm else "truthfulqa")]
+                gr.update(choices=dataset_choices(lm.is_vlm), value="pope_style" if lm.is_vlm else "truthfulqa"),
+                status_after_refresh(session)]
+
+
+def status_after_refresh(session: Session) -> str:
+    """The build status after a page load or model switch: empty when nothing was built with this model, else a
+    note that the previous build's status was for another model."""
+    last = session.last_build or {}
+    if last and last.get("model") not in (None, session.model_name):
+        return note_html(f"The model changed to {esc(session.model_name)}: the last build was for "
+                         f"{esc(last.get('model'))}; the card above shows the vector this session uses now.", "info")
+    return ""
+
+
+def build_note(summary: dict[str, Any], cross_validated: bool) -> str:
+    """The build's result in one note: a plain warn note when the model did not move (strength 0 suggested),
+    never a green success box for that; ok otherwise."""
+    n = summary["n_examples"]
+    skipped = summary.get("skipped") or []
+    took = f"Built in {summary['seconds']:.0f} s from {n} example{'s' if n != 1 else ''}"
+    if summary.get("reused_attribution"):
+        took += " (reused the attribution on screen: no second IG run)"
+    extra = f" {esc(summary.get('note', ''))}" if summary.get("note") else ""
+    if skipped:
+        extra += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
+    if cross_validated and float(summary.get("strength") or 0.0) == 0.0:
+        return note_html(f"<b>The model did not move: strength 0 suggested.</b> {took}.{extra}", "warn")
+    return note_html(f"{took}.{extra}", "ok")
 
 
 def download_update(session: Session) -> Any:
@@ -320,9 +401,11 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
             card = gr.HTML(elem_id="grains-vector-card", elem_classes=["grains-card"])
             with gr.Row():
                 download = gr.DownloadButton("Save vector (.safetensors)", size="sm", interactive=False,
-                                             elem_id="grains-save-vector")
+                                             elem_id="grains-save-vector", variant="secondary",
+                                             elem_classes=["grains-button-secondary"])
                 upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
-                                                elem_id="grains-load-vector")
+                                                elem_id="grains-load-vector", variant="secondary",
+                                                elem_classes=["grains-button-secondary"])
                 allow_other = gr.Checkbox(value=False, label=ALLOW_OTHER_LABEL, elem_id="grains-allow-other-model",
                                           info="off: a vector built for another model is refused")
             with gr.Accordion("Cross-validation table (plain CV, every layer × strength cell; its maximum is a "
@@ -339,7 +422,8 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 normalize = gr.Checkbox(value=True, label="Keep each token's norm (h'' = h' · |h| / |h'|)",
                                         elem_id="grains-normalize",
                                         info="used by Compare, Evaluate, the sweeps and the build's cross-validation")
-                reset = gr.Button("Use the vector's suggestion", size="sm")
+                reset = gr.Button("Use the vector's suggestion", size="sm", variant="secondary",
+                                  elem_classes=["grains-button-secondary"])
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
             source = gr.Radio(SOURCES, value="dataset", label="From")
@@ -359,12 +443,12 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                         elem_classes=["grains-muted"])
             with gr.Row():
                 build = gr.Button("Build vector", variant="primary", elem_id="grains-build")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="grains-cancel", scale=0, min_width=110)
-            status = gr.HTML(elem_id="grains-build-status")
+                cancel = gr.Button("Stop", variant="stop", elem_id="grains-cancel", scale=0, min_width=110)
+            status = gr.HTML(elem_id="grains-build-status", elem_classes=["grains-status"])
 
     panel = SteeringPanel(layer=layer, strength=strength, normalize=normalize, card=card, table=table,
                           download=download, source=source, dataset=dataset, rows=rows, method=method,
-                          cross_validate=cross_validate)
+                          cross_validate=cross_validate, status=status)
 
     def source_changed(src: str, name: str) -> list[Any]:
         from_data = src == "dataset"
@@ -386,26 +470,20 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                  k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool, norm: bool = True, fmt: Any = None,
                  progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.0, desc="Starting…")
+        estimate = gradio_progress(progress)
         try:
             summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
-                                progress=lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m), normalize=norm,
-                                prompt_format=fmt)
+                                progress=estimate, normalize=norm, prompt_format=fmt)
         except Cancelled:
-            warn("Vector building was cancelled; the previous vector is kept.")
-            return [session, *vector_view(session), note_html("Cancelled.", "warn")]
-        skipped = summary.get("skipped") or []
-        n = summary["n_examples"]
-        note = (f"Built in {summary['seconds']:.0f} s from {n} example{'s' if n != 1 else ''}. "
-                f"{esc(summary.get('note', ''))}")
-        if skipped:
-            note += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
-        moved = float(summary.get("strength") or 0.0) != 0.0 or not cv
-        return [session, *vector_view(session), note_html(note, "ok" if moved else "warn")]
+            done = f" after {estimate.text}" if estimate.text else ""
+            return [session, *vector_view(session),
+                    note_html(f"Stopped{esc(done)}; the previous vector is kept.", "warn")]
+        return [session, *vector_view(session), build_note(summary, bool(cv))]
 
     def arm(session: Session) -> str:
-        """Runs at once on click (outside the queue), so Cancel also works while the build waits in the queue."""
+        """Runs at once on click (outside the queue), so Stop also works while the build waits in the queue."""
         session.cancel, session.build_pending = False, True
-        return note_html("Queued…", "info")
+        return ""  # the build's own tracker fills this box: its place in the queue, then progress and time left
 
     def build_then_disarm(session: Session, *args: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
         try:
@@ -417,13 +495,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         build_then_disarm, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
                                    attr.target, attr.content_only, attr.skip_punctuation, cross_validate, normalize,
                                    attr.prompt_format],
-        outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private")
+        outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private",
+        **one_status(status))
 
     def request_cancel(session: Session) -> str:
-        if not session.build_pending:
+        if not request_stop(session):
             return note_html("No build is running.", "info")
-        session.cancel = True  # the build (same session object) checks this between steps
-        return note_html("Cancelling after the current step…", "warn")
+        return note_html("Stopping after the current step…", "warn")
 
     cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
 
@@ -435,7 +513,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     upload_vector.upload(load_ui, inputs=[state, upload_vector, allow_other],
                          outputs=[state, *vector_outputs, status],
-                         concurrency_id=MODEL_QUEUE, api_visibility="private")
+                         concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(status))
 
     @guarded
     def suggested(session: Session) -> list[Any]:
@@ -462,15 +540,27 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         if source not in ("example", "dataset"):
             raise InputError("source must be 'example' or 'dataset'.")
         dataset_name = dataset if dataset else (UPLOAD if file else "truthfulqa")
-        session.cancel = False
+        session.cancel, session.build_pending = False, True
         try:
             summary = run_build(session, source, dataset_name, file, rows, offset, method, k, steps, "sequence", True,
                                 False, cross_validate, normalize=normalize is not False, prompt_format=prompt_format)
         except Cancelled as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(f"{exc} The previous vector is kept.") from None
+        finally:
+            session.cancel, session.build_pending = False, False
         return session, summary, session.vector_path
 
     api_endpoint(api_build, [state, *api_in], [state, *api_out], "build_vector")
+
+    with gr.Column(visible=False):
+        api_stop_out = gr.JSON(label="stop")
+
+    def api_stop_build(session: Session) -> dict:
+        """Ask this session's running (or queued) vector build to stop after its current step; the previous
+        vector is kept and every steering hook comes off. Returns {"stopping": true} when a build was running."""
+        return {"stopping": request_stop(session)}
+
+    api_endpoint(api_stop_build, [state], [api_stop_out], "stop_build", queue_id=None)
 
     with gr.Column(visible=False):
         api_vec_in = [gr.File(label="vector_file", type="filepath"),
@@ -496,6 +586,14 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     api_endpoint(api_vector_info, [state], [api_info_out], "vector_info", queue_id=None)
     panel.vector_changed = vector_outputs
     return panel
+
+
+def request_stop(session: Session) -> bool:
+    """Flag the session's pending build to stop (it polls the flag between steps); False when none is pending."""
+    if not session.build_pending:
+        return False
+    session.cancel = True
+    return True
 
 
 def vector_info(session: Session) -> dict:

@@ -55,14 +55,24 @@ class BuildResult:
                 "note": v.meta.get("note", "")}
 
 
+def _matches(result: Any, encoded: Any) -> bool:
+    """Whether a precomputed attribution covers exactly the encoded example's tokens (s+, s- and the prompt)."""
+    return (result is not None and len(result.plus_scores) == len(encoded.sequence_ids("plus"))
+            and len(result.minus_scores) == len(encoded.sequence_ids("minus"))
+            and result.prompt_len == encoded.prompt_len)
+
+
 def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: str, baseline: str, position: str,
-                    content_only: bool, skip_punctuation: bool, overrides: dict | None) -> ExampleDeltas:
+                    content_only: bool, skip_punctuation: bool, overrides: dict | None,
+                    attribution: Any = None) -> ExampleDeltas:
     encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected, image=resolve_image(getattr(ex, "image", None)))
     if method == "caa":
         return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
-    # top-k selection only: a fixed graded rule, no refinement (see BUILD_STEPS)
-    result = attribute_example(lm, encoded, steps=steps, target=target, baseline=baseline,  # type: ignore[arg-type]
-                               points="graded", tolerance=None)
+    if _matches(attribution, encoded):
+        result = attribution  # the caller's attribution of this very example (e.g. the one on screen)
+    else:  # top-k selection only: a fixed graded rule, no refinement (see BUILD_STEPS)
+        result = attribute_example(lm, encoded, steps=steps, target=target,  # type: ignore[arg-type]
+                                   baseline=baseline, points="graded", tolerance=None)
     selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
                                     overrides=overrides, position=position)  # type: ignore[arg-type]
     return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
@@ -93,6 +103,7 @@ def build_vector(
     neutral_prompts: list[str] | None = None,
     report_side_effects: bool = True,
     prompt_format: str | None = None,
+    attributions: Sequence[Any | None] | None = None,
 ) -> BuildResult:
     """A steering vector for every layer from `examples` (objects with prompt, chosen, rejected, optional image).
 
@@ -127,6 +138,9 @@ def build_vector(
         neutral_prompts: prompts for the side-effect measures (default: the shipped set).
         report_side_effects: measure the chosen setting's side effects (KL and repetition) at the end.
         prompt_format: "raw", "qa" or "chat" (default: the model's).
+        attributions: optional AttributionResult per example, computed already with the same target, baseline and
+            prompt format (e.g. the one the user is looking at): used for top-k instead of running IG again when it
+            covers exactly the example's tokens; None entries (or a mismatch) are attributed as usual.
 
     Returns:
         The BuildResult.
@@ -158,8 +172,9 @@ def build_vector(
             if should_stop and should_stop():
                 raise Cancelled("Vector building was cancelled.")
             try:
+                given = attributions[i] if attributions is not None and i < len(attributions) else None
                 deltas.append(_example_deltas(lm, ex, method, k, steps, target, baseline, position, content_only,
-                                              skip_punctuation, overrides if len(examples) == 1 else None))
+                                              skip_punctuation, overrides if len(examples) == 1 else None, given))
                 kept.append(ex)
             except (InputError, GrainsError) as exc:
                 if len(examples) == 1:

@@ -116,7 +116,7 @@ def test_cancel_a_long_build(page, app_server):
     page.click("#grains-build")
     page.wait_for_timeout(1000)
     page.click("#grains-cancel")  # works whether the build has started or still waits in the queue
-    page.wait_for_selector("#grains-build-status:has-text('Cancelled.')")
+    page.wait_for_selector("#grains-build-status:has-text('Stopped')")
     assert "No steering vector" in page.inner_text("#grains-vector-card")  # nothing half-built was kept
 
 
@@ -226,7 +226,7 @@ def test_prompt_format_negative_strength_and_corrected_sweep(page, app_server, t
     strength = page.locator("#grains-strength input[type=number]")
     strength.fill("-1")
     strength.press("Enter")
-    assert "negative steers toward the rejected answers" in page.inner_text("#grains-tab-steer")
+    assert "negative steers the other way" in page.inner_text("#grains-tab-steer")
 
     page.click("#grains-tab-compare-button")
     page.wait_for_selector("#grains-gen-prompt textarea", state="visible")

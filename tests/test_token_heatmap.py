@@ -86,7 +86,7 @@ def test_selected_and_excluded_classes() -> None:
     assert all("grains-tok" in c for c in classes)
     assert "border-color:#67001f" in spans[0]["attrs"]["style"]
     assert "border-color:#053061" in spans[1]["attrs"]["style"]
-    assert "line-through" in spans[5]["attrs"]["style"]
+    assert "line-through" not in spans[5]["attrs"]["style"] and "dashed" in spans[5]["attrs"]["style"]
 
 
 def test_background_colours_follow_sign_and_ignore_excluded_outliers() -> None:

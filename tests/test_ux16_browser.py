@@ -1,0 +1,156 @@
+"""Issue 16 in headless Chromium (Debian's chromium through Playwright): the build status is not left stale after
+a model switch, a long build shows its progress with the time left and stops cleanly, one bad input shows one
+error badge (not one per output), and a text file named .jpg gives one plain sentence.
+
+Screenshots go to test-output/ (gitignored)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+TIMEOUT = 120_000
+ERROR_BADGE = "[data-testid='status-tracker'] span.error"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT)
+    yield pg
+    context.close()
+
+
+def open_app(page: Page, url: str, model: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(f"#grains-model-card:has-text('{model}')")
+
+
+def visible_error_badges(page: Page) -> int:
+    return sum(1 for badge in page.locator(ERROR_BADGE).all() if badge.is_visible())
+
+
+def test_model_switch_leaves_no_stale_build_status(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    page.click("#grains-attribute")
+    page.wait_for_selector("#grains-heatmap .grains-tok")
+    page.click("#grains-tab-steer-button")
+    page.get_by_text("the current example (Attribute tab)").click()
+    page.click("#grains-build")
+    page.wait_for_selector("#grains-build-status .grains-note-ok")
+    status = page.inner_text("#grains-build-status")
+    assert "Built in" in status and "reused the attribution on screen" in status
+    assert "the current example" in page.inner_text("#grains-vector-card")
+    page.screenshot(path=str(test_output_dir / "ux16_stale_before_switch.png"), full_page=True)
+
+    page.fill("#grains-custom-model textarea, #grains-custom-model input", "tiny-random-qwen2")
+    page.click("#grains-load-model")
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-qwen2')")
+    page.wait_for_selector("#grains-build-status:has-text('The model changed')")
+    status = page.inner_text("#grains-build-status")
+    assert "Built in" not in status and "tiny-random-llama" in status
+    assert "the current example" not in page.inner_text("#grains-vector-card")  # the llama vector is gone
+    page.screenshot(path=str(test_output_dir / "ux16_stale_after_switch.png"), full_page=True)
+
+
+def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    page.click("#grains-tab-steer-button")
+    rows = page.locator("#grains-build-rows input[type=number]")
+    rows.fill("64")
+    rows.press("Enter")
+    page.click("#grains-build")
+    page.wait_for_function("document.querySelector('#grains-build-status').innerText.includes('left')")
+    text = page.inner_text("#grains-build-status")
+    assert re.search(r"example \d+/64 · .* so far, about .* left", text), text
+    page.screenshot(path=str(test_output_dir / "ux16_build_progress.png"), full_page=True)
+    page.click("#grains-cancel")
+    page.wait_for_selector("#grains-build-status:has-text('Stopped')")
+    assert "previous vector is kept" in page.inner_text("#grains-build-status")
+    assert "No steering vector" in page.inner_text("#grains-vector-card")
+    assert visible_error_badges(page) == 0
+
+
+def test_one_bad_input_shows_one_error_badge(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    page.click("#grains-tab-steer-button")
+    card_before = page.inner_text("#grains-vector-card")
+    page.get_by_text("the current example (Attribute tab)").click()
+    page.click("#grains-build")  # nothing attributed yet: a validation error
+    page.wait_for_selector(ERROR_BADGE)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(test_output_dir / "ux16_one_error_badge.png"), full_page=True)
+    assert visible_error_badges(page) == 1
+    assert page.locator(f"#grains-build-status {ERROR_BADGE}").count() == 1
+    assert page.inner_text("#grains-vector-card") == card_before  # the other outputs are not blanked
+    toasts = page.locator("[data-testid='toast-body']")
+    assert toasts.count() == 1 and "Run an attribution first" in toasts.first.inner_text()
+
+
+def test_a_text_file_named_jpg_gives_one_plain_sentence(page, app_server, tmp_path, test_output_dir):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is a text file, not a photo")
+    open_app(page, app_server("tiny-random-llava"), "tiny-random-llava")
+    page.click("#grains-tab-hallucination-button")
+    page.set_input_files("#grains-hc-image input[type=file]", str(fake))
+    page.fill("#grains-hc-present textarea, #grains-hc-present input", "cup")
+    page.fill("#grains-hc-absent textarea, #grains-hc-absent input", "dog")
+    page.wait_for_timeout(1000)
+    page.click("#grains-hc-run")
+    toast = page.locator("[data-testid='toast-body']").first
+    toast.wait_for()
+    message = toast.inner_text()
+    page.screenshot(path=str(test_output_dir / "ux16_not_an_image.png"), full_page=True)
+    assert "That file is not an image we can read" in message
+    assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
+    assert page.locator("[data-testid='toast-body']").count() == 1
+    assert visible_error_badges(page) <= 1
+
+
+def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
+    url = app_server("tiny-random-llama")
+    first, second = (browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2))
+    try:
+        a, b = first.new_page(), second.new_page()
+        for pg in (a, b):
+            pg.set_default_timeout(TIMEOUT)
+            open_app(pg, url, "tiny-random-llama")
+            pg.click("#grains-tab-steer-button")
+            rows = pg.locator("#grains-build-rows input[type=number]")
+            rows.fill("64")
+            rows.press("Enter")
+        a.click("#grains-build")
+        a.wait_for_function("document.querySelector('#grains-build-status').innerText.includes('left')")
+        b.click("#grains-build")  # waits behind a's build: one model queue for everyone
+        b.wait_for_function("/queue/i.test(document.querySelector('#grains-build-status').innerText)")
+        text = b.inner_text("#grains-build-status")
+        assert re.search(r"queue:?\s*1\s*/\s*1", text), text
+        b.screenshot(path=str(test_output_dir / "ux16_queued_place.png"), full_page=True)
+        b.click("#grains-cancel")  # stop while still queued: it never runs
+        a.click("#grains-cancel")
+        a.wait_for_selector("#grains-build-status:has-text('Stopped')")
+        b.wait_for_selector("#grains-build-status:has-text('Stopped')")
+    finally:
+        first.close()
+        second.close()
