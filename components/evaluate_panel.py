@@ -312,15 +312,15 @@ def sweep_note(result: dict) -> str:
     tested = result.get("cells_tested", 0)
     significant = sum(bool(v) for row in result["significant"] for v in row)
     kind = "ok" if significant else "info"
-    if all(float(v) == 0.0 for row in result["values"] for v in row):
-        return note_html(f"<b>No cell moved:</b> at every layer and strength tried, accuracy on the {result['n']} rows "
-                         f"is exactly the unsteered {result['accuracy_unsteered']:.1%} (gain 0 in every cell), so the "
-                         "heatmap has no colour. Try larger strengths or other layers, or another vector.",
-                         "warn")
     text = (f"Unsteered accuracy {result['accuracy_unsteered']:.1%} on {result['n']} rows "
             f"({esc(result['dataset'])}). Exact McNemar test per cell, {esc(correction_name(result))}-corrected over "
             f"{tested} cells tested (strength 0 is not tested): {significant} significant at 0.05. "
             f"Largest gain, {best_cell(result)}.")
+    if all(float(v) == 0.0 for row in result["values"] for v in row):
+        text = (f"<b>No cell moved:</b> at every layer and strength tried, accuracy on the {result['n']} rows is "
+                f"exactly the unsteered {result['accuracy_unsteered']:.1%} (gain 0 in every cell), so the heatmap "
+                "has one colour. Try larger strengths, other layers or another vector.<br>" + text)
+        kind = "warn"
     return note_html(text, kind)
 
 
