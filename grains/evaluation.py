@@ -16,6 +16,7 @@ from grains.steering import Steering, SteeringLike, as_steering, check_layers, c
 
 Progress = Callable[[float, str], None] | None
 ShouldStop = Callable[[], bool] | None
+SIDE_EFFECT_UNITS = 16.0  # measure_side_effects' cost in scored rows, for progress estimates (calibrated on Gemma)
 KINDS = ("truthfulqa", "pairs", "probes")
 
 
@@ -161,7 +162,12 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
 
     lm = lm.with_format(prompt_format)
     chosen = as_steering(lm, steering, layer, strength, normalize, allow_other_model)
-    base_progress = (lambda f, m: progress(f * (0.5 if chosen is not None else 1.0), m)) if progress else None
+    # progress in work units, so that the fraction done predicts the time left: one row scored = 1 unit; the side
+    # effects (KL on the neutral prompts, then greedy continuations) cost SIDE_EFFECT_UNITS
+    passes = len(rows) * (2 if chosen is not None else 1)
+    side_units = SIDE_EFFECT_UNITS if side_effects and chosen is not None else 0.0
+    total = passes + side_units
+    base_progress = (lambda f, m: progress(f * len(rows) / total, m)) if progress else None
     unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ", should_stop)
     result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalization": bool(length_normalize),
                               "prompt_format": lm.prompt_format}
@@ -170,7 +176,7 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
         result.update(_summary(unsteered, kind, "_unsteered"))
         steered = unsteered
     else:
-        steer_progress = (lambda f, m: progress(0.5 + 0.5 * f, m)) if progress else None
+        steer_progress = (lambda f, m: progress((len(rows) + f * len(rows)) / total, m)) if progress else None
         steered = score_items(lm, rows, kind, steering_context(lm, chosen), length_normalize, steer_progress,
                               "steered ", should_stop)
         result.update(_summary(steered, kind, ""))
@@ -192,10 +198,9 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
 
         if should_stop and should_stop():
             raise Cancelled("Stopped by the user after the rows, before the side effects.")
-        if progress:
-            progress(1.0, "side effects (KL on neutral prompts, greedy continuations)")
-
-        result["side_effects"] = measure_side_effects(lm, chosen).to_dict()
+        side_progress = (lambda f, m: progress((passes + f * side_units) / total, m)) if progress else None
+        result["side_effects"] = measure_side_effects(lm, chosen, progress=side_progress,
+                                                      should_stop=should_stop).to_dict()
     if per_item:
         result["items"] = [
             {"index": i, "row": first_row + i, "correct_unsteered": u["correct"], "correct": s["correct"],
