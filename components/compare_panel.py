@@ -290,10 +290,12 @@ class ComparePanel:
 
     def refresh(self, session: Session, lm: Any) -> list[Any]:
         """A (new) model: every result of this tab is cleared (it came from the previous model or session)."""
+        v = session.vector
+        layer = v.default_layer if v is not None and v.default_layer is not None else lm.num_layers // 2
+        layer = min(max(int(layer), 0), lm.num_layers - 1)
+        strength = v.default_strength if v is not None and v.default_strength is not None else 0.5
         return [gr.update(visible=bool(lm.is_vlm)), prompt_format_update(lm), "", WAITING, WAITING, "",
-                SWEEP_WAITING, gr.update(maximum=lm.num_layers - 1), vector_line(
-                    session, (session.vector.default_layer if session.vector is not None else "?"),
-                    (session.vector.default_strength if session.vector is not None else "?"))]
+                SWEEP_WAITING, gr.update(maximum=lm.num_layers - 1, value=layer), vector_line(session, layer, strength)]
 
 
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:

@@ -225,8 +225,8 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
                      + (", allow_other_model=True" if allow else "") + ")  # the setting that evaluation used")
         eval_steering = "eval_steering"
     side = ", side_effects=True" if ev["steered"] else ""
-    lines += [f"report = grains.evaluate(lm, eval_rows, kind, {eval_steering}{length}{side}, per_item=True, "
-              f"first_row={ev['offset']}{_fmt_arg(eval_fmt)})",
+    lines += [f"report = grains.evaluate(lm, eval_rows, kind, {eval_steering}{length}, per_item=True, "
+              f"first_row={ev['offset']}{side}{_fmt_arg(eval_fmt)})",
               'print(report["reading"])']
     if ev["steered"]:
         lines.append('print("side effects:", report["side_effects"]["reading"])')

@@ -56,7 +56,9 @@ def vector_file(tmp_path_factory):
 
 def load_vector(page, path) -> None:
     page.click("#grains-tab-steer-button")
-    page.set_input_files("#grains-load-vector input[type=file]", str(path))
+    with page.expect_file_chooser() as chooser:
+        page.click("#grains-load-vector")
+    chooser.value.set_files(str(path))
     page.wait_for_selector(f"#grains-vector-card:has-text('{path.name}')")
 
 

@@ -215,3 +215,14 @@ def test_show_code_loads_the_loaded_file_and_uses_the_real_rows():
     shipped = Session(model_name="gemma-3-270m")
     shipped.vector, shipped.vector_label = object(), "shipped default (TruthfulQA)"
     assert "grains.load_vector('assets/default_vector.safetensors')" in python_code(cfg, shipped)
+
+
+def test_all_zero_heatmap_says_no_cell_moved():
+    from components.charts import sweep_heatmap
+
+    fig = sweep_heatmap([1, 2], [0.5, 1.0], [[0.0, 0.0], [0.0, 0.0]], significant=[[False, False], [False, False]],
+                        value_label="gain (points)")
+    assert [a.text for a in fig.layout.annotations] == ["no cell moved: gain (points) +0 in all 4 cells"]
+    assert [list(row) for row in fig.data[0].text] == [["+0", "+0"], ["+0", "+0"]]  # every cell prints its value
+    moved = sweep_heatmap([1, 2], [0.5, 1.0], [[0.0, 5.0], [0.0, 0.0]], value_label="gain (points)")
+    assert not moved.layout.annotations
