@@ -246,19 +246,17 @@ SWEEP_HTML_HEADERS = ["strength", "continuation", "KL (nats)", "what changed"]
 STOP_FLAGS: dict[int, bool] = {}  # id(session) -> stop requested for this session's running strength sweep
 
 
-def vector_line(session: Session, layer: Any, strength: Any) -> str:
-    """Which vector this tab steers with (the session's), at which layer and strength."""
+def vector_line(session: Session) -> str:
+    """Which vector this tab steers with: the session's (its layer and strength are the sliders below)."""
     if session.vector is None:
-        return note_html("No steering vector in this session: build or load one on the Steer tab. Both rows are "
-                         "then unsteered.", "warn")
-    try:
-        value = float(strength)
-        strength_text = f"{value:g}" + (" (the other way: toward the rejected answers)" if value < 0 else "")
-    except (TypeError, ValueError):
-        strength_text = "?"
-    return note_html(f"Steering with the session's vector <b>{esc(session.vector_label)}</b> at layer "
-                     f"<b>{esc(layer)}</b>, strength <b>{strength_text}</b> (the same setting as on the Steer tab; "
-                     "changing it here changes it there).", "info")
+        return note_html("No steering vector in this session: build or load one on the Steer tab.", "warn")
+    v = session.vector
+    suggested = ""
+    if getattr(v, "default_layer", None) is not None and getattr(v, "default_strength", None) is not None:
+        suggested = f" (suggested: layer {v.default_layer}, strength {float(v.default_strength):g})"
+    return note_html(f"Steering with the session's vector <b>{esc(session.vector_label)}</b>{esc(suggested)}. The "
+                     "layer and strength below are the session's setting, the same as on the Steer tab: changing "
+                     "them here changes them there.", "info")
 
 
 @dataclass
@@ -293,9 +291,8 @@ class ComparePanel:
         v = session.vector
         layer = v.default_layer if v is not None and v.default_layer is not None else lm.num_layers // 2
         layer = min(max(int(layer), 0), lm.num_layers - 1)
-        strength = v.default_strength if v is not None and v.default_strength is not None else 0.5
         return [gr.update(visible=bool(lm.is_vlm)), prompt_format_update(lm), "", WAITING, WAITING, "",
-                SWEEP_WAITING, gr.update(maximum=lm.num_layers - 1, value=layer), vector_line(session, layer, strength)]
+                SWEEP_WAITING, gr.update(maximum=lm.num_layers - 1, value=layer), vector_line(session)]
 
 
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:
@@ -376,9 +373,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                           api_visibility="private")
     layer.input(lambda v: v, inputs=layer, outputs=steer.layer, queue=False, api_visibility="private")
     strength.input(lambda v: v, inputs=strength, outputs=steer.strength, queue=False, api_visibility="private")
-    for source in (layer, strength, steer.card):
-        source.change(vector_line, inputs=[state, layer, strength], outputs=vector, queue=False,
-                      api_visibility="private")
+    steer.card.change(vector_line, inputs=state, outputs=vector, queue=False, api_visibility="private")
 
     # results that depend on an input are marked outdated as soon as it changes
     def mark_all(what: str) -> Any:

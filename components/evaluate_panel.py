@@ -374,7 +374,8 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
                              type="filepath", visible=False, height=100)
             with gr.Row():
                 rows = gr.Slider(1, 200, value=20, step=1, label="Rows", elem_id="grains-eval-rows")
-                offset = gr.Number(value=24, precision=0, minimum=0, label="First row", min_width=90)
+                offset = gr.Number(value=24, precision=0, minimum=0, label="First row", min_width=90,
+                                   elem_id="grains-eval-offset")
             gr.Markdown("The shipped vector was built from TruthfulQA rows 0–23: evaluate from row 24 on.",
                         elem_classes=["grains-muted"])
             prompt_format = prompt_format_dropdown("grains-eval-prompt-format")
