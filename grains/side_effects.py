@@ -184,7 +184,7 @@ def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] 
     per_prompt = meter.per_prompt(steering)
     steps = 1 + min(generations, len(meter.prompts))
     if progress:
-        progress(1 / steps, f"side effects: KL on {len(per_prompt)} neutral prompts")
+        progress(1 / steps, f"cost check: KL on {len(per_prompt)} neutral prompts")
     result = SideEffects(kl_mean=statistics.fmean(per_prompt), kl_max=max(per_prompt), n_prompts=len(per_prompt),
                          kl_budget=kl_budget)
     chosen = meter.prompts[:generations]
@@ -199,7 +199,7 @@ def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] 
                                 "continuations).")
             pairs.append(generate_pair(lm, p, steering, settings=settings))
             if progress:
-                progress((2 + i) / steps, f"side effects: continuation {i + 1}/{len(chosen)}")
+                progress((2 + i) / steps, f"cost check: neutral continuation {i + 1}/{len(chosen)}")
         unsteered = [p.unsteered for p in pairs]
         steered = [p.steered for p in pairs]
         result.distinct2_unsteered = distinct_n(unsteered, 2)

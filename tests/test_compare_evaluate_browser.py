@@ -154,7 +154,7 @@ def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_f
     page.locator("#grains-eval-offset input").fill("40")
     page.locator("#grains-eval-offset input").press("Enter")
     page.click("#grains-evaluate")
-    page.wait_for_selector("#grains-eval-summary:has-text('Side effects')")
+    page.wait_for_selector("#grains-eval-summary:has-text('Took')")
     summary = page.inner_text("#grains-eval-summary")
     assert "inverts that same test" in summary and "Took" in summary
     page.click("text=Per-item results (numbered by dataset row)")
@@ -181,7 +181,7 @@ def test_show_code_loads_the_session_vector_file_and_real_rows(page, app_server,
     page.locator("#grains-eval-offset input").fill("31")
     page.locator("#grains-eval-offset input").press("Enter")
     page.click("#grains-evaluate")
-    page.wait_for_selector("#grains-eval-summary:has-text('Side effects')")
+    page.wait_for_selector("#grains-eval-summary:has-text('Took')")
     page.set_viewport_size({"width": 1400, "height": 6000})  # CodeMirror renders only the lines in view
     page.click("#grains-tab-code-button")
     page.wait_for_selector("#grains-code-python:has-text('load_vector')")
