@@ -51,8 +51,11 @@ def outdated_html(value: Any, what: str = "an input") -> Any:
     text = str(value or "")
     if not text or "grains-placeholder" in text or text.startswith(OUTDATED_MARK):
         return gr.update()
-    return (OUTDATED_MARK + note_html(f"<b>Outdated:</b> {esc(what)} changed since this was computed. Run it again "
-                                      "for current results.", "warn")
+    # its own class, not grains-note-warn: a finished run's warnings and this mark stay apart
+    banner = (f'<div class="grains-note grains-outdated-note" style="background:#fef3c7;border:1px solid #f59e0b;'
+              f'color:#78350f;padding:6px 10px;border-radius:6px;margin-bottom:6px;"><b>Outdated:</b> {esc(what)} '
+              "changed since this was computed. Run it again for current results.</div>")
+    return (OUTDATED_MARK + banner
             + f'<div class="grains-outdated-body" style="opacity:0.45">{text}</div></div>')
 
 
