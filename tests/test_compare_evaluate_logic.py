@@ -226,3 +226,28 @@ def test_all_zero_heatmap_says_no_cell_moved():
     assert [list(row) for row in fig.data[0].text] == [["+0", "+0"], ["+0", "+0"]]  # every cell prints its value
     moved = sweep_heatmap([1, 2], [0.5, 1.0], [[0.0, 5.0], [0.0, 0.0]], value_label="gain (points)")
     assert not moved.layout.annotations
+
+
+# ---------------------------------------------------------------- the same through the API (gradio_client)
+
+
+def test_api_stop_sweep_column_and_row_numbers(app_server, lm, tmp_path):
+    pytest.importorskip("gradio_client")
+    from gradio_client import Client, handle_file
+
+    path = tmp_path / "v.safetensors"
+    random_vector(lm, layer=1, strength=1.0).save(path)
+    c = Client(app_server("tiny-random-llama"), verbose=False)
+    c.predict(handle_file(str(path)), False, api_name="/load_vector")
+    free, same = c.predict(PROMPT, 1, 0.0, 16, None, api_name="/generate")
+    assert free == same and len(free) > 8
+    stop = free[4:7]
+    cut, cut_steered = c.predict(PROMPT, 1, 0.0, 16, None, False, 1.0, 1.0, 0, True, "", stop, api_name="/generate")
+    assert cut == cut_steered == free[:free.find(stop)]  # both rows stop at the same string; identity at 0 holds
+    rows = c.predict(PROMPT, 1, "0, 4", 8, None, True, "", "", api_name="/strength_sweep")
+    assert rows[0][2] == "unsteered"
+    assert rows[1][2] == "same as unsteered" or rows[1][2].startswith("differs from unsteered")
+    result, _ = c.predict("hallucination_pairs", None, 3, 120, True, 1, 1.0, api_name="/evaluate")
+    assert [item["row"] for item in result["items"]] == [120, 121, 122]
+    low, high = result["gain_ci"]
+    assert (low > 0 or high < 0) == (result["p_value"] < 0.05) and "McNemar" in result["gain_ci_method"]
