@@ -71,6 +71,8 @@ def test_degenerate_flag_on_repeats_not_on_a_sentence():
     assert degeneracy(" ".join(["water"] * 40))
     assert degeneracy("The. ........")
     assert degeneracy("I think so. I think so. I think so. I think so.")
+    assert degeneracy(" " + "P" * 40) and degeneracy("8" * 30)  # one long run is one "word"
+    assert degeneracy("The seeds pass through your digestive system and are excreted intact.") is None
     assert degeneracy("The seeds pass through your digestive system and come out the other end.") is None
     assert degeneracy("Yes.") is None  # too short to judge
 
