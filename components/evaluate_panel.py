@@ -241,7 +241,8 @@ def items_html(result: dict) -> str:
     def mark(ok: Any) -> str:
         return "✓" if ok else "✗"
 
-    head = "".join(f'<th style="{cell}text-align:left;white-space:nowrap;">{esc(h)}</th>' for h in ITEM_HTML_HEADERS)
+    head = "".join(f'<th style="{cell}text-align:left;white-space:normal;word-break:normal;">{esc(h)}</th>'
+                   for h in ITEM_HTML_HEADERS)  # headers wrap between words only
     body = []
     for row, question, ans_u, ans_s, ok_u, ok_s, m_u, m_s in rows:
         moved = steered and bool(ok_u) != bool(ok_s)
