@@ -9,21 +9,27 @@ from typing import Any
 import gradio as gr
 
 from components.app_state import DEFAULT_EXAMPLE, Session, clean_json, cycle_override, parse_indices
-from components.charts import attribution_bar_chart
 from components.common import (
     MODEL_QUEUE,
+    OVERLAY_ALPHA,
+    OVERLAY_HEIGHT,
     api_endpoint,
+    attribution_chart,
     chosen_format,
     esc,
     fmt_float,
     guarded,
+    mark_outdated,
     note_html,
+    one_status,
+    outdated_html,
     prompt_format_dropdown,
     prompt_format_update,
+    safe_image,
     session_model,
 )
 from components.datasets import dataset_choices, image_examples, load_rows, text_examples
-from components.token_heatmap import render_token_heatmap
+from components.token_heatmap import render_token_heatmap, result_labels, template_indices
 from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
 from grains.errors import GrainsError, InputError
 
@@ -221,16 +227,22 @@ def sequences_html(result: Any, sel: SelectionView) -> str:
             f"{plus}{minus}")
 
 
-def render(session: Session, k: Any, content_only: bool, skip_punctuation: bool) -> tuple[str, str, Any, str]:
-    """(heatmap HTML, per-sequence HTML, bar chart, selection note) for the session's last attribution."""
+def render(session: Session, k: Any, content_only: bool, skip_punctuation: bool,
+           show_template: bool = False) -> tuple[str, str, Any, str]:
+    """(heatmap HTML, per-sequence HTML, bar chart, selection note) for the session's last attribution; template
+    and system-prompt tokens are collapsed unless `show_template`."""
     result = session.attribution
     if result is None:
         return EMPTY_HEATMAP, "", None, ""
     sel = current_selection(session, k, content_only, skip_punctuation)
+    labels = result_labels(result, session.example)
+    hidden = template_indices(result, hide=not show_template)
     heat = render_token_heatmap(result.tokens, result.scores, sel.prompt.positive, sel.prompt.negative,
-                                sel.prompt.excluded, title="Prompt tokens (score in s+ plus score in s−)")
-    chart = attribution_bar_chart(result.tokens, result.scores, selected=sel.prompt.positive + sel.prompt.negative,
-                                  title="Attribution per prompt token")
+                                sel.prompt.excluded, title="Prompt tokens (score in s+ plus score in s−)",
+                                labels=labels, hidden=hidden)
+    chart = attribution_chart(result.tokens, result.scores, selected=sel.prompt.positive + sel.prompt.negative,
+                              excluded=sel.prompt.excluded, hidden=hidden, labels=labels,
+                              title="Attribution per prompt token")
     ov = session.overrides
     lines = [f"Top-{sel.k}: {len(sel.prompt.positive)} positive, {len(sel.prompt.negative)} negative of "
              f"{sel.eligible} selectable prompt tokens."] + sel.notes
@@ -386,11 +398,13 @@ class AttributionPanel:
     model_input: Any = None  # gr.Textbox: the exact text the model saw
     steered_on: Any = None  # gr.Checkbox: attribute with the vector on
     steered_view: Any = None  # gr.HTML: steered beside unsteered, and the difference
+    chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw]: cleared with the chart on a new model
 
     @property
     def refresh_outputs(self) -> list[Any]:
         return [self.image_column, self.image_examples, self.dataset, self.heatmap, self.summary,
-                self.overlay_column, self.prompt_format, self.model_input, self.steered_view]
+                self.overlay_column, self.prompt_format, self.model_input, self.steered_view, self.chart,
+                *self.chart_extra]
 
     def connect_steering(self, state: gr.State, layer: Any, strength: Any, normalize: Any) -> None:
         """Wire "attribute with the vector on" to the Steer tab's controls (built after this panel): after each
@@ -423,7 +437,9 @@ class AttributionPanel:
                 gr.update(choices=dataset_choices(vlm, with_upload=False), value=BROWSE_DEFAULT),
                 EMPTY_HEATMAP if fresh else gr.update(), "" if fresh else gr.update(),
                 gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
-                "" if fresh else gr.update(), "" if fresh else gr.update()]
+                "" if fresh else gr.update(), "" if fresh else gr.update(),
+                gr.update(value=None, elem_classes=[]) if fresh else gr.update(),
+                *([None, "", None] if fresh else [gr.update()] * len(self.chart_extra))]
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:
@@ -442,8 +458,8 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
             rejected = gr.Textbox(label="Rejected answer (dispreferred, y−)", lines=1, elem_id="grains-rejected",
                                   value=DEFAULT_EXAMPLE["rejected"])
             with gr.Column(visible=False, elem_id="grains-image-column") as image_column:
-                image = gr.Image(label="Image (vision-language models)", type="filepath", height=240,
-                                 sources=["upload", "clipboard"], elem_id="grains-image")
+                image = safe_image(label="Image (vision-language models)", height=240,
+                                   sources=["upload", "clipboard"], elem_id="grains-image")
             with gr.Accordion("IG settings", open=False):
                 steps = gr.Slider(1, MAX_STEPS_UI, value=DEFAULT_STEPS, step=1, label="IG steps (integration points)",
                                   info="Points of the starting rule. More steps: smaller delta, slower (~linear).")
@@ -478,10 +494,10 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
             with gr.Column(visible=False, elem_id="grains-overlay-column") as overlay_column:
                 with gr.Row(equal_height=False):
                     overlay = gr.Image(label="Patch attribution over the image", type="pil", interactive=False,
-                                       height=300, elem_id="grains-overlay")
+                                       height=OVERLAY_HEIGHT, elem_id="grains-overlay")
                     with gr.Column():
                         image_info = gr.HTML(elem_id="grains-image-share")
-                        alpha = gr.Slider(0, 1, value=0.55, step=0.05, label="Overlay opacity")
+                        alpha = gr.Slider(0, 1, value=OVERLAY_ALPHA, step=0.05, label="Overlay opacity")
             with gr.Group(elem_classes=["grains-topk"]):
                 gr.Markdown("**Top-k selection** — click a token in the heatmap to cycle it: automatic → forced "
                             "positive → forced negative → dropped → automatic.", elem_classes=["grains-pad"])
@@ -490,13 +506,18 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                     content_only = gr.Checkbox(value=True, label="Content tokens only",
                                                info="never pick special/template tokens (Q:, A:, <bos>)")
                     skip_punctuation = gr.Checkbox(value=False, label="Skip punctuation")
+                    show_template = gr.Checkbox(value=False, label="Show template / system-prompt tokens",
+                                                info="a chat template's system prompt is folded into one chip",
+                                                elem_id="grains-show-template")
                 with gr.Row():
                     force_pos = gr.Textbox(label="Force positive (indices)", placeholder="e.g. 3, 7", max_lines=1)
                     force_neg = gr.Textbox(label="Force negative (indices)", max_lines=1)
                     drop = gr.Textbox(label="Never pick (indices)", max_lines=1)
                 with gr.Row():
-                    apply_overrides = gr.Button("Apply indices", size="sm")
-                    reset_overrides = gr.Button("Reset to automatic", size="sm")
+                    apply_overrides = gr.Button("Apply indices", size="sm", variant="secondary",
+                                                elem_classes=["grains-button-secondary"])
+                    reset_overrides = gr.Button("Reset to automatic", size="sm", variant="secondary",
+                                                elem_classes=["grains-button-secondary"])
                 selection_note = gr.HTML(elem_id="grains-selection-note")
             chart = gr.Plot(label="Attribution per prompt token", elem_id="grains-attr-chart")
             with gr.Accordion("What a vector built from this example ablates (s+ and s−)", open=False):
@@ -509,56 +530,72 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              points=points, k=k, content_only=content_only, skip_punctuation=skip_punctuation,
                              heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
                              overlay=overlay, dataset=dataset, run_button=run_button, prompt_format=prompt_format,
-                             model_input=model_input, steered_on=steered_on, steered_view=steered_view)
+                             model_input=model_input, steered_on=steered_on, steered_view=steered_view,
+                             chart_extra=[sequences, raw])
     view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
 
-    def view(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
+    def view(session: Session, k_value: Any, co: bool, sp: bool, st: bool = False) -> list[Any]:
         if session.attribution is None:
             return [EMPTY_HEATMAP, "", None, "", None, "", "", ""]
-        heat, seqs, fig, note = render(session, k_value, co, sp)
-        return [heat, seqs, fig, esc(note), scores_json(session, k_value, co, sp), *override_texts(session)]
+        heat, seqs, fig, note = render(session, k_value, co, sp, st)
+        return [heat, seqs, gr.update(value=fig, elem_classes=[]), esc(note), scores_json(session, k_value, co, sp),
+                *override_texts(session)]
 
     @guarded
     def attribute_ui(session: Session, p: str, c: str, r: str, img: str | None, n_steps: Any, tgt: str, base: str,
-                     pts: str, tol: Any, k_value: Any, co: bool, sp: bool, opacity: float, fmt: Any = None,
+                     pts: str, tol: Any, k_value: Any, co: bool, sp: bool, st: bool, opacity: float,
+                     fmt: Any = None,
                      progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.1, desc=f"Integrated gradients, {int(n_steps)} points…")
         lm = session_model(session)
         result = run_attribution(session, p, c, r, img if lm.is_vlm else None, n_steps, tgt, base, pts, tol, fmt)
         over = overlay_image(result, session.inputs.get("image"), opacity)
         return [session, summary_html(result), gr.update(visible=over is not None), over, image_html(result),
-                *view(session, k_value, co, sp), result.prompt_text]
+                *view(session, k_value, co, sp, st), result.prompt_text]
 
     panel.attribute_event = run_button.click(
         attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, tolerance, k,
-                              content_only, skip_punctuation, alpha, prompt_format],
+                              content_only, skip_punctuation, show_template, alpha, prompt_format],
         outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs, model_input],
-        concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
+        concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False, **one_status(summary))
+
+    # Inputs changed after an attribution: the heatmap and chart stay readable but are marked outdated.
+    def mark_stale(heat: str) -> list[Any]:
+        if not heat or heat == EMPTY_HEATMAP:
+            return [gr.update(), gr.update()]
+        return [outdated_html(heat, "the example changed"), mark_outdated(True)]
+
+    for control in (prompt, chosen, rejected):
+        control.change(mark_stale, inputs=heatmap, outputs=[heatmap, chart], queue=False, api_visibility="private",
+                       show_progress="hidden")
+    image.change(mark_stale, inputs=heatmap, outputs=[heatmap, chart], queue=False, api_visibility="private",
+                 show_progress="hidden", preprocess=False)
 
     @guarded
-    def reselect(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
-        return view(session, k_value, co, sp)
+    def reselect(session: Session, k_value: Any, co: bool, sp: bool, st: bool) -> list[Any]:
+        return view(session, k_value, co, sp, st)
 
-    for control in (k, content_only, skip_punctuation):
-        control.change(reselect, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+    for control in (k, content_only, skip_punctuation, show_template):
+        control.change(reselect, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
                        api_visibility="private", show_progress="hidden", trigger_mode="always_last")
 
     @guarded
-    def token_clicked(session: Session, k_value: Any, co: bool, sp: bool, evt: gr.EventData) -> list[Any]:
+    def token_clicked(session: Session, k_value: Any, co: bool, sp: bool, st: bool, evt: gr.EventData) -> list[Any]:
         index = (getattr(evt, "_data", None) or {}).get("index")
         if session.attribution is None or index is None:
-            return view(session, k_value, co, sp)
+            return view(session, k_value, co, sp, st)
         index = int(index)
         if not 0 <= index < len(session.attribution.tokens):
             raise InputError(f"Token index {index} is out of range.")
         cycle_override(session.overrides, index)
-        return view(session, k_value, co, sp)
+        return view(session, k_value, co, sp, st)
 
-    heatmap.click(token_clicked, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+    heatmap.click(token_clicked, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
                   api_visibility="private", show_progress="hidden")
 
     @guarded
-    def apply_indices(session: Session, fp: str, fn: str, dr: str, k_value: Any, co: bool, sp: bool) -> list[Any]:
+    def apply_indices(session: Session, fp: str, fn: str, dr: str, k_value: Any, co: bool, sp: bool,
+                      st: bool) -> list[Any]:
         if session.attribution is None:
             raise InputError("Run an attribution first: the indices refer to its prompt tokens.")
         n = len(session.attribution.tokens)
@@ -569,17 +606,18 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         if clash:
             raise InputError(f"Token {min(clash)} is in two override lists; put each index in one list only.")
         session.overrides = {"force_positive": pos, "force_negative": neg, "drop": dropped}
-        return view(session, k_value, co, sp)
+        return view(session, k_value, co, sp, st)
 
     apply_overrides.click(apply_indices, inputs=[state, force_pos, force_neg, drop, k, content_only,
-                                                 skip_punctuation], outputs=view_outputs, api_visibility="private")
+                                                 skip_punctuation, show_template], outputs=view_outputs,
+                          api_visibility="private")
 
     @guarded
-    def reset(session: Session, k_value: Any, co: bool, sp: bool) -> list[Any]:
+    def reset(session: Session, k_value: Any, co: bool, sp: bool, st: bool) -> list[Any]:
         session.clear_overrides()
-        return view(session, k_value, co, sp)
+        return view(session, k_value, co, sp, st)
 
-    reset_overrides.click(reset, inputs=[state, k, content_only, skip_punctuation], outputs=view_outputs,
+    reset_overrides.click(reset, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
                           api_visibility="private")
 
     @guarded

@@ -125,9 +125,19 @@ def sweep_heatmap(layers: Sequence[int], strengths: Sequence[float], values: Seq
         hovertemplate=f"layer %{{y}} · strength %{{x}}<br>{_plotly_text(value_label)} %{{z:.4g}}<extra></extra>",
         xgap=1, ygap=1,
     )
+    flat = bool(finite.size) and bool(np.all(finite == centre))  # no cell moved from the unsteered value
+    if flat:  # one colour everywhere would read as an empty chart: print every cell's value and say so
+        marks = [[f"{'' if not math.isfinite(v) else f'{v:+.3g}'}{(marks[r][c] if marks else '')}"
+                  for c, v in enumerate(row)] for r, row in enumerate(z)]
     if marks is not None:
-        trace.update(text=marks, texttemplate="%{text}", textfont={"size": 16, "color": "#111"})
+        trace.update(text=marks, texttemplate="%{text}", textfont={"size": 16 if not flat else 12, "color": "#111"})
     fig = go.Figure(trace)
+    if flat:
+        what = "no cell moved"
+        fig.add_annotation(xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, opacity=0.95,
+                           text=_plotly_text(f"{what}: {value_label} {float(finite[0]):+.3g} in all "
+                                             f"{finite.size} cells"),
+                           font={"size": 13, "color": "#92400e"}, bgcolor="#fef3c7")
     parts = [_plotly_text(title)] if title else []
     if significant is not None and (cells_tested is not None or correction):
         caption = _plotly_text(significance_caption(cells_tested, correction))

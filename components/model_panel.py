@@ -132,9 +132,9 @@ def switch_model(session: Session, name: str) -> Any:
             session.set_vector(None, "", None)
             default = default_vector_for(name)
             if default is not None:
-                from components.app_state import DEFAULT_VECTOR_PATH
+                from components.app_state import DEFAULT_VECTOR_PATH, default_vector_label
 
-                session.set_vector(default, "shipped default (TruthfulQA)", str(DEFAULT_VECTOR_PATH))
+                session.set_vector(default, default_vector_label(default), str(DEFAULT_VECTOR_PATH))
     return lm
 
 

@@ -1,5 +1,9 @@
 """"Show code": the Python API calls and the CLI commands that reproduce what the app currently shows.
 
+Faithful to the session: a vector that was loaded from a file (or the shipped default) is loaded from that file, not
+rebuilt from the Build form; the side-by-side and evaluation calls use the settings of the last run on their tabs
+(rows, offset, format, length normalisation, stop sequences) when there was one, else the forms' values; the
+steering uses the session's layer, strength and keep-the-norm switch.
 Only string formatting: values are embedded with repr() (Python) and shlex.quote() (shell).
 """
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session
+from components.app_state import DEFAULT_VECTOR_PATH, ROOT, Session
 
 # the UI values the code is made from, in the order the refresh handler receives them
 FIELDS = ["prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k", "content_only",
@@ -57,16 +61,64 @@ def _dataset_lines(name: str | None, limit: int, offset: int, var: str = "rows")
     return [f"kind, {var} = load_any(BUILTIN_DATASETS[{name!r}], limit={limit}, offset={offset})"]
 
 
+def vector_file(session: Session | None) -> str | None:
+    """The file the session's vector came from when it was loaded (or is the shipped default), else None (built
+    in this session, or no vector)."""
+    if session is None or session.vector is None:
+        return None
+    label = session.vector_label or ""
+    if label.startswith("shipped default"):
+        try:
+            return str(DEFAULT_VECTOR_PATH.relative_to(ROOT))
+        except ValueError:
+            return str(DEFAULT_VECTOR_PATH)
+    if label.startswith("loaded from "):
+        return label[len("loaded from "):].strip() or "my_vector.safetensors"
+    if session.last_build is None:  # a vector with an unknown origin: the session's copy
+        return "my_vector.safetensors"
+    return None
+
+
+def eval_settings(cfg: dict[str, Any], session: Session | None) -> dict[str, Any]:
+    """The Evaluate call's settings: those of the last evaluation run in this session, else the form's."""
+    last = (session.last_eval if session else None) or {}
+    if last:
+        return {"dataset": last.get("dataset") or "truthfulqa", "rows": _int(last.get("rows"), 20),
+                "offset": _int(last.get("offset"), 0), "length_normalize": bool(last.get("length_normalize")),
+                "prompt_format": _format(last.get("prompt_format"), cfg.get("eval_prompt_format")),
+                "steered": bool(last.get("steered", True)), "layer": last.get("layer"),
+                "strength": last.get("strength"), "normalize": last.get("normalize"), "from_run": True}
+    return {"dataset": cfg.get("eval_dataset") or "truthfulqa", "rows": _int(cfg.get("eval_rows"), 20),
+            "offset": _int(cfg.get("eval_offset"), 24), "length_normalize": bool(cfg.get("eval_length_normalize")),
+            "prompt_format": _format(cfg.get("eval_prompt_format")), "steered": True, "layer": None,
+            "strength": None, "normalize": None, "from_run": False}
+
+
+def gen_settings(cfg: dict[str, Any], session: Session | None) -> dict[str, Any]:
+    """The side-by-side call's settings: those of the last generation in this session, else the form's."""
+    from grains.generation import QA_STOP
+
+    last = (session.last_generation if session else None) or {}
+    return {"prompt": last.get("prompt", cfg.get("gen_prompt") or ""),
+            "max_new_tokens": _int(last.get("max_new_tokens", cfg.get("max_new_tokens")), 40),
+            "do_sample": bool(last.get("do_sample", cfg.get("do_sample"))),
+            "temperature": _float(last.get("temperature", cfg.get("temperature")), 1.0),
+            "top_p": _float(last.get("top_p", cfg.get("top_p")), 1.0),
+            "seed": _int(last.get("seed", cfg.get("seed")), 0),
+            "stop": list(last.get("stop", [QA_STOP])), "from_run": bool(last),
+            "prompt_format": _format(last.get("prompt_format"), cfg.get("gen_prompt_format"))}
+
+
 def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     """A runnable script reproducing the attribution, top-k, vector, side-by-side and evaluation views, with the
     exact prompt formats (prompt_format=...) and one `grains.Steering` value used by generation and evaluation."""
     model = session.model_name if session else "gemma-3-270m"
     inputs = (session.inputs if session else None) or {}
     attr_fmt = _format(cfg.get("prompt_format"), inputs.get("prompt_format"))
-    gen_fmt = _format(cfg.get("gen_prompt_format"), ((session.last_generation if session else None) or {})
-                      .get("prompt_format"))
-    eval_fmt = _format(cfg.get("eval_prompt_format"), ((session.last_eval if session else None) or {})
-                       .get("prompt_format"))
+    gen = gen_settings(cfg, session)
+    gen_fmt = gen["prompt_format"]
+    ev = eval_settings(cfg, session)
+    eval_fmt = ev["prompt_format"]
     normalize = bool(cfg.get("normalize", True))
     allow = bool(session and session.allow_other_model)
     steps, k = _int(cfg.get("steps"), 12), _int(cfg.get("k"), 5)
@@ -115,9 +167,10 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     build_norm = bool((build or {}).get("normalize", normalize))
     build_fmt = _format((build or {}).get("prompt_format"), attr_fmt)
     build_extra = f", normalize={build_norm}{_fmt_arg(build_fmt)}"
-    if session is not None and session.vector is not None and build is None:
+    loaded = vector_file(session)
+    if loaded is not None:
         lines.append(f"# this session's vector: {session.vector_label}")
-        lines.append('vector = grains.load_vector("my_vector.safetensors")  # the file from "Save vector"')
+        lines.append(f"vector = grains.load_vector({loaded!r})  # the file this session's vector came from")
     elif source == "example":
         ov = ""
         if overrides and any(overrides.values()):
@@ -138,10 +191,10 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
                   "vector = built.vector",
                   'print(vector.default_layer, vector.default_strength, vector.meta.get("note"))',
                   'vector.save("my_vector.safetensors")']
-    gen_prompt = cfg.get("gen_prompt") or ""
-    settings = (f"max_new_tokens={_int(cfg.get('max_new_tokens'), 40)}, do_sample={bool(cfg.get('do_sample'))}, "
-                f"temperature={_float(cfg.get('temperature'), 1.0):g}, top_p={_float(cfg.get('top_p'), 1.0):g}, "
-                f"seed={_int(cfg.get('seed'), 0)}")
+    gen_prompt = gen["prompt"]
+    settings = (f"max_new_tokens={gen['max_new_tokens']}, do_sample={gen['do_sample']}, "
+                f"temperature={gen['temperature']:g}, top_p={gen['top_p']:g}, seed={gen['seed']}"
+                + (f", stop={tuple(gen['stop'])!r}" if gen["stop"] else ""))
     lines += [
         "",
         "# 4. One checked steering setting, used by generation and evaluation alike "
@@ -149,22 +202,34 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         f"steering = grains.Steering.create(lm, vector, layers={layer}, strength={strength:g}, normalize={normalize}"
         + (", allow_other_model=True" if allow else "") + ")",
         "",
-        "# 5. Unsteered and steered, side by side (one batch, paired sampling)",
+        "# 5. Unsteered and steered, side by side (one batch, paired sampling"
+        + ("; as last run on the Compare tab)" if gen["from_run"] else ")"),
         f"settings = grains.GenerationSettings({settings})",
         f"pair = grains.generate_pair(lm, {gen_prompt!r}, steering, settings=settings{image_arg}{_fmt_arg(gen_fmt)})",
         "print(repr(pair.prompt_text))  # the exact text the model saw",
         'print("unsteered:", pair.unsteered)',
         'print("steered:  ", pair.steered)',
         "",
-        "# 6. Evaluation: accuracy before and after steering, exact McNemar p-value, bootstrap CI, side effects",
+        "# 6. Evaluation: accuracy before and after steering, exact McNemar p-value and the interval that inverts it, "
+        "side effects" + (" (as last run on the Evaluate tab)" if ev["from_run"] else ""),
     ]
-    lines += _dataset_lines(cfg.get("eval_dataset") or "truthfulqa", _int(cfg.get("eval_rows"), 20),
-                            _int(cfg.get("eval_offset"), 24), "eval_rows")
-    length = ", length_normalize=True" if cfg.get("eval_length_normalize") else ""
-    lines += [f"report = grains.evaluate(lm, eval_rows, kind, steering{length}, side_effects=True"
-              f"{_fmt_arg(eval_fmt)})",
-              'print(report["reading"])',
-              'print("side effects:", report["side_effects"]["reading"])']
+    lines += _dataset_lines(ev["dataset"], ev["rows"], ev["offset"], "eval_rows")
+    length = ", length_normalize=True" if ev["length_normalize"] else ""
+    eval_steering = "steering"
+    if not ev["steered"]:
+        eval_steering = "None"
+    elif ev["layer"] is not None and (_int(ev["layer"], layer) != layer or _float(ev["strength"], strength) != strength
+                                      or bool(ev["normalize"]) != normalize):
+        lines.append(f"eval_steering = grains.Steering.create(lm, vector, layers={_int(ev['layer'], layer)}, "
+                     f"strength={_float(ev['strength'], strength):g}, normalize={bool(ev['normalize'])}"
+                     + (", allow_other_model=True" if allow else "") + ")  # the setting that evaluation used")
+        eval_steering = "eval_steering"
+    side = ", side_effects=True" if ev["steered"] else ""
+    lines += [f"report = grains.evaluate(lm, eval_rows, kind, {eval_steering}{length}, per_item=True, "
+              f"first_row={ev['offset']}{side}{_fmt_arg(eval_fmt)})",
+              'print(report["reading"])']
+    if ev["steered"]:
+        lines.append('print("side effects:", report["side_effects"]["reading"])')
     return "\n".join(lines) + "\n"
 
 
@@ -187,10 +252,10 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     q = shlex.quote
     inputs = (session.inputs if session else None) or {}
     attr_fmt = _format(cfg.get("prompt_format"), inputs.get("prompt_format"))
-    gen_fmt = _format(cfg.get("gen_prompt_format"), ((session.last_generation if session else None) or {})
-                      .get("prompt_format"))
-    eval_fmt = _format(cfg.get("eval_prompt_format"), ((session.last_eval if session else None) or {})
-                       .get("prompt_format"))
+    gen = gen_settings(cfg, session)
+    gen_fmt = gen["prompt_format"]
+    ev = eval_settings(cfg, session)
+    eval_fmt = ev["prompt_format"]
     norm = [] if cfg.get("normalize", True) else ["--no-normalize"]
     allow = ["--allow-other-model"] if session and session.allow_other_model else []
     model = q(session.model_name if session else "gemma-3-270m")
@@ -212,7 +277,11 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     ]
     build_fmt = _format(build.get("prompt_format"), attr_fmt)
     build_norm = [] if build.get("normalize", cfg.get("normalize", True)) else ["--no-normalize"]
-    if source == "example":
+    loaded = vector_file(session)
+    vector_path = q(loaded) if loaded is not None else "my_vector.safetensors"
+    if loaded is not None:
+        lines += [f"# this session's vector ({session.vector_label}) is the file {vector_path}: nothing to build"]
+    elif source == "example":
         row = {"prompt": cfg.get("prompt") or "", "chosen": cfg.get("chosen") or "",
                "rejected": cfg.get("rejected") or ""}
         lines += [f"printf '%s\\n' {q(json.dumps(row, ensure_ascii=False))} > example.jsonl",
@@ -228,23 +297,30 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
                              "--offset", str(_int(build.get("offset"), 0)), "--top-k", k, "--steps", steps,
                              "--method", method, *tokens, *select, *build_norm, *_fmt_flag(build_fmt), "--out",
                              "my_vector.safetensors"))
-    sample = (["--sample", "--temperature", f"{_float(cfg.get('temperature'), 1.0):g}", "--top-p",
-               f"{_float(cfg.get('top_p'), 1.0):g}"] if cfg.get("do_sample") else [])
-    eval_name = cfg.get("eval_dataset") or "truthfulqa"
+    sample = (["--sample", "--temperature", f"{gen['temperature']:g}", "--top-p", f"{gen['top_p']:g}"]
+              if gen["do_sample"] else [])
+    stops = [part for x in gen["stop"] for part in ("--stop", q(x.replace("\n", "\\n")))]
+    eval_name = ev["dataset"]
+    eval_vector = ["--vector", vector_path, "--layer", layer, "--strength", strength, *norm, *allow]
+    if not ev["steered"]:
+        eval_vector = []
+    elif ev["layer"] is not None:
+        eval_vector = ["--vector", vector_path, "--layer", str(_int(ev["layer"], int(layer))), "--strength",
+                       f"{_float(ev['strength'], float(strength)):g}",
+                       *([] if ev["normalize"] in (None, True) else ["--no-normalize"]), *allow]
     lines += [
         "",
         "# 4. side by side",
-        command("python -m grains generate", "--model", model, "--prompt", q(cfg.get("gen_prompt") or ""), *image,
-                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength,
-                "--max-new-tokens", str(_int(cfg.get("max_new_tokens"), 40)), "--seed", str(_int(cfg.get("seed"), 0)),
-                *sample, *norm, *allow, *_fmt_flag(gen_fmt)),
+        command("python -m grains generate", "--model", model, "--prompt", q(gen["prompt"]), *image,
+                "--vector", vector_path, "--layer", layer, "--strength", strength,
+                "--max-new-tokens", str(gen["max_new_tokens"]), "--seed", str(gen["seed"]),
+                *sample, *stops, *norm, *allow, *_fmt_flag(gen_fmt)),
         "",
         "# 5. evaluation",
         command("python -m grains eval", "--model", model, "--data",
                 "my_data.jsonl" if eval_name == "uploaded file" else q(eval_name),
-                "--limit", str(_int(cfg.get("eval_rows"), 20)), "--offset", str(_int(cfg.get("eval_offset"), 24)),
-                "--vector", "my_vector.safetensors", "--layer", layer, "--strength", strength, *norm, *allow,
-                *(["--length-normalize"] if cfg.get("eval_length_normalize") else []), *_fmt_flag(eval_fmt)),
+                "--limit", str(ev["rows"]), "--offset", str(ev["offset"]), *eval_vector, "--per-item",
+                *(["--length-normalize"] if ev["length_normalize"] else []), *_fmt_flag(eval_fmt)),
     ]
     return "\n".join(lines) + "\n"
 

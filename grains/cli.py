@@ -170,7 +170,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     lm = _load(args)
     vector = _vector(args, lm)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                                  temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                                  temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                                  stop=tuple(s.replace("\\n", "\n") for s in args.stop or ()))
     start = time.perf_counter()
     steering = None
     if vector is not None:
@@ -197,7 +198,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     vector = _vector(args, lm)
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
                       length_normalize=args.length_normalize, normalize=args.normalize,
-                      side_effects=args.side_effects, allow_other_model=args.allow_other_model)
+                      side_effects=args.side_effects, allow_other_model=args.allow_other_model,
+                      first_row=max(0, args.offset))
     text = json.dumps(_clean({k: v for k, v in result.items() if k != "items"}), indent=2)
     _emit(args, result, text)
     return 0
@@ -377,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="stop sequence (repeatable; \\n is a line break): each row is cut before it")
     _normalize_flag(p)
     _other_model_flag(p)
     p.set_defaults(func=_cmd_generate)

@@ -1,5 +1,6 @@
 """Evaluation with and without a steering vector: TruthfulQA multiple choice, preference pairs, yes/no probes,
-with per-item results, an exact McNemar p-value and a paired-bootstrap interval for the gain."""
+with per-item results, an exact McNemar p-value and an interval for the gain that inverts the same test (so the two
+never disagree). Long runs report progress per row and can be stopped between rows (`should_stop`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from grains.errors import InputError
+from grains.errors import Cancelled, InputError
 from grains.scoring import resolve_image, response_logprobs, score_pair
 from grains.steering import Steering, SteeringLike, as_steering, check_layers, check_strength
 
 Progress = Callable[[float, str], None] | None
+ShouldStop = Callable[[], bool] | None
+# progress is counted in answers scored (a TruthfulQA row scores its MC1 and MC2 answers, a pair 2, a probe 1), so
+# that the fraction done predicts the time left; measure_side_effects costs about as much as this many answers
+# (measured on Gemma-3-270M, CPU: 20 TruthfulQA rows x 10.5 answers x 2 passes took 661 s, the side effects 543 s)
+SIDE_EFFECT_UNITS = 345.0
+
+
+def _row_cost(kind: str, row: Any) -> float:
+    if kind == "truthfulqa":
+        return float(len(getattr(row, "choices", ())) + len(getattr(row, "mc2_choices", ()))) or 1.0
+    return 2.0 if kind == "pairs" else 1.0
 KINDS = ("truthfulqa", "pairs", "probes")
 
 
@@ -58,8 +70,10 @@ _SCORERS = {"truthfulqa": _mc_item, "pairs": _pair_item, "probes": _probe_item}
 
 
 def score_items(lm: Any, rows: Sequence[Any], kind: str, context: Callable[[], AbstractContextManager] | None = None,
-                length_normalize: bool = False, progress: Progress = None, label: str = "") -> list[dict[str, Any]]:
-    """Score every row, each inside `context()` (e.g. a steering hook)."""
+                length_normalize: bool = False, progress: Progress = None, label: str = "",
+                should_stop: ShouldStop = None) -> list[dict[str, Any]]:
+    """Score every row, each inside `context()` (e.g. a steering hook); `should_stop()` is polled before each row
+    (outside the hook, so the model is left clean) and True raises `Cancelled`."""
     if kind not in KINDS:
         raise InputError(f"Unknown evaluation kind {kind!r}: use one of {', '.join(KINDS)}.")
     if not rows:
@@ -68,6 +82,8 @@ def score_items(lm: Any, rows: Sequence[Any], kind: str, context: Callable[[], A
     items = []
     with lm.lock:
         for i, row in enumerate(rows):
+            if should_stop and should_stop():
+                raise Cancelled(f"Stopped by the user after {i} of {len(rows)} rows ({label.strip() or 'scoring'}).")
             with (context() if context else nullcontext()):
                 items.append(scorer(lm, row, length_normalize))
             if progress:
@@ -123,7 +139,8 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
              layer: Any = None, strength: float | None = None, per_item: bool = False,
              length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
              side_effects: bool = False, prompt_format: str | None = None,
-             allow_other_model: bool = False) -> dict[str, Any]:
+             allow_other_model: bool = False, should_stop: ShouldStop = None,
+             first_row: int = 0) -> dict[str, Any]:
     """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with steering, steered, with significance.
 
     Args:
@@ -140,17 +157,34 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
         side_effects: also measure KL on neutral prompts and the repetition of greedy continuations.
         prompt_format: "raw", "qa" or "chat" (default: the model's).
         allow_other_model: accept a vector built for another model.
+        should_stop: polled before every row and before the side effects; True raises `Cancelled` (no hook is
+            left on the model).
+        first_row: the dataset row of rows[0] (e.g. the offset it was loaded from), for the items' "row" numbers.
 
     Returns:
-        A dict with the steered and unsteered metrics, "p_value" (exact McNemar), "gain_ci" (paired bootstrap),
-        "reading", and with steering "steering" (the setting) and, when asked, "side_effects".
+        A dict with the steered and unsteered metrics, "p_value" (exact McNemar), "gain_ci" (the exact interval that
+        inverts the same test, "gain_ci_method"), "reading", "margin_note" when accuracy and mean margin move in
+        opposite directions, and with steering "steering" (the setting) and, when asked, "side_effects". Progress
+        messages count rows ("unsteered 3/20"); the side effects come after the rows.
     """
     from grains.stats import significance_summary
 
     lm = lm.with_format(prompt_format)
     chosen = as_steering(lm, steering, layer, strength, normalize, allow_other_model)
-    base_progress = (lambda f, m: progress(f * (0.5 if chosen is not None else 1.0), m)) if progress else None
-    unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ")
+    # progress in answers scored (see SIDE_EFFECT_UNITS), so that the fraction done predicts the time left
+    done_after = [0.0]
+    for row in rows:
+        done_after.append(done_after[-1] + _row_cost(kind, row))
+    per_pass = done_after[-1]
+    passes = per_pass * (2 if chosen is not None else 1)
+    side_units = SIDE_EFFECT_UNITS if side_effects and chosen is not None else 0.0
+    total = passes + side_units
+
+    def units(f: float) -> float:  # rows done (a fraction of one pass) -> answers scored
+        return done_after[min(len(rows), max(0, round(f * len(rows))))]
+
+    base_progress = (lambda f, m: progress(units(f) / total, m)) if progress else None
+    unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ", should_stop)
     result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalization": bool(length_normalize),
                               "prompt_format": lm.prompt_format}
     if chosen is None:
@@ -158,24 +192,34 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
         result.update(_summary(unsteered, kind, "_unsteered"))
         steered = unsteered
     else:
-        steer_progress = (lambda f, m: progress(0.5 + 0.5 * f, m)) if progress else None
+        steer_progress = (lambda f, m: progress((per_pass + units(f)) / total, m)) if progress else None
         steered = score_items(lm, rows, kind, steering_context(lm, chosen), length_normalize, steer_progress,
-                              "steered ")
+                              "steered ", should_stop)
         result.update(_summary(steered, kind, ""))
         result.update(_summary(unsteered, kind, "_unsteered"))
         result["layer"] = list(chosen.layers)
         result["strength"] = chosen.strength
         result["steering"] = chosen.to_dict()
-    stats = significance_summary([i["correct"] for i in unsteered], [i["correct"] for i in steered])
+    stats = significance_summary([i["correct"] for i in unsteered], [i["correct"] for i in steered], "mcnemar")
     result.update({"p_value": stats["p_value"], "gain_ci": stats["gain_ci"], "gain": stats["gain"],
-                   "reading": stats["reading"], "steered": chosen is not None})
+                   "gain_ci_method": stats["gain_ci_method"], "reading": stats["reading"],
+                   "only_unsteered_correct": stats["only_unsteered_correct"],
+                   "only_steered_correct": stats["only_steered_correct"], "steered": chosen is not None})
+    if chosen is not None:
+        note = margin_accuracy_note(unsteered, steered)
+        if note:
+            result["margin_note"] = note
     if side_effects and chosen is not None:
         from grains.side_effects import measure_side_effects
 
-        result["side_effects"] = measure_side_effects(lm, chosen).to_dict()
+        if should_stop and should_stop():
+            raise Cancelled("Stopped by the user after the rows, before the side effects.")
+        side_progress = (lambda f, m: progress((passes + f * side_units) / total, m)) if progress else None
+        result["side_effects"] = measure_side_effects(lm, chosen, progress=side_progress,
+                                                      should_stop=should_stop).to_dict()
     if per_item:
         result["items"] = [
-            {"index": i, "correct_unsteered": u["correct"], "correct": s["correct"],
+            {"index": i, "row": first_row + i, "correct_unsteered": u["correct"], "correct": s["correct"],
              "margin_unsteered": u["margin"], "margin": s["margin"], "answer_unsteered": u["answer"],
              "answer": s["answer"]}
             for i, (u, s) in enumerate(zip(unsteered, steered))
@@ -183,10 +227,47 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
     return result
 
 
+def margin_accuracy_note(unsteered: Sequence[dict[str, Any]], steered: Sequence[dict[str, Any]]) -> str | None:
+    """A plain sentence when accuracy and the mean margin move in opposite directions (None otherwise).
+
+    Accuracy counts only the sign of each item's margin; the mean margin also weighs how far. So a few items that
+    cross zero can raise accuracy while items already far on the wrong (or right) side move further and pull the
+    mean down, and the other way round. The sentence gives the counts behind it.
+
+    Args:
+        unsteered: per-item results without steering ("correct", "margin").
+        steered: per-item results with steering, same items.
+
+    Returns:
+        The sentence, or None when both move the same way (or either does not move).
+    """
+    n = len(unsteered)
+    if not n:
+        return None
+    acc = sum(s["correct"] for s in steered) / n - sum(u["correct"] for u in unsteered) / n
+    margin = sum(s["margin"] for s in steered) / n - sum(u["margin"] for u in unsteered) / n
+    if acc == 0 or margin == 0 or (acc > 0) == (margin > 0):
+        return None
+    up = sum(s["margin"] > u["margin"] for u, s in zip(unsteered, steered))
+    crossed_up = sum((not u["correct"]) and s["correct"] for u, s in zip(unsteered, steered))
+    crossed_down = sum(u["correct"] and not s["correct"] for u, s in zip(unsteered, steered))
+    drops = sorted((s["margin"] - u["margin"] for u, s in zip(unsteered, steered)))
+    rises = drops[::-1]
+    if acc > 0:
+        return (f"Accuracy rose while the mean margin fell ({margin:+.2f}): accuracy counts only which answer wins, "
+                f"the margin also how far. {crossed_up} item(s) crossed to the right answer and {crossed_down} to "
+                f"the wrong one, while the margin grew on only {up} of {n} items; the largest drop was "
+                f"{drops[0]:+.2f}, enough to pull the mean down.")
+    return (f"Accuracy fell while the mean margin rose ({margin:+.2f}): accuracy counts only which answer wins, the "
+            f"margin also how far. {crossed_down} item(s) crossed to the wrong answer and {crossed_up} to the right "
+            f"one, while the margin grew on {up} of {n} items; the largest rise was {rises[0]:+.2f}, enough to lift "
+            "the mean.")
+
+
 def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, layers: Sequence[int],
           strengths: Sequence[float], normalize: bool = True, progress: Progress = None,
           length_normalize: bool = False, kl: bool = False, prompt_format: str | None = None,
-          allow_other_model: bool = False) -> dict[str, Any]:
+          allow_other_model: bool = False, should_stop: ShouldStop = None) -> dict[str, Any]:
     """Accuracy gain for every layer x strength, with p-values corrected for the number of cells (Holm).
 
     Args:
@@ -202,6 +283,7 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
         kl: also measure each cell's mean KL on neutral prompts (its side effect).
         prompt_format: "raw", "qa" or "chat" (default: the model's).
         allow_other_model: accept a vector built for another model.
+        should_stop: polled before every row of every cell; True raises `Cancelled`.
 
     Returns:
         A dict with per-cell "values" (accuracy gain), "accuracy", "margin_gain", "p_values" (exact McNemar, raw),
@@ -226,7 +308,15 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
 
         meter = NeutralKL(lm)
     total = 1 + len(layers) * len(strengths)
-    unsteered = score_items(lm, rows, kind, None, length_normalize)
+    n_rows = len(rows)
+
+    def cell_progress(done_cells: int, what: str) -> Progress:
+        if not progress:
+            return None
+        return lambda f, m: progress((done_cells + f) / total, f"{what}: row {round(f * n_rows)}/{n_rows}")
+
+    unsteered = score_items(lm, rows, kind, None, length_normalize, cell_progress(0, f"cell 1/{total} unsteered"),
+                            should_stop=should_stop)
     base_correct = [i["correct"] for i in unsteered]
     base_acc = sum(base_correct) / len(rows)
     base_margin = sum(i["margin"] for i in unsteered) / len(rows)
@@ -236,8 +326,10 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
         row_gain, row_margin, row_p, row_acc, row_kl = [], [], [], [], []
         for strength in strengths:
             cell = base_setting.at(lm, layer, strength)
-            items = score_items(lm, rows, kind, steering_context(lm, cell), length_normalize)
-            stats = significance_summary(base_correct, [i["correct"] for i in items])
+            items = score_items(lm, rows, kind, steering_context(lm, cell), length_normalize,
+                                cell_progress(done, f"cell {done + 1}/{total} layer {layer}, strength {strength:g}"),
+                                should_stop=should_stop)
+            stats = significance_summary(base_correct, [i["correct"] for i in items], "mcnemar")
             row_gain.append(stats["gain"])
             row_acc.append(stats["accuracy"])
             row_margin.append(sum(i["margin"] for i in items) / len(rows) - base_margin)

@@ -212,3 +212,45 @@ def fluency_report(unsteered: Sequence[str], steered: Sequence[str], distinct: i
         stuck_unsteered=repeated_ngram_share(unsteered, repeat, tokenizer=tokenizer),
         stuck_steered=repeated_ngram_share(steered, repeat, tokenizer=tokenizer),
     )
+
+
+DEGENERATE_MIN_UNITS = 8  # shorter texts are never flagged
+DEGENERATE_DISTINCT2 = 0.5  # distinct-2 of one text below this: more than half its bigrams are repeats
+DEGENERATE_REPEATS = 3  # or one 4-gram said this many times
+DEGENERATE_MIN_CHARS = 24  # or, in a text of at least this many non-space characters,
+DEGENERATE_CHAR_PAIRS = 0.2  # fewer than this share of its character pairs are different
+
+
+def degeneracy(text: str, tokenizer: Tokenizer | None = None) -> str | None:
+    """Why one continuation looks degenerate ("The. ........", a word said 40 times), or None when it does not.
+
+    A text of at least 8 units is flagged when its own distinct-2 is below 0.5 (more than half of its bigrams are
+    repeats) or when one 4-gram occurs 3 or more times in it (stuck in a repeat); a text of at least 24 non-space
+    characters also when fewer than 20% of its character pairs differ (one long run such as "PPPPPPPP"). Ordinary
+    sentences score near 1 on all three.
+
+    Args:
+        text: one generated continuation (without the prompt).
+        tokenizer: None for lower-cased words, marks and newlines; see `split_units`.
+
+    Returns:
+        A short plain reason ("distinct-2 0.12: the same word pairs over and over"), or None.
+    """
+    chars = "".join(text.split())
+    if len(chars) >= DEGENERATE_MIN_CHARS:  # one long "word" of repeats ("PPPPPPPP", "!?!?!?!?") has few units
+        pairs = [chars[i:i + 2] for i in range(len(chars) - 1)]
+        ratio = len(set(pairs)) / len(pairs)
+        if ratio < DEGENERATE_CHAR_PAIRS:
+            return f"{ratio:.2f} distinct character pairs: the same characters over and over"
+    units = split_units(text, tokenizer)
+    if len(units) < DEGENERATE_MIN_UNITS:
+        return None
+    d2 = distinct_n([text], 2, tokenizer)
+    if d2 < DEGENERATE_DISTINCT2:
+        return f"distinct-2 {d2:.2f}: the same word pairs over and over"
+    repeats = repeated_ngrams(text, 4, DEGENERATE_REPEATS, tokenizer)
+    if repeats:
+        gram, count = max(repeats.items(), key=lambda kv: kv[1])
+        shown = " ".join(gram).replace("\n", "\\n")
+        return f"stuck in a repeat: \"{shown}\" {count} times"
+    return None

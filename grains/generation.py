@@ -3,6 +3,9 @@
 Sampling is paired: both rows draw the same uniform random number at every step (inverse-CDF sampling over the
 token ids in a fixed order, through a logits processor), so at strength 0 the two texts are identical and any
 difference between the rows comes from steering, not from sampling noise.
+
+Stop sequences (`GenerationSettings.stop`) end a row as soon as its continuation contains one of the strings; the
+text is cut just before it. The same check runs on every row, so at strength 0 both rows stop at the same place.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
 
 MAX_NEW_TOKENS = 1024
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_LENGTH = 100
+QA_STOP = "\nQ:"  # a new "Q: ..." turn after a qa-style answer
 
 
 @dataclass
@@ -35,6 +41,7 @@ class GenerationSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()  # stop sequences: a row ends when its continuation contains one (cut before it)
 
     def check(self) -> None:
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
@@ -45,6 +52,49 @@ class GenerationSettings:
             raise InputError("The temperature must be a positive number.")
         if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
             raise InputError("top_p must be in (0, 1].")
+        if isinstance(self.stop, str) or not all(isinstance(x, str) for x in self.stop):
+            raise InputError("Stop sequences must be a list of strings.")
+        self.stop = tuple(self.stop)
+        if len(self.stop) > MAX_STOP_SEQUENCES:
+            raise InputError(f"Give at most {MAX_STOP_SEQUENCES} stop sequences.")
+        if any(not x or len(x) > MAX_STOP_LENGTH for x in self.stop):
+            raise InputError(f"Each stop sequence must have 1 to {MAX_STOP_LENGTH} characters.")
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str | None]:
+    """The text up to (not including) the earliest stop sequence in it, and that sequence (None when none occurs).
+
+    Args:
+        text: a continuation.
+        stop: stop sequences.
+
+    Returns:
+        (cut text, the stop sequence found or None).
+    """
+    found = [(text.find(x), x) for x in stop if x and x in text]
+    if not found:
+        return text, None
+    position, which = min(found)
+    return text[:position], which
+
+
+class StopOnSequences(StoppingCriteria):
+    """Ends each row of a batch once its decoded continuation contains a stop sequence (per row, so a finished row
+    pads while the other goes on)."""
+
+    def __init__(self, lm: Any, stop: tuple[str, ...], prompt_len: int):
+        self.tokenizer = lm.tokenizer
+        self.stop = tuple(stop)
+        self.prompt_len = prompt_len
+        self.window = max(len(x) for x in self.stop) + 16 if self.stop else 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        done = []
+        for row in input_ids:
+            tail = row[self.prompt_len:][-self.window:] if self.window else row[:0]
+            text = self.tokenizer.decode(tail, skip_special_tokens=True)
+            done.append(any(x in text for x in self.stop))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -52,6 +102,8 @@ class PairedGeneration:
     unsteered: str
     steered: str
     prompt_text: str
+    stopped_unsteered: str | None = None  # the stop sequence that ended the row (None: length or end of text)
+    stopped_steered: str | None = None
 
 
 class SharedUniformSampler(LogitsProcessor):
@@ -112,6 +164,14 @@ def _decode(lm: Any, rows: torch.Tensor, prompt_len: int) -> list[str]:
     return [lm.tokenizer.decode(r[prompt_len:], skip_special_tokens=True) for r in rows]
 
 
+def _stopping(lm: Any, settings: GenerationSettings, prompt_len: int,
+              extra: list[StoppingCriteria] | None = None) -> dict[str, Any]:
+    criteria = list(extra or [])
+    if settings.stop:
+        criteria.append(StopOnSequences(lm, settings.stop, prompt_len))
+    return {"stopping_criteria": StoppingCriteriaList(criteria)} if criteria else {}
+
+
 def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None, settings: GenerationSettings | None,
              normalize: bool, prompt_format: str | None,
              allow_other_model: bool) -> tuple[Any, Steering | None, GenerationSettings]:
@@ -122,14 +182,16 @@ def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None
 
 
 def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
-         steer_rows: list[bool] | None) -> tuple[list[str], str]:
-    """One generate call over len(steer_rows) (or 1) copies of the prompt; returns the texts and the prompt text."""
+         steer_rows: list[bool] | None) -> tuple[list[tuple[str, str | None]], str]:
+    """One generate call over len(steer_rows) (or 1) copies of the prompt; returns (text, stop sequence found) per
+    row, each text cut before its stop sequence, and the prompt text."""
     with lm.lock, oom_guard("generation", "use fewer new tokens."):
         inputs, text, prompt_len = _batch_inputs(lm, prompt, image, len(steer_rows) if steer_rows else 1)
         torch.manual_seed(settings.seed)
         with _steering_context(lm, steering, steer_rows), torch.no_grad():
-            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings))
-    return _decode(lm, out, prompt_len), text
+            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
+                                    **_stopping(lm, settings, prompt_len))
+    return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)], text
 
 
 def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
@@ -151,13 +213,15 @@ def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: An
         allow_other_model: accept a vector built for another model.
 
     Returns:
-        The two continuations and the exact prompt text the model saw. Without steering both rows are unsteered;
-        at strength 0 the steered text equals the unsteered text exactly, sampled or not.
+        The two continuations (each cut before the first of `settings.stop` it contains, with the sequence that
+        stopped it) and the exact prompt text the model saw. Without steering both rows are unsteered; at strength 0
+        the steered text equals the unsteered text exactly, sampled or not.
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
-    (unsteered, steered), text = _run(lm, prompt, chosen, settings, image, [False, True])
-    return PairedGeneration(unsteered=unsteered, steered=steered, prompt_text=text)
+    ((unsteered, stop_u), (steered, stop_s)), text = _run(lm, prompt, chosen, settings, image, [False, True])
+    return PairedGeneration(unsteered=unsteered, steered=steered, prompt_text=text, stopped_unsteered=stop_u,
+                            stopped_steered=stop_s)
 
 
 def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
@@ -166,19 +230,20 @@ def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any
     """A single continuation, steered when `steering` is given (same arguments as `generate_pair`).
 
     Returns:
-        The continuation text.
+        The continuation text (cut before the first of `settings.stop` it contains).
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
     texts, _ = _run(lm, prompt, chosen, settings, image, None)
-    return texts[0]
+    return texts[0][0]
 
 
 class _RowStreamer(BaseStreamer):
     """Collects the new token of every row at each step and hands the texts so far to a queue."""
 
-    def __init__(self, lm: Any, rows: int):
+    def __init__(self, lm: Any, rows: int, stop: tuple[str, ...] = ()):
         self.lm = lm
+        self.stop = stop
         self.ids: list[list[int]] = [[] for _ in range(rows)]
         self.queue: queue.Queue = queue.Queue()
         self.prompt_seen = False
@@ -190,7 +255,7 @@ class _RowStreamer(BaseStreamer):
         tokens = value.view(len(self.ids), -1)[:, -1].tolist()
         for row, tok in zip(self.ids, tokens):
             row.append(int(tok))
-        texts = [self.lm.tokenizer.decode(r, skip_special_tokens=True) for r in self.ids]
+        texts = [cut_at_stop(self.lm.tokenizer.decode(r, skip_special_tokens=True), self.stop)[0] for r in self.ids]
         self.queue.put(tuple(texts))
 
     def end(self) -> None:
@@ -209,22 +274,23 @@ def stream_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any 
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                 normalize: bool = True, prompt_format: str | None = None,
                 allow_other_model: bool = False) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) texts so far, token by token (same arguments as `generate_pair`). Closing the
-    iterator early stops generation; the hook comes off on every path."""
+    """Yield (unsteered, steered) texts so far, token by token (same arguments as `generate_pair`; each text cut
+    before a stop sequence of `settings.stop`). Closing the iterator early stops generation; the hook comes off on
+    every path."""
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
-    streamer = _RowStreamer(lm, 2)
+    streamer = _RowStreamer(lm, 2, settings.stop)
     stop = threading.Event()
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             with lm.lock:
-                inputs, _, _ = _batch_inputs(lm, prompt, image, 2)
+                inputs, _, prompt_len = _batch_inputs(lm, prompt, image, 2)
                 torch.manual_seed(settings.seed)
                 with _steering_context(lm, chosen, [False, True]), torch.no_grad():
                     lm.model.generate(**inputs, **_generate_kwargs(lm, settings), streamer=streamer,
-                                      stopping_criteria=StoppingCriteriaList([_StopFlag(stop)]))
+                                      **_stopping(lm, settings, prompt_len, [_StopFlag(stop)]))
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.queue.put(None)

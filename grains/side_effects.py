@@ -159,7 +159,8 @@ class SideEffects:
 
 def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] | None = None,
                          generations: int = REPORT_GENERATIONS, max_new_tokens: int = CONTINUATION_TOKENS,
-                         kl_budget: float | None = DEFAULT_KL_BUDGET, kl: NeutralKL | None = None) -> SideEffects:
+                         kl_budget: float | None = DEFAULT_KL_BUDGET, kl: NeutralKL | None = None,
+                         progress: Any = None, should_stop: Any = None) -> SideEffects:
     """KL on neutral prompts and the repetition of greedy continuations, steered against unsteered.
 
     Args:
@@ -170,6 +171,8 @@ def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] 
         max_new_tokens: continuation length.
         kl_budget: the budget to compare against (None: none).
         kl: a NeutralKL to reuse (its unsteered side already computed).
+        progress: called with (fraction, message) after the KL and after each continuation.
+        should_stop: polled before each continuation; True raises `Cancelled`.
 
     Returns:
         The SideEffects.
@@ -179,12 +182,24 @@ def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] 
 
     meter = kl or NeutralKL(lm, prompts)
     per_prompt = meter.per_prompt(steering)
+    steps = 1 + min(generations, len(meter.prompts))
+    if progress:
+        progress(1 / steps, f"cost check: KL on {len(per_prompt)} neutral prompts")
     result = SideEffects(kl_mean=statistics.fmean(per_prompt), kl_max=max(per_prompt), n_prompts=len(per_prompt),
                          kl_budget=kl_budget)
     chosen = meter.prompts[:generations]
     if chosen:
         settings = GenerationSettings(max_new_tokens=max_new_tokens)
-        pairs = [generate_pair(lm, p, steering, settings=settings) for p in chosen]
+        pairs = []
+        for i, p in enumerate(chosen):
+            if should_stop and should_stop():
+                from grains.errors import Cancelled
+
+                raise Cancelled(f"Stopped by the user while measuring side effects ({i} of {len(chosen)} "
+                                "continuations).")
+            pairs.append(generate_pair(lm, p, steering, settings=settings))
+            if progress:
+                progress((2 + i) / steps, f"cost check: neutral continuation {i + 1}/{len(chosen)}")
         unsteered = [p.unsteered for p in pairs]
         steered = [p.steered for p in pairs]
         result.distinct2_unsteered = distinct_n(unsteered, 2)

@@ -7,7 +7,7 @@ Both inputs are per-item correctness on the same items, in the same order. Accur
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -101,13 +101,87 @@ def describe_gain(
     return f"{gain:+.1f} points, {level} CI {low:+.1f} to {high:+.1f}: {verdict} ({_format_p(p_value)})"
 
 
-def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Sequence[bool]) -> dict:
-    """Accuracies, gain, exact McNemar p-value, bootstrap 95% CI of the gain and a one-line reading."""
+def _binomial_cdf(k: int, m: int, prob: float) -> float:
+    """P(X <= k) for X ~ Binomial(m, prob)."""
+    if k < 0:
+        return 0.0
+    if k >= m:
+        return 1.0
+    return math.fsum(math.comb(m, i) * prob**i * (1 - prob) ** (m - i) for i in range(k + 1))
+
+
+def _clopper_pearson(c: int, m: int, confidence: float) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a binomial proportion c/m, found by bisection on the tails."""
+    alpha = 1 - confidence
+
+    def solve(tail: Callable[[float], float]) -> float:  # tail is increasing in prob; find tail(prob) = alpha / 2
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if tail(mid) < alpha / 2:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    low = 0.0 if c == 0 else solve(lambda q: 1 - _binomial_cdf(c - 1, m, q))  # P(X >= c | q)
+    high = 1.0 if c == m else 1 - solve(lambda q: _binomial_cdf(c, m, 1 - q))  # P(X <= c | 1 - q)
+    return low, high
+
+
+MCNEMAR_INTERVAL = ("exact interval that inverts the same McNemar test (Clopper-Pearson on the share of changed "
+                    "items that improved, given how many changed), so it excludes 0 exactly when p < 0.05")
+
+
+def mcnemar_interval(unsteered_correct: Sequence[bool], steered_correct: Sequence[bool],
+                     confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for the accuracy gain that agrees with the exact McNemar test by construction.
+
+    Given the d = b + c items whose correctness changed, c (improved) ~ Binomial(d, pi) and the gain is
+    d / n * (2 pi - 1). The exact Clopper-Pearson interval for pi excludes 1/2 exactly when the two-sided exact
+    McNemar test (the binomial test of pi = 1/2) gives p < 1 - confidence, so the gain interval excludes 0
+    exactly then too. It is conditional on d (the number of items that changed).
+
+    Args:
+        unsteered_correct: per-item correctness without steering.
+        steered_correct: per-item correctness with steering, same items.
+        confidence: e.g. 0.95.
+
+    Returns:
+        (low, high) for the gain in accuracy (a fraction); (0, 0) when no item changed.
+    """
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must be between 0 and 1, got {confidence!r}.")
+    u, s = _paired(unsteered_correct, steered_correct)
+    b, c = discordant_counts(u, s)
+    d, n = b + c, int(u.size)
+    if d == 0:
+        return 0.0, 0.0
+    low, high = _clopper_pearson(c, d, confidence)
+    return d / n * (2 * low - 1), d / n * (2 * high - 1)
+
+
+def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Sequence[bool],
+                         interval: str = "bootstrap") -> dict:
+    """Accuracies, gain, exact McNemar p-value, a 95% interval of the gain and a one-line reading.
+
+    Args:
+        unsteered_correct: per-item correctness without steering.
+        steered_correct: per-item correctness with steering.
+        interval: "bootstrap" (paired percentile bootstrap) or "mcnemar" (the exact interval that inverts the
+            McNemar test, so interval and p-value always agree; see `mcnemar_interval`).
+
+    Returns:
+        {"n", "accuracy_unsteered", "accuracy", "gain", "only_unsteered_correct", "only_steered_correct",
+        "p_value", "gain_ci", "gain_ci_method", "reading"}.
+    """
+    if interval not in ("bootstrap", "mcnemar"):
+        raise InputError(f"interval must be 'bootstrap' or 'mcnemar', got {interval!r}.")
     u, s = _paired(unsteered_correct, steered_correct)
     acc_u, acc_s = float(u.mean()), float(s.mean())
     b, c = discordant_counts(u, s)
     p_value = mcnemar_exact(u, s)
-    ci = paired_bootstrap_ci(u, s)
+    ci = paired_bootstrap_ci(u, s) if interval == "bootstrap" else mcnemar_interval(u, s)
     return {
         "n": int(u.size),
         "accuracy_unsteered": acc_u,
@@ -117,6 +191,7 @@ def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Seq
         "only_steered_correct": c,
         "p_value": p_value,
         "gain_ci": [ci[0], ci[1]],
+        "gain_ci_method": "paired percentile bootstrap" if interval == "bootstrap" else MCNEMAR_INTERVAL,
         "reading": describe_gain(acc_u, acc_s, ci, p_value),
     }
 

@@ -14,6 +14,31 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+CLIENT_TIMEOUT = 600  # s: gradio_client's httpx default (a few seconds) fails API tests on a loaded CI machine
+
+
+@pytest.fixture(scope="session", autouse=True)
+def patient_gradio_clients() -> Iterator[None]:
+    """Every gradio_client.Client in the tests waits for a slow server instead of failing with httpx.ReadTimeout
+    (the app answers one model job at a time; on a busy 2-core machine a reply can take longer than httpx's default)."""
+    try:
+        from gradio_client import Client
+    except ImportError:
+        yield
+        return
+    original = Client.__init__
+
+    def init(self, *args, httpx_kwargs=None, **kwargs):  # noqa: ANN001, ANN202 - same signature as Client
+        original(self, *args, httpx_kwargs={"timeout": CLIENT_TIMEOUT, **(httpx_kwargs or {})}, **kwargs)
+
+    Client.__init__ = init
+    yield
+    Client.__init__ = original
+
+
+LAUNCH_ATTEMPTS = 3
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -31,8 +56,16 @@ def app_server() -> Iterator[Callable[[str], str]]:
             import app
 
             demo = app.build_app(model, preload=True)
-            port = free_port()
-            app.launch_app(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            for attempt in range(LAUNCH_ATTEMPTS):
+                port = free_port()
+                try:
+                    app.launch_app(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                   quiet=True)
+                    break
+                except ValueError:  # "localhost is not accessible": Gradio's start-up probe timed out under load
+                    demo.close()
+                    if attempt == LAUNCH_ATTEMPTS - 1:
+                        raise
             servers[model] = (demo, f"http://127.0.0.1:{port}/")
         return servers[model][1]
 

@@ -25,14 +25,15 @@ CONTRACT = {
     "/build_vector": ["source", "dataset", "file", "rows", "offset", "method", "k", "steps", "cross_validate",
                       "normalize", "prompt_format"],
     "/generate": ["prompt", "layer", "strength", "max_new_tokens", "image", "do_sample", "temperature", "top_p",
-                  "seed", "normalize", "prompt_format"],
+                  "seed", "normalize", "prompt_format", "stop"],
     "/evaluate": ["dataset", "file", "rows", "offset", "steered", "layer", "strength", "normalize",
                   "length_normalize", "prompt_format", "side_effects"],
     "/load_model": ["name"],
     "/select_tokens": ["k", "force_positive", "force_negative", "drop", "content_only", "skip_punctuation"],
     "/load_vector": ["vector_file", "allow_other_model"],
     "/vector_info": [],
-    "/strength_sweep": ["prompt", "layer", "strengths", "max_new_tokens", "image", "normalize", "prompt_format"],
+    "/strength_sweep": ["prompt", "layer", "strengths", "max_new_tokens", "image", "normalize", "prompt_format",
+                        "stop"],
     "/sweep": ["dataset", "file", "rows", "offset", "layers", "strengths", "normalize", "length_normalize",
                "prompt_format", "kl"],
 }
@@ -65,8 +66,8 @@ def test_endpoints_follow_the_contract(url):
         assert name in api, f"missing endpoint {name}"
         got = [p["parameter_name"] for p in api[name]["parameters"]]
         assert got == params, (name, got)
-        added = params[len(params) - {"/attribute": 1, "/build_vector": 2, "/generate": 1, "/evaluate": 4,
-                                      "/load_vector": 1, "/strength_sweep": 2, "/sweep": 4}.get(name, 0):]
+        added = params[len(params) - {"/attribute": 1, "/build_vector": 2, "/generate": 2, "/evaluate": 4,
+                                      "/load_vector": 1, "/strength_sweep": 3, "/sweep": 4}.get(name, 0):]
         for param in api[name]["parameters"]:
             if param["parameter_name"] in added:
                 assert param["parameter_has_default"], (name, param["parameter_name"])

@@ -154,3 +154,19 @@ def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
     finally:
         first.close()
         second.close()
+
+
+def test_attribute_tab_marks_its_heatmap_outdated_when_the_example_changes(page, app_server, test_output_dir):
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    page.click("#grains-attribute")
+    page.wait_for_selector("#grains-heatmap .grains-tok")
+    assert page.locator("#grains-heatmap .grains-outdated").count() == 0
+    page.fill("#grains-prompt textarea", "A different prompt")
+    page.wait_for_selector("#grains-heatmap .grains-outdated")
+    assert "Outdated: the example changed" in page.inner_text("#grains-heatmap")
+    assert "grains-outdated" in (page.get_attribute("#grains-attr-chart", "class") or "")
+    page.screenshot(path=str(test_output_dir / "ux16_attribute_outdated.png"), full_page=True)
+    page.click("#grains-attribute")  # a new attribution clears both marks
+    page.wait_for_function("!document.querySelector('#grains-heatmap .grains-outdated')")
+    page.wait_for_function("!document.querySelector('#grains-attr-chart').className.includes('grains-outdated')")
+    assert visible_error_badges(page) == 0
