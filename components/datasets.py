@@ -13,6 +13,7 @@ DATASET_LABELS = {
     "truthfulqa": "TruthfulQA (multiple choice; pairs: best vs first incorrect answer)",
     "hhh_alignment": "HHH alignment (helpful / honest / harmless pairs)",
     "hallucination_pairs": "Hallucination pairs (A/B questions)",
+    "sentiment_pairs": "Sentiment pairs (positive vs negative continuation, raw prompts)",
     "pope_style": "POPE-style yes/no object probes (VLM, with photos)",
 }
 UPLOAD = "uploaded file"
@@ -79,7 +80,8 @@ def example_pairs(name: str, limit: int = 8) -> list[Any]:
     return as_pairs(kind, rows)
 
 
-SHORT_NAMES = {"truthfulqa": "TruthfulQA", "hhh_alignment": "HHH", "hallucination_pairs": "Hallucination A/B"}
+SHORT_NAMES = {"truthfulqa": "TruthfulQA", "hhh_alignment": "HHH", "hallucination_pairs": "Hallucination A/B",
+               "sentiment_pairs": "Sentiment"}
 
 
 def short_label(prefix: str, text: str, width: int = 52) -> str:
