@@ -439,7 +439,7 @@ class AttributionPanel:
                 gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
                 "" if fresh else gr.update(), "" if fresh else gr.update(),
                 gr.update(value=None, elem_classes=[]) if fresh else gr.update(),
-                *([None, "", None] if fresh else [gr.update()] * len(self.chart_extra))]
+                *(["", None] if fresh else [gr.update()] * len(self.chart_extra))]  # sequences, raw JSON
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:

@@ -80,3 +80,43 @@ def test_output_dir() -> Path:
     out = ROOT / "test-output"
     out.mkdir(exist_ok=True)
     return out
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (never `playwright install`)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for every browser test (skipped without Playwright or Debian's chromium)."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser: object, timeout_ms: int, height: int = 1000) -> object:
+    """A fresh context and page (1400 x `height`), with `timeout_ms` as its default timeout and every dialog
+    dismissed and recorded in `page.dialogs` (tests assert it stays empty). Close it with page.context.close()."""
+    context = browser.new_context(viewport={"width": 1400, "height": height})  # type: ignore[attr-defined]
+    pg = context.new_page()
+    pg.set_default_timeout(timeout_ms)
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs
+    return pg
+
+
+@pytest.fixture
+def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A page per test; the test module may set TIMEOUT (ms) and VIEWPORT_HEIGHT."""
+    pg = open_page(browser, getattr(request.module, "TIMEOUT", 120_000),
+                   getattr(request.module, "VIEWPORT_HEIGHT", 1000))
+    yield pg
+    pg.context.close()  # type: ignore[attr-defined]

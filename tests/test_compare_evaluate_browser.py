@@ -11,36 +11,15 @@ import re
 import pytest
 
 pytest.importorskip("playwright")
-from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.test_app_browser import ARGS, CHROMIUM, GEN_DONE, TIMEOUT, columns, open_app  # noqa: E402
+from tests.test_app_browser import GEN_DONE, columns, open_app  # noqa: E402
 
 pytestmark = pytest.mark.browser
 MODEL = "tiny-random-llama"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT)
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs  # type: ignore[attr-defined]
-    yield pg
-    context.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,39 +10,28 @@ recipe_attribution.png, refreshed by hand.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("playwright")
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 from components.app_state import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE  # noqa: E402
 from components.recipes import RECIPES  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 TIMEOUT = 240_000
 GEN_DONE = "#grains-gen-status .grains-note-ok, #grains-gen-status .grains-note-warn"
 
 
 @pytest.fixture(scope="module")
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pg = context.new_page()
-        pg.set_default_timeout(TIMEOUT)
-        dialogs: list[str] = []
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        pg.dialogs = dialogs  # type: ignore[attr-defined]
-        yield pg
-        browser.close()
+def page(browser):
+    """One page for the whole recipe walk (module scope: the steps build on each other)."""
+    from tests.conftest import open_page
+
+    pg = open_page(browser, TIMEOUT)
+    yield pg
+    pg.context.close()
 
 
 def value_is(elem: str, text: str) -> str:

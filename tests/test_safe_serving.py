@@ -208,29 +208,14 @@ def test_app_binds_loopback_by_default():
 # ---------------------------------------------------------------- HTML in user text, in the browser
 # Extends tests/test_app_browser.py (HTML in the prompt renders as text in the heatmap).
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
 @pytest.fixture(scope="module")
-def browser_page(url):
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
+def browser_page(url, browser):
+    """One page for this module's browser checks, on the session's shared Chromium (tests/conftest.py)."""
+    from tests.conftest import open_page
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.dialogs = dialogs  # type: ignore[attr-defined]
-        try:
-            yield page
-        finally:
-            browser.close()
+    page = open_page(browser, 120_000)
+    yield page
+    page.context.close()
 
 
 def open_fresh(page: Any, url: str) -> None:
