@@ -417,13 +417,13 @@ def min_discordant_to_reject(alpha: float = SIGNIFICANCE_LEVEL) -> int:
 
 
 def compare_runs(unsteered: CheckRun, steered: CheckRun) -> dict[str, Any]:
-    """Exact McNemar test and bootstrap interval of the accuracy change, with a plain reading that says when n is
-    too small for the test to reject."""
+    """Exact McNemar test and the interval that inverts it (the two always agree), with a plain reading that says
+    when n is too small for the test to reject."""
     from grains.stats import significance_summary
 
     u = [a.correct for a in unsteered.answers]
     s = [a.correct for a in steered.answers]
-    stats = significance_summary(u, s)
+    stats = significance_summary(u, s, "mcnemar")
     b, c = stats["only_unsteered_correct"], stats["only_steered_correct"]
     need = min_discordant_to_reject()
     n = len(u)
