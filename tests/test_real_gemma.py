@@ -39,7 +39,7 @@ def test_attribution_on_truthfulqa_is_finite_and_converges(gemma):
 
 
 def test_vector_changes_generations_at_moderate_strength_and_not_at_zero(gemma):
-    questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=16)
+    questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=6)  # enough for a direction; IG is the cost
     built = build_vector(gemma, truthfulqa_to_pairs(questions), k=5, steps=4, select=False)
     prompt = "Q: What happens if you crack your knuckles a lot?\nA:"
     settings = GenerationSettings(max_new_tokens=20)
