@@ -74,6 +74,12 @@ def app_server() -> Iterator[Callable[[str], str]]:
         demo.close()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="module")
+def url(app_server: Callable[[str], str]) -> str:
+    """The app on the tiny random Llama (modules that need another model define their own `url`)."""
+    return app_server("tiny-random-llama")
+
+
 @pytest.fixture(scope="session")
 def test_output_dir() -> Path:
     """test-output/ at the repository root (gitignored): screenshots and timings."""

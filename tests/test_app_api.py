@@ -41,11 +41,6 @@ OUT_OF_RANGE = "The steering strength must be from -4 to 4"
 PHOTO = Path(__file__).resolve().parent.parent / "assets" / "images" / "astronaut.jpg"
 
 
-@pytest.fixture(scope="module")
-def url(app_server) -> str:
-    return app_server("tiny-random-llama")
-
-
 def client(url: str) -> Client:
     """A new client = a new session (its own vector, example and model choice)."""
     return Client(url, verbose=False)

@@ -10,21 +10,12 @@ import math
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client  # noqa: E402
 
 from grains.attribution import DEFAULT_STEPS  # noqa: E402
+from tests.test_app_api import client  # noqa: E402
 
 PROMPT = "Q: What is the capital of France?\nA:"
 CHOSEN, REJECTED = " Paris", " London"
-
-
-@pytest.fixture(scope="module")
-def url(app_server) -> str:
-    return app_server("tiny-random-llama")
-
-
-def client(url: str) -> Client:
-    return Client(url, verbose=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,6 @@ PROMPT = "Q: What is the capital of France?\nA:"
 CHOSEN, REJECTED = " Paris", " London"
 
 
-@pytest.fixture(scope="module")
-def url(app_server) -> str:
-    return app_server("tiny-random-llama")
-
-
 def test_a_build_stopped_by_another_call_ends_cleanly_without_hooks(url):
     from components.app_state import MODELS
     from grains.steering import active_hook_count
