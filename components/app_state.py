@@ -193,17 +193,6 @@ def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0]))
 
 
-def clean_json(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists, keys -> str."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    return value
-
-
 def user_message(exc: BaseException) -> str:
     """One sentence for the user: the GrainsError's message, or a short generic line for anything else."""
     if isinstance(exc, GrainsError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import DEFAULT_EXAMPLE, Session, clean_json, cycle_override, parse_indices
+from components.app_state import DEFAULT_EXAMPLE, Session, cycle_override, parse_indices
 from components.common import (
     MODEL_QUEUE,
     OVERLAY_ALPHA,
@@ -32,6 +32,7 @@ from components.datasets import dataset_choices, image_examples, load_rows, text
 from components.token_heatmap import render_token_heatmap, result_labels, template_indices
 from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
 from grains.errors import GrainsError, InputError
+from grains.serialize import to_jsonable
 
 MAX_STEPS_UI = 64
 OVERRIDE_NAMES = {"force_positive": "forced positive", "force_negative": "forced negative", "drop": "dropped",
@@ -271,7 +272,7 @@ def scores_json(session: Session, k: Any = 5, content_only: bool = True, skip_pu
     data["converged"] = session.attribution.converged
     data["prompt_format"] = (session.inputs or {}).get("prompt_format")
     data["selection"] = selection_json(session, k, content_only, skip_punctuation)
-    return clean_json(data)
+    return to_jsonable(data)
 
 
 STEERED_LABEL = "Attribute with the vector on"
@@ -367,7 +368,7 @@ def steered_json(unsteered: Any, steered: Any, diff: Any) -> dict:
                 "abs_relative_delta": result.abs_relative_delta, "converged": result.converged,
                 "points_used": result.points_used, "seconds": result.seconds}
 
-    return clean_json({**diff.to_dict(), "unsteered": part(unsteered), "steered": part(steered),
+    return to_jsonable({**diff.to_dict(), "unsteered": part(unsteered), "steered": part(steered),
                        "prompt_text": unsteered.prompt_text})
 
 
@@ -693,7 +694,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              "force_negative": parse_indices(force_negative, "force_negative", n),
                              "drop": parse_indices(drop, "drop", n)}
         heat, _, _, _ = render(session, k, content_only, skip_punctuation)
-        return session, heat, clean_json(selection_json(session, k, content_only, skip_punctuation))
+        return session, heat, to_jsonable(selection_json(session, k, content_only, skip_punctuation))
 
     api_endpoint(api_select, [state, *api_sel_in], [state, *api_sel_out], "select_tokens", queue_id=None)
     return panel

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json, parse_numbers
+from components.app_state import Session, parse_numbers
 from components.attribution_panel import AttributionPanel, open_image, whole
 from components.common import (
     MODEL_QUEUE,
@@ -32,6 +32,7 @@ from components.token_heatmap import render_diff
 from grains.errors import Cancelled, InputError
 from grains.fluency import degeneracy
 from grains.generation import QA_STOP
+from grains.serialize import to_jsonable
 from grains.side_effects import SELECTION_PROMPTS
 from grains.steering import MAX_STRENGTH
 
@@ -500,7 +501,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         """Greedy continuations at several strengths: [[strength, text, what changed against unsteered (with a
         DEGENERATE flag), mean KL on neutral prompts (nats)], ...]; no row is named best; stop as in /generate."""
         settings = settings_from(max_new_tokens, False, 1, 1, 0, parse_stop(False, stop))
-        return clean_json(strength_sweep(session, prompt, image, layer, strengths, normalize is not False, settings,
+        return to_jsonable(strength_sweep(session, prompt, image, layer, strengths, normalize is not False, settings,
                                          prompt_format=prompt_format))
 
     api_endpoint(api_sweep, [state, *api_sw_in], [api_sw_out], "strength_sweep")

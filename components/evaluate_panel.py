@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json, parse_numbers, scratch_dir
+from components.app_state import Session, parse_numbers, scratch_dir
 from components.charts import CORRECTION_NAMES, effect_side_effect_plot, sweep_heatmap
 from components.common import (
     MODEL_QUEUE,
@@ -32,6 +32,7 @@ from components.compare_panel import outdated_html
 from components.datasets import UPLOAD, check_kind_fits, dataset_choices, load_rows
 from components.steering_panel import STRENGTH_HELP, SteeringPanel, require_vector, session_steering
 from grains.errors import Cancelled, InputError
+from grains.serialize import to_jsonable
 
 DEFAULT_EVAL_DATASET = "sentiment_pairs"  # the shipped default vector's concept...
 DEFAULT_EVAL_OFFSET = 160  # ...and the first row it was not built from (scripts/build_default_vector.py --rows)
@@ -89,7 +90,7 @@ def run_evaluation(session: Session, dataset: str | None, upload: str | None, ro
     session.last_eval = {"dataset": dataset, "rows": len(data), "offset": first, "steered": steered,
                          "layer": layer, "strength": strength, "kind": kind, "normalize": bool(normalize),
                          "length_normalize": bool(length_normalize), "prompt_format": result.get("prompt_format")}
-    return clean_json(result)
+    return to_jsonable(result)
 
 
 def _first_row(offset: Any) -> int:
@@ -125,7 +126,7 @@ def run_sweep(session: Session, dataset: str | None, upload: str | None, rows: A
                    should_stop=should_stop)
     result["dataset"] = description
     result["prompt_format"] = lm.with_format(chosen_format(prompt_format)).prompt_format
-    return clean_json(result)
+    return to_jsonable(result)
 
 
 def _pct(value: Any) -> str:

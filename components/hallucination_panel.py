@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import IMAGES_DIR, Session, clean_json
+from components.app_state import IMAGES_DIR, Session
 from components.attribution_panel import whole
 from components.common import (
     MODEL_QUEUE,
@@ -29,6 +29,7 @@ from components.common import (
 )
 from components.steering_panel import STRENGTH_INFO, request_stop
 from grains.errors import Cancelled, InputError
+from grains.serialize import to_jsonable
 from grains.steering import MAX_STRENGTH
 
 SETTINGS = [("random", "random"), ("popular (most frequent objects)", "popular"),
@@ -457,7 +458,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
             chosen = None if strength_value is None or strength_value == "" else float(strength_value)
             data = run_recheck(session, data, "user" if build_from == "probes" else "shipped", 12, 8, chosen is None,
                                None, chosen)
-        return clean_json(data)
+        return to_jsonable(data)
 
     api_endpoint(api_check, [state, *api_in], api_out, "check_image")
     return panel

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import MODELS, Session, clean_json, default_vector_for
+from components.app_state import MODELS, Session, default_vector_for
 from components.common import (
     MODEL_QUEUE,
     PROMPT_FORMAT_SHORT,
@@ -20,6 +20,7 @@ from components.common import (
 )
 from grains.errors import GrainsError, InputError
 from grains.presets import PRESETS, is_installed
+from grains.serialize import to_jsonable
 
 GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights"}
 
@@ -204,7 +205,7 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
         lm = switch_model(session, resolve_name(None, name))
         info = lm.info()
         info["vector"] = session.vector_label or None
-        return session, clean_json(info)
+        return session, to_jsonable(info)
 
     api_endpoint(api_load, [state, api_name_in], [state, api_info_out], "load_model")
     return panel

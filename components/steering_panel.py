@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import Session, clean_json, scratch_dir
+from components.app_state import Session, scratch_dir
 from components.attribution_panel import AttributionPanel, open_image, whole
 from components.common import (
     MODEL_QUEUE,
@@ -27,6 +27,7 @@ from components.common import (
 )
 from components.datasets import UPLOAD, as_pairs, check_kind_fits, dataset_choices, load_rows
 from grains.errors import Cancelled, InputError, VectorError
+from grains.serialize import to_jsonable
 from grains.side_effects import DEFAULT_KL_BUDGET
 from grains.steering import MAX_STRENGTH
 
@@ -308,7 +309,7 @@ def run_build(session: Session, source: str, dataset: str | None, upload: str | 
                           "description": description, "normalize": bool(normalize),
                           "prompt_format": result.vector.meta.get("prompt_format"), "model": session.model_name,
                           "file_name": Path(session.vector_path or "").name}
-    return clean_json(summary)
+    return to_jsonable(summary)
 
 
 def load_vector_file(session: Session, path: str | None, allow_other_model: Any = False) -> list[str]:
@@ -572,7 +573,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         """Load a .safetensors steering vector into this session (checked against the session's model; a vector
         built for another model is refused unless allow_other_model)."""
         warnings = load_vector_file(session, vector_file, bool(allow_other_model))
-        return session, clean_json({**vector_info(session), "warnings": warnings})
+        return session, to_jsonable({**vector_info(session), "warnings": warnings})
 
     api_endpoint(api_load_vector, [state, *api_vec_in], [state, api_vec_out], "load_vector")
 
@@ -581,7 +582,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     def api_vector_info(session: Session) -> dict:
         """This session's current vector (null when there is none)."""
-        return clean_json(vector_info(session))
+        return to_jsonable(vector_info(session))
 
     api_endpoint(api_vector_info, [state], [api_info_out], "vector_info", queue_id=None)
     panel.vector_changed = vector_outputs

@@ -12,10 +12,10 @@ from grains import __version__
 from grains.ablation import ExampleDeltas, ablation_deltas, caa_deltas, select_for_example
 from grains.aggregate import METHODS, aggregate, direction_stats, layer_norms
 from grains.attribution import attribute_example
+from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
 from grains.scoring import resolve_image, score_pair
-from grains.selection import Selection, cross_validate
 from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL, SideEffects, measure_side_effects
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
@@ -39,7 +39,7 @@ class BuildResult:
     """A built vector with how its layer and strength were chosen and what the choice costs on neutral text."""
 
     vector: SteeringVector
-    selection: Selection | None
+    selection: CrossValidation | None
     seconds: float
     skipped: list[dict[str, Any]] = field(default_factory=list)
     side_effects: SideEffects | None = None
@@ -110,7 +110,7 @@ def build_vector(
     With `select`, layer and strength are chosen by `folds`-fold cross-validation on the mean margin (strength 0
     included), among the cells whose KL on neutral prompts stays within `kl_budget`; the gain of that choice is
     estimated by nested cross-validation and a win is claimed only when a paired test rejects "no gain" (see
-    grains.selection). Otherwise the suggested strength is 0. `search="coarse"` compares the layers at the grid's
+    grains.crossval). Otherwise the suggested strength is 0. `search="coarse"` compares the layers at the grid's
     middle strength, then tries every strength at the two best layers; `"grid"` tries every cell.
 
     Args:
@@ -195,7 +195,7 @@ def build_vector(
         vector = make_vector(list(range(len(deltas))))
         vector.layer_norms = norms
         stats = direction_stats(deltas, method, vector.directions, norms)
-        selection: Selection | None = None
+        selection: CrossValidation | None = None
         side_effects: SideEffects | None = None
         kl_meter: NeutralKL | None = None
         if select and len(kept) >= 2:

@@ -6,7 +6,6 @@ With --json each command prints one JSON object on stdout. Bad input exits non-z
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -16,25 +15,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from grains.errors import GrainsError
+from grains.serialize import dumps
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     if args.json:
-        print(json.dumps(_clean(data), ensure_ascii=False))
+        print(dumps(data))
     else:
         print(text)
 
@@ -200,7 +189,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       length_normalize=args.length_normalize, normalize=args.normalize,
                       side_effects=args.side_effects, allow_other_model=args.allow_other_model,
                       first_row=max(0, args.offset))
-    text = json.dumps(_clean({k: v for k, v in result.items() if k != "items"}), indent=2)
+    text = dumps({k: v for k, v in result.items() if k != "items"}, indent=2)
     _emit(args, result, text)
     return 0
 

@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grains.ablation import ExampleDeltas, record_layer_outputs, select_for_example  # noqa: E402
 from grains.aggregate import aggregate, layer_norms  # noqa: E402
 from grains.attribution import attribute_example, baseline_embeddings, input_embeddings  # noqa: E402
+from grains.crossval import cross_validate  # noqa: E402
 from grains.data import load_pairs  # noqa: E402
 from grains.encoding import EncodedExample, encode_example  # noqa: E402
 from grains.models import load_model  # noqa: E402
 from grains.prompts import encode_response  # noqa: E402
 from grains.scoring import score_pair  # noqa: E402
-from grains.selection import cross_validate  # noqa: E402
 from grains.stats import significance_summary  # noqa: E402
 from grains.steering import steer  # noqa: E402
 from grains.vectors import SteeringVector  # noqa: E402

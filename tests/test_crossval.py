@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from grains.selection import cross_validate, make_folds
+from grains.crossval import cross_validate, make_folds
 
 LAYERS, STRENGTHS = list(range(8)), [0.1, 0.25, 0.5, 1.0]
 

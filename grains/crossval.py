@@ -39,7 +39,7 @@ def _split(items: list[int], folds: int, seed: int) -> list[list[int]]:
 
 
 @dataclass
-class Selection:
+class CrossValidation:
     """The chosen layer and strength, the unbiased (nested) estimate of its gain, and the whole table.
 
     `margin_gain` is the nested cross-validated estimate (mean log-prob margin gain on items the choice never saw),
@@ -207,7 +207,7 @@ def cross_validate(
     refine_layers: int = 2,
     allowed: Callable[[int, float], bool] | None = None,
     excluded_cells: list[dict[str, Any]] | None = None,
-) -> Selection:
+) -> CrossValidation:
     """Choose (layer, strength) by cross-validated mean margin and estimate its gain by nested cross-validation.
 
     Args:
@@ -229,7 +229,7 @@ def cross_validate(
         excluded_cells: a record of cells left out by `allowed`, kept in the result.
 
     Returns:
-        The Selection: the choice (strength 0 unless the nested estimate wins), the unbiased estimate with its
+        The CrossValidation: the choice (strength 0 unless the nested estimate wins), the unbiased estimate with its
         interval and test, and the cross-validation table with its "best of N".
     """
     if search not in ("grid", "coarse"):
@@ -300,7 +300,7 @@ def cross_validate(
         note = (f"No layer and strength beat the unsteered model in cross-validation ({reason}); the suggested "
                 f"strength is 0. The {best_of_n['label']} cell was layer {best_of_n['layer']}, strength "
                 f"{best_of_n['strength']:g} ({best_of_n['margin_gain']:+.3f} nats, biased upward).")
-    return Selection(layer=int(layer), strength=float(strength), margin_gain=float(estimate["mean"]),
+    return CrossValidation(layer=int(layer), strength=float(strength), margin_gain=float(estimate["mean"]),
                      margin_gain_ci=[float(x) for x in estimate["ci"]], p_value=float(estimate["p_value"]),
                      accuracy=float(accuracy["accuracy"]), accuracy_unsteered=base_acc,
                      accuracy_p_value=float(accuracy["p_value"]), beats_unsteered=bool(wins), folds=k,
