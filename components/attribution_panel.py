@@ -29,10 +29,10 @@ from components.common import (
     session_model,
 )
 from components.datasets import dataset_choices, image_examples, load_rows, text_examples
-from components.token_heatmap import render_token_heatmap, result_labels, template_indices
 from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
 from grains.errors import GrainsError, InputError
 from grains.serialize import to_jsonable
+from grains.viz.heatmap import render_token_heatmap, result_labels, template_indices
 
 MAX_STEPS_UI = 64
 OVERRIDE_NAMES = {"force_positive": "forced positive", "force_negative": "forced negative", "drop": "dropped",
@@ -355,7 +355,7 @@ def steered_view_html(unsteered: Any, steered: Any, diff: Any, steering: Any) ->
 
 def visible(token: str) -> str:
     """A token as the heatmap shows it (spaces as ·)."""
-    from components.token_heatmap import visible_token
+    from grains.viz.heatmap import visible_token
 
     return visible_token(token)
 

@@ -336,7 +336,7 @@ def attribution_chart(tokens: Sequence[str], scores: Sequence[float], selected: 
     sub_selected = [position[int(i)] for i in selected if int(i) in position]
     fig = attribution_bar_chart([tokens[i] for i in keep], [scores[i] for i in keep], selected=sub_selected,
                                 title=title)
-    from components.token_heatmap import visible_token
+    from grains.viz.heatmap import visible_token
 
     shown = list(labels) if labels is not None else [visible_token(str(t)) for t in tokens]
     bar = fig.data[0]

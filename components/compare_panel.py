@@ -28,13 +28,13 @@ from components.common import (
     session_model,
 )
 from components.steering_panel import STRENGTH_HELP, SteeringPanel, session_steering
-from components.token_heatmap import render_diff
 from grains.errors import Cancelled, InputError
 from grains.fluency import degeneracy
 from grains.generation import QA_STOP
 from grains.serialize import to_jsonable
 from grains.side_effects import SELECTION_PROMPTS
 from grains.steering import MAX_STRENGTH
+from grains.viz.diff import render_diff
 
 DEFAULT_PROMPT = "For lunch I had a sandwich, and"
 MAX_TOKENS_UI = 256

@@ -20,8 +20,8 @@ from components.common import (
     one_status,
     outdated_html,
 )
-from components.token_heatmap import COLLAPSE_MIN, display_tokens, render_token_heatmap, template_indices
 from grains.errors import InputError
+from grains.viz.heatmap import COLLAPSE_MIN, display_tokens, render_token_heatmap, template_indices
 
 
 def test_outdated_html_marks_once_and_keeps_the_content():

@@ -1,4 +1,4 @@
-"""Self-contained HTML for token attribution heatmaps and word-level diffs of two texts.
+"""Self-contained HTML for token attribution heatmaps (no Gradio: notebooks, the CLI's HTML and the app share it).
 
 Everything user-supplied is HTML-escaped. Styles are inline so the HTML renders alone; assets/style.css adds polish.
 Each token is a `<span class="grains-tok" data-index="i">` so the app's JavaScript can hook clicks.
@@ -6,10 +6,8 @@ Each token is a `<span class="grains-tok" data-index="i">` so the app's JavaScri
 
 from __future__ import annotations
 
-import difflib
 import html
 import math
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -261,35 +259,3 @@ def result_labels(result: object, example: object = None) -> list[str]:
     else:
         shape = extra.get("grid_shape")
     return display_tokens(tokens, image, cells, shape)
-
-
-_WORDS = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
-_DEL_STYLE = "background:#fbd3d3;color:#8a1010;text-decoration:line-through;border-radius:2px"
-_INS_STYLE = "background:#d4f5d4;color:#0d5c0d;text-decoration:none;border-radius:2px"
-_DIFF_BOX = ('<div class="grains-diff" style="white-space:pre-wrap;word-break:break-word;'
-             'font-family:system-ui,sans-serif;line-height:1.5">')
-
-
-def _split_words(text: str) -> list[str]:
-    return _WORDS.findall(text)
-
-
-def render_diff(a: str, b: str) -> tuple[str, str]:
-    """Two HTML columns for texts a and b with word-level differences marked: words only in a as
-    `<del class="grains-del">`, words only in b as `<ins class="grains-ins">`. All text is escaped."""
-    wa, wb = _split_words(a or ""), _split_words(b or "")
-    matcher = difflib.SequenceMatcher(None, wa, wb, autojunk=False)
-    left, right = [_DIFF_BOX], [_DIFF_BOX]
-    for op, a0, a1, b0, b1 in matcher.get_opcodes():
-        seg_a, seg_b = html.escape("".join(wa[a0:a1])), html.escape("".join(wb[b0:b1]))
-        if op == "equal":
-            left.append(seg_a)
-            right.append(seg_b)
-            continue
-        if seg_a:
-            left.append(f'<del class="grains-del" style="{_DEL_STYLE}">{seg_a}</del>')
-        if seg_b:
-            right.append(f'<ins class="grains-ins" style="{_INS_STYLE}">{seg_b}</ins>')
-    left.append("</div>")
-    right.append("</div>")
-    return "".join(left), "".join(right)

@@ -6,9 +6,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from components.token_heatmap import render_diff, render_token_heatmap, visible_token
 from grains.errors import InputError
 from grains.overlay import DIVERGING_STOPS, rgb_hex
+from grains.viz.diff import render_diff
+from grains.viz.heatmap import render_token_heatmap, visible_token
 
 
 class _Spans(HTMLParser):
