@@ -83,7 +83,7 @@ def run_evaluation(session: Session, dataset: str | None, upload: str | None, ro
     first = _first_row(offset)
     result = evaluate(lm, data, kind, steering, per_item=True, length_normalize=bool(length_normalize),
                       progress=progress, side_effects=bool(side_effects) and steering is not None,
-                      prompt_format=chosen_format(prompt_format), should_stop=should_stop, first_row=first)
+                      prompt_format=chosen_format(prompt_format), should_stop=should_stop, first_row=first).to_dict()
     result["dataset"] = description
     for item, row in zip(result.get("items", []), data):
         item["question"] = getattr(row, "question", None) or getattr(row, "prompt", "")
@@ -123,7 +123,7 @@ def run_sweep(session: Session, dataset: str | None, upload: str | None, rows: A
         session_steering(session, lm, layer_list[0], value, normalize)  # every strength checked before running
     result = sweep(lm, data, kind, steering, layer_list, strength_list, progress=progress,
                    length_normalize=bool(length_normalize), kl=bool(kl), prompt_format=chosen_format(prompt_format),
-                   should_stop=should_stop)
+                   should_stop=should_stop).to_dict()
     result["dataset"] = description
     result["prompt_format"] = lm.with_format(chosen_format(prompt_format)).prompt_format
     return to_jsonable(result)

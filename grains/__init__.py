@@ -25,6 +25,7 @@ _EXPORTS = {
     "generate_pair": "grains.generation", "generate_one": "grains.generation", "stream_pair": "grains.generation",
     "GenerationSettings": "grains.generation",
     "evaluate": "grains.evaluation", "sweep": "grains.evaluation",
+    "EvaluationReport": "grains.reports", "SweepResult": "grains.reports", "to_jsonable": "grains.serialize",
     "load_truthfulqa": "grains.data", "load_pairs": "grains.data", "load_probes": "grains.data",
     "load_any": "grains.data", "truthfulqa_to_pairs": "grains.data", "PreferenceExample": "grains.data",
     "BUILTIN_DATASETS": "grains.data",

@@ -9,8 +9,10 @@ the reported convergence delta."""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +23,7 @@ from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.memory import auto_chunk_size, ig_bytes_per_point, oom_guard
 from grains.quadrature import DEFAULT_RULE, RULES, Panel, make_panels
+from grains.viz.display import Renderable, read_json_source
 
 Target = Literal["sequence", "last"]
 Baseline = Literal["zero", "pad"]
@@ -32,9 +35,19 @@ ABS_SHARE = 5  # the sum-|phi| criterion is tolerance / ABS_SHARE
 
 
 @dataclass
-class AttributionResult:
+class AttributionResult(Renderable):
     """Per-token IG scores. `tokens`/`scores` cover the prompt (s+ score + s- score); `plus_*`/`minus_*` the full
-    sequences. `delta` = sum of all scores - (f_input - f_baseline)."""
+    sequences. `delta` = sum of all scores - (f_input - f_baseline).
+
+    It renders and serialises itself: `_repr_html_()` (a notebook shows the heatmaps and whether IG converged),
+    `show()`, `to_json(path)` and `AttributionResult.from_json(text_or_path)`.
+
+    Example:
+        >>> result = grains.attribute(lm, "The movie was", " great", " awful")
+        >>> result.converged, result.relative_delta
+        >>> result.show()
+        >>> again = grains.AttributionResult.from_json(result.to_json())
+    """
 
     tokens: list[str]
     scores: list[float]
@@ -85,11 +98,44 @@ class AttributionResult:
         return within_tolerance(self.delta, self.f_input - self.f_baseline, total, DEFAULT_TOLERANCE)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, plus the derived `relative_delta`, `abs_relative_delta` and `converged`."""
         data = asdict(self)
         data["relative_delta"] = self.relative_delta
         data["abs_relative_delta"] = self.abs_relative_delta
         data["converged"] = self.converged
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttributionResult:
+        """The result from `to_dict()` (derived keys are recomputed, not read).
+
+        Args:
+            data: a dict as `to_dict()` or `to_json()` wrote it.
+
+        Returns:
+            The AttributionResult.
+        """
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["offsets"] = [tuple(o) for o in values.get("offsets", [])]
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> AttributionResult:
+        """The result from JSON text or a file written by `to_json` (or `attribute --json`'s "result")."""
+        return cls.from_dict(json.loads(read_json_source(source)))
+
+    def to_html(self) -> str:
+        """The prompt heatmap, both sequences' heatmaps, and the convergence line (see grains.viz.reports)."""
+        from grains.viz.reports import attribution_html
+
+        return attribution_html(self)
+
+    def to_text(self) -> str:
+        """The strongest tokens each way and the convergence line, for a terminal."""
+        from grains.viz.reports import attribution_text
+
+        return attribution_text(self)
 
 
 def _check_settings(steps: int, target: str, baseline: str, points: str) -> None:

@@ -20,6 +20,7 @@ from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL,
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
+from grains.viz.display import Renderable
 
 DEFAULT_STRENGTHS = (0.1, 0.25, 0.5, 1.0)
 BUILD_STEPS = 16  # graded-rule points for top-k selection (see benchmarks/README.md, "points top-k needs")
@@ -35,8 +36,18 @@ def default_layers(num_layers: int, count: int = 8) -> list[int]:
 
 
 @dataclass
-class BuildResult:
-    """A built vector with how its layer and strength were chosen and what the choice costs on neutral text."""
+class BuildResult(Renderable):
+    """A built vector with how its layer and strength were chosen and what the choice costs on neutral text.
+
+    It renders and serialises itself: `_repr_html_()` and `show()` give the vector card (method, layers, the nested
+    cross-validated estimate with its interval and test, side effects, warnings); `to_json()` the summary `build
+    --json` prints. The vector itself is saved with `result.vector.save(path)` (safetensors + JSON).
+
+    Example:
+        >>> built = grains.build_vector(lm, pairs, method="caa")
+        >>> built.show()
+        >>> built.vector.save("sentiment.safetensors")
+    """
 
     vector: SteeringVector
     selection: CrossValidation | None
@@ -53,6 +64,22 @@ class BuildResult:
                 "side_effects": self.side_effects.to_dict() if self.side_effects else None,
                 "warnings": v.warnings(), "prompt_format": v.meta.get("prompt_format"),
                 "note": v.meta.get("note", "")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary (what `build --json` prints)."""
+        return self.summary()
+
+    def to_html(self) -> str:
+        """The vector card as HTML (see grains.viz.reports)."""
+        from grains.viz.reports import build_html
+
+        return build_html(self)
+
+    def to_text(self) -> str:
+        """The vector card as text."""
+        from grains.viz.reports import build_text
+
+        return build_text(self)
 
 
 def _matches(result: Any, encoded: Any) -> bool:

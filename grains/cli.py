@@ -188,7 +188,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
                       length_normalize=args.length_normalize, normalize=args.normalize,
                       side_effects=args.side_effects, allow_other_model=args.allow_other_model,
-                      first_row=max(0, args.offset))
+                      first_row=max(0, args.offset)).to_dict()
     text = dumps({k: v for k, v in result.items() if k != "items"}, indent=2)
     _emit(args, result, text)
     return 0

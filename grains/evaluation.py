@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from grains.errors import Cancelled, InputError
+from grains.reports import EvaluationReport, SweepResult
 from grains.scoring import resolve_image, response_logprobs, score_pair
 from grains.steering import Steering, SteeringLike, as_steering, check_layers, check_strength
 
@@ -140,7 +141,7 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
              length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
              side_effects: bool = False, prompt_format: str | None = None,
              allow_other_model: bool = False, should_stop: ShouldStop = None,
-             first_row: int = 0) -> dict[str, Any]:
+             first_row: int = 0) -> EvaluationReport:
     """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with steering, steered, with significance.
 
     Args:
@@ -162,10 +163,16 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
         first_row: the dataset row of rows[0] (e.g. the offset it was loaded from), for the items' "row" numbers.
 
     Returns:
-        A dict with the steered and unsteered metrics, "p_value" (exact McNemar), "gain_ci" (the exact interval that
-        inverts the same test, "gain_ci_method"), "reading", "margin_note" when accuracy and mean margin move in
-        opposite directions, and with steering "steering" (the setting) and, when asked, "side_effects". Progress
-        messages count rows ("unsteered 3/20"); the side effects come after the rows.
+        An EvaluationReport: the steered and unsteered metrics, `p_value` (exact McNemar), `gain_ci` (the exact
+        interval that inverts the same test, `gain_ci_method`), `reading`, `margin_note` when accuracy and mean margin
+        move in opposite directions, and with steering `steering` (the setting) and, when asked, `side_effects`.
+        `to_dict()` is the flat form `eval --json` prints. Progress messages count rows ("unsteered 3/20"); the side
+        effects come after the rows.
+
+    Example:
+        >>> report = grains.evaluate(lm, pairs, "pairs", steering, per_item=True, side_effects=True)
+        >>> report.gain, report.gain_ci, report.p_value
+        >>> report.show()
     """
     from grains.stats import significance_summary
 
@@ -224,7 +231,7 @@ def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: S
              "answer": s["answer"]}
             for i, (u, s) in enumerate(zip(unsteered, steered))
         ]
-    return result
+    return EvaluationReport.from_dict(result)
 
 
 def margin_accuracy_note(unsteered: Sequence[dict[str, Any]], steered: Sequence[dict[str, Any]]) -> str | None:
@@ -267,7 +274,7 @@ def margin_accuracy_note(unsteered: Sequence[dict[str, Any]], steered: Sequence[
 def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, layers: Sequence[int],
           strengths: Sequence[float], normalize: bool = True, progress: Progress = None,
           length_normalize: bool = False, kl: bool = False, prompt_format: str | None = None,
-          allow_other_model: bool = False, should_stop: ShouldStop = None) -> dict[str, Any]:
+          allow_other_model: bool = False, should_stop: ShouldStop = None) -> SweepResult:
     """Accuracy gain for every layer x strength, with p-values corrected for the number of cells (Holm).
 
     Args:
@@ -286,7 +293,7 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
         should_stop: polled before every row of every cell; True raises `Cancelled`.
 
     Returns:
-        A dict with per-cell "values" (accuracy gain), "accuracy", "margin_gain", "p_values" (exact McNemar, raw),
+        A SweepResult: per-cell "values" (accuracy gain), "accuracy", "margin_gain", "p_values" (exact McNemar, raw),
         "p_values_adjusted" (Holm), "significant" (adjusted p < 0.05), "cells_tested", "correction", "best_of_n"
         (the largest gain, labelled: a maximum over cells, not an estimate) and, with `kl`, "kl".
     """
@@ -362,4 +369,4 @@ def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, lay
            "length_normalization": bool(length_normalize), "normalize": base_setting.normalize}
     if meter is not None:
         out["kl"] = kls
-    return out
+    return SweepResult.from_dict(out)

@@ -86,7 +86,7 @@ def main() -> int:
     heldout: dict = {"pairs": f"sentiment_pairs rows {args.rows}-{args.rows + len(test) - 1} (not used to build)"}
     if vector.default_strength != 0:
         steering = Steering.create(lm, vector, vector.default_layer, vector.default_strength)
-        scored = evaluate(lm, test, "pairs", steering, side_effects=True)
+        scored = evaluate(lm, test, "pairs", steering, side_effects=True).to_dict()
         heldout["pair_evaluation"] = {k: scored[k] for k in ("n", "accuracy", "accuracy_unsteered", "margin",
                                                              "margin_unsteered", "gain", "gain_ci", "p_value",
                                                              "reading", "side_effects")}

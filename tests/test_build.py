@@ -75,21 +75,21 @@ def test_unknown_search_is_refused(lm):
 
 def test_per_item_rows_add_up_to_the_aggregate(lm):
     built = build_vector(lm, EXAMPLES, method="caa", select=False)
-    result = evaluate(lm, EXAMPLES, "pairs", built.vector, layer=1, strength=1.0, per_item=True)
-    items = result["items"]
-    assert len(items) == result["n"] == len(EXAMPLES)
-    assert result["accuracy"] == pytest.approx(sum(i["correct"] for i in items) / len(items))
-    assert result["accuracy_unsteered"] == pytest.approx(sum(i["correct_unsteered"] for i in items) / len(items))
-    assert result["margin"] == pytest.approx(sum(i["margin"] for i in items) / len(items))
+    report = evaluate(lm, EXAMPLES, "pairs", built.vector, layer=1, strength=1.0, per_item=True)
+    items = report.items
+    assert len(items) == report.n == len(EXAMPLES)
+    assert report.accuracy == pytest.approx(sum(i["correct"] for i in items) / len(items))
+    assert report.accuracy_unsteered == pytest.approx(sum(i["correct_unsteered"] for i in items) / len(items))
+    assert report.metrics["margin"] == pytest.approx(sum(i["margin"] for i in items) / len(items))
     assert all(i["correct"] == (i["margin"] > 0) for i in items)
-    assert 0.0 <= result["p_value"] <= 1.0 and result["gain_ci"][0] <= result["gain"] <= result["gain_ci"][1]
+    assert 0.0 <= report.p_value <= 1.0 and report.gain_ci[0] <= report.gain <= report.gain_ci[1]
 
 
 def test_evaluate_at_strength_zero_changes_nothing(lm):
     built = build_vector(lm, EXAMPLES, method="caa", select=False)
-    result = evaluate(lm, EXAMPLES, "pairs", built.vector, layer=1, strength=0.0, per_item=True)
-    assert all(i["margin"] == i["margin_unsteered"] for i in result["items"])
-    assert result["p_value"] == 1.0
+    report = evaluate(lm, EXAMPLES, "pairs", built.vector, layer=1, strength=0.0, per_item=True)
+    assert all(i["margin"] == i["margin_unsteered"] for i in report.items)
+    assert report.p_value == 1.0
 
 
 def test_cancel_and_bad_input(lm):

@@ -146,7 +146,7 @@ def pairs():
 
 def test_items_are_numbered_by_dataset_row_and_show_answers(lm, pairs):
     kind, rows = pairs
-    result = evaluate(lm, rows, kind, random_vector(lm), layer=1, strength=1.0, per_item=True, first_row=30)
+    result = evaluate(lm, rows, kind, random_vector(lm), layer=1, strength=1.0, per_item=True, first_row=30).to_dict()
     assert [i["row"] for i in result["items"]] == [30, 31, 32, 33]
     assert [r[0] for r in items_table(result)] == [30, 31, 32, 33]
     html = items_html(result)

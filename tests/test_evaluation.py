@@ -14,7 +14,7 @@ from grains.models import load_model
 def test_probes_give_pope_metrics_consistent_with_items():
     lm = load_model("tiny-random-llava")
     probes = load_probes(BUILTIN_DATASETS["pope_style"], limit=6)
-    result = evaluate(lm, probes, "probes", per_item=True)
+    result = evaluate(lm, probes, "probes", per_item=True).to_dict()
     assert {"n", "accuracy", "precision", "recall", "f1", "yes_ratio"} <= set(result)
     items = result["items"]
     said_yes = sum(i["answer"] == "yes" for i in items)

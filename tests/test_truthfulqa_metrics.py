@@ -289,7 +289,7 @@ def test_evaluate_reports_reference_mc2_on_recomputed_logliks(tmp_path):
     rows = load_truthfulqa(_write(tmp_path / "t.jsonl", [*shipped, fallback_row]))
     lm = load_model("tiny-random-llama")
 
-    result = evaluate(lm, rows, "truthfulqa")
+    result = evaluate(lm, rows, "truthfulqa").to_dict()
     expected_mc2, expected_mc2_ln, expected_mc1 = [], [], []
     for q in rows:
         enc = lm.encode_prompt(q.prompt)
@@ -307,7 +307,7 @@ def test_evaluate_reports_reference_mc2_on_recomputed_logliks(tmp_path):
                                        "questions"
     assert not any("length_normalized" in key for key in result)
 
-    normalised = evaluate(lm, rows, "truthfulqa", length_normalize=True)
+    normalised = evaluate(lm, rows, "truthfulqa", length_normalize=True).to_dict()
     assert normalised["mc2"] == pytest.approx(result["mc2"], rel=1e-9)  # "mc2" stays the reference MC2
     assert normalised["mc1"] == pytest.approx(result["mc1"])
     assert normalised["mc2_length_normalized"] == pytest.approx(sum(expected_mc2_ln) / len(rows), rel=1e-5)
