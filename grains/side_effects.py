@@ -15,12 +15,15 @@ import copy
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.steering import Steering
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "data" / "neutral_prompts.jsonl"
 DEFAULT_KL_BUDGET = 0.5  # nats: build never chooses a cell that moves neutral next-token distributions further
@@ -40,11 +43,11 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
     Returns:
         The prompt texts.
     """
-    from grains.data import _iter_jsonl, _read_text
+    from grains.data.files import iter_jsonl, read_text
 
-    where, text = _read_text(path or NEUTRAL_PROMPTS)
+    where, text = read_text(path or NEUTRAL_PROMPTS)
     prompts = []
-    for line, row in _iter_jsonl(text, str(where)):
+    for line, row in iter_jsonl(text, str(where)):
         value = row.get("prompt")
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"{where}, line {line}: a neutral prompt row needs a non-empty \"prompt\".")
@@ -52,7 +55,7 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
     return prompts[:limit] if limit else prompts
 
 
-def _last_logprobs(lm: Any, prompts: list[str]) -> torch.Tensor:
+def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
     """log P(next token | prompt) at the end of each prompt, [N, V] in float32 on the CPU."""
     from grains.prompts import pad_right
 
@@ -79,7 +82,7 @@ class NeutralKL:
         >>> kl.mean(Steering.create(lm, vector, 9, 0.3))
     """
 
-    def __init__(self, lm: Any, prompts: list[str] | None = None):
+    def __init__(self, lm: LoadedModel, prompts: list[str] | None = None):
         self.lm = lm
         self.prompts = prompts if prompts is not None else load_neutral_prompts()
         if not self.prompts:
@@ -157,7 +160,7 @@ class SideEffects:
                 "examples": self.examples}
 
 
-def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] | None = None,
+def measure_side_effects(lm: LoadedModel, steering: Steering | None, prompts: list[str] | None = None,
                          generations: int = REPORT_GENERATIONS, max_new_tokens: int = CONTINUATION_TOKENS,
                          kl_budget: float | None = DEFAULT_KL_BUDGET, kl: NeutralKL | None = None,
                          progress: Any = None, should_stop: Any = None) -> SideEffects:
