@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from grains.attribution import AttributionResult, baseline_embeddings, input_embeddings
 from grains.encoding import EncodedExample
 from grains.topk import TokenSelection, select_top_k
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 Position = Literal["answer", "prompt"]
 
@@ -33,7 +36,7 @@ class ExampleDeltas:
 
 
 @contextmanager
-def record_layer_outputs(lm: Any) -> Iterator[list[torch.Tensor]]:
+def record_layer_outputs(lm: LoadedModel) -> Iterator[list[torch.Tensor]]:
     """Collect every decoder layer's output hidden states (what a steering hook sees) during one forward."""
     outputs: list[torch.Tensor] = []
 
@@ -48,7 +51,7 @@ def record_layer_outputs(lm: Any) -> Iterator[list[torch.Tensor]]:
             handle.remove()
 
 
-def _rows_forward(lm: Any, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],
+def _rows_forward(lm: LoadedModel, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],
                   read_at: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Run right-padded rows of embeddings; return hidden states [R, L, D] at `read_at` per row and the median
     token norm per layer over all real positions of all rows [L]."""
@@ -74,7 +77,7 @@ def _rows_forward(lm: Any, example: EncodedExample, rows: list[tuple[str, torch.
     return picked.cpu(), per_layer.cpu()
 
 
-def caa_deltas(lm: Any, example: EncodedExample, position: Position = "answer") -> ExampleDeltas:
+def caa_deltas(lm: LoadedModel, example: EncodedExample, position: Position = "answer") -> ExampleDeltas:
     """CAA's contrast only: h_l(prompt + chosen) - h_l(prompt + rejected) at the read position."""
     plus, minus = input_embeddings(lm, example)
     read = _read_positions(example, position)
@@ -102,7 +105,7 @@ def select_for_example(example: EncodedExample, attribution: AttributionResult, 
     return out
 
 
-def ablation_deltas(lm: Any, example: EncodedExample, selections: dict[str, TokenSelection],
+def ablation_deltas(lm: LoadedModel, example: EncodedExample, selections: dict[str, TokenSelection],
                     baseline: str = "zero", position: Position = "answer") -> ExampleDeltas:
     """d+ and d- for both sequences in one batched forward of six rows."""
     inputs = input_embeddings(lm, example)

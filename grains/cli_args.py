@@ -97,7 +97,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--method", choices=["grains", "pca", "mean", "caa"], default="grains")
+    p.add_argument("--method", choices=["grains", "pca", "mean", "caa"], default="grains",
+                   help="grains: mean of the ablation deltas (default; 'mean' is the same method); pca; caa")
     p.add_argument("--steps", type=positive_int, default=16)
     p.add_argument("--target", choices=["sequence", "last"], default="sequence")
     p.add_argument("--position", choices=["answer", "prompt"], default="answer")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.prompts import PromptEncoding, ResponseEncoding, encode_response, is_punctuation
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 
 @dataclass
@@ -62,7 +65,7 @@ class EncodedExample:
         return self.prompt.extras
 
 
-def encode_example(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None) -> EncodedExample:
+def encode_example(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any = None) -> EncodedExample:
     """Tokenise a preference example for a loaded model; identical answers are rejected."""
     if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip() and chosen.strip():
         raise InputError("The chosen and rejected answers are identical: attribution needs two different answers.")

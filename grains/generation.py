@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -25,6 +25,9 @@ from transformers.generation.streamers import BaseStreamer
 from grains.errors import InputError
 from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 MAX_NEW_TOKENS = 1024
 MAX_STOP_SEQUENCES = 8
@@ -82,7 +85,7 @@ class StopOnSequences(StoppingCriteria):
     """Ends each row of a batch once its decoded continuation contains a stop sequence (per row, so a finished row
     pads while the other goes on)."""
 
-    def __init__(self, lm: Any, stop: tuple[str, ...], prompt_len: int):
+    def __init__(self, lm: LoadedModel, stop: tuple[str, ...], prompt_len: int):
         self.tokenizer = lm.tokenizer
         self.stop = tuple(stop)
         self.prompt_len = prompt_len
@@ -136,7 +139,7 @@ class SharedUniformSampler(LogitsProcessor):
         return out.scatter(-1, picked.to(scores.device), 0.0)
 
 
-def _generate_kwargs(lm: Any, settings: GenerationSettings) -> dict[str, Any]:
+def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
     # Greedy decoding over the processor's pick: sampling, when on, happens in SharedUniformSampler.
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": False,
                               "pad_token_id": lm.tokenizer.pad_token_id,
@@ -147,7 +150,7 @@ def _generate_kwargs(lm: Any, settings: GenerationSettings) -> dict[str, Any]:
     return kwargs
 
 
-def _batch_inputs(lm: Any, prompt: str, image: Any, batch: int) -> tuple[dict[str, Any], str, int]:
+def _batch_inputs(lm: LoadedModel, prompt: str, image: Any, batch: int) -> tuple[dict[str, Any], str, int]:
     enc = lm.encode_prompt(prompt, image=image)
     ids = torch.tensor([enc.ids] * batch, dtype=torch.long)
     inputs = lm.adapter.generation_inputs(ids, lm.adapter.expand_extras(enc.extras, batch) if enc.extras else None)
@@ -156,15 +159,15 @@ def _batch_inputs(lm: Any, prompt: str, image: Any, batch: int) -> tuple[dict[st
     return inputs, enc.text, len(enc.ids)
 
 
-def _steering_context(lm: Any, steering: Steering | None, rows: list[bool] | None) -> AbstractContextManager:
+def _steering_context(lm: LoadedModel, steering: Steering | None, rows: list[bool] | None) -> AbstractContextManager:
     return nullcontext() if steering is None else steering.apply(lm, rows)
 
 
-def _decode(lm: Any, rows: torch.Tensor, prompt_len: int) -> list[str]:
+def _decode(lm: LoadedModel, rows: torch.Tensor, prompt_len: int) -> list[str]:
     return [lm.tokenizer.decode(r[prompt_len:], skip_special_tokens=True) for r in rows]
 
 
-def _stopping(lm: Any, settings: GenerationSettings, prompt_len: int,
+def _stopping(lm: LoadedModel, settings: GenerationSettings, prompt_len: int,
               extra: list[StoppingCriteria] | None = None) -> dict[str, Any]:
     criteria = list(extra or [])
     if settings.stop:
@@ -172,7 +175,8 @@ def _stopping(lm: Any, settings: GenerationSettings, prompt_len: int,
     return {"stopping_criteria": StoppingCriteriaList(criteria)} if criteria else {}
 
 
-def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None, settings: GenerationSettings | None,
+def _prepare(lm: LoadedModel, steering: SteeringLike, layer: Any, strength: float | None,
+             settings: GenerationSettings | None,
              normalize: bool, prompt_format: str | None,
              allow_other_model: bool) -> tuple[Any, Steering | None, GenerationSettings]:
     settings = settings or GenerationSettings()
@@ -181,7 +185,7 @@ def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None
     return lm, as_steering(lm, steering, layer, strength, normalize, allow_other_model), settings
 
 
-def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
+def _run(lm: LoadedModel, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
          steer_rows: list[bool] | None) -> tuple[list[tuple[str, str | None]], str]:
     """One generate call over len(steer_rows) (or 1) copies of the prompt; returns (text, stop sequence found) per
     row, each text cut before its stop sequence, and the prompt text."""
@@ -194,7 +198,7 @@ def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSe
     return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)], text
 
 
-def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                   strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                   normalize: bool = True, prompt_format: str | None = None,
                   allow_other_model: bool = False) -> PairedGeneration:
@@ -224,7 +228,7 @@ def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: An
                             stopped_steered=stop_s)
 
 
-def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def generate_one(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                  normalize: bool = True, prompt_format: str | None = None, allow_other_model: bool = False) -> str:
     """A single continuation, steered when `steering` is given (same arguments as `generate_pair`).
@@ -241,7 +245,7 @@ def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any
 class _RowStreamer(BaseStreamer):
     """Collects the new token of every row at each step and hands the texts so far to a queue."""
 
-    def __init__(self, lm: Any, rows: int, stop: tuple[str, ...] = ()):
+    def __init__(self, lm: LoadedModel, rows: int, stop: tuple[str, ...] = ()):
         self.lm = lm
         self.stop = stop
         self.ids: list[list[int]] = [[] for _ in range(rows)]
@@ -270,7 +274,7 @@ class _StopFlag(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def stream_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                 normalize: bool = True, prompt_format: str | None = None,
                 allow_other_model: bool = False) -> Iterator[tuple[str, str]]:

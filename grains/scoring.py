@@ -13,6 +13,7 @@ from grains.errors import InputError
 from grains.prompts import PromptEncoding, encode_response
 
 if TYPE_CHECKING:
+    from grains.models import LoadedModel
     from grains.steering import Steering
 
 ROWS_PER_FORWARD = 8
@@ -27,7 +28,7 @@ def resolve_image(image: Any) -> Any:
     return load_image(image)
 
 
-def response_logprobs(lm: Any, prompt: PromptEncoding, responses: list[str]) -> tuple[list[float], list[int]]:
+def response_logprobs(lm: LoadedModel, prompt: PromptEncoding, responses: list[str]) -> tuple[list[float], list[int]]:
     """Sum of log P(response tokens | prompt) for each response, and each response's token count.
 
     For a text model the prompt runs once and every response continues from its KV cache (the prompt is most of
@@ -57,7 +58,7 @@ def _pick(logprobs: torch.Tensor, targets: list[int]) -> float:
 
 
 def _shared_prefix_logprobs(
-    lm: Any, prompt: PromptEncoding, responses: list[list[int]]
+    lm: LoadedModel, prompt: PromptEncoding, responses: list[list[int]]
 ) -> tuple[list[float], list[int]]:
     model, device = lm.model, lm.adapter.input_device
     pad = lm.tokenizer.pad_token_id or 0
@@ -83,7 +84,8 @@ def _shared_prefix_logprobs(
     return sums, [len(r) for r in responses]
 
 
-def _full_logprobs(lm: Any, prompt: PromptEncoding, responses: list[list[int]]) -> tuple[list[float], list[int]]:
+def _full_logprobs(lm: LoadedModel, prompt: PromptEncoding, responses: list[list[int]]) -> tuple[list[float],
+                   list[int]]:
     sums: list[float] = []
     p = len(prompt.ids)
     pad = lm.tokenizer.pad_token_id or 0
@@ -116,7 +118,7 @@ class PairScore:
         return self.logp_chosen - self.logp_rejected
 
 
-def score_pair(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None,
+def score_pair(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any = None,
                steering: Steering | None = None) -> PairScore:
     """log P(chosen | prompt) and log P(rejected | prompt).
 

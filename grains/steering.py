@@ -19,12 +19,15 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.vectors import SteeringVector
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 MAX_STRENGTH = 4.0
 
@@ -95,7 +98,8 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
 
 
 @contextmanager
-def _hooked(lm: Any, adds: dict[int, torch.Tensor], normalize: bool, rows: Sequence[bool] | None) -> Iterator[None]:
+def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,
+            rows: Sequence[bool] | None) -> Iterator[None]:
     row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
     handles = []
     try:
@@ -127,7 +131,7 @@ class Steering:
     allow_other_model: bool = False
 
     @classmethod
-    def create(cls, lm: Any, vector: SteeringVector, layers: int | Sequence[int] | None = None,
+    def create(cls, lm: LoadedModel, vector: SteeringVector, layers: int | Sequence[int] | None = None,
                strength: float | None = None, normalize: bool = True, allow_other_model: bool = False) -> Steering:
         """Check a vector, layers and strength against a model, once.
 
@@ -152,7 +156,7 @@ class Steering:
         return cls(vector=vector, layers=tuple(chosen), strength=value, normalize=bool(normalize),
                    allow_other_model=allow_other_model)
 
-    def at(self, lm: Any, layers: int | Sequence[int] | None = None, strength: float | None = None) -> Steering:
+    def at(self, lm: LoadedModel, layers: int | Sequence[int] | None = None, strength: float | None = None) -> Steering:
         """The same vector at other layers and/or strength, checked.
 
         Args:
@@ -180,7 +184,7 @@ class Steering:
         """What the hook adds at each layer before restoring the norm: lambda * m_l * v_l / |v_l|."""
         return {layer: self.vector.scaled(layer, self.strength) for layer in self.layers}
 
-    def apply(self, lm: Any, rows: Sequence[bool] | None = None) -> AbstractContextManager[None]:
+    def apply(self, lm: LoadedModel, rows: Sequence[bool] | None = None) -> AbstractContextManager[None]:
         """Context manager: steer `lm` while inside. `rows` limits steering to the True rows of each batch.
 
         Args:
@@ -208,7 +212,7 @@ class Steering:
 SteeringLike = Steering | SteeringVector | None
 
 
-def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | None = None,
+def as_steering(lm: LoadedModel, steering: SteeringLike, layers: int | Sequence[int] | None = None,
                 strength: float | None = None, normalize: bool = True,
                 allow_other_model: bool = False) -> Steering | None:
     """One Steering from what a caller passed: a Steering (used as is, unless layers/strength are given), a vector
@@ -233,7 +237,7 @@ def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | N
 
 
 def steer(
-    lm: Any,
+    lm: LoadedModel,
     vector: SteeringVector,
     layers: int | Sequence[int] | None = None,
     strength: float | None = None,
@@ -259,6 +263,6 @@ def steer(
     return Steering.create(lm, vector, layers, strength, normalize, allow_other_model).apply(lm, rows)
 
 
-def active_hook_count(lm: Any) -> int:
+def active_hook_count(lm: LoadedModel) -> int:
     """Forward hooks currently on the decoder layers (0 when nothing is steering)."""
     return sum(len(layer._forward_hooks) for layer in lm.adapter.layers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from grains.attribution import ContrastiveObjective, Target
 from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.vlm.adapters import LAYOUT_KEY
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 MAX_PIXEL_STEPS = 256
 PixelBaseline = Literal["black", "mean"]
@@ -52,7 +55,7 @@ def _gauss_legendre(steps: int) -> tuple[list[float], list[float]]:
 class _PixelObjective:
     """f as a function of pixel_values: one vision pass, features scattered into both sequences."""
 
-    def __init__(self, lm: Any, example: EncodedExample, target: Target):
+    def __init__(self, lm: LoadedModel, example: EncodedExample, target: Target):
         self.lm = lm
         self.adapter = lm.adapter
         self.example = example
@@ -70,7 +73,7 @@ class _PixelObjective:
         return self.objective(plus, minus)[0]
 
 
-def attribute_pixels_example(lm: Any, example: EncodedExample, steps: int = 32, target: Target = "sequence",
+def attribute_pixels_example(lm: LoadedModel, example: EncodedExample, steps: int = 32, target: Target = "sequence",
                              baseline: PixelBaseline = "black") -> PixelAttribution:
     """Pixel IG for an encoded example with an image."""
     if not lm.is_vlm or LAYOUT_KEY not in example.extras:
@@ -114,7 +117,7 @@ def attribute_pixels_example(lm: Any, example: EncodedExample, steps: int = 32, 
                             steps=steps, seconds=time.perf_counter() - start, extra=extra)
 
 
-def attribute_pixels(lm: Any, prompt: str, chosen: str, rejected: str, image: Any, steps: int = 32,
+def attribute_pixels(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any, steps: int = 32,
                      target: Target = "sequence", baseline: PixelBaseline = "black") -> PixelAttribution:
     """Integrated Gradients of log P(chosen) - log P(rejected) over the image's pixels, summed per patch."""
     if image is None:

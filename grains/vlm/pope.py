@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grains.errors import InputError
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 YES, NO = "Yes", "No"
 Steering = Callable[[], AbstractContextManager] | None
@@ -39,7 +42,7 @@ def _image(probe: Any, image_root: str | Path | None) -> Any:
     return image
 
 
-def score_yes_no(lm: Any, image: Any, question: str) -> tuple[float, float]:
+def score_yes_no(lm: LoadedModel, image: Any, question: str) -> tuple[float, float]:
     """(log P("Yes"), log P("No")) as the model's answer to `question` about `image`, under any active hooks."""
     from grains.scoring import response_logprobs
 
@@ -67,7 +70,7 @@ def probe_metrics(predictions: Sequence[str], truths: Sequence[str]) -> dict[str
             "recall": recall, "f1": f1, "yes_ratio": (tp + fp) / n}
 
 
-def evaluate_probes(lm: Any, probes: Sequence[Any], steering: Steering = None,
+def evaluate_probes(lm: LoadedModel, probes: Sequence[Any], steering: Steering = None,
                     image_root: str | Path | None = None) -> dict[str, Any]:
     """Answer every probe (a YesNoProbe or a dict with image, question, answer) and compute POPE metrics.
 
