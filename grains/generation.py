@@ -37,7 +37,20 @@ QA_STOP = "\nQ:"  # a new "Q: ..." turn after a qa-style answer
 
 @dataclass
 class GenerationSettings:
-    """Decoding settings shared by both rows. Greedy unless `do_sample`."""
+    """Decoding settings shared by both rows. Greedy unless `do_sample`.
+
+    Args:
+        max_new_tokens: tokens to generate per row (1 to MAX_NEW_TOKENS).
+        do_sample: sample instead of greedy decoding (the two rows share their random draws).
+        temperature: sampling temperature (> 0).
+        top_p: nucleus sampling mass (0 < top_p <= 1).
+        seed: the sampling seed.
+        stop: stop sequences; a row is cut before the first one its continuation contains.
+
+    Example:
+        >>> settings = GenerationSettings(max_new_tokens=30, do_sample=True, seed=1, stop=("\\n",))
+        >>> pair = grains.generate_pair(lm, "The weather today", vector, settings=settings)
+    """
 
     max_new_tokens: int = 40
     do_sample: bool = False
@@ -220,6 +233,10 @@ def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, l
         The two continuations (each cut before the first of `settings.stop` it contains, with the sequence that
         stopped it) and the exact prompt text the model saw. Without steering both rows are unsteered; at strength 0
         the steered text equals the unsteered text exactly, sampled or not.
+
+    Example:
+        >>> pair = grains.generate_pair(lm, "Q: Is it safe to swim after eating?\\nA:", built.vector)
+        >>> print(pair.unsteered, "|", pair.steered)
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
@@ -231,10 +248,17 @@ def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, l
 def generate_one(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                  normalize: bool = True, prompt_format: str | None = None, allow_other_model: bool = False) -> str:
-    """A single continuation, steered when `steering` is given (same arguments as `generate_pair`).
+    """A single continuation, steered when `steering` is given.
+
+    Args:
+        lm, prompt, steering, layer, strength, settings, image, normalize, prompt_format, allow_other_model: as in
+            `generate_pair`.
 
     Returns:
         The continuation text (cut before the first of `settings.stop` it contains).
+
+    Example:
+        >>> text = grains.generate_one(lm, "The weather today", vector, strength=0.2)
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
@@ -278,9 +302,20 @@ def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, lay
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                 normalize: bool = True, prompt_format: str | None = None,
                 allow_other_model: bool = False) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) texts so far, token by token (same arguments as `generate_pair`; each text cut
-    before a stop sequence of `settings.stop`). Closing the iterator early stops generation; the hook comes off on
-    every path."""
+    """Yield (unsteered, steered) texts so far, token by token. Closing the iterator early stops generation; the
+    hook comes off on every path.
+
+    Args:
+        lm, prompt, steering, layer, strength, settings, image, normalize, prompt_format, allow_other_model: as in
+            `generate_pair`.
+
+    Returns:
+        An iterator of (unsteered text, steered text) so far, each cut before a stop sequence of `settings.stop`.
+
+    Example:
+        >>> for unsteered, steered in grains.stream_pair(lm, "The weather today", vector):
+        ...     print(steered[-20:])
+    """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
     streamer = _RowStreamer(lm, 2, settings.stop)

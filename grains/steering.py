@@ -122,6 +122,13 @@ class Steering:
         >>> steering = Steering.create(lm, vector, layers=9, strength=0.3)
         >>> with steering.apply(lm):
         ...     text = grains.generate_one(lm, "The weather today")
+
+    Args:
+        vector: the steering vector.
+        layers: the layers steered.
+        strength: lambda, in units of each layer's median hidden-state norm.
+        normalize: restore each token's norm after adding the vector.
+        allow_other_model: the vector may come from another model of the same shape.
     """
 
     vector: SteeringVector
@@ -228,6 +235,11 @@ def as_steering(lm: LoadedModel, steering: SteeringLike, layers: int | Sequence[
 
     Returns:
         A checked Steering, or None.
+
+    Example:
+        >>> steering = as_steering(lm, vector, strength=0.2)
+        >>> steering.layers == (vector.default_layer,)
+        True
     """
     if steering is None:
         return None
@@ -259,6 +271,10 @@ def steer(
 
     Returns:
         A context manager.
+
+    Example:
+        >>> with grains.steer(lm, vector, layers=9, strength=0.3):
+        ...     text = grains.generate_one(lm, "The weather today")
     """
     return Steering.create(lm, vector, layers, strength, normalize, allow_other_model).apply(lm, rows)
 

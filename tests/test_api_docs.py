@@ -51,3 +51,25 @@ def test_the_script_fails_with_one_line(tmp_path):
                           text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+
+
+# in files other helpers own during issue 15 (grains/attribution.py, grains/build.py, grains/evaluation.py): their
+# docstrings get the sections there; this list must shrink, never grow
+PENDING_SECTIONS = {"AttributionResult", "BuildResult", "attribute", "build_vector", "evaluate", "sweep"}
+
+
+def test_exported_names_have_args_returns_and_example():
+    import inspect
+
+    missing = {}
+    for name in grains._EXPORTS:
+        obj = getattr(grains, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        needed = ("Args:", "Example") if inspect.isclass(obj) else ("Args:", "Returns:", "Example")
+        lacking = [section for section in needed if section not in doc]
+        if lacking:
+            missing[name] = lacking
+    assert set(missing) <= PENDING_SECTIONS, {k: v for k, v in missing.items() if k not in PENDING_SECTIONS}
+    assert set(missing) == PENDING_SECTIONS, f"done, drop from PENDING_SECTIONS: {PENDING_SECTIONS - set(missing)}"

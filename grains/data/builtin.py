@@ -16,10 +16,29 @@ BUILTIN_DATASETS: dict[str, Path] = {
     "pope_style": BUILTIN_DATA_DIR / "pope_style.jsonl",
     "sentiment_pairs": BUILTIN_DATA_DIR / "sentiment_pairs.jsonl",
 }
+"""The shipped datasets by name (provenance in assets/NOTICE.md), e.g. `load_any(BUILTIN_DATASETS["truthfulqa"])`.
+
+Example:
+    >>> kind, pairs = load_any(BUILTIN_DATASETS["sentiment_pairs"], limit=4)
+"""
 
 
 def load_builtin(name: str, limit: int | None = None, offset: int = 0) -> tuple[DatasetKind, list]:
-    """Load one of BUILTIN_DATASETS by name; returns (kind, rows)."""
+    """Load one of BUILTIN_DATASETS by name.
+
+    Args:
+        name: a key of BUILTIN_DATASETS.
+        limit: at most this many rows (default: all).
+        offset: skip this many rows first.
+
+    Returns:
+        (kind, rows) as `load_any` gives them.
+
+    Example:
+        >>> kind, probes = load_builtin("pope_style", limit=4)
+        >>> kind
+        'probes'
+    """
     from grains.data.loaders import load_any
 
     if name not in BUILTIN_DATASETS:

@@ -11,6 +11,17 @@ def truthfulqa_to_pairs(questions: list[MCQuestion]) -> list[PreferenceExample]:
 
     prompt = `Q: {question}\\nA:`, chosen = " " + best answer, rejected = " " + first incorrect answer. The leading
     space makes each answer tokenise as a continuation of `A:` (as a word after a space), not as a glued-on token.
+
+    Args:
+        questions: TruthfulQA questions (load_truthfulqa).
+
+    Returns:
+        One PreferenceExample per question; a question without an incorrect answer raises DataError.
+
+    Example:
+        >>> pairs = truthfulqa_to_pairs(load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=2))
+        >>> pairs[0].prompt.startswith("Q: ") and pairs[0].prompt.endswith("\\nA:")
+        True
     """
     pairs = []
     for index, q in enumerate(questions):

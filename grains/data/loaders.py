@@ -26,6 +26,18 @@ def load_truthfulqa(path: str | Path, limit: int | None = None, offset: int = 0)
     they are checked. Without them, the best answer is the MC1 true choice and the incorrect answers are the other
     choices; without `mc2_targets`, the MC2 answers are the correct then the incorrect answers (`mc2_source`
     "fallback").
+
+    Args:
+        path: the JSONL file.
+        limit: at most this many rows (default: all).
+        offset: skip this many rows first (they are not validated).
+
+    Returns:
+        The MCQuestions; a malformed file or row raises DataError naming the file and line.
+
+    Example:
+        >>> questions = load_truthfulqa("assets/data/truthfulqa.jsonl", limit=16)
+        >>> pairs = truthfulqa_to_pairs(questions)
     """
     check_window(limit, offset)
     p, rows = iter_rows(path)
@@ -42,6 +54,20 @@ def load_pairs(
 
     Relative image paths resolve against the dataset file's folder; every image must exist and lie inside
     `image_root` (default: that folder; for the shipped datasets, the assets folder). Extra columns go to `meta`.
+
+    Args:
+        path: the JSONL or CSV/TSV file.
+        limit: at most this many rows (default: all).
+        offset: skip this many rows first (they are not validated).
+        image_root: the folder image paths must stay inside.
+
+    Returns:
+        The PreferenceExamples; a malformed file or row raises DataError naming the file and line.
+
+    Example:
+        >>> pairs = load_pairs("assets/data/sentiment_pairs.jsonl", limit=8)
+        >>> pairs[0].chosen != pairs[0].rejected
+        True
     """
     check_window(limit, offset)
     p, rows = iter_rows(path)
@@ -56,6 +82,20 @@ def load_probes(
     """Load POPE-style probes (image, question, answer yes/no, optional object) from JSONL or CSV.
 
     Image paths follow the same rules as in `load_pairs`; the returned probes hold absolute image paths.
+
+    Args:
+        path: the JSONL or CSV/TSV file.
+        limit: at most this many rows (default: all).
+        offset: skip this many rows first (they are not validated).
+        image_root: the folder image paths must stay inside.
+
+    Returns:
+        The YesNoProbes.
+
+    Example:
+        >>> probes = load_probes("assets/data/pope_style.jsonl")
+        >>> {p.answer for p in probes}
+        {'no', 'yes'}
     """
     check_window(limit, offset)
     p, rows = iter_rows(path)
@@ -65,7 +105,18 @@ def load_probes(
 
 
 def detect_format(path: str | Path) -> DatasetKind:
-    """Tell a dataset's kind ("truthfulqa", "pairs" or "probes") from the keys of its first row."""
+    """Tell a dataset's kind from the keys of its first row.
+
+    Args:
+        path: the dataset file.
+
+    Returns:
+        "truthfulqa", "pairs" or "probes"; an unknown layout raises DataError listing the expected fields.
+
+    Example:
+        >>> detect_format("assets/data/pope_style.jsonl")
+        'probes'
+    """
     p, rows = iter_rows(path)
     where = str(p)
     for line, row in rows:
@@ -88,7 +139,22 @@ def detect_format(path: str | Path) -> DatasetKind:
 def load_any(
     path: str | Path, limit: int | None = None, offset: int = 0, image_root: str | Path | None = None
 ) -> tuple[DatasetKind, list[MCQuestion] | list[PreferenceExample] | list[YesNoProbe]]:
-    """Detect a dataset's kind and load it; returns (kind, rows)."""
+    """Detect a dataset's kind and load it with its loader.
+
+    Args:
+        path: the dataset file.
+        limit: at most this many rows (default: all).
+        offset: skip this many rows first (they are not validated).
+        image_root: the folder image paths must stay inside (pairs and probes).
+
+    Returns:
+        (kind, rows): "truthfulqa" with MCQuestions, "pairs" with PreferenceExamples or "probes" with YesNoProbes.
+
+    Example:
+        >>> kind, rows = load_any(BUILTIN_DATASETS["truthfulqa"], limit=4)
+        >>> kind, len(rows)
+        ('truthfulqa', 4)
+    """
     kind = detect_format(path)
     if kind == "truthfulqa":
         return kind, load_truthfulqa(path, limit=limit, offset=offset)

@@ -14,7 +14,19 @@ TRUTHFULQA_KEYS = ("question", "mc1_choices", "mc1_label")
 
 @dataclass(frozen=True)
 class PreferenceExample:
-    """A prompt with a preferred and a dispreferred response; `image` is an absolute path or None."""
+    """A prompt with a preferred and a dispreferred response; `image` is an absolute path or None.
+
+    Args:
+        prompt: the prompt as the model will see it (formatted by the model's prompt format).
+        chosen: the preferred response.
+        rejected: the dispreferred response.
+        image: an image path for a vision-language model.
+        meta: the row's other fields.
+
+    Example:
+        >>> pair = PreferenceExample("Q: Is the sky blue?\\nA:", " Yes.", " No.")
+        >>> built = grains.build_vector(lm, [pair, ...])
+    """
 
     prompt: str
     chosen: str

@@ -83,6 +83,10 @@ def check_image(lm: LoadedModel, image: Any, present: str | Sequence[str] | None
 
     Returns:
         A CheckReport.
+
+    Example:
+        >>> report = grains.check_image(lm, "photo.jpg", present=["cat", "sofa"], setting="adversarial")
+        >>> print(report.reading())
     """
     start = time.perf_counter()
     pil, info = open_photo(lm, image)

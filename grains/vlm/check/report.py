@@ -26,7 +26,30 @@ METRIC_ROWS = (("accuracy", "accuracy"), ("precision", "precision"), ("recall", 
 class CheckReport:
     """A hallucination check of one photo: per-probe answers and POPE metrics, unsteered and (optionally) steered,
     the McNemar comparison, and for a re-check the build/check split. Renders itself: `to_dict()`, `to_json()`,
-    `_repr_html_()` (notebooks), `show()` (console)."""
+    `_repr_html_()` (notebooks), `show()` (console). Made by `check_image` and `steer_and_recheck`.
+
+    Args:
+        model_id: the model checked.
+        random_weights: True for a tiny random test model (its answers are meaningless).
+        image: what the report says about the photo (name, size, digest).
+        template: the question template.
+        unsteered: every probe's answer and the POPE metrics, unsteered.
+        steered: the same, steered (None without steering).
+        comparison: the exact McNemar test of steered against unsteered.
+        steering: a description of the steering.
+        side_effects: the yes-ratio shift and answer mass.
+        proposal: how the absent objects were proposed.
+        split: for a re-check, which probes built the vector and which were checked.
+        build: for a re-check, the vector's build summary.
+        notes: plain sentences shown with the report.
+        seconds: wall time.
+        vector: the vector a re-check built (not in to_dict).
+
+    Example:
+        >>> report = grains.check_image(lm, "assets/images/coffee.jpg", present="cup", setting="adversarial")
+        >>> report.unsteered.metrics["accuracy"]
+        >>> report.show()
+    """
 
     model_id: str
     random_weights: bool
