@@ -14,15 +14,14 @@ from grains.ablation import (
 )
 from grains.attribution import attribute_example, baseline_embeddings, input_embeddings
 from grains.encoding import encode_example
-from grains.models import load_model
 from grains.topk import TokenSelection
 
 PROMPT, CHOSEN, REJECTED = "What is the capital of France?", " Paris, of course.", " London."
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return load_model("tiny-random-llama")
+def lm(tiny_llama):
+    return tiny_llama
 
 
 @pytest.fixture(scope="module")

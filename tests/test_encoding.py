@@ -7,22 +7,16 @@ import pytest
 
 from grains.encoding import encode_example
 from grains.errors import InputError
-from grains.models import load_model
 
 PROMPT, CHOSEN, REJECTED = "Is the sky blue?", " Yes, it is.", " No"
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return load_model("tiny-random-llama")
+def example(tiny_llama):
+    return encode_example(tiny_llama, PROMPT, CHOSEN, REJECTED)
 
 
-@pytest.fixture(scope="module")
-def example(lm):
-    return encode_example(lm, PROMPT, CHOSEN, REJECTED)
-
-
-def test_sequences_are_prompt_plus_answer(lm, example):
+def test_sequences_are_prompt_plus_answer(tiny_llama, example):
     p = example.prompt_len
     assert p == len(example.prompt.ids) > 0
     for which, answer in (("plus", example.chosen), ("minus", example.rejected)):
@@ -31,7 +25,7 @@ def test_sequences_are_prompt_plus_answer(lm, example):
         assert len(example.sequence_tokens(which)) == len(ids)
     assert example.chosen.ids != example.rejected.ids
     assert len(example.chosen.ids) > len(example.rejected.ids)
-    assert lm.tokenizer.decode(example.chosen.ids).strip() == CHOSEN.strip()
+    assert tiny_llama.tokenizer.decode(example.chosen.ids).strip() == CHOSEN.strip()
 
 
 def test_keep_mask_is_the_special_tokens(example):
@@ -70,7 +64,7 @@ def test_eligible_tokens(example):
     assert sum(no_punct) < sum(example.eligible_mask("plus"))
 
 
-def test_identical_answers_are_refused(lm):
+def test_identical_answers_are_refused(tiny_llama):
     with pytest.raises(InputError, match="identical"):
-        encode_example(lm, PROMPT, " Yes", "Yes ")
-    assert encode_example(lm, PROMPT, " Yes", " No").extras == {}
+        encode_example(tiny_llama, PROMPT, " Yes", "Yes ")
+    assert encode_example(tiny_llama, PROMPT, " Yes", " No").extras == {}

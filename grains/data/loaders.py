@@ -3,20 +3,19 @@ the first row's keys, and `load_any`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grains.data.files import CSV_SUFFIXES, check_window, iter_rows, window_rows
-from grains.data.records import (
-    PAIR_KEYS,
-    PROBE_KEYS,
-    TRUTHFULQA_KEYS,
-    DatasetKind,
-    MCQuestion,
-    PreferenceExample,
-    YesNoProbe,
-)
+from grains.data.records import PAIR_KEYS, PROBE_KEYS, TRUTHFULQA_KEYS
 from grains.data.rows import image_root_for, parse_pair, parse_probe, parse_truthfulqa
 from grains.errors import DataError
+
+if TYPE_CHECKING:
+    from grains.data.records import DatasetKind, MCQuestion, PreferenceExample, YesNoProbe
+
+T = TypeVar("T")
 
 
 def load_truthfulqa(path: str | Path, limit: int | None = None, offset: int = 0) -> list[MCQuestion]:
@@ -47,6 +46,16 @@ def load_truthfulqa(path: str | Path, limit: int | None = None, offset: int = 0)
     return [parse_truthfulqa(row, line, where) for line, row in window_rows(rows, limit, offset, where)]
 
 
+def _load_with_images(path: str | Path, limit: int | None, offset: int, image_root: str | Path | None,
+                      parse: Callable[[dict[str, Any], int, str, Path, Path], T]) -> list[T]:
+    """The rows of a file whose image paths resolve against its folder and must stay inside `image_root`."""
+    check_window(limit, offset)
+    p, rows = iter_rows(path)
+    where, base = str(p), p.resolve().parent
+    root = image_root_for(p, image_root)
+    return [parse(row, line, where, base, root) for line, row in window_rows(rows, limit, offset, where)]
+
+
 def load_pairs(
     path: str | Path, limit: int | None = None, offset: int = 0, image_root: str | Path | None = None
 ) -> list[PreferenceExample]:
@@ -69,11 +78,7 @@ def load_pairs(
         >>> pairs[0].chosen != pairs[0].rejected
         True
     """
-    check_window(limit, offset)
-    p, rows = iter_rows(path)
-    where, base = str(p), p.resolve().parent
-    root = image_root_for(p, image_root)
-    return [parse_pair(row, line, where, base, root) for line, row in window_rows(rows, limit, offset, where)]
+    return _load_with_images(path, limit, offset, image_root, parse_pair)
 
 
 def load_probes(
@@ -84,10 +89,7 @@ def load_probes(
     Image paths follow the same rules as in `load_pairs`; the returned probes hold absolute image paths.
 
     Args:
-        path: the JSONL or CSV/TSV file.
-        limit: at most this many rows (default: all).
-        offset: skip this many rows first (they are not validated).
-        image_root: the folder image paths must stay inside.
+        path, limit, offset, image_root: as in `load_pairs`.
 
     Returns:
         The YesNoProbes.
@@ -97,11 +99,7 @@ def load_probes(
         >>> {p.answer for p in probes}
         {'no', 'yes'}
     """
-    check_window(limit, offset)
-    p, rows = iter_rows(path)
-    where, base = str(p), p.resolve().parent
-    root = image_root_for(p, image_root)
-    return [parse_probe(row, line, where, base, root) for line, row in window_rows(rows, limit, offset, where)]
+    return _load_with_images(path, limit, offset, image_root, parse_probe)
 
 
 def detect_format(path: str | Path) -> DatasetKind:
