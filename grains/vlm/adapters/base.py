@@ -23,7 +23,18 @@ _NOT_MODEL_INPUTS = {"input_ids", "attention_mask", "offset_mapping", "text_repl
 
 def as_pil_image(image: Any) -> Any:
     """A decoded RGB PIL image from a PIL image, a path, bytes or an HxW(x3) array (grains.images.load_image does
-    the checks: size caps, truncation, EXIF orientation); anything else raises ImageError."""
+    the checks: size caps, truncation, EXIF orientation).
+
+    Args:
+        image: a PIL image, a file path, bytes, or an HxW / HxWx3 array (floats in [0, 1] are scaled to 0-255).
+
+    Returns:
+        The RGB PIL image; anything else raises ImageError.
+
+    Example:
+        >>> as_pil_image(np.zeros((8, 8, 3), dtype=np.uint8)).size
+        (8, 8)
+    """
     from PIL import Image
 
     from grains.images import load_image
@@ -47,7 +58,20 @@ def as_pil_image(image: Any) -> Any:
 
 
 class VLMAdapter(TextAdapter):
-    """Base class: a vision-language model whose image features are scattered into image-token slots."""
+    """Base class: a vision-language model whose image features are scattered into image-token slots.
+
+    Subclasses (one module per family) give `image_features`, `pixel_token_scores` and `layout`; `adapter_for(model)`
+    picks the right one.
+
+    Args:
+        model: the loaded transformers vision-language model.
+
+    Example:
+        >>> adapter = adapter_for(model)
+        >>> enc = adapter.encode_prompt(processor, "What is on the table?", "chat", image="photo.jpg")
+        >>> sum(enc.image_mask) == len(enc.extras["image_layout"]["views"][0]["cells"])
+        True
+    """
 
     is_vlm = True
     family = "vlm"

@@ -14,7 +14,14 @@ from grains.vlm.adapters.layout import block_sums, grid_view
 class Gemma3Adapter(VLMAdapter):
     """Gemma-3: the image is squashed to the SigLIP size and its patches average-pooled to a k x k grid (k^2 =
     mm_tokens_per_image), row-major. Image tokens attend to each other both ways: forward passes get token_type_ids.
-    With pan & scan on, only the first (whole-image) block is laid out; the crops' tokens are off-grid."""
+    With pan & scan on, only the first (whole-image) block is laid out; the crops' tokens are off-grid.
+
+    Args:
+        model: a Gemma3ForConditionalGeneration.
+
+    Example:
+        >>> lm = grains.load_model("google/gemma-3-4b-it")  # lm.adapter is a Gemma3Adapter
+    """
 
     family = "gemma3"
 

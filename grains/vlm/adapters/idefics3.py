@@ -14,7 +14,14 @@ from grains.vlm.adapters.layout import block_sums, grid_view
 class Idefics3Adapter(VLMAdapter):
     """Idefics3 / SmolVLM: the image is resized to whole tiles and split into rows x cols tiles plus a global view
     (the whole image squashed to one tile). The heatmap STITCHES the tiles into one grid (each tile k x k tokens after
-    the pixel shuffle, row-major); the global view is the second view, "global". Unsplit images have only "global"."""
+    the pixel shuffle, row-major); the global view is the second view, "global". Unsplit images have only "global".
+
+    Args:
+        model: an Idefics3- or SmolVLMForConditionalGeneration.
+
+    Example:
+        >>> lm = grains.load_model("HuggingFaceTB/SmolVLM-256M-Instruct")  # lm.adapter is a Idefics3Adapter
+    """
 
     family = "idefics3"
 

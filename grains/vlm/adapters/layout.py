@@ -14,7 +14,22 @@ import torch
 
 def grid_view(name: str, shape: tuple[int, int], cells: list[int], box: tuple[float, float, float, float],
           processed_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """One view of the image: a rows x cols grid, each image token's flat cell (-1: none), its box on the image."""
+    """One view of the image: a rows x cols grid, each image token's flat cell (-1: none), its box on the image.
+
+    Args:
+        name: the view's name ("crop", "tiles", "base", ...).
+        shape: (rows, cols) of the grid.
+        cells: per image token, its row-major cell, or -1 when it has no place on this grid.
+        box: (x0, y0, x1, y1) the grid covers, in original-image pixels.
+        processed_size: (height, width) of the image as the processor made it.
+
+    Returns:
+        The view as a JSON-safe dict.
+
+    Example:
+        >>> grid_view("crop", (2, 2), [-1, 0, 1, 2, 3], (0, 0, 64, 64))["cells"]
+        [-1, 0, 1, 2, 3]
+    """
     return {"name": name, "shape": [int(shape[0]), int(shape[1])], "cells": [int(c) for c in cells],
             "box": [float(v) for v in box], "processed_size": list(processed_size) if processed_size else None}
 
@@ -29,14 +44,42 @@ def _size_dict(size: Any) -> dict[str, Any]:
 
 
 def block_sums(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """[F, C, H, W] -> per frame, sums over channels and each of rows x cols pixel blocks, row-major: [F*rows*cols]."""
+    """Per frame, sums over channels and over each of rows x cols pixel blocks, row-major.
+
+    Args:
+        frames: a pixel attribution [F, C, H, W].
+        rows: blocks down.
+        cols: blocks across.
+
+    Returns:
+        [F * rows * cols] block sums (pixels beyond a whole block are dropped).
+
+    Example:
+        >>> block_sums(torch.ones(1, 3, 4, 4), 2, 2)
+        tensor([12., 12., 12., 12.])
+    """
     f, _, h, w = frames.shape
     summed = frames.sum(dim=1)[:, : (h // rows) * rows, : (w // cols) * cols]
     return summed.reshape(f, rows, h // rows, cols, w // cols).sum(dim=(2, 4)).reshape(-1)
 
 
 def resize_crop_box(width: int, height: int, image_processor: Any) -> tuple[tuple[float, ...], tuple[int, int]]:
-    """Box (original pixels) seen after CLIP-style optional pad-to-square, resize and centre crop; and its px size."""
+    """The box of the original image seen after CLIP-style optional pad-to-square, resize and centre crop.
+
+    Args:
+        width: the original image's width in pixels.
+        height: its height.
+        image_processor: a transformers image processor (do_pad, size, do_resize, crop_size, do_center_crop).
+
+    Returns:
+        ((x0, y0, x1, y1) in original pixels, (height, width) of the processed image).
+
+    Example:
+        >>> ip = SimpleNamespace(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+        ...                      do_center_crop=True)
+        >>> resize_crop_box(672, 448, ip)
+        ((112.0, 0.0, 560.0, 448.0), (336, 336))
+    """
     x0, y0, w, h = 0.0, 0.0, float(width), float(height)
     if getattr(image_processor, "do_pad", False):  # LLaVA pads to a square first
         side = max(w, h)
@@ -61,7 +104,19 @@ def resize_crop_box(width: int, height: int, image_processor: Any) -> tuple[tupl
 
 
 def unpad_range(original: tuple[int, int], current: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Rows [r0, r1) and cols [c0, c1) that LLaVA-NeXT's unpad_image keeps of a (rows, cols) feature grid."""
+    """Rows [r0, r1) and cols [c0, c1) that LLaVA-NeXT's unpad_image keeps of a feature grid.
+
+    Args:
+        original: the image's (height, width).
+        current: the feature grid's (rows, cols).
+
+    Returns:
+        (r0, r1, c0, c1).
+
+    Example:
+        >>> unpad_range((100, 200), (24, 24))  # a wide image: rows of padding above and below
+        (6, 18, 0, 24)
+    """
     oh, ow = original
     ch, cw = current
     if ow / oh > cw / ch:

@@ -13,7 +13,14 @@ from grains.vlm.adapters.layout import block_sums, grid_view, resize_crop_box, u
 
 class LlavaAdapter(VLMAdapter):
     """LLaVA-1.5: one CLIP view (pad-to-square if the processor does it, shortest-edge resize, centre crop), its
-    patch grid row-major; with the "full" feature strategy the CLS token is off-grid."""
+    patch grid row-major; with the "full" feature strategy the CLS token is off-grid.
+
+    Args:
+        model: a LlavaForConditionalGeneration.
+
+    Example:
+        >>> lm = grains.load_model("llava-hf/llava-1.5-7b-hf")  # lm.adapter is a LlavaAdapter
+    """
 
     family = "llava"
 
@@ -48,7 +55,14 @@ class LlavaAdapter(VLMAdapter):
 class LlavaNextAdapter(LlavaAdapter):
     """LLaVA-NeXT (anyres): the heatmap is the high-resolution tiles STITCHED into one grid, unpadded as the model
     does (so it covers the picture, not the letterbox); the per-row newline tokens are off-grid. The low-resolution
-    base view (the whole image squashed to one tile) is the second view, "base"."""
+    base view (the whole image squashed to one tile) is the second view, "base".
+
+    Args:
+        model: a LlavaNextForConditionalGeneration.
+
+    Example:
+        >>> lm = grains.load_model("llava-hf/llava-v1.6-mistral-7b-hf")  # lm.adapter is a LlavaNextAdapter
+    """
 
     family = "llava_next"
 

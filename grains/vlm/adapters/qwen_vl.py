@@ -14,7 +14,14 @@ from grains.vlm.adapters.layout import grid_view
 class Qwen2VLAdapter(VLMAdapter):
     """Qwen2-VL / Qwen2.5-VL: dynamic resolution. The image is resized (no crop) to multiples of patch x merge; each
     visual token is one 2x2 block of patches, row-major on the (grid_h/2, grid_w/2) merged grid. Forward passes get
-    3-D M-RoPE position ids computed from input_ids and image_grid_thw."""
+    3-D M-RoPE position ids computed from input_ids and image_grid_thw.
+
+    Args:
+        model: a Qwen2VL- or Qwen2_5_VLForConditionalGeneration.
+
+    Example:
+        >>> lm = grains.load_model("Qwen/Qwen2-VL-2B-Instruct")  # lm.adapter is a Qwen2VLAdapter
+    """
 
     family = "qwen2_vl"
     flat_keys = ("pixel_values",)

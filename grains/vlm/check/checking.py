@@ -38,6 +38,11 @@ def resolve_objects(present: str | Sequence[str] | None, absent: str | Sequence[
 
     Returns:
         (present, absent, the Proposal or None when the user listed the absent objects).
+
+    Example:
+        >>> present, absent, proposal = resolve_objects("dog", setting="popular", n_absent=3)
+        >>> absent
+        ['person', 'car', 'chair']
     """
     vocab = vocabulary or load_vocabulary()
     present_list = parse_objects(present, "present")

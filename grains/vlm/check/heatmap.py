@@ -18,7 +18,18 @@ if TYPE_CHECKING:
 class ProbeHeatmap:
     """The contrastive patch heatmap of one probe: IG of log P(truthful answer) - log P(the other answer), so red
     patches push toward the truth and blue ones toward the wrong answer (for an absent object: toward a false
-    "yes")."""
+    "yes").
+
+    Args:
+        probe: the probe.
+        chosen: the truthful answer (" Yes" or " No").
+        rejected: the other answer.
+        result: the AttributionResult.
+
+    Example:
+        >>> look = where_the_model_looked(lm, "photo.jpg", "cat", truth="no")
+        >>> look.converged, look.overlay("photo.jpg").size
+    """
 
     probe: Probe
     chosen: str
@@ -72,6 +83,10 @@ def where_the_model_looked(lm: LoadedModel, image: Any, probe: Probe | str, trut
 
     Returns:
         A ProbeHeatmap (the grid, the convergence delta, and `.overlay(image)`).
+
+    Example:
+        >>> look = where_the_model_looked(lm, "photo.jpg", report.unsteered.answers[2].probe)
+        >>> look.summary()["image_share"]
     """
     from grains.attribution import attribute
     from grains.vlm.pope import NO, YES

@@ -49,6 +49,10 @@ def object_key(name: str) -> str:
 
     Returns:
         e.g. "dog", "wine glass", "teddy bear".
+
+    Example:
+        >>> object_key("a Wine-Glasses")
+        'wine glass'
     """
     text = re.sub(r"[\s_\-]+", " ", str(name).strip().lower()).strip(" .,;:!?\"'")
     for article in _ARTICLES:
@@ -63,7 +67,18 @@ def object_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Object names for proposing absent objects, with a popularity order, a co-occurrence table and synonyms."""
+    """Object names for proposing absent objects, with a popularity order, a co-occurrence table and synonyms.
+
+    Args:
+        objects: the object names.
+        popularity, cooccurrence, synonyms: as read from assets/data/object_vocabulary.json.
+        notice: where the tables come from.
+
+    Example:
+        >>> vocab = load_vocabulary()
+        >>> vocab.canonical("Cats"), vocab.names_same_object("tv", "television")
+        ('cat', True)
+    """
 
     objects: tuple[str, ...]
     popularity: tuple[str, ...]
@@ -131,6 +146,10 @@ def parse_objects(value: str | Sequence[str] | None, what: str) -> list[str]:
 
     Returns:
         The names, stripped, in order.
+
+    Example:
+        >>> parse_objects("cat, sofa, Cats", "present")
+        ['cat', 'sofa']
     """
     if value is None:
         return []
@@ -165,7 +184,18 @@ def parse_objects(value: str | Sequence[str] | None, what: str) -> list[str]:
 
 @dataclass
 class Proposal:
-    """Absent objects proposed in one POPE setting, and how they were chosen."""
+    """Absent objects proposed in one POPE setting, and how they were chosen.
+
+    Args:
+        setting: "random", "popular" or "adversarial".
+        objects: the proposed absent objects.
+        scores: what ranked each one (popularity or co-occurrence).
+        notes: plain sentences (e.g. when too few objects co-occur).
+
+    Example:
+        >>> propose_absent(["dog"], "popular", 3).objects
+        ['person', 'car', 'chair']
+    """
 
     setting: str
     objects: list[str]
@@ -191,6 +221,10 @@ def propose_absent(present: Sequence[str], setting: str = "adversarial", n: int 
 
     Returns:
         A Proposal with the objects, the score that ranked each, and notes (e.g. when too few objects co-occur).
+
+    Example:
+        >>> propose_absent(["dog"], "popular", 3).objects
+        ['person', 'car', 'chair']
     """
     if setting not in SETTINGS:
         raise InputError(f"Unknown setting {setting!r}: use random, popular or adversarial.")

@@ -14,7 +14,18 @@ if TYPE_CHECKING:
 
 
 def image_digest(image: Any) -> str:
-    """A short content hash of a decoded image (size and RGB pixels), so one photo has one id however it came."""
+    """A short content hash of a decoded image (size and RGB pixels), so one photo has one id however it came.
+
+    Args:
+        image: a PIL image.
+
+    Returns:
+        16 hex digits.
+
+    Example:
+        >>> image_digest(Image.new("RGB", (4, 4)))
+        '800f83cd145e727a'
+    """
     rgb = image.convert("RGB")
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}".encode())
     h.update(rgb.tobytes())
@@ -22,7 +33,20 @@ def image_digest(image: Any) -> str:
 
 
 def open_photo(lm: LoadedModel, image: Any) -> tuple[Any, dict[str, Any]]:
-    """The photo as a checked RGB image, and what the report says about it; refuses a text-only model."""
+    """The photo as a checked RGB image, and what the report says about it; refuses a text-only model.
+
+    Args:
+        lm: the loaded model (must be a vision-language model).
+        image: a file path, bytes or PIL image.
+
+    Returns:
+        (the RGB PIL image, {"name", "width", "height", "digest"}).
+
+    Example:
+        >>> pil, info = open_photo(lm, "assets/images/coffee.jpg")
+        >>> info["name"]
+        'coffee.jpg'
+    """
     from grains.images import load_image
 
     if not getattr(lm, "is_vlm", False):

@@ -25,7 +25,20 @@ Progress = Callable[[float, str], None] | None
 @dataclass(frozen=True)
 class Probe:
     """One yes/no question about one photo. `id` = photo digest + object key, so the same question about the same
-    photo has the same id wherever it comes from."""
+    photo has the same id wherever it comes from.
+
+    Args:
+        object: the object's name as typed.
+        truth: "yes" (the object is in the photo) or "no".
+        question: the question the model is asked.
+        id: photo digest + ":" + object key.
+        image: the photo (PIL image or path).
+        source: "user" or "shipped".
+
+    Example:
+        >>> make_probes(Image.new("RGB", (4, 4)), ["cat"], [])[0].id
+        '800f83cd145e727a:cat'
+    """
 
     object: str
     truth: str  # "yes" (the object is in the photo) or "no"
@@ -36,7 +49,21 @@ class Probe:
 
 
 def check_disjoint(present: Sequence[str], absent: Sequence[str], vocabulary: Vocabulary | None = None) -> None:
-    """Raise InputError when an object is listed both as present and as absent (or under a synonym)."""
+    """Refuse an object listed both as present and as absent (or under a synonym).
+
+    Args:
+        present: objects in the photo.
+        absent: objects not in it.
+        vocabulary: for synonyms (default: the shipped one).
+
+    Returns:
+        None; an overlap raises InputError naming it.
+
+    Example:
+        >>> check_disjoint(["tv"], ["television"])
+        Traceback (most recent call last):
+        InputError: 'television' and 'tv' name the same object, so it is listed both as present and as absent.
+    """
     vocab = vocabulary or load_vocabulary()
     for a in absent:
         for p in present:
@@ -49,7 +76,21 @@ def make_probes(image: Any, present: Sequence[str], absent: Sequence[str], templ
                 digest: str | None = None, vocabulary: Vocabulary | None = None) -> list[Probe]:
     """Probes for the present (truth "yes") and absent (truth "no") objects; the question uses the name as typed.
 
-    Raises InputError when an object is listed both as present and as absent (or a synonym of it)."""
+    Args:
+        image: the photo (PIL image).
+        present: objects in it.
+        absent: objects not in it.
+        template: the question, with {object}.
+        digest: the photo's digest (computed when not given).
+        vocabulary: for synonyms (default: the shipped one).
+
+    Returns:
+        The present objects' probes, then the absent ones'. An object listed both ways raises InputError.
+
+    Example:
+        >>> [(p.truth, p.question) for p in make_probes(Image.new("RGB", (4, 4)), ["cat"], ["dog"])]
+        [('yes', 'Is there a cat in the image?'), ('no', 'Is there a dog in the image?')]
+    """
     if "{object}" not in template:
         raise InputError("The question template must contain {object}.")
     check_disjoint(present, absent, vocabulary)
@@ -77,6 +118,11 @@ def steering_factory(lm: LoadedModel, steering: Any, layer: Any = None, strength
 
     Returns:
         (a factory of steering contexts, a JSON-safe description of the steering).
+
+    Example:
+        >>> context, description = steering_factory(lm, vector, strength=0.2)
+        >>> with context():
+        ...     lp_yes, lp_no = score_yes_no(lm, image, "Is there a cat in the image?")
     """
     from grains.steering import Steering, as_steering
     from grains.vectors import SteeringVector
@@ -97,7 +143,19 @@ def steering_factory(lm: LoadedModel, steering: Any, layer: Any = None, strength
 @dataclass
 class ProbeAnswer:
     """The model's answer to one probe. `p_yes` = P(yes) / (P(yes) + P(no)) at the answer start; `answer_mass` =
-    P(yes) + P(no) (how much the model answers yes/no at all)."""
+    P(yes) + P(no) (how much the model answers yes/no at all).
+
+    Args:
+        probe: the probe.
+        answer: "yes" or "no" (whichever is more probable).
+        p_yes: P(yes) / (P(yes) + P(no)).
+        logp_yes: log P(yes) at the answer start.
+        logp_no: log P(no).
+
+    Example:
+        >>> run = run_probes(lm, probes)
+        >>> [a.hallucination for a in run.answers]
+    """
 
     probe: Probe
     answer: str
@@ -127,7 +185,16 @@ class ProbeAnswer:
 
 @dataclass
 class CheckRun:
-    """Every probe's answer under one condition (unsteered or steered) and the POPE metrics."""
+    """Every probe's answer under one condition (unsteered or steered) and the POPE metrics.
+
+    Args:
+        answers: one ProbeAnswer per probe.
+        metrics: accuracy, precision, recall, F1, yes ratio, hallucinations (grains.vlm.pope.probe_metrics).
+
+    Example:
+        >>> run = run_probes(lm, probes)
+        >>> run.metrics["accuracy"], run.hallucinations
+    """
 
     answers: list[ProbeAnswer]
     metrics: dict[str, Any]
@@ -143,7 +210,23 @@ def _p_yes(lp_yes: float, lp_no: float) -> float:
 
 def run_probes(lm: LoadedModel, probes: Sequence[Probe], context: Callable[[], AbstractContextManager] | None = None,
                progress: Progress = None, label: str = "") -> CheckRun:
-    """Ask every probe (inside `context()` when given) and compute the POPE metrics ("yes" is positive)."""
+    """Ask every probe (inside `context()` when given) and compute the POPE metrics ("yes" is positive).
+
+    Args:
+        lm: the loaded vision-language model.
+        probes: the probes.
+        context: a factory of steering contexts (steering_factory), or None for unsteered.
+        progress: callback(fraction, message).
+        label: prefix of the progress messages.
+
+    Returns:
+        The CheckRun.
+
+    Example:
+        >>> run = run_probes(lm, make_probes(pil, ["cup"], ["dog"]))
+        >>> run.metrics["n"]
+        2
+    """
     from grains.vlm.pope import probe_metrics, score_yes_no
 
     answers = []
@@ -164,7 +247,18 @@ def run_probes(lm: LoadedModel, probes: Sequence[Probe], context: Callable[[], A
 
 def min_discordant_to_reject(alpha: float = SIGNIFICANCE_LEVEL) -> int:
     """The fewest probes that must change answer before the two-sided exact McNemar test can give p < alpha: with d
-    discordant probes the smallest possible p is 2 * 0.5**d (6 at alpha = 0.05)."""
+    discordant probes the smallest possible p is 2 * 0.5**d.
+
+    Args:
+        alpha: the significance level.
+
+    Returns:
+        The smallest such d.
+
+    Example:
+        >>> min_discordant_to_reject(), min_discordant_to_reject(0.01)
+        (6, 8)
+    """
     d = 1
     while 2 * 0.5 ** d >= alpha:
         d += 1
@@ -173,7 +267,20 @@ def min_discordant_to_reject(alpha: float = SIGNIFICANCE_LEVEL) -> int:
 
 def compare_runs(unsteered: CheckRun, steered: CheckRun) -> dict[str, Any]:
     """Exact McNemar test and the interval that inverts it (the two always agree), with a plain reading that says
-    when n is too small for the test to reject."""
+    when n is too small for the test to reject.
+
+    Args:
+        unsteered: the unsteered run.
+        steered: the steered run over the same probes.
+
+    Returns:
+        n, the discordant counts, p-value, accuracy gain and its interval, the reading, whether the test can reject
+        at all (`can_reject`, `power_note`) and whether it did (`significant`).
+
+    Example:
+        >>> comparison = compare_runs(run_probes(lm, probes), run_probes(lm, probes, context))
+        >>> comparison["p_value"], comparison["power_note"]
+    """
     from grains.stats import significance_summary
 
     u = [a.correct for a in unsteered.answers]
@@ -200,7 +307,18 @@ def compare_runs(unsteered: CheckRun, steered: CheckRun) -> dict[str, Any]:
 
 
 def side_effects_of(unsteered: CheckRun, steered: CheckRun) -> dict[str, Any]:
-    """What steering did besides accuracy: the yes-ratio shift and how much the model still answers yes/no."""
+    """What steering did besides accuracy: the yes-ratio shift and how much the model still answers yes/no.
+
+    Args:
+        unsteered: the unsteered run.
+        steered: the steered run over the same probes.
+
+    Returns:
+        {"yes_ratio_change", "answer_mass_unsteered", "answer_mass", "notes"}.
+
+    Example:
+        >>> side_effects_of(unsteered, steered)["yes_ratio_change"]
+    """
     mass_u = sum(a.answer_mass for a in unsteered.answers) / len(unsteered.answers)
     mass_s = sum(a.answer_mass for a in steered.answers) / len(steered.answers)
     shift = steered.metrics["yes_ratio"] - unsteered.metrics["yes_ratio"]

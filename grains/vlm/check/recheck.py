@@ -23,7 +23,21 @@ def split_probes(probes: Sequence[Probe], build_share: float = 0.5, seed: int = 
     """(build, check): a seeded split of the user's probes, stratified by truth, that never shares a probe id.
 
     Each side gets at least one probe; with both truths present, the check side keeps at least one of each when
-    there are two or more of that truth."""
+    there are two or more of that truth.
+
+    Args:
+        probes: the photo's probes (repeated ids count once).
+        build_share: the share of each truth used to build (rounded down).
+        seed: the shuffle's seed.
+
+    Returns:
+        (build probes, check probes).
+
+    Example:
+        >>> build, check = split_probes(make_probes(pil, ["cat", "sofa"], ["dog", "car"]))
+        >>> len(build), len(check)
+        (2, 2)
+    """
     if not 0 < build_share < 1:
         raise InputError("The share of probes used to build must be between 0 and 1.")
     unique: dict[str, Probe] = {}
@@ -56,6 +70,16 @@ def shipped_probes(exclude_digest: str | None = None, limit: int = 16, seed: int
 
     Returns:
         (probes, how many shipped probes were left out because they ask about the checked photo).
+
+    Args:
+        exclude_digest: the checked photo's digest.
+        limit: at most this many probes.
+        seed: the shuffle's seed.
+
+    Example:
+        >>> probes, left_out = shipped_probes(limit=8)
+        >>> sorted({p.truth for p in probes})
+        ['no', 'yes']
     """
     from grains.data import load_builtin
     from grains.images import load_image
@@ -115,6 +139,10 @@ def steer_and_recheck(lm: LoadedModel, image: Any, present: str | Sequence[str] 
     Returns:
         A CheckReport with `split` (which probe ids built the vector, which were checked; they never overlap) and
         `build` (the vector's summary; the vector itself is `report.vector`).
+
+    Example:
+        >>> report = steer_and_recheck(lm, "photo.jpg", present=["cat", "sofa"], setting="adversarial")
+        >>> report.split["note"]
     """
     from grains.build import build_vector
 

@@ -187,6 +187,18 @@ class CheckReport:
 
 
 def json_safe(value: Any) -> Any:
+    """A value with NaN and infinite floats replaced by None, tuples made lists and keys made strings.
+
+    Args:
+        value: nested dicts, lists, tuples and scalars.
+
+    Returns:
+        The JSON-safe copy.
+
+    Example:
+        >>> json_safe({"a": float("nan"), "b": (1.0, float("inf"))})
+        {'a': None, 'b': [1.0, None]}
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
