@@ -12,14 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from grains.cli_args import (
-    add_attribute_arguments,
-    add_build_arguments,
-    add_check_image_arguments,
-    add_eval_arguments,
-    add_generate_arguments,
-    add_presets_arguments,
-)
+from grains.cli_args import add_command_arguments
 from grains.cli_args import common_arguments as _common  # the bench subparser's lines call it by this name
 from grains.cli_commands import cmd_attribute, cmd_build, cmd_check_image, cmd_eval, cmd_generate, cmd_presets
 from grains.errors import GrainsError
@@ -42,32 +35,41 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m grains`: one subcommand per job.
+
+    Returns:
+        The parser; its rejections print one line and exit 2.
+
+    Example:
+        >>> build_parser().parse_args(["presets", "--json"]).command
+        'presets'
+    """
     parser = _Parser(prog="python -m grains", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("attribute", help="contrastive IG over the prompt tokens (and image patches)")
-    add_attribute_arguments(p)
+    add_command_arguments("attribute", p)
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("build", help="build a steering vector from a dataset")
-    add_build_arguments(p)
+    add_command_arguments("build", p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("generate", help="unsteered and steered continuations side by side")
-    add_generate_arguments(p)
+    add_command_arguments("generate", p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="accuracy with and without a vector, with significance")
-    add_eval_arguments(p)
+    add_command_arguments("eval", p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("check-image", help="POPE-style hallucination check of one photo (VLM), optionally steered")
-    add_check_image_arguments(p)
+    add_command_arguments("check-image", p)
     p.set_defaults(func=cmd_check_image)
 
     p = sub.add_parser("presets", help="list model presets")
-    add_presets_arguments(p)
+    add_command_arguments("presets", p)
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks against the reference way")
@@ -110,6 +112,18 @@ def _precheck(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command: parse, check the cheap things first, run it, turn errors into one line on stderr.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit code: 0, 2 for bad input (a GrainsError), 1 for an unexpected error, 130 when interrupted.
+
+    Example:
+        >>> main(["presets", "--json"])
+        0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "image", None) and not Path(args.image).exists():

@@ -8,7 +8,18 @@ import math
 
 
 def positive_int(value: str) -> int:
-    """argparse type: a whole number >= 1."""
+    """argparse type: a whole number of at least 1.
+
+    Args:
+        value: the text typed.
+
+    Returns:
+        The number; anything else raises argparse.ArgumentTypeError (one line, exit 2).
+
+    Example:
+        >>> positive_int("16")
+        16
+    """
     try:
         number = int(value)
     except ValueError as exc:
@@ -19,7 +30,18 @@ def positive_int(value: str) -> int:
 
 
 def int_list(value: str) -> list[int]:
-    """argparse type: "10,12,14" -> [10, 12, 14]."""
+    """argparse type: comma-separated whole numbers.
+
+    Args:
+        value: e.g. "10,12,14".
+
+    Returns:
+        The list of numbers.
+
+    Example:
+        >>> int_list("10,12,14")
+        [10, 12, 14]
+    """
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError as exc:
@@ -27,7 +49,18 @@ def int_list(value: str) -> list[int]:
 
 
 def float_list(value: str) -> list[float]:
-    """argparse type: "0.25,0.5" -> [0.25, 0.5] (finite numbers only)."""
+    """argparse type: comma-separated finite numbers (at least one).
+
+    Args:
+        value: e.g. "0.25,0.5".
+
+    Returns:
+        The list of numbers.
+
+    Example:
+        >>> float_list("0.25,0.5")
+        [0.25, 0.5]
+    """
     try:
         numbers = [float(v) for v in value.split(",") if v.strip()]
     except ValueError as exc:
@@ -38,7 +71,19 @@ def float_list(value: str) -> list[float]:
 
 
 def common_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> None:
-    """--model, --device, --dtype, --trust-remote-code, --prompt-format (with_model) and --json."""
+    """Add the flags every command shares: --model, --device, --dtype, --trust-remote-code, --prompt-format (when
+    `with_model`) and --json.
+
+    Args:
+        p: a subparser.
+        with_model: whether the command loads a model.
+
+    Returns:
+        None (the flags are added to `p`).
+
+    Example:
+        >>> common_arguments(sub.add_parser("presets"), with_model=False)
+    """
     if with_model:
         p.add_argument("--model", default=None, help="preset name, hub id, local dir or .gguf file "
                                                      "(default: gemma-3-270m)")
@@ -54,19 +99,39 @@ def common_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> Non
 
 
 def normalize_flag(p: argparse.ArgumentParser) -> None:
-    """--normalize / --no-normalize."""
+    """Add --normalize / --no-normalize (restore each token's norm after steering; on by default).
+
+    Args:
+        p: a subparser that steers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> normalize_flag(parser)
+    """
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                    help="restore each token's hidden-state norm after adding the vector (default: on)")
 
 
 def other_model_flag(p: argparse.ArgumentParser) -> None:
-    """--allow-other-model."""
+    """Add --allow-other-model (accept a vector built for another model of the same shape).
+
+    Args:
+        p: a subparser that loads a vector.
+
+    Returns:
+        None.
+
+    Example:
+        >>> other_model_flag(parser)
+    """
     p.add_argument("--allow-other-model", action="store_true",
                    help="accept a vector built for another model of the same shape")
 
 
-def add_attribute_arguments(p: argparse.ArgumentParser) -> None:
-    """The `attribute` command's arguments."""
+def _attribute_arguments(p: argparse.ArgumentParser) -> None:
+    """--prompt, --chosen, --rejected, the integration rule and tolerance, an optional --vector."""
     common_arguments(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--chosen", required=True)
@@ -90,8 +155,8 @@ def add_attribute_arguments(p: argparse.ArgumentParser) -> None:
     other_model_flag(p)
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    """The `build` command's arguments."""
+def _build_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --out, the method, top-k, IG steps and the cross-validated selection."""
     common_arguments(p)
     p.add_argument("--data", required=True, help="JSONL/CSV file or a built-in dataset name")
     p.add_argument("--limit", type=positive_int, default=None)
@@ -119,8 +184,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .safetensors path")
 
 
-def add_generate_arguments(p: argparse.ArgumentParser) -> None:
-    """The `generate` command's arguments."""
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
+    """--prompt, an optional --vector with --layer and --strength, the decoding settings."""
     common_arguments(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--image", default=None)
@@ -138,8 +203,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     other_model_flag(p)
 
 
-def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    """The `eval` command's arguments."""
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, an optional --vector, the row window and the side-effect measures."""
     common_arguments(p)
     p.add_argument("--data", required=True)
     p.add_argument("--vector", default=None)
@@ -155,8 +220,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     other_model_flag(p)
 
 
-def add_check_image_arguments(p: argparse.ArgumentParser) -> None:
-    """The `check-image` command's arguments."""
+def _check_image_arguments(p: argparse.ArgumentParser) -> None:
+    """--image, the object lists or a --setting, --vector or --build-from."""
     common_arguments(p)
     p.add_argument("--image", required=True, help="the photo")
     p.add_argument("--present", default=None, help="objects in the photo, comma-separated")
@@ -175,6 +240,30 @@ def add_check_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def add_presets_arguments(p: argparse.ArgumentParser) -> None:
-    """The `presets` command's arguments."""
+def _presets_arguments(p: argparse.ArgumentParser) -> None:
+    """only --json (no model is loaded)."""
     common_arguments(p, with_model=False)
+
+
+COMMAND_ARGUMENTS = {"attribute": _attribute_arguments, "build": _build_arguments, "generate": _generate_arguments,
+                     "eval": _eval_arguments, "check-image": _check_image_arguments,
+                     "presets": _presets_arguments}
+
+
+def add_command_arguments(command: str, p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one command's arguments to its subparser (the `bench` command adds its own).
+
+    Args:
+        command: "attribute", "build", "generate", "eval", "check-image" or "presets".
+        p: the command's subparser.
+
+    Returns:
+        `p`, with the shared flags (common_arguments) and the command's own.
+
+    Example:
+        >>> p = add_command_arguments("build", argparse.ArgumentParser())
+        >>> p.parse_args(["--data", "truthfulqa", "--out", "v.safetensors"]).method
+        'grains'
+    """
+    COMMAND_ARGUMENTS[command](p)
+    return p

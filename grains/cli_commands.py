@@ -18,7 +18,20 @@ if TYPE_CHECKING:
 
 
 def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    """Print `data` as one JSON object (--json) or `text`."""
+    """Print the result: one JSON object with --json, else the text.
+
+    Args:
+        args: the parsed arguments (reads `args.json`).
+        data: the JSON-safe result.
+        text: the human-readable result.
+
+    Returns:
+        None.
+
+    Example:
+        >>> emit(argparse.Namespace(json=True), {"n": 1}, "n = 1")
+        {"n": 1}
+    """
     if args.json:
         print(dumps(data))
     else:
@@ -26,7 +39,17 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def load_lm(args: argparse.Namespace) -> LoadedModel:
-    """The model named by --model (and --device, --dtype, --prompt-format)."""
+    """The model named by --model, with --device, --dtype, --trust-remote-code and --prompt-format.
+
+    Args:
+        args: parsed arguments of a command that loads a model.
+
+    Returns:
+        The LoadedModel.
+
+    Example:
+        >>> lm = load_lm(build_parser().parse_args(["generate", "--model", "tiny-random-llama", "--prompt", "Hi"]))
+    """
     from grains.models import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
@@ -34,7 +57,18 @@ def load_lm(args: argparse.Namespace) -> LoadedModel:
 
 
 def image_arg(args: argparse.Namespace) -> Any:
-    """The decoded --image, or None."""
+    """The decoded --image, or None when the command got none.
+
+    Args:
+        args: parsed arguments.
+
+    Returns:
+        A PIL image or None.
+
+    Example:
+        >>> image_arg(argparse.Namespace(image=None)) is None
+        True
+    """
     if not getattr(args, "image", None):
         return None
     from grains.images import load_image
@@ -43,7 +77,18 @@ def image_arg(args: argparse.Namespace) -> Any:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
-    """`attribute`: contrastive IG over the prompt (and, with --vector, the steered model and the difference)."""
+    """`attribute`: contrastive IG over the prompt; with --vector also the steered model and the difference.
+
+    Args:
+        args: parsed `attribute` arguments.
+
+    Returns:
+        0 after printing the scores (top tokens, delta, convergence).
+
+    Example:
+        >>> cmd_attribute(build_parser().parse_args(["attribute", "--prompt", "Hi", "--chosen", " a",
+        ...                                          "--rejected", " b"]))
+    """
     from grains.attribution import attribute
 
     lm = load_lm(args)
@@ -97,7 +142,21 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def load_rows(path: str, limit: int | None, offset: int = 0) -> tuple[str, list[Any]]:
-    """(kind, rows) of a data file or built-in dataset name."""
+    """Rows of a data file or of a built-in dataset named by --data.
+
+    Args:
+        path: a file path or a key of BUILTIN_DATASETS.
+        limit: at most this many rows.
+        offset: rows to skip.
+
+    Returns:
+        (kind, rows) as grains.data.load_any gives them.
+
+    Example:
+        >>> kind, rows = load_rows("truthfulqa", 4)
+        >>> kind
+        'truthfulqa'
+    """
     from grains.data import BUILTIN_DATASETS, load_any
 
     resolved = str(BUILTIN_DATASETS.get(path, path))
@@ -105,7 +164,18 @@ def load_rows(path: str, limit: int | None, offset: int = 0) -> tuple[str, list[
 
 
 def as_pairs(kind: str, rows: list[Any]) -> list[Any]:
-    """Preference pairs from loaded rows (TruthfulQA items and VLM probes are converted)."""
+    """Preference pairs from loaded rows: TruthfulQA questions and VLM probes are converted, pairs kept.
+
+    Args:
+        kind: "truthfulqa", "pairs" or "probes".
+        rows: the rows.
+
+    Returns:
+        PreferenceExamples.
+
+    Example:
+        >>> pairs = as_pairs(*load_rows("truthfulqa", 4))
+    """
     if kind == "truthfulqa":
         from grains.data import truthfulqa_to_pairs
 
@@ -118,7 +188,17 @@ def as_pairs(kind: str, rows: list[Any]) -> list[Any]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """`build`: a steering vector from a dataset, saved to --out."""
+    """`build`: a steering vector from a dataset, saved to --out, with its suggested layer and strength.
+
+    Args:
+        args: parsed `build` arguments.
+
+    Returns:
+        0 once the vector is saved.
+
+    Example:
+        >>> cmd_build(build_parser().parse_args(["build", "--data", "truthfulqa", "--out", "v.safetensors"]))
+    """
     from grains.build import build_vector
 
     kind, rows = load_rows(args.data, args.limit, args.offset)
@@ -146,7 +226,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def vector_arg(args: argparse.Namespace, lm: LoadedModel) -> SteeringVector | None:
-    """The --vector file, checked against the model, or None."""
+    """The --vector file, checked against the model (--allow-other-model relaxes the check), or None.
+
+    Args:
+        args: parsed arguments.
+        lm: the model it will steer.
+
+    Returns:
+        The SteeringVector, or None without --vector.
+
+    Example:
+        >>> vector = vector_arg(args, lm)
+    """
     if not args.vector:
         return None
     from grains.vectors import load_vector
@@ -158,7 +249,17 @@ def vector_arg(args: argparse.Namespace, lm: LoadedModel) -> SteeringVector | No
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """`generate`: unsteered and steered continuations side by side."""
+    """`generate`: unsteered and steered continuations side by side.
+
+    Args:
+        args: parsed `generate` arguments (prompt, vector, layer, strength, decoding settings).
+
+    Returns:
+        0 after both continuations are printed.
+
+    Example:
+        >>> cmd_generate(build_parser().parse_args(["generate", "--prompt", "Hello", "--vector", "v.safetensors"]))
+    """
     from grains.generation import GenerationSettings, generate_pair
 
     lm = load_lm(args)
@@ -185,7 +286,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """`eval`: accuracy with and without a vector, with significance and side effects."""
+    """`eval`: accuracy with and without a vector, with the paired test and the side effects.
+
+    Args:
+        args: parsed `eval` arguments.
+
+    Returns:
+        0; the result is printed as indented JSON (one line with --json).
+
+    Example:
+        >>> cmd_eval(build_parser().parse_args(["eval", "--data", "truthfulqa", "--limit", "8"]))
+    """
     from grains.evaluation import evaluate
 
     kind, rows = load_rows(args.data, args.limit, args.offset)
@@ -201,7 +312,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_check_image(args: argparse.Namespace) -> int:
-    """`check-image`: POPE-style hallucination check of one photo, optionally steered or re-checked."""
+    """`check-image`: POPE-style hallucination check of one photo, optionally steered (--vector) or re-checked
+    with a vector built from other probes (--build-from).
+
+    Args:
+        args: parsed `check-image` arguments.
+
+    Returns:
+        0 after the report is printed (a table, or its JSON).
+
+    Example:
+        >>> cmd_check_image(build_parser().parse_args(["check-image", "--image", "photo.jpg", "--present", "cup"]))
+    """
     from grains.errors import InputError
     from grains.images import load_image
     from grains.vlm.check import resolve_objects, steer_and_recheck
@@ -231,7 +353,17 @@ def cmd_check_image(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    """`presets`: the model presets and whether each is installed."""
+    """`presets`: every model preset, its group and whether it is installed.
+
+    Args:
+        args: parsed `presets` arguments (only --json).
+
+    Returns:
+        0.
+
+    Example:
+        >>> cmd_presets(build_parser().parse_args(["presets"]))
+    """
     from grains.presets import PRESETS, is_installed
 
     data = {name: {"group": p.group, "description": p.description, "installed": is_installed(name),

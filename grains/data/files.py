@@ -19,14 +19,35 @@ CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
 
 def type_name(value: Any) -> str:
-    """How a JSON value's type reads in an error message ("a list", "a whole number", ...)."""
+    """How a JSON value's type reads in an error message.
+
+    Args:
+        value: a parsed JSON value.
+
+    Returns:
+        "an object", "a list", "a string", "true/false", "null", "a whole number", "a decimal number" or the type name.
+
+    Example:
+        >>> type_name([1]), type_name(None)
+        ('a list', 'null')
+    """
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
     names |= {int: "a whole number", float: "a decimal number"}
     return names.get(type(value), type(value).__name__)
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:
-    """Read a dataset file as UTF-8 text, refusing missing files, folders, oversized and non-UTF-8 files."""
+    """Read a dataset file as UTF-8 text, refusing missing files, folders, oversized and non-UTF-8 files.
+
+    Args:
+        path: the dataset file.
+
+    Returns:
+        (the path, its text); a missing, oversized, non-UTF-8 or empty file raises DataError.
+
+    Example:
+        >>> path, text = read_text("assets/data/truthfulqa.jsonl")
+    """
     p = Path(path)
     try:
         if not p.exists():
@@ -59,7 +80,19 @@ def read_text(path: str | Path) -> tuple[Path, str]:
 
 
 def iter_jsonl(text: str, where: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line, object) for each non-blank line; anything but a JSON object is a DataError."""
+    """Yield (1-based line, object) for each non-blank line; anything but a JSON object is a DataError.
+
+    Args:
+        text: the file's text.
+        where: the file's name, for messages.
+
+    Returns:
+        An iterator of (line, row).
+
+    Example:
+        >>> list(iter_jsonl('{"a": 1}\n\n{"b": 2}', "x.jsonl"))
+        [(1, {'a': 1}), (3, {'b': 2})]
+    """
     # Split on "\n" only: str.splitlines() would also break at U+2028 and U+0085, which JSON strings may hold raw.
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -75,7 +108,20 @@ def iter_jsonl(text: str, where: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def iter_csv(text: str, where: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line of the record's start, row dict) for each non-blank CSV record after the header."""
+    """Yield (1-based line of the record's start, row dict) for each non-blank CSV record after the header.
+
+    Args:
+        text: the file's text.
+        where: the file's name, for messages.
+        delimiter: "," or a tab.
+
+    Returns:
+        An iterator of (line, row) with the header's keys.
+
+    Example:
+        >>> list(iter_csv("prompt,chosen\nhi,yo\n", "x.csv", ","))
+        [(2, {'prompt': 'hi', 'chosen': 'yo'})]
+    """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     while True:
@@ -103,7 +149,19 @@ def iter_csv(text: str, where: str, delimiter: str) -> Iterator[tuple[int, dict[
 
 
 def iter_rows(path: str | Path) -> tuple[Path, Iterator[tuple[int, dict[str, Any]]]]:
-    """Open a dataset file and return its path and an iterator of (line, row dict)."""
+    """Open a dataset file and return its path and an iterator of (line, row dict).
+
+    Args:
+        path: a .jsonl, .csv or .tsv file.
+
+    Returns:
+        (the path, an iterator of (line, row)).
+
+    Example:
+        >>> path, rows = iter_rows("assets/data/sentiment_pairs.jsonl")
+        >>> next(rows)[0]
+        1
+    """
     p, text = read_text(path)
     delimiter = CSV_SUFFIXES.get(p.suffix.lower())
     if delimiter is not None:
@@ -112,7 +170,20 @@ def iter_rows(path: str | Path) -> tuple[Path, Iterator[tuple[int, dict[str, Any
 
 
 def check_window(limit: int | None, offset: int) -> None:
-    """Refuse a limit below 1 or a negative offset (caller's mistake, not the file's)."""
+    """Refuse a limit below 1 or a negative offset (caller's mistake, not the file's).
+
+    Args:
+        limit: at most this many rows, or None.
+        offset: rows to skip.
+
+    Returns:
+        None; a bad value raises InputError.
+
+    Example:
+        >>> check_window(0, 0)
+        Traceback (most recent call last):
+        InputError: limit must be a whole number of at least 1, got 0.
+    """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a whole number of at least 1, got {limit!r}.")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -122,7 +193,21 @@ def check_window(limit: int | None, offset: int) -> None:
 def window_rows(
     rows: Iterator[tuple[int, dict[str, Any]]], limit: int | None, offset: int, where: str
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield the rows offset .. offset + limit - 1 (skipped rows are not validated); no row at all is a DataError."""
+    """Yield the rows offset .. offset + limit - 1 (skipped rows are not validated); no row at all is a DataError.
+
+    Args:
+        rows: (line, row) pairs.
+        limit: at most this many rows, or None.
+        offset: rows to skip.
+        where: the file's name, for messages.
+
+    Returns:
+        An iterator over the window.
+
+    Example:
+        >>> list(window_rows(iter([(1, {"a": 1}), (2, {"a": 2}), (3, {"a": 3})]), 1, 1, "x"))
+        [(2, {'a': 2})]
+    """
     seen = 0
     for line, row in rows:
         if seen >= offset:

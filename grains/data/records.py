@@ -41,6 +41,22 @@ class MCQuestion:
 
     MC2 answers: `mc2_choices` with `mc2_labels` (1 true, 0 false, true ones first), from the row's `mc2_targets`
     when it has them (`mc2_source` "mc2_targets"), else `correct_answers` + `incorrect_answers` ("fallback").
+
+    Args:
+        question: the question.
+        prompt: `Q: {question}\nA:`.
+        choices: the MC1 choices.
+        label: the index of the MC1 true choice.
+        correct_answers: true answers.
+        incorrect_answers: false answers.
+        best_answer: the best true answer.
+        category: TruthfulQA's category.
+        mc2_choices, mc2_labels, mc2_source: the MC2 answers (see above).
+
+    Example:
+        >>> q = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=1)[0]
+        >>> q.choices[q.label] == q.best_answer
+        True
     """
 
     question: str
@@ -65,7 +81,19 @@ class MCQuestion:
 
 @dataclass(frozen=True)
 class YesNoProbe:
-    """A POPE-style object-presence probe: is `object` in the image? `answer` is 'yes' or 'no'."""
+    """A POPE-style object-presence probe: is `object` in the image? `answer` is 'yes' or 'no'.
+
+    Args:
+        image: the image's absolute path.
+        question: the question as the model sees it.
+        answer: "yes" or "no".
+        object: the object asked about.
+
+    Example:
+        >>> probe = load_probes(BUILTIN_DATASETS["pope_style"], limit=1)[0]
+        >>> probe.answer in ("yes", "no")
+        True
+    """
 
     image: str
     question: str

@@ -53,7 +53,19 @@ def _text_list(row: dict[str, Any], key: str, line: int, where: str, min_len: in
 
 
 def image_root_for(dataset: Path, image_root: str | Path | None) -> Path:
-    """The folder image paths must stay inside: given, or the shipped assets for built-ins, or the file's folder."""
+    """The folder image paths must stay inside: given, or the shipped assets for built-ins, or the file's folder.
+
+    Args:
+        dataset: the dataset file.
+        image_root: a folder given by the caller, or None.
+
+    Returns:
+        The resolved folder.
+
+    Example:
+        >>> image_root_for(Path("assets/data/pope_style.jsonl"), None) == ASSETS_DIR
+        True
+    """
     if image_root is not None:
         return Path(image_root).resolve()
     folder = dataset.resolve().parent
@@ -76,6 +88,22 @@ def _resolve_image(value: str, root: Path, base: Path, line: int, where: str) ->
 
 
 def parse_pair(row: dict[str, Any], line: int, where: str, base: Path, root: Path) -> PreferenceExample:
+    """One row as a PreferenceExample; a missing, empty or mistyped field raises DataError naming the line.
+
+    Args:
+        row: the parsed row.
+        line: its 1-based line number.
+        where: the file's name.
+        base: the folder relative image paths resolve against.
+        root: the folder images must stay inside.
+
+    Returns:
+        The PreferenceExample.
+
+    Example:
+        >>> parse_pair({"prompt": "Q", "chosen": " a", "rejected": " b", "src": "x"}, 1, "x", Path("."), Path("."))
+        PreferenceExample(prompt='Q', chosen=' a', rejected=' b', image=None, meta={'src': 'x'})
+    """
     prompt = _text(row, "prompt", line, where)
     chosen = _text(row, "chosen", line, where)
     rejected = _text(row, "rejected", line, where)
@@ -88,6 +116,19 @@ def parse_pair(row: dict[str, Any], line: int, where: str, base: Path, root: Pat
 
 
 def parse_probe(row: dict[str, Any], line: int, where: str, base: Path, root: Path) -> YesNoProbe:
+    """One row as a YesNoProbe; a missing, empty or mistyped field raises DataError naming the line.
+
+    Args:
+        row, line, where, base, root: as in `parse_pair`.
+
+    Returns:
+        The YesNoProbe.
+
+    Example:
+        >>> parse_probe({"image": "images/coffee.jpg", "question": "Is there a cup?", "answer": "Yes"}, 1, "x",
+        ...             ASSETS_DIR, ASSETS_DIR).answer
+        'yes'
+    """
     image = _resolve_image(_text(row, "image", line, where), root, base, line, where)
     question = _text(row, "question", line, where)
     answer = _text(row, "answer", line, where).strip().lower()
@@ -118,6 +159,21 @@ def _mc2_targets(row: dict[str, Any], line: int, where: str) -> tuple[tuple[str,
 
 
 def parse_truthfulqa(row: dict[str, Any], line: int, where: str) -> MCQuestion:
+    """One row as an MCQuestion; every optional field is checked when present.
+
+    Args:
+        row: the parsed row.
+        line: its 1-based line number.
+        where: the file's name.
+
+    Returns:
+        The MCQuestion.
+
+    Example:
+        >>> q = parse_truthfulqa({"question": "Sky?", "mc1_choices": ["Blue.", "Green."], "mc1_label": 0}, 1, "x")
+        >>> q.best_answer, q.incorrect_answers
+        ('Blue.', ('Green.',))
+    """
     question = _text(row, "question", line, where)
     choices = _text_list(row, "mc1_choices", line, where, min_len=2)
     if len(set(choices)) != len(choices):
