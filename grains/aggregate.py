@@ -39,7 +39,18 @@ def resolve_method(method: str) -> str:
 
 def first_component(rows: torch.Tensor) -> torch.Tensor:
     """Unit first principal component of rows [N, D] (centred), its sign chosen to agree with the rows' mean.
-    With a single row, the row's own direction."""
+    With a single row, the row's own direction.
+
+    Args:
+        rows: [N, D].
+
+    Returns:
+        A unit vector [D].
+
+    Example:
+        >>> first_component(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
+        tensor([1., 0.])
+    """
     mean = rows.mean(dim=0)
     if rows.shape[0] < 2:
         return mean / mean.norm().clamp_min(1e-12)
@@ -99,7 +110,19 @@ def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.T
 
 
 def layer_norms(deltas: Sequence[ExampleDeltas]) -> dict[int, float]:
-    """Median over examples of each layer's median token norm: the unit of steering strength."""
+    """Median over examples of each layer's median token norm: the unit of steering strength.
+
+    Args:
+        deltas: the examples' shifts (their `norms` [L]).
+
+    Returns:
+        {layer: median norm}.
+
+    Example:
+        >>> norms = layer_norms(deltas)
+        >>> min(norms.values()) > 0
+        True
+    """
     norms = torch.stack([d.norms for d in deltas]).median(dim=0).values
     return {layer: float(norms[layer]) for layer in range(norms.shape[0])}
 
@@ -118,6 +141,10 @@ def direction_stats(deltas: Sequence[ExampleDeltas], method: str, directions: di
         Per layer: `raw_norm` |v| and `relative_norm` |v| / m_l; for the ablation methods also `plus_norm` and
         `minus_norm` (the norms of v+ and v-, as aggregated), `cosine_plus_minus` and `cancellation`
         |v+ - v-| / (|v+| + |v-|), near 0 when the two shifts nearly cancel.
+
+    Example:
+        >>> directions = aggregate(deltas, "grains")
+        >>> direction_stats(deltas, "grains", directions, layer_norms(deltas))[9]["cancellation"]
     """
     out: dict[int, dict[str, float]] = {}
     resolved = resolve_method(method)
