@@ -86,6 +86,10 @@ def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str 
 
     Returns:
         (cut text, the stop sequence found or None).
+
+    Example:
+        >>> cut_at_stop("Paris.\\nQ: next", ("\\nQ:",))
+        ('Paris.', '\\nQ:')
     """
     found = [(text.find(x), x) for x in stop if x and x in text]
     if not found:
@@ -96,7 +100,16 @@ def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str 
 
 class StopOnSequences(StoppingCriteria):
     """Ends each row of a batch once its decoded continuation contains a stop sequence (per row, so a finished row
-    pads while the other goes on)."""
+    pads while the other goes on).
+
+    Args:
+        lm: the model (its tokenizer decodes the continuations).
+        stop: the stop sequences.
+        prompt_len: where the continuations start.
+
+    Example:
+        >>> criteria = StoppingCriteriaList([StopOnSequences(lm, ("\\n",), prompt_len)])
+    """
 
     def __init__(self, lm: LoadedModel, stop: tuple[str, ...], prompt_len: int):
         self.tokenizer = lm.tokenizer
@@ -115,6 +128,19 @@ class StopOnSequences(StoppingCriteria):
 
 @dataclass
 class PairedGeneration:
+    """Two continuations of one prompt, unsteered and steered, from one generate call.
+
+    Args:
+        unsteered: row 0's text.
+        steered: row 1's text.
+        prompt_text: the exact text the model saw.
+        stopped_unsteered: the stop sequence that ended row 0, or None.
+        stopped_steered: the stop sequence that ended row 1, or None.
+
+    Example:
+        >>> pair = grains.generate_pair(lm, "The weather today", vector)
+        >>> pair.unsteered == pair.steered  # at strength 0 they are equal exactly
+    """
     unsteered: str
     steered: str
     prompt_text: str
@@ -128,6 +154,14 @@ class SharedUniformSampler(LogitsProcessor):
     The distribution is the model's, tempered and top-p filtered; the token is found by inverse CDF over the token
     ids in their fixed order, which also keeps steered and unsteered picks together where their distributions are
     close. Returns logits that are 0 at the picked token and -inf elsewhere, for greedy decoding to take.
+
+    Args:
+        temperature: the sampling temperature.
+        top_p: the nucleus mass.
+        seed: the draws' seed.
+
+    Example:
+        >>> processors = LogitsProcessorList([SharedUniformSampler(0.8, 0.95, seed=1)])
     """
 
     def __init__(self, temperature: float, top_p: float, seed: int):

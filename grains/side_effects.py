@@ -42,6 +42,11 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
 
     Returns:
         The prompt texts.
+
+    Example:
+        >>> prompts = load_neutral_prompts(limit=4)
+        >>> len(prompts)
+        4
     """
     from grains.data.files import iter_jsonl, read_text
 
@@ -76,6 +81,10 @@ def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
 
 class NeutralKL:
     """KL(P_unsteered || P_steered) of next-token distributions on neutral prompts, the unsteered side computed once.
+
+    Args:
+        lm: the model.
+        prompts: neutral prompts (default: the shipped set).
 
     Example:
         >>> kl = NeutralKL(lm)
@@ -113,7 +122,22 @@ class NeutralKL:
 
 @dataclass
 class SideEffects:
-    """What a steering setting costs on neutral text. `kl_mean` in nats; distinct-2 and stuck shares in [0, 1]."""
+    """What a steering setting costs on neutral text. `kl_mean` in nats; distinct-2 and stuck shares in [0, 1].
+
+    Args:
+        kl_mean: mean KL(P_unsteered || P_steered) over the neutral prompts, in nats.
+        kl_max: the largest.
+        n_prompts: neutral prompts used.
+        distinct2_unsteered, distinct2_steered: distinct bigram share of the continuations.
+        stuck_unsteered, stuck_steered: share of continuations stuck repeating.
+        n_generated: continuations compared.
+        kl_budget: the budget compared against.
+        examples: a few prompt / unsteered / steered continuations.
+
+    Example:
+        >>> effects = measure_side_effects(lm, steering)
+        >>> effects.reading()
+    """
 
     kl_mean: float
     kl_max: float
@@ -179,6 +203,9 @@ def measure_side_effects(lm: LoadedModel, steering: Steering | None, prompts: li
 
     Returns:
         The SideEffects.
+
+    Example:
+        >>> measure_side_effects(lm, Steering.create(lm, vector, 9, 0.3), generations=4).kl_mean
     """
     from grains.fluency import distinct_n, repeated_ngram_share
     from grains.generation import GenerationSettings, generate_pair

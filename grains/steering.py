@@ -35,7 +35,18 @@ MAX_STRENGTH = 4.0
 def check_strength(strength: float) -> float:
     """Strength must be a finite number from -MAX_STRENGTH to MAX_STRENGTH (units: the layer's median hidden norm).
 
-    A negative strength steers the other way: toward the rejected answers."""
+    A negative strength steers the other way: toward the rejected answers.
+
+    Args:
+        strength: lambda.
+
+    Returns:
+        The strength as a float; anything else raises InputError.
+
+    Example:
+        >>> check_strength(0.5)
+        0.5
+    """
     try:
         value = float(strength)
     except (TypeError, ValueError) as exc:
@@ -51,7 +62,20 @@ def check_strength(strength: float) -> float:
 def check_layers(
     layers: int | Sequence[int] | None, num_layers: int, vector: SteeringVector | None = None
 ) -> list[int]:
-    """Normalise a layer or list of layers, defaulting to the vector's suggested layer."""
+    """Normalise a layer or list of layers, defaulting to the vector's suggested layer.
+
+    Args:
+        layers: a layer, several, or None (the vector's suggested layer).
+        num_layers: the model's decoder layers.
+        vector: the vector whose suggestion fills in None.
+
+    Returns:
+        Sorted distinct layers; an out-of-range layer raises InputError.
+
+    Example:
+        >>> check_layers([3, 1], 4)
+        [1, 3]
+    """
     if layers is None:
         if vector is None or vector.default_layer is None:
             raise InputError("No layer given and the vector suggests none.")
@@ -75,7 +99,21 @@ def check_layers(
 
 def steer_hidden(h: torch.Tensor, add: torch.Tensor, normalize: bool = True,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
-    """h + add, rescaled per token to |h| when `normalize`; rows outside the bool mask `rows` are left as they are."""
+    """h + add, rescaled per token to |h| when `normalize`; rows outside the bool mask `rows` are left as they are.
+
+    Args:
+        h: hidden states [B, T, D] (never edited in place).
+        add: the scaled direction [D].
+        normalize: keep each token's norm.
+        rows: per batch row, whether to steer it (None: all).
+
+    Returns:
+        The steered hidden states, a new tensor.
+
+    Example:
+        >>> steer_hidden(torch.tensor([[[3.0, 4.0]]]), torch.tensor([5.0, 0.0]))  # |h| = 5 kept
+        tensor([[[4.4721, 2.2361]]])
+    """
     work = h.float()
     steered = work + add.to(device=h.device, dtype=torch.float32)
     if normalize:
@@ -280,5 +318,18 @@ def steer(
 
 
 def active_hook_count(lm: LoadedModel) -> int:
-    """Forward hooks currently on the decoder layers (0 when nothing is steering)."""
+    """Forward hooks currently on the decoder layers (0 when nothing is steering).
+
+    Args:
+        lm: the model.
+
+    Returns:
+        The number of hooks.
+
+    Example:
+        >>> with grains.steer(lm, vector):
+        ...     assert active_hook_count(lm) == 1
+        >>> active_hook_count(lm)
+        0
+    """
     return sum(len(layer._forward_hooks) for layer in lm.adapter.layers)
