@@ -72,8 +72,8 @@ def _probe_item(lm: LoadedModel, probe: Any, length_normalize: bool) -> dict[str
 _SCORERS = {"truthfulqa": _mc_item, "pairs": _pair_item, "probes": _probe_item}
 
 
-def score_items(lm: LoadedModel, rows: Sequence[Any], kind: str, context: Callable[[],
-                AbstractContextManager] | None = None,
+def score_items(lm: LoadedModel, rows: Sequence[Any], kind: str,
+                context: Callable[[], AbstractContextManager] | None = None,
                 length_normalize: bool = False, progress: Progress = None, label: str = "",
                 should_stop: ShouldStop = None) -> list[dict[str, Any]]:
     """Score every row, each inside `context()` (e.g. a steering hook); `should_stop()` is polled before each row

@@ -223,8 +223,7 @@ def _stopping(lm: LoadedModel, settings: GenerationSettings, prompt_len: int,
 
 
 def _prepare(lm: LoadedModel, steering: SteeringLike, layer: Any, strength: float | None,
-             settings: GenerationSettings | None,
-             normalize: bool, prompt_format: str | None,
+             settings: GenerationSettings | None, normalize: bool, prompt_format: str | None,
              allow_other_model: bool) -> tuple[Any, Steering | None, GenerationSettings]:
     settings = settings or GenerationSettings()
     settings.check()

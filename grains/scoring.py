@@ -106,8 +106,8 @@ def _shared_prefix_logprobs(
     return sums, [len(r) for r in responses]
 
 
-def _full_logprobs(lm: LoadedModel, prompt: PromptEncoding, responses: list[list[int]]) -> tuple[list[float],
-                   list[int]]:
+def _full_logprobs(lm: LoadedModel, prompt: PromptEncoding,
+                   responses: list[list[int]]) -> tuple[list[float], list[int]]:
     sums: list[float] = []
     p = len(prompt.ids)
     pad = lm.tokenizer.pad_token_id or 0
