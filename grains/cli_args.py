@@ -55,7 +55,7 @@ def float_list(value: str) -> list[float]:
         value: e.g. "0.25,0.5".
 
     Returns:
-        The list of numbers.
+        The list; text that is not a number, NaN, an infinity or an empty list is refused (exit 2, one line).
 
     Example:
         >>> float_list("0.25,0.5")

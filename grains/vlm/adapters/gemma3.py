@@ -20,7 +20,8 @@ class Gemma3Adapter(VLMAdapter):
         model: a Gemma3ForConditionalGeneration.
 
     Example:
-        >>> lm = grains.load_model("google/gemma-3-4b-it")  # lm.adapter is a Gemma3Adapter
+        >>> grains.load_model("google/gemma-3-4b-it").adapter.family
+        'gemma3'
     """
 
     family = "gemma3"
