@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -18,12 +18,28 @@ from grains.attribution import AttributionResult, baseline_embeddings, input_emb
 from grains.encoding import EncodedExample
 from grains.topk import TokenSelection, select_top_k
 
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+
 Position = Literal["answer", "prompt"]
 
 
 @dataclass
 class ExampleDeltas:
-    """One example's shifts, all layers at once. d_plus/d_minus: [2 (s+, s-), L, D]; caa: [L, D]; norms: [L]."""
+    """One example's shifts, all layers at once. d_plus/d_minus: [2 (s+, s-), L, D]; caa: [L, D]; norms: [L].
+
+    Args:
+        d_plus: d+ for s+ and s- (None for CAA only).
+        d_minus: d- for s+ and s- (None for CAA only).
+        caa: h(s+) - h(s-).
+        norms: each layer's median token norm over the rows.
+        selections: the top-k tokens removed per sequence.
+
+    Example:
+        >>> deltas = ablation_deltas(lm, example, select_for_example(example, attribute_example(lm, example), k=5))
+        >>> deltas.d_plus.shape == (2, lm.num_layers, lm.hidden_size)
+        True
+    """
 
     d_plus: torch.Tensor | None
     d_minus: torch.Tensor | None
@@ -33,8 +49,22 @@ class ExampleDeltas:
 
 
 @contextmanager
-def record_layer_outputs(lm: Any) -> Iterator[list[torch.Tensor]]:
-    """Collect every decoder layer's output hidden states (what a steering hook sees) during one forward."""
+def record_layer_outputs(lm: LoadedModel) -> Iterator[list[torch.Tensor]]:
+    """Collect every decoder layer's output hidden states (what a steering hook sees) during one forward.
+
+    Args:
+        lm: the model.
+
+    Returns:
+        A context manager yielding the list the outputs are appended to, one [B, T, D] tensor per layer; the hooks
+        come off on every path.
+
+    Example:
+        >>> with torch.no_grad(), record_layer_outputs(lm) as outputs:
+        ...     lm.adapter.forward_embeds(embeds)
+        >>> len(outputs) == lm.num_layers
+        True
+    """
     outputs: list[torch.Tensor] = []
 
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
@@ -48,7 +78,7 @@ def record_layer_outputs(lm: Any) -> Iterator[list[torch.Tensor]]:
             handle.remove()
 
 
-def _rows_forward(lm: Any, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],
+def _rows_forward(lm: LoadedModel, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],
                   read_at: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Run right-padded rows of embeddings; return hidden states [R, L, D] at `read_at` per row and the median
     token norm per layer over all real positions of all rows [L]."""
@@ -74,8 +104,22 @@ def _rows_forward(lm: Any, example: EncodedExample, rows: list[tuple[str, torch.
     return picked.cpu(), per_layer.cpu()
 
 
-def caa_deltas(lm: Any, example: EncodedExample, position: Position = "answer") -> ExampleDeltas:
-    """CAA's contrast only: h_l(prompt + chosen) - h_l(prompt + rejected) at the read position."""
+def caa_deltas(lm: LoadedModel, example: EncodedExample, position: Position = "answer") -> ExampleDeltas:
+    """CAA's contrast only: h_l(prompt + chosen) - h_l(prompt + rejected) at the read position.
+
+    Args:
+        lm: the model.
+        example: the encoded example.
+        position: "answer" (the last token of each sequence) or "prompt" (the last prompt token).
+
+    Returns:
+        ExampleDeltas with `caa` and `norms` only.
+
+    Example:
+        >>> deltas = caa_deltas(lm, encode_example(lm, "Q: Sky?\\nA:", " Blue", " Green"))
+        >>> deltas.caa.shape == (lm.num_layers, lm.hidden_size)
+        True
+    """
     plus, minus = input_embeddings(lm, example)
     read = _read_positions(example, position)
     hidden, norms = _rows_forward(lm, example, [("plus", plus), ("minus", minus)], [read["plus"], read["minus"]])
@@ -91,7 +135,25 @@ def select_for_example(example: EncodedExample, attribution: AttributionResult, 
                        overrides: dict[str, dict[str, list[int]]] | None = None,
                        position: Position = "answer") -> dict[str, TokenSelection]:
     """Top-k per sequence, among the tokens before the read position. `overrides` = {"plus"|"minus":
-    {"force_positive": [...], "force_negative": [...], "drop": [...]}} with positions in that sequence."""
+    {"force_positive": [...], "force_negative": [...], "drop": [...]}} with positions in that sequence.
+
+    Args:
+        example: the encoded example.
+        attribution: its AttributionResult (plus_scores, minus_scores).
+        k: tokens per side.
+        content_only: only the user's words, the answers and image tokens are eligible.
+        skip_punctuation: punctuation is never picked.
+        strict: asking for more than half the eligible tokens is an error.
+        overrides: forced and dropped positions per sequence.
+        position: the read position (see EncodedExample.read_position).
+
+    Returns:
+        {"plus": TokenSelection, "minus": TokenSelection}.
+
+    Example:
+        >>> chosen = select_for_example(example, attribute_example(lm, example, steps=8), k=5)
+        >>> chosen["plus"].positive
+    """
     out = {}
     for which, scores in (("plus", attribution.plus_scores), ("minus", attribution.minus_scores)):
         extra = (overrides or {}).get(which, {})
@@ -102,9 +164,25 @@ def select_for_example(example: EncodedExample, attribution: AttributionResult, 
     return out
 
 
-def ablation_deltas(lm: Any, example: EncodedExample, selections: dict[str, TokenSelection],
+def ablation_deltas(lm: LoadedModel, example: EncodedExample, selections: dict[str, TokenSelection],
                     baseline: str = "zero", position: Position = "answer") -> ExampleDeltas:
-    """d+ and d- for both sequences in one batched forward of six rows."""
+    """d+ and d- for both sequences in one batched forward of six rows.
+
+    Args:
+        lm: the model.
+        example: the encoded example.
+        selections: the tokens to remove per sequence (select_for_example).
+        baseline: what a removed token becomes: "zero" or "pad".
+        position: the read position.
+
+    Returns:
+        The ExampleDeltas (d+, d-, CAA's difference and the layer norms).
+
+    Example:
+        >>> deltas = ablation_deltas(lm, example, selections)
+        >>> float(deltas.d_plus.norm()) > 0
+        True
+    """
     inputs = input_embeddings(lm, example)
     bases = baseline_embeddings(lm, example, inputs, baseline)  # type: ignore[arg-type]
     read = _read_positions(example, position)

@@ -1,4 +1,4 @@
-"""Turning per-example shifts into one direction per layer: PCA or mean of ablation deltas, or CAA."""
+"""Per-example shifts into one direction per layer: the mean of the ablation deltas ("grains"), PCA, or CAA."""
 
 from __future__ import annotations
 
@@ -9,13 +9,48 @@ import torch
 from grains.ablation import ExampleDeltas
 from grains.errors import InputError
 
-METHODS = ("grains", "pca", "mean", "caa", "plus", "pca_plus")
-GRAINS_DEFAULT = "mean"  # what "grains" computes; see docs/method_study.md for the measurements behind it
+METHODS = ("grains", "pca", "caa", "plus", "pca_plus")
+# "mean" names what "grains" computes (mean(d+) - mean(d-); docs/method_study.md has the measurements behind that
+# choice). It stays accepted as an alias because the app's method menu, its API tests and saved vectors' metadata
+# use it; it takes the same code path as "grains".
+METHOD_ALIASES = {"mean": "grains"}
+ACCEPTED_METHODS = METHODS + tuple(METHOD_ALIASES)
+
+
+def resolve_method(method: str) -> str:
+    """The canonical name of an aggregation method ("mean" is an alias of "grains").
+
+    Args:
+        method: one of ACCEPTED_METHODS.
+
+    Returns:
+        One of METHODS; an unknown name raises InputError listing them.
+
+    Example:
+        >>> resolve_method("mean")
+        'grains'
+    """
+    if method in METHOD_ALIASES:
+        return METHOD_ALIASES[method]
+    if method not in METHODS:
+        raise InputError(f"Unknown method {method!r}: use one of {', '.join(ACCEPTED_METHODS)}.")
+    return method
 
 
 def first_component(rows: torch.Tensor) -> torch.Tensor:
     """Unit first principal component of rows [N, D] (centred), its sign chosen to agree with the rows' mean.
-    With a single row, the row's own direction."""
+    With a single row, the row's own direction.
+
+    Args:
+        rows: [N, D].
+
+    Returns:
+        A unit vector [D].
+
+    Example:
+        >>> first_component(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
+        tensor([1., 0.])
+    """
     mean = rows.mean(dim=0)
     if rows.shape[0] < 2:
         return mean / mean.norm().clamp_min(1e-12)
@@ -30,16 +65,27 @@ def first_component(rows: torch.Tensor) -> torch.Tensor:
 def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.Tensor]:
     """One vector per layer from a set of examples' deltas.
 
+    - "grains" (alias "mean"): mean(d+) - mean(d-) over both sequences of every example, the default (PC1 of d+
+      and d- share the generic "something was removed" direction, so their difference nearly cancels; the means
+      do not).
     - "caa":   mean over examples of h(s+) - h(s-)  (the baseline).
-    - "mean":  mean(d+) - mean(d-) over both sequences of every example.
     - "pca":   PC1(d+) - PC1(d-), each sign-aligned with its mean (the reference's method).
     - "plus":  mean(d+) alone (v+ without subtracting v-).
     - "pca_plus": PC1(d+) alone, sign-aligned with its mean.
-    - "grains": the default GrAInS configuration, `GRAINS_DEFAULT` ("mean": PC1 of d+ and d- share the generic
-      "something was removed" direction, so their difference nearly cancels; the means do not).
+
+    Args:
+        deltas: the examples' shifts (grains.ablation.ExampleDeltas).
+        method: one of ACCEPTED_METHODS.
+
+    Returns:
+        {layer: direction [D]} (not normalised).
+
+    Example:
+        >>> directions = aggregate(deltas, "grains")
+        >>> sorted(directions) == list(range(lm.num_layers))
+        True
     """
-    if method not in METHODS:
-        raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    method = resolve_method(method)
     if not deltas:
         raise InputError("No examples to build a vector from.")
     if method == "caa":
@@ -48,8 +94,6 @@ def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.T
         return {layer: mean[layer] for layer in range(mean.shape[0])}
     if any(d.d_plus is None for d in deltas):
         raise InputError("These deltas have no ablation shifts (they were made for CAA).")
-    if method == "grains":
-        method = GRAINS_DEFAULT
     plus = torch.cat([d.d_plus for d in deltas])  # [2N, L, D]
     minus = torch.cat([d.d_minus for d in deltas])
     out = {}
@@ -60,13 +104,25 @@ def aggregate(deltas: Sequence[ExampleDeltas], method: str) -> dict[int, torch.T
             out[layer] = first_component(plus[:, layer])
         elif method == "plus":
             out[layer] = plus[:, layer].mean(dim=0)
-        else:
+        else:  # "grains"
             out[layer] = plus[:, layer].mean(dim=0) - minus[:, layer].mean(dim=0)
     return out
 
 
 def layer_norms(deltas: Sequence[ExampleDeltas]) -> dict[int, float]:
-    """Median over examples of each layer's median token norm: the unit of steering strength."""
+    """Median over examples of each layer's median token norm: the unit of steering strength.
+
+    Args:
+        deltas: the examples' shifts (their `norms` [L]).
+
+    Returns:
+        {layer: median norm}.
+
+    Example:
+        >>> norms = layer_norms(deltas)
+        >>> min(norms.values()) > 0
+        True
+    """
     norms = torch.stack([d.norms for d in deltas]).median(dim=0).values
     return {layer: float(norms[layer]) for layer in range(norms.shape[0])}
 
@@ -85,9 +141,13 @@ def direction_stats(deltas: Sequence[ExampleDeltas], method: str, directions: di
         Per layer: `raw_norm` |v| and `relative_norm` |v| / m_l; for the ablation methods also `plus_norm` and
         `minus_norm` (the norms of v+ and v-, as aggregated), `cosine_plus_minus` and `cancellation`
         |v+ - v-| / (|v+| + |v-|), near 0 when the two shifts nearly cancel.
+
+    Example:
+        >>> directions = aggregate(deltas, "grains")
+        >>> direction_stats(deltas, "grains", directions, layer_norms(deltas))[9]["cancellation"]
     """
     out: dict[int, dict[str, float]] = {}
-    resolved = GRAINS_DEFAULT if method == "grains" else method
+    resolved = resolve_method(method)
     has_ablation = resolved != "caa" and all(d.d_plus is not None for d in deltas)
     plus = torch.cat([d.d_plus for d in deltas]) if has_ablation else None
     minus = torch.cat([d.d_minus for d in deltas]) if has_ablation else None

@@ -555,5 +555,6 @@ def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = Non
     example = encode_example(lm, prompt, chosen, rejected, image=image)
     result = attribute_example(lm, example, steps, target, baseline, points, chunk_size, tolerance, max_points)
     if lm.is_vlm:
-        lm.adapter.attach_image_scores(result, example)
+        result.image_grid, image_extra = lm.adapter.image_summary(result, example)
+        result.extra.update(image_extra)
     return result

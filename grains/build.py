@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grains import __version__
 from grains.ablation import ExampleDeltas, ablation_deltas, caa_deltas, select_for_example
-from grains.aggregate import METHODS, aggregate, direction_stats, layer_norms
+from grains.aggregate import aggregate, direction_stats, layer_norms, resolve_method
 from grains.attribution import attribute_example
 from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
@@ -21,6 +21,9 @@ from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
 from grains.viz.display import Renderable
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 DEFAULT_STRENGTHS = (0.1, 0.25, 0.5, 1.0)
 BUILD_STEPS = 16  # graded-rule points for top-k selection (see benchmarks/README.md, "points top-k needs")
@@ -89,8 +92,8 @@ def _matches(result: Any, encoded: Any) -> bool:
             and result.prompt_len == encoded.prompt_len)
 
 
-def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: str, baseline: str, position: str,
-                    content_only: bool, skip_punctuation: bool, overrides: dict | None,
+def _example_deltas(lm: LoadedModel, ex: Any, method: str, k: int, steps: int, target: str, baseline: str,
+                    position: str, content_only: bool, skip_punctuation: bool, overrides: dict | None,
                     attribution: Any = None) -> ExampleDeltas:
     encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected, image=resolve_image(getattr(ex, "image", None)))
     if method == "caa":
@@ -106,7 +109,7 @@ def _example_deltas(lm: Any, ex: Any, method: str, k: int, steps: int, target: s
 
 
 def build_vector(
-    lm: Any,
+    lm: LoadedModel,
     examples: Sequence[Any],
     method: str = "grains",
     k: int = 5,
@@ -173,8 +176,7 @@ def build_vector(
         The BuildResult.
     """
     lm = lm.with_format(prompt_format)
-    if method not in METHODS:
-        raise InputError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    resolve_method(method)  # an unknown name is refused before any work; "mean" is an alias of "grains"
     if search not in ("coarse", "grid"):
         raise InputError("The search must be 'coarse' or 'grid'.")
     if position not in ("answer", "prompt"):
@@ -265,7 +267,7 @@ def build_vector(
                        side_effects=side_effects)
 
 
-def _within_budget(lm: Any, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,
+def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,
                    budget: float, meter: NeutralKL) -> tuple[Any, list[dict[str, Any]]]:
     """Which cells keep the KL on neutral prompts within `budget`, measured with the vector built from every example.
 

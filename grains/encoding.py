@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.prompts import PromptEncoding, ResponseEncoding, encode_response, is_punctuation
 
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+
 
 @dataclass
 class EncodedExample:
-    """Prompt and both responses, tokenised apart and concatenated by ids."""
+    """Prompt and both responses, tokenised apart and concatenated by ids.
+
+    Args:
+        prompt: the prompt's encoding.
+        chosen: the chosen answer's encoding (ids continue the prompt).
+        rejected: the rejected answer's.
+
+    Example:
+        >>> example = encode_example(lm, "Is the sky blue?", " Yes", " No")
+        >>> example.sequence_ids("plus") == example.prompt.ids + example.chosen.ids
+        True
+    """
 
     prompt: PromptEncoding
     chosen: ResponseEncoding
@@ -62,8 +76,24 @@ class EncodedExample:
         return self.prompt.extras
 
 
-def encode_example(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None) -> EncodedExample:
-    """Tokenise a preference example for a loaded model; identical answers are rejected."""
+def encode_example(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any = None) -> EncodedExample:
+    """Tokenise a preference example for a loaded model; identical answers are rejected.
+
+    Args:
+        lm: the loaded model (its prompt format applies to the prompt).
+        prompt: the prompt as the user wrote it.
+        chosen: the preferred answer.
+        rejected: the other answer.
+        image: an image for a vision-language model.
+
+    Returns:
+        The EncodedExample; answers that are equal, or tokenise the same, raise InputError.
+
+    Example:
+        >>> example = encode_example(lm, "Is the sky blue?", " Yes", " No")
+        >>> example.read_position("plus") == len(example.sequence_ids("plus")) - 1
+        True
+    """
     if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip() and chosen.strip():
         raise InputError("The chosen and rejected answers are identical: attribution needs two different answers.")
     prompt_enc = lm.encode_prompt(prompt, image=image)

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 
 class GrainsError(Exception):
-    """Base class: a problem the user can act on, with a one-line message (no traceback needed)."""
+    """Base class: a problem the user can act on, with a one-line message (no traceback needed).
+
+    Subclasses: InputError (bad input), DataError (a dataset file or row), ModelLoadError, VectorError,
+    ResourceError (out of memory), Cancelled and others in this module; catch GrainsError to handle them all.
+
+    Args:
+        message: one sentence saying what is wrong and what to do.
+
+    Example:
+        >>> try:
+        ...     grains.load_model("no/such-model")
+        ... except grains.GrainsError as exc:
+        ...     print(f"error: {exc}")
+    """
 
 
 class InputError(GrainsError, ValueError):

@@ -8,12 +8,15 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grains.errors import Cancelled, InputError
 from grains.reports import EvaluationReport, SweepResult
 from grains.scoring import resolve_image, response_logprobs, score_pair
 from grains.steering import Steering, SteeringLike, as_steering, check_layers, check_strength
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 Progress = Callable[[float, str], None] | None
 ShouldStop = Callable[[], bool] | None
@@ -30,7 +33,7 @@ def _row_cost(kind: str, row: Any) -> float:
 KINDS = ("truthfulqa", "pairs", "probes")
 
 
-def _mc_item(lm: Any, q: Any, length_normalize: bool) -> dict[str, Any]:
+def _mc_item(lm: LoadedModel, q: Any, length_normalize: bool) -> dict[str, Any]:
     """MC1/MC2 as lm-eval defines them (summed log-likelihoods); with `length_normalize`, `correct`/`margin` use
     the per-token mean and the length-normalised MC1/MC2 are added under their own keys."""
     from grains import truthfulqa_metrics as tqm
@@ -50,13 +53,13 @@ def _mc_item(lm: Any, q: Any, length_normalize: bool) -> dict[str, Any]:
     return item
 
 
-def _pair_item(lm: Any, ex: Any, length_normalize: bool) -> dict[str, Any]:
+def _pair_item(lm: LoadedModel, ex: Any, length_normalize: bool) -> dict[str, Any]:
     score = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, image=getattr(ex, "image", None))
     margin = score.margin(length_normalize)
     return {"correct": margin > 0, "margin": margin, "answer": (ex.chosen if margin > 0 else ex.rejected).strip()}
 
 
-def _probe_item(lm: Any, probe: Any, length_normalize: bool) -> dict[str, Any]:
+def _probe_item(lm: LoadedModel, probe: Any, length_normalize: bool) -> dict[str, Any]:
     from grains.vlm.pope import score_yes_no
 
     lp_yes, lp_no = score_yes_no(lm, resolve_image(probe.image), probe.question)
@@ -70,7 +73,8 @@ def _probe_item(lm: Any, probe: Any, length_normalize: bool) -> dict[str, Any]:
 _SCORERS = {"truthfulqa": _mc_item, "pairs": _pair_item, "probes": _probe_item}
 
 
-def score_items(lm: Any, rows: Sequence[Any], kind: str, context: Callable[[], AbstractContextManager] | None = None,
+def score_items(lm: LoadedModel, rows: Sequence[Any], kind: str,
+                context: Callable[[], AbstractContextManager] | None = None,
                 length_normalize: bool = False, progress: Progress = None, label: str = "",
                 should_stop: ShouldStop = None) -> list[dict[str, Any]]:
     """Score every row, each inside `context()` (e.g. a steering hook); `should_stop()` is polled before each row
@@ -129,14 +133,14 @@ def _summary(items: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, A
     return out
 
 
-def steering_context(lm: Any, steering: Steering | None) -> Callable[[], AbstractContextManager] | None:
+def steering_context(lm: LoadedModel, steering: Steering | None) -> Callable[[], AbstractContextManager] | None:
     """A factory of steering contexts for `score_items` (None when unsteered)."""
     if steering is None:
         return None
     return lambda: steering.apply(lm)
 
 
-def evaluate(lm: Any, rows: Sequence[Any], kind: str = "truthfulqa", steering: SteeringLike = None,
+def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", steering: SteeringLike = None,
              layer: Any = None, strength: float | None = None, per_item: bool = False,
              length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
              side_effects: bool = False, prompt_format: str | None = None,
@@ -271,7 +275,7 @@ def margin_accuracy_note(unsteered: Sequence[dict[str, Any]], steered: Sequence[
             "the mean.")
 
 
-def sweep(lm: Any, rows: Sequence[Any], kind: str, steering: Steering | Any, layers: Sequence[int],
+def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | Any, layers: Sequence[int],
           strengths: Sequence[float], normalize: bool = True, progress: Progress = None,
           length_normalize: bool = False, kl: bool = False, prompt_format: str | None = None,
           allow_other_model: bool = False, should_stop: ShouldStop = None) -> SweepResult:

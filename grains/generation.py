@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -26,6 +26,9 @@ from grains.errors import InputError
 from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
 
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+
 MAX_NEW_TOKENS = 1024
 MAX_STOP_SEQUENCES = 8
 MAX_STOP_LENGTH = 100
@@ -34,7 +37,20 @@ QA_STOP = "\nQ:"  # a new "Q: ..." turn after a qa-style answer
 
 @dataclass
 class GenerationSettings:
-    """Decoding settings shared by both rows. Greedy unless `do_sample`."""
+    """Decoding settings shared by both rows. Greedy unless `do_sample`.
+
+    Args:
+        max_new_tokens: tokens to generate per row (1 to MAX_NEW_TOKENS).
+        do_sample: sample instead of greedy decoding (the two rows share their random draws).
+        temperature: sampling temperature (> 0).
+        top_p: nucleus sampling mass (0 < top_p <= 1).
+        seed: the sampling seed.
+        stop: stop sequences; a row is cut before the first one its continuation contains.
+
+    Example:
+        >>> settings = GenerationSettings(max_new_tokens=30, do_sample=True, seed=1, stop=("\\n",))
+        >>> pair = grains.generate_pair(lm, "The weather today", vector, settings=settings)
+    """
 
     max_new_tokens: int = 40
     do_sample: bool = False
@@ -70,6 +86,10 @@ def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str 
 
     Returns:
         (cut text, the stop sequence found or None).
+
+    Example:
+        >>> cut_at_stop("Paris.\\nQ: next", ("\\nQ:",))
+        ('Paris.', '\\nQ:')
     """
     found = [(text.find(x), x) for x in stop if x and x in text]
     if not found:
@@ -80,9 +100,18 @@ def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str 
 
 class StopOnSequences(StoppingCriteria):
     """Ends each row of a batch once its decoded continuation contains a stop sequence (per row, so a finished row
-    pads while the other goes on)."""
+    pads while the other goes on).
 
-    def __init__(self, lm: Any, stop: tuple[str, ...], prompt_len: int):
+    Args:
+        lm: the model (its tokenizer decodes the continuations).
+        stop: the stop sequences.
+        prompt_len: where the continuations start.
+
+    Example:
+        >>> criteria = StoppingCriteriaList([StopOnSequences(lm, ("\\n",), prompt_len)])
+    """
+
+    def __init__(self, lm: LoadedModel, stop: tuple[str, ...], prompt_len: int):
         self.tokenizer = lm.tokenizer
         self.stop = tuple(stop)
         self.prompt_len = prompt_len
@@ -99,6 +128,19 @@ class StopOnSequences(StoppingCriteria):
 
 @dataclass
 class PairedGeneration:
+    """Two continuations of one prompt, unsteered and steered, from one generate call.
+
+    Args:
+        unsteered: row 0's text.
+        steered: row 1's text.
+        prompt_text: the exact text the model saw.
+        stopped_unsteered: the stop sequence that ended row 0, or None.
+        stopped_steered: the stop sequence that ended row 1, or None.
+
+    Example:
+        >>> pair = grains.generate_pair(lm, "The weather today", vector)
+        >>> pair.unsteered == pair.steered  # at strength 0 they are equal exactly
+    """
     unsteered: str
     steered: str
     prompt_text: str
@@ -112,6 +154,14 @@ class SharedUniformSampler(LogitsProcessor):
     The distribution is the model's, tempered and top-p filtered; the token is found by inverse CDF over the token
     ids in their fixed order, which also keeps steered and unsteered picks together where their distributions are
     close. Returns logits that are 0 at the picked token and -inf elsewhere, for greedy decoding to take.
+
+    Args:
+        temperature: the sampling temperature.
+        top_p: the nucleus mass.
+        seed: the draws' seed.
+
+    Example:
+        >>> processors = LogitsProcessorList([SharedUniformSampler(0.8, 0.95, seed=1)])
     """
 
     def __init__(self, temperature: float, top_p: float, seed: int):
@@ -136,7 +186,7 @@ class SharedUniformSampler(LogitsProcessor):
         return out.scatter(-1, picked.to(scores.device), 0.0)
 
 
-def _generate_kwargs(lm: Any, settings: GenerationSettings) -> dict[str, Any]:
+def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
     # Greedy decoding over the processor's pick: sampling, when on, happens in SharedUniformSampler.
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": False,
                               "pad_token_id": lm.tokenizer.pad_token_id,
@@ -147,7 +197,7 @@ def _generate_kwargs(lm: Any, settings: GenerationSettings) -> dict[str, Any]:
     return kwargs
 
 
-def _batch_inputs(lm: Any, prompt: str, image: Any, batch: int) -> tuple[dict[str, Any], str, int]:
+def _batch_inputs(lm: LoadedModel, prompt: str, image: Any, batch: int) -> tuple[dict[str, Any], str, int]:
     enc = lm.encode_prompt(prompt, image=image)
     ids = torch.tensor([enc.ids] * batch, dtype=torch.long)
     inputs = lm.adapter.generation_inputs(ids, lm.adapter.expand_extras(enc.extras, batch) if enc.extras else None)
@@ -156,15 +206,15 @@ def _batch_inputs(lm: Any, prompt: str, image: Any, batch: int) -> tuple[dict[st
     return inputs, enc.text, len(enc.ids)
 
 
-def _steering_context(lm: Any, steering: Steering | None, rows: list[bool] | None) -> AbstractContextManager:
+def _steering_context(lm: LoadedModel, steering: Steering | None, rows: list[bool] | None) -> AbstractContextManager:
     return nullcontext() if steering is None else steering.apply(lm, rows)
 
 
-def _decode(lm: Any, rows: torch.Tensor, prompt_len: int) -> list[str]:
+def _decode(lm: LoadedModel, rows: torch.Tensor, prompt_len: int) -> list[str]:
     return [lm.tokenizer.decode(r[prompt_len:], skip_special_tokens=True) for r in rows]
 
 
-def _stopping(lm: Any, settings: GenerationSettings, prompt_len: int,
+def _stopping(lm: LoadedModel, settings: GenerationSettings, prompt_len: int,
               extra: list[StoppingCriteria] | None = None) -> dict[str, Any]:
     criteria = list(extra or [])
     if settings.stop:
@@ -172,8 +222,8 @@ def _stopping(lm: Any, settings: GenerationSettings, prompt_len: int,
     return {"stopping_criteria": StoppingCriteriaList(criteria)} if criteria else {}
 
 
-def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None, settings: GenerationSettings | None,
-             normalize: bool, prompt_format: str | None,
+def _prepare(lm: LoadedModel, steering: SteeringLike, layer: Any, strength: float | None,
+             settings: GenerationSettings | None, normalize: bool, prompt_format: str | None,
              allow_other_model: bool) -> tuple[Any, Steering | None, GenerationSettings]:
     settings = settings or GenerationSettings()
     settings.check()
@@ -181,7 +231,7 @@ def _prepare(lm: Any, steering: SteeringLike, layer: Any, strength: float | None
     return lm, as_steering(lm, steering, layer, strength, normalize, allow_other_model), settings
 
 
-def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
+def _run(lm: LoadedModel, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
          steer_rows: list[bool] | None) -> tuple[list[tuple[str, str | None]], str]:
     """One generate call over len(steer_rows) (or 1) copies of the prompt; returns (text, stop sequence found) per
     row, each text cut before its stop sequence, and the prompt text."""
@@ -194,7 +244,7 @@ def _run(lm: Any, prompt: str, steering: Steering | None, settings: GenerationSe
     return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)], text
 
 
-def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                   strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                   normalize: bool = True, prompt_format: str | None = None,
                   allow_other_model: bool = False) -> PairedGeneration:
@@ -216,6 +266,10 @@ def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: An
         The two continuations (each cut before the first of `settings.stop` it contains, with the sequence that
         stopped it) and the exact prompt text the model saw. Without steering both rows are unsteered; at strength 0
         the steered text equals the unsteered text exactly, sampled or not.
+
+    Example:
+        >>> pair = grains.generate_pair(lm, "Q: Is it safe to swim after eating?\\nA:", built.vector)
+        >>> print(pair.unsteered, "|", pair.steered)
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
@@ -224,13 +278,20 @@ def generate_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: An
                             stopped_steered=stop_s)
 
 
-def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def generate_one(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                  normalize: bool = True, prompt_format: str | None = None, allow_other_model: bool = False) -> str:
-    """A single continuation, steered when `steering` is given (same arguments as `generate_pair`).
+    """A single continuation, steered when `steering` is given.
+
+    Args:
+        lm, prompt, steering, layer, strength, settings, image, normalize, prompt_format, allow_other_model: as in
+            `generate_pair`.
 
     Returns:
         The continuation text (cut before the first of `settings.stop` it contains).
+
+    Example:
+        >>> text = grains.generate_one(lm, "The weather today", vector, strength=0.2)
     """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
@@ -241,7 +302,7 @@ def generate_one(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any
 class _RowStreamer(BaseStreamer):
     """Collects the new token of every row at each step and hands the texts so far to a queue."""
 
-    def __init__(self, lm: Any, rows: int, stop: tuple[str, ...] = ()):
+    def __init__(self, lm: LoadedModel, rows: int, stop: tuple[str, ...] = ()):
         self.lm = lm
         self.stop = stop
         self.ids: list[list[int]] = [[] for _ in range(rows)]
@@ -270,13 +331,24 @@ class _StopFlag(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def stream_pair(lm: Any, prompt: str, steering: SteeringLike = None, layer: Any = None,
+def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                 normalize: bool = True, prompt_format: str | None = None,
                 allow_other_model: bool = False) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) texts so far, token by token (same arguments as `generate_pair`; each text cut
-    before a stop sequence of `settings.stop`). Closing the iterator early stops generation; the hook comes off on
-    every path."""
+    """Yield (unsteered, steered) texts so far, token by token. Closing the iterator early stops generation; the
+    hook comes off on every path.
+
+    Args:
+        lm, prompt, steering, layer, strength, settings, image, normalize, prompt_format, allow_other_model: as in
+            `generate_pair`.
+
+    Returns:
+        An iterator of (unsteered text, steered text) so far, each cut before a stop sequence of `settings.stop`.
+
+    Example:
+        >>> for unsteered, steered in grains.stream_pair(lm, "The weather today", vector):
+        ...     print(steered[-20:])
+    """
     lm, chosen, settings = _prepare(lm, steering, layer, strength, settings, normalize, prompt_format,
                                     allow_other_model)
     streamer = _RowStreamer(lm, 2, settings.stop)

@@ -25,7 +25,27 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass
 class LoadedModel:
-    """A model ready for GrAInS: weights frozen, in eval mode, with its tokenizer (and processor for a VLM)."""
+    """A model ready for GrAInS: weights frozen, in eval mode, with its tokenizer (and processor for a VLM).
+    Made by `load_model`; every library call takes one as `lm`.
+
+    Args:
+        model: the transformers model.
+        tokenizer: its tokenizer.
+        adapter: the family adapter (decoder layers, embeddings, prompt encoding).
+        model_id: the name it was loaded by.
+        device: where the weights live.
+        dtype: the weights' dtype.
+        processor: the processor of a vision-language model (None for text models).
+        random_weights: True for the tiny random test models.
+        prompt_style: "raw", "qa" or "chat".
+        notes: what loading chose or noticed, in plain sentences.
+        lock: held by every model call that may steer.
+
+    Example:
+        >>> lm = grains.load_model("tiny-random-llama")
+        >>> lm.num_layers, lm.prompt_format
+        (4, 'chat')
+    """
 
     model: Any
     tokenizer: Any
@@ -198,6 +218,24 @@ def load_model(
     `device_map="auto"`. `trust_remote_code` stays off unless asked for. Any failure raises ModelLoadError with one
     clear sentence. `prompt_format` ("raw", "qa" or "chat") overrides the default: chat for a model with a chat
     template, raw otherwise (`use_chat_template` is the older switch: False = raw).
+
+    Args:
+        name_or_path: a preset (`python -m grains presets`), a local folder, a `.gguf` file or a hub id (default:
+            the embedded gemma-3-270m).
+        device: "cpu", "cuda", "cuda:N", "mps" or "auto".
+        dtype: "float32", "bfloat16", "float16", "auto" or a torch dtype.
+        trust_remote_code: allow code from the model repository (off).
+        device_map: a transformers device map (default: "auto" with several GPUs).
+        use_chat_template: older switch; False means prompt_format "raw".
+        prompt_format: "raw", "qa" or "chat".
+
+    Returns:
+        The LoadedModel.
+
+    Example:
+        >>> lm = grains.load_model("gemma-3-270m")
+        >>> lm.model_id
+        'gemma-3-270m'
     """
     if prompt_format is not None:
         check_format(prompt_format)

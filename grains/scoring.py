@@ -13,13 +13,25 @@ from grains.errors import InputError
 from grains.prompts import PromptEncoding, encode_response
 
 if TYPE_CHECKING:
+    from grains.models import LoadedModel
     from grains.steering import Steering
 
 ROWS_PER_FORWARD = 8
 
 
 def resolve_image(image: Any) -> Any:
-    """A dataset's image path (already checked by the loader) or an image object, as a PIL image."""
+    """A dataset's image path (already checked by the loader) or an image object, as a PIL image.
+
+    Args:
+        image: a path, a PIL image or None.
+
+    Returns:
+        A PIL image, or None.
+
+    Example:
+        >>> resolve_image("assets/images/coffee.jpg").mode
+        'RGB'
+    """
     if image is None or not isinstance(image, str):
         return image
     from grains.images import load_image
@@ -27,11 +39,22 @@ def resolve_image(image: Any) -> Any:
     return load_image(image)
 
 
-def response_logprobs(lm: Any, prompt: PromptEncoding, responses: list[str]) -> tuple[list[float], list[int]]:
+def response_logprobs(lm: LoadedModel, prompt: PromptEncoding, responses: list[str]) -> tuple[list[float], list[int]]:
     """Sum of log P(response tokens | prompt) for each response, and each response's token count.
 
     For a text model the prompt runs once and every response continues from its KV cache (the prompt is most of
     the tokens, so this halves the cost of a pair); a VLM runs each prompt + response in full.
+
+    Args:
+        lm: the model.
+        prompt: the encoded prompt.
+        responses: the answers, each continuing the prompt.
+
+    Returns:
+        (log-probability sums, token counts), one of each per response.
+
+    Example:
+        >>> logps, counts = response_logprobs(lm, lm.encode_prompt("Q: Sky?\\nA:"), [" Blue", " Green"])
     """
     encoded = [encode_response(lm.tokenizer, r, lm.prompt_style, after=prompt.text) for r in responses]
     if not lm.adapter.is_vlm and not prompt.extras:
@@ -57,7 +80,7 @@ def _pick(logprobs: torch.Tensor, targets: list[int]) -> float:
 
 
 def _shared_prefix_logprobs(
-    lm: Any, prompt: PromptEncoding, responses: list[list[int]]
+    lm: LoadedModel, prompt: PromptEncoding, responses: list[list[int]]
 ) -> tuple[list[float], list[int]]:
     model, device = lm.model, lm.adapter.input_device
     pad = lm.tokenizer.pad_token_id or 0
@@ -83,7 +106,8 @@ def _shared_prefix_logprobs(
     return sums, [len(r) for r in responses]
 
 
-def _full_logprobs(lm: Any, prompt: PromptEncoding, responses: list[list[int]]) -> tuple[list[float], list[int]]:
+def _full_logprobs(lm: LoadedModel, prompt: PromptEncoding,
+                   responses: list[list[int]]) -> tuple[list[float], list[int]]:
     sums: list[float] = []
     p = len(prompt.ids)
     pad = lm.tokenizer.pad_token_id or 0
@@ -105,6 +129,18 @@ def _full_logprobs(lm: Any, prompt: PromptEncoding, responses: list[list[int]]) 
 
 @dataclass
 class PairScore:
+    """The log-probabilities of a chosen and a rejected answer after one prompt, with their token counts.
+
+    Args:
+        logp_chosen: log P(chosen | prompt).
+        logp_rejected: log P(rejected | prompt).
+        tokens_chosen: the chosen answer's tokens.
+        tokens_rejected: the rejected answer's tokens.
+
+    Example:
+        >>> score = score_pair(lm, "Q: Is the sky blue?\\nA:", " Yes", " No")
+        >>> score.logp_chosen - score.logp_rejected
+    """
     logp_chosen: float
     logp_rejected: float
     tokens_chosen: int
@@ -116,7 +152,7 @@ class PairScore:
         return self.logp_chosen - self.logp_rejected
 
 
-def score_pair(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None,
+def score_pair(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any = None,
                steering: Steering | None = None) -> PairScore:
     """log P(chosen | prompt) and log P(rejected | prompt).
 
@@ -130,6 +166,9 @@ def score_pair(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = No
 
     Returns:
         The PairScore.
+
+    Example:
+        >>> score_pair(lm, "Q: Is the sky blue?\\nA:", " Yes", " No", steering=steering).logp_chosen
     """
     if chosen.strip() == rejected.strip():
         raise InputError("The chosen and rejected answers are identical.")

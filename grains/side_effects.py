@@ -15,12 +15,15 @@ import copy
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.steering import Steering
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "data" / "neutral_prompts.jsonl"
 DEFAULT_KL_BUDGET = 0.5  # nats: build never chooses a cell that moves neutral next-token distributions further
@@ -39,12 +42,17 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
 
     Returns:
         The prompt texts.
-    """
-    from grains.data import _iter_jsonl, _read_text
 
-    where, text = _read_text(path or NEUTRAL_PROMPTS)
+    Example:
+        >>> prompts = load_neutral_prompts(limit=4)
+        >>> len(prompts)
+        4
+    """
+    from grains.data.files import iter_jsonl, read_text
+
+    where, text = read_text(path or NEUTRAL_PROMPTS)
     prompts = []
-    for line, row in _iter_jsonl(text, str(where)):
+    for line, row in iter_jsonl(text, str(where)):
         value = row.get("prompt")
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"{where}, line {line}: a neutral prompt row needs a non-empty \"prompt\".")
@@ -52,7 +60,7 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
     return prompts[:limit] if limit else prompts
 
 
-def _last_logprobs(lm: Any, prompts: list[str]) -> torch.Tensor:
+def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
     """log P(next token | prompt) at the end of each prompt, [N, V] in float32 on the CPU."""
     from grains.prompts import pad_right
 
@@ -74,12 +82,16 @@ def _last_logprobs(lm: Any, prompts: list[str]) -> torch.Tensor:
 class NeutralKL:
     """KL(P_unsteered || P_steered) of next-token distributions on neutral prompts, the unsteered side computed once.
 
+    Args:
+        lm: the model.
+        prompts: neutral prompts (default: the shipped set).
+
     Example:
         >>> kl = NeutralKL(lm)
         >>> kl.mean(Steering.create(lm, vector, 9, 0.3))
     """
 
-    def __init__(self, lm: Any, prompts: list[str] | None = None):
+    def __init__(self, lm: LoadedModel, prompts: list[str] | None = None):
         self.lm = lm
         self.prompts = prompts if prompts is not None else load_neutral_prompts()
         if not self.prompts:
@@ -110,7 +122,22 @@ class NeutralKL:
 
 @dataclass
 class SideEffects:
-    """What a steering setting costs on neutral text. `kl_mean` in nats; distinct-2 and stuck shares in [0, 1]."""
+    """What a steering setting costs on neutral text. `kl_mean` in nats; distinct-2 and stuck shares in [0, 1].
+
+    Args:
+        kl_mean: mean KL(P_unsteered || P_steered) over the neutral prompts, in nats.
+        kl_max: the largest.
+        n_prompts: neutral prompts used.
+        distinct2_unsteered, distinct2_steered: distinct bigram share of the continuations.
+        stuck_unsteered, stuck_steered: share of continuations stuck repeating.
+        n_generated: continuations compared.
+        kl_budget: the budget compared against.
+        examples: a few prompt / unsteered / steered continuations.
+
+    Example:
+        >>> effects = measure_side_effects(lm, steering)
+        >>> effects.reading()
+    """
 
     kl_mean: float
     kl_max: float
@@ -157,7 +184,7 @@ class SideEffects:
                 "examples": self.examples}
 
 
-def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] | None = None,
+def measure_side_effects(lm: LoadedModel, steering: Steering | None, prompts: list[str] | None = None,
                          generations: int = REPORT_GENERATIONS, max_new_tokens: int = CONTINUATION_TOKENS,
                          kl_budget: float | None = DEFAULT_KL_BUDGET, kl: NeutralKL | None = None,
                          progress: Any = None, should_stop: Any = None) -> SideEffects:
@@ -176,6 +203,9 @@ def measure_side_effects(lm: Any, steering: Steering | None, prompts: list[str] 
 
     Returns:
         The SideEffects.
+
+    Example:
+        >>> measure_side_effects(lm, Steering.create(lm, vector, 9, 0.3), generations=4).kl_mean
     """
     from grains.fluency import distinct_n, repeated_ngram_share
     from grains.generation import GenerationSettings, generate_pair

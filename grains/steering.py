@@ -19,12 +19,15 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
 from grains.vectors import SteeringVector
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 MAX_STRENGTH = 4.0
 
@@ -32,7 +35,18 @@ MAX_STRENGTH = 4.0
 def check_strength(strength: float) -> float:
     """Strength must be a finite number from -MAX_STRENGTH to MAX_STRENGTH (units: the layer's median hidden norm).
 
-    A negative strength steers the other way: toward the rejected answers."""
+    A negative strength steers the other way: toward the rejected answers.
+
+    Args:
+        strength: lambda.
+
+    Returns:
+        The strength as a float; anything else raises InputError.
+
+    Example:
+        >>> check_strength(0.5)
+        0.5
+    """
     try:
         value = float(strength)
     except (TypeError, ValueError) as exc:
@@ -48,7 +62,20 @@ def check_strength(strength: float) -> float:
 def check_layers(
     layers: int | Sequence[int] | None, num_layers: int, vector: SteeringVector | None = None
 ) -> list[int]:
-    """Normalise a layer or list of layers, defaulting to the vector's suggested layer."""
+    """Normalise a layer or list of layers, defaulting to the vector's suggested layer.
+
+    Args:
+        layers: a layer, several, or None (the vector's suggested layer).
+        num_layers: the model's decoder layers.
+        vector: the vector whose suggestion fills in None.
+
+    Returns:
+        Sorted distinct layers; an out-of-range layer raises InputError.
+
+    Example:
+        >>> check_layers([3, 1], 4)
+        [1, 3]
+    """
     if layers is None:
         if vector is None or vector.default_layer is None:
             raise InputError("No layer given and the vector suggests none.")
@@ -72,7 +99,21 @@ def check_layers(
 
 def steer_hidden(h: torch.Tensor, add: torch.Tensor, normalize: bool = True,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
-    """h + add, rescaled per token to |h| when `normalize`; rows outside the bool mask `rows` are left as they are."""
+    """h + add, rescaled per token to |h| when `normalize`; rows outside the bool mask `rows` are left as they are.
+
+    Args:
+        h: hidden states [B, T, D] (never edited in place).
+        add: the scaled direction [D].
+        normalize: keep each token's norm.
+        rows: per batch row, whether to steer it (None: all).
+
+    Returns:
+        The steered hidden states, a new tensor.
+
+    Example:
+        >>> steer_hidden(torch.tensor([[[3.0, 4.0]]]), torch.tensor([5.0, 0.0]))  # |h| = 5 kept
+        tensor([[[4.4721, 2.2361]]])
+    """
     work = h.float()
     steered = work + add.to(device=h.device, dtype=torch.float32)
     if normalize:
@@ -95,7 +136,8 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
 
 
 @contextmanager
-def _hooked(lm: Any, adds: dict[int, torch.Tensor], normalize: bool, rows: Sequence[bool] | None) -> Iterator[None]:
+def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,
+            rows: Sequence[bool] | None) -> Iterator[None]:
     row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
     handles = []
     try:
@@ -118,6 +160,13 @@ class Steering:
         >>> steering = Steering.create(lm, vector, layers=9, strength=0.3)
         >>> with steering.apply(lm):
         ...     text = grains.generate_one(lm, "The weather today")
+
+    Args:
+        vector: the steering vector.
+        layers: the layers steered.
+        strength: lambda, in units of each layer's median hidden-state norm.
+        normalize: restore each token's norm after adding the vector.
+        allow_other_model: the vector may come from another model of the same shape.
     """
 
     vector: SteeringVector
@@ -127,7 +176,7 @@ class Steering:
     allow_other_model: bool = False
 
     @classmethod
-    def create(cls, lm: Any, vector: SteeringVector, layers: int | Sequence[int] | None = None,
+    def create(cls, lm: LoadedModel, vector: SteeringVector, layers: int | Sequence[int] | None = None,
                strength: float | None = None, normalize: bool = True, allow_other_model: bool = False) -> Steering:
         """Check a vector, layers and strength against a model, once.
 
@@ -152,7 +201,7 @@ class Steering:
         return cls(vector=vector, layers=tuple(chosen), strength=value, normalize=bool(normalize),
                    allow_other_model=allow_other_model)
 
-    def at(self, lm: Any, layers: int | Sequence[int] | None = None, strength: float | None = None) -> Steering:
+    def at(self, lm: LoadedModel, layers: int | Sequence[int] | None = None, strength: float | None = None) -> Steering:
         """The same vector at other layers and/or strength, checked.
 
         Args:
@@ -180,7 +229,7 @@ class Steering:
         """What the hook adds at each layer before restoring the norm: lambda * m_l * v_l / |v_l|."""
         return {layer: self.vector.scaled(layer, self.strength) for layer in self.layers}
 
-    def apply(self, lm: Any, rows: Sequence[bool] | None = None) -> AbstractContextManager[None]:
+    def apply(self, lm: LoadedModel, rows: Sequence[bool] | None = None) -> AbstractContextManager[None]:
         """Context manager: steer `lm` while inside. `rows` limits steering to the True rows of each batch.
 
         Args:
@@ -208,7 +257,7 @@ class Steering:
 SteeringLike = Steering | SteeringVector | None
 
 
-def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | None = None,
+def as_steering(lm: LoadedModel, steering: SteeringLike, layers: int | Sequence[int] | None = None,
                 strength: float | None = None, normalize: bool = True,
                 allow_other_model: bool = False) -> Steering | None:
     """One Steering from what a caller passed: a Steering (used as is, unless layers/strength are given), a vector
@@ -224,6 +273,11 @@ def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | N
 
     Returns:
         A checked Steering, or None.
+
+    Example:
+        >>> steering = as_steering(lm, vector, strength=0.2)
+        >>> steering.layers == (vector.default_layer,)
+        True
     """
     if steering is None:
         return None
@@ -233,7 +287,7 @@ def as_steering(lm: Any, steering: SteeringLike, layers: int | Sequence[int] | N
 
 
 def steer(
-    lm: Any,
+    lm: LoadedModel,
     vector: SteeringVector,
     layers: int | Sequence[int] | None = None,
     strength: float | None = None,
@@ -255,10 +309,27 @@ def steer(
 
     Returns:
         A context manager.
+
+    Example:
+        >>> with grains.steer(lm, vector, layers=9, strength=0.3):
+        ...     text = grains.generate_one(lm, "The weather today")
     """
     return Steering.create(lm, vector, layers, strength, normalize, allow_other_model).apply(lm, rows)
 
 
-def active_hook_count(lm: Any) -> int:
-    """Forward hooks currently on the decoder layers (0 when nothing is steering)."""
+def active_hook_count(lm: LoadedModel) -> int:
+    """Forward hooks currently on the decoder layers (0 when nothing is steering).
+
+    Args:
+        lm: the model.
+
+    Returns:
+        The number of hooks.
+
+    Example:
+        >>> with grains.steer(lm, vector):
+        ...     assert active_hook_count(lm) == 1
+        >>> active_hook_count(lm)
+        0
+    """
     return sum(len(layer._forward_hooks) for layer in lm.adapter.layers)

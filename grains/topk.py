@@ -12,7 +12,17 @@ MAX_K = 512
 
 @dataclass
 class TokenSelection:
-    """Positions in one sequence: `positive` (largest scores, I+) and `negative` (most negative, I-)."""
+    """Positions in one sequence: `positive` (largest scores, I+) and `negative` (most negative, I-).
+
+    Args:
+        positive: positions of I+.
+        negative: positions of I- (never shared with I+).
+        excluded: positions dropped by the user.
+
+    Example:
+        >>> select_top_k([0.5, -1.0, 2.0, 0.1], k=1)
+        TokenSelection(positive=[2], negative=[1], excluded=[])
+    """
 
     positive: list[int]
     negative: list[int]
@@ -56,6 +66,10 @@ def select_top_k(
 
     Returns:
         The TokenSelection (positive, negative, excluded).
+
+    Example:
+        >>> select_top_k([0.5, -1.0, 2.0, 0.1], k=1)
+        TokenSelection(positive=[2], negative=[1], excluded=[])
     """
     k = check_k(k)
     n = len(scores)

@@ -26,7 +26,28 @@ MAX_VECTOR_BYTES = 512 * 1024 * 1024
 
 @dataclass
 class SteeringVector:
-    """Per-layer steering directions for one model."""
+    """Per-layer steering directions for one model, with what built them and the suggested layer and strength.
+    Saved as safetensors + JSON metadata (`save`), read back with `load_vector`.
+
+    Args:
+        directions: {layer: unit direction [hidden_size]}.
+        layer_norms: {layer: median hidden-state norm}, the unit of strength.
+        model_id: the model it was built for.
+        hidden_size: its hidden size.
+        num_layers: its number of decoder layers.
+        method: how it was aggregated ("grains", "pca", "caa", ...).
+        k: top-k tokens per side (None for CAA).
+        n_examples: examples it was built from.
+        default_layer: the suggested layer (cross-validated when the build selected one).
+        default_strength: the suggested strength.
+        meta: anything else (selection figures, side effects, provenance).
+
+    Example:
+        >>> built = grains.build_vector(lm, pairs)
+        >>> path = built.vector.save("truthful.safetensors")
+        >>> grains.load_vector(path).default_layer == built.vector.default_layer
+        True
+    """
 
     directions: dict[int, torch.Tensor]
     layer_norms: dict[int, float]
@@ -139,7 +160,19 @@ def _looks_like_pickle(head: bytes) -> bool:
 
 
 def load_vector(path: str | Path) -> SteeringVector:
-    """Read a vector saved by `SteeringVector.save`. Pickles and other formats are refused, never unpickled."""
+    """Read a vector saved by `SteeringVector.save`. Pickles and other formats are refused, never unpickled.
+
+    Args:
+        path: the `.safetensors` file (its `.json` metadata beside it).
+
+    Returns:
+        The SteeringVector; a missing, malformed or foreign file raises VectorError.
+
+    Example:
+        >>> vector = grains.load_vector("assets/default_vector.safetensors")
+        >>> vector.method
+        'caa'
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

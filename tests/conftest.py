@@ -126,3 +126,11 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
                    getattr(request.module, "VIEWPORT_HEIGHT", 1000))
     yield pg
     pg.context.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> object:
+    """The tiny random Llama (tests/ mirror tests of the library share one loaded copy per session)."""
+    from grains.models import load_model
+
+    return load_model("tiny-random-llama")

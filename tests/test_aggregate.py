@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grains.ablation import ExampleDeltas
-from grains.aggregate import GRAINS_DEFAULT, METHODS, aggregate, first_component, layer_norms
+from grains.aggregate import ACCEPTED_METHODS, METHODS, aggregate, first_component, layer_norms, resolve_method
 from grains.errors import InputError
 
 L, D = 3, 8
@@ -31,8 +31,11 @@ def _synthetic(n: int = 10, seed: int = 0) -> list[ExampleDeltas]:
 
 
 def test_methods_are_all_listed():
-    assert {"grains", "pca", "mean", "caa", "plus", "pca_plus"} <= set(METHODS)
-    assert GRAINS_DEFAULT in METHODS and GRAINS_DEFAULT != "grains"
+    assert set(METHODS) == {"grains", "pca", "caa", "plus", "pca_plus"}  # one name per computation
+    assert set(ACCEPTED_METHODS) == set(METHODS) | {"mean"}
+    assert resolve_method("mean") == "grains" and resolve_method("pca") == "pca"
+    with pytest.raises(InputError, match="Unknown method"):
+        resolve_method("median")
 
 
 def test_first_component_sign_agrees_with_mean():
@@ -77,11 +80,14 @@ def test_plus_alone_and_pca_plus():
         assert torch.dot(pc[layer], out[layer]) > 0
 
 
-def test_grains_is_the_default_variant():
+def test_grains_is_the_mean_of_the_deltas_and_mean_is_its_alias():
     deltas = _synthetic()
-    a, b = aggregate(deltas, "grains"), aggregate(deltas, GRAINS_DEFAULT)
+    a, b = aggregate(deltas, "grains"), aggregate(deltas, "mean")
+    plus = torch.cat([d.d_plus for d in deltas])
+    minus = torch.cat([d.d_minus for d in deltas])
     for layer in range(L):
-        torch.testing.assert_close(a[layer], b[layer])
+        torch.testing.assert_close(a[layer], plus[:, layer].mean(0) - minus[:, layer].mean(0))
+        assert torch.equal(a[layer], b[layer])
 
 
 def test_caa_is_the_mean_difference():

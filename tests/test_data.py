@@ -227,7 +227,7 @@ def test_file_level_errors(tmp_path, monkeypatch):
     assert error_line(exc) == 2
     big = write_jsonl(tmp_path / "big.jsonl", [PAIR] * 20)
     assert len(load_pairs(big)) == 20
-    monkeypatch.setattr(data, "MAX_DATASET_BYTES", 100)
+    monkeypatch.setattr(data.files, "MAX_DATASET_BYTES", 100)
     with pytest.raises(DataError, match="larger than"):
         load_pairs(big)
 

@@ -235,3 +235,25 @@ def test_qwen2_5_vl_uses_the_qwen_adapter(tmp_path, images):
     grid = torch.tensor(attribute_pixels(lm, QUESTION, " Yes", " No", image=Image.fromarray(pixels.numpy()),
                                          steps=4).image_grid)
     assert grid[3:, :1].abs().max() < 1e-6 and grid[:1, 3:].abs().max() > 1e-4
+
+
+def test_image_summary_is_pure_and_sums_cells():
+    from grains.vlm.adapters import image_summary
+
+    layout = {"image_size": [20, 10], "views": [
+        {"name": "crop", "shape": [1, 2], "cells": [-1, 0, 1, 1], "box": [0.0, 0.0, 20.0, 10.0]},
+        {"name": "base", "shape": [1, 1], "cells": [0, 0, -1, -1], "box": [0.0, 0.0, 20.0, 10.0]}]}
+    scores = [1.0, 0.5, 2.0, -1.0, 0.25, -3.0]  # text, 4 image tokens, text
+    mask = [False, True, True, True, True, False]
+    before = (list(scores), list(mask))
+    grid, extra = image_summary(scores, mask, 0.5, layout, "llava")
+    assert (scores, mask) == before  # nothing written into its inputs
+    assert grid == [[2.0, -0.75]]
+    assert extra["views"]["base"]["grid"] == [[2.5]]
+    assert extra["off_grid_score"] == pytest.approx(0.5)
+    assert extra["image_score"] == pytest.approx(1.75)
+    assert extra["text_score"] == pytest.approx(1.0 - 3.0 + 0.5)
+    assert extra["image_share"] == pytest.approx(3.75 / 7.75)
+    assert extra["grid_shape"] == [1, 2] and extra["image_token_count"] == 4
+    no_grid, text_only = image_summary(scores, mask, 0.0, None, "llava")
+    assert no_grid is None and "views" not in text_only

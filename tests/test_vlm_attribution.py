@@ -38,7 +38,8 @@ def case(request):
     lm = load_model(request.param)
     example = encode_example(lm, QUESTION, CHOSEN, REJECTED, image=_image("coffee.jpg"))
     result = attribute_example(lm, example, steps=STEPS.get(request.param, DEFAULT_STEPS))
-    lm.adapter.attach_image_scores(result, example)
+    result.image_grid, image_extra = lm.adapter.image_summary(result, example)
+    result.extra.update(image_extra)
     return lm, example, result
 
 
@@ -114,7 +115,7 @@ def test_the_image_matters(case):
         f_other = float(ContrastiveObjective(lm, other)(*input_embeddings(lm, other)))
     assert abs(f_other - result.f_input) > 0.05
     rerun = attribute_example(lm, other, steps=16)
-    lm.adapter.attach_image_scores(rerun, other)
+    rerun.image_grid, _ = lm.adapter.image_summary(rerun, other)
     mine = torch.tensor(result.image_grid)
     theirs = torch.tensor(rerun.image_grid)
     if mine.shape == theirs.shape:

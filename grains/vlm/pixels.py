@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -21,13 +21,32 @@ from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.vlm.adapters import LAYOUT_KEY
 
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+
 MAX_PIXEL_STEPS = 256
 PixelBaseline = Literal["black", "mean"]
 
 
 @dataclass
 class PixelAttribution:
-    """Pixel IG summed per visual token (`token_scores`, in image-token order) and laid out per view."""
+    """Pixel IG summed per visual token (`token_scores`, in image-token order) and laid out per view.
+
+    Args:
+        image_grid: the first view's grid.
+        views: every view's grid, by name.
+        token_scores: per image token, its pixels' summed scores.
+        f_input: f at the image.
+        f_baseline: f at the pixel baseline.
+        delta: the completeness error.
+        steps: integration points.
+        seconds: wall time.
+        extra: the baseline used and the layout.
+
+    Example:
+        >>> pixels = attribute_pixels(lm, "What is on the table?", " A cup", " A dog", "photo.jpg")
+        >>> len(pixels.token_scores)
+    """
 
     image_grid: list[list[float]]
     views: dict[str, list[list[float]]]
@@ -52,7 +71,7 @@ def _gauss_legendre(steps: int) -> tuple[list[float], list[float]]:
 class _PixelObjective:
     """f as a function of pixel_values: one vision pass, features scattered into both sequences."""
 
-    def __init__(self, lm: Any, example: EncodedExample, target: Target):
+    def __init__(self, lm: LoadedModel, example: EncodedExample, target: Target):
         self.lm = lm
         self.adapter = lm.adapter
         self.example = example
@@ -70,9 +89,23 @@ class _PixelObjective:
         return self.objective(plus, minus)[0]
 
 
-def attribute_pixels_example(lm: Any, example: EncodedExample, steps: int = 32, target: Target = "sequence",
+def attribute_pixels_example(lm: LoadedModel, example: EncodedExample, steps: int = 32, target: Target = "sequence",
                              baseline: PixelBaseline = "black") -> PixelAttribution:
-    """Pixel IG for an encoded example with an image."""
+    """Pixel IG for an encoded example with an image.
+
+    Args:
+        lm: a loaded vision-language model.
+        example: an encoded example with an image.
+        steps: integration points.
+        target: "sequence" or "last".
+        baseline: "black" or "mean" (the processor's normalised zero).
+
+    Returns:
+        The PixelAttribution.
+
+    Example:
+        >>> pixels = attribute_pixels_example(lm, encode_example(lm, "Cup?", " Yes", " No", image=pil), steps=16)
+    """
     if not lm.is_vlm or LAYOUT_KEY not in example.extras:
         raise InputError("Pixel attribution needs a vision-language model and an image.")
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_PIXEL_STEPS:
@@ -114,9 +147,25 @@ def attribute_pixels_example(lm: Any, example: EncodedExample, steps: int = 32, 
                             steps=steps, seconds=time.perf_counter() - start, extra=extra)
 
 
-def attribute_pixels(lm: Any, prompt: str, chosen: str, rejected: str, image: Any, steps: int = 32,
+def attribute_pixels(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any, steps: int = 32,
                      target: Target = "sequence", baseline: PixelBaseline = "black") -> PixelAttribution:
-    """Integrated Gradients of log P(chosen) - log P(rejected) over the image's pixels, summed per patch."""
+    """Integrated Gradients of log P(chosen) - log P(rejected) over the image's pixels, summed per patch.
+
+    Args:
+        lm: a loaded vision-language model.
+        prompt: the prompt.
+        chosen: the preferred answer.
+        rejected: the other answer.
+        image: the image.
+        steps, target, baseline: as in `attribute_pixels_example`.
+
+    Returns:
+        The PixelAttribution.
+
+    Example:
+        >>> pixels = attribute_pixels(lm, "What is on the table?", " A cup", " A dog", "photo.jpg", steps=16)
+        >>> pixels.image_grid
+    """
     if image is None:
         raise InputError("Pixel attribution needs an image.")
     example = encode_example(lm, prompt, chosen, rejected, image=image)

@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grains.errors import InputError
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 YES, NO = "Yes", "No"
 Steering = Callable[[], AbstractContextManager] | None
@@ -39,8 +42,20 @@ def _image(probe: Any, image_root: str | Path | None) -> Any:
     return image
 
 
-def score_yes_no(lm: Any, image: Any, question: str) -> tuple[float, float]:
-    """(log P("Yes"), log P("No")) as the model's answer to `question` about `image`, under any active hooks."""
+def score_yes_no(lm: LoadedModel, image: Any, question: str) -> tuple[float, float]:
+    """(log P("Yes"), log P("No")) as the model's answer to `question` about `image`, under any active hooks.
+
+    Args:
+        lm: a loaded vision-language model.
+        image: the image (path or PIL image).
+        question: the question as the model sees it.
+
+    Returns:
+        (log P(yes), log P(no)) at the start of the answer.
+
+    Example:
+        >>> lp_yes, lp_no = score_yes_no(lm, "assets/images/coffee.jpg", "Is there a cup in the image?")
+    """
     from grains.scoring import response_logprobs
 
     enc = lm.encode_prompt(question, image=image)
@@ -49,7 +64,20 @@ def score_yes_no(lm: Any, image: Any, question: str) -> tuple[float, float]:
 
 
 def probe_metrics(predictions: Sequence[str], truths: Sequence[str]) -> dict[str, Any]:
-    """Confusion counts and POPE metrics for "yes"/"no" predictions against the true answers ("yes" is positive)."""
+    """Confusion counts and POPE metrics for "yes"/"no" predictions against the true answers ("yes" is positive).
+
+    Args:
+        predictions: "yes" or "no" per probe.
+        truths: the true answers.
+
+    Returns:
+        n, tp, fp, tn, fn, accuracy, precision, recall, f1 and yes_ratio.
+
+    Example:
+        >>> m = probe_metrics(["yes", "no", "yes", "no"], ["yes", "no", "no", "no"])
+        >>> m["accuracy"], m["precision"], m["recall"]
+        (0.75, 0.5, 1.0)
+    """
     if len(predictions) != len(truths):
         raise InputError("There must be one prediction per probe.")
     if not predictions:
@@ -67,12 +95,24 @@ def probe_metrics(predictions: Sequence[str], truths: Sequence[str]) -> dict[str
             "recall": recall, "f1": f1, "yes_ratio": (tp + fp) / n}
 
 
-def evaluate_probes(lm: Any, probes: Sequence[Any], steering: Steering = None,
+def evaluate_probes(lm: LoadedModel, probes: Sequence[Any], steering: Steering = None,
                     image_root: str | Path | None = None) -> dict[str, Any]:
     """Answer every probe (a YesNoProbe or a dict with image, question, answer) and compute POPE metrics.
 
     `steering` is a context-manager factory (e.g. `lambda: steer(lm, vector, layer, strength)`) entered around each
     probe; None scores the model as it is. Relative image paths are resolved against `image_root`.
+
+    Args:
+        lm: a loaded vision-language model.
+        probes: YesNoProbes or dicts.
+        steering: a context-manager factory, or None.
+        image_root: where relative image paths resolve.
+
+    Returns:
+        The POPE metrics and one row per probe.
+
+    Example:
+        >>> evaluate_probes(lm, load_probes(BUILTIN_DATASETS["pope_style"]))["accuracy"]
     """
     if not probes:
         raise InputError("There are no probes to evaluate.")
@@ -95,7 +135,20 @@ def evaluate_probes(lm: Any, probes: Sequence[Any], steering: Steering = None,
 
 
 def probes_to_pairs(probes: Sequence[Any], image_root: str | Path | None = None) -> list[Any]:
-    """Preference examples from probes: chosen = the true answer, rejected = the other, same question and image."""
+    """Preference examples from probes: chosen = the true answer, rejected = the other, same question and image.
+
+    Args:
+        probes: YesNoProbes or dicts with image, question, answer (and object).
+        image_root: where relative image paths resolve.
+
+    Returns:
+        PreferenceExamples (chosen "Yes" or "No").
+
+    Example:
+        >>> probes_to_pairs([{"image": "images/coffee.jpg", "question": "Is there a cup?", "answer": "yes"}],
+        ...                 image_root="assets")[0].chosen
+        'Yes'
+    """
     from grains.data import PreferenceExample
 
     pairs = []
