@@ -13,22 +13,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from grains.adapters import text_config
 from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
+from grains.integration import (  # noqa: F401 - re-exported for callers of grains.attribution
+    ABS_SHARE,
+    MAX_STEPS,
+    IntegrationOutcome,
+    PathIntegrator,
+    _phi,
+    integrate,
+    within_tolerance,
+)
+from grains.logprobs import ROW_BLOCK, target_logprobs  # noqa: F401 - re-exported
 from grains.memory import auto_chunk_size, ig_bytes_per_point, oom_guard
-from grains.quadrature import DEFAULT_RULE, RULES, Panel, make_panels
+from grains.quadrature import DEFAULT_RULE, RULES, make_panels
 
 Target = Literal["sequence", "last"]
 Baseline = Literal["zero", "pad"]
 IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
-MAX_STEPS = 512
 DEFAULT_STEPS = 16  # starting points of the default graded rule
 DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
-ABS_SHARE = 5  # the sum-|phi| criterion is tolerance / ABS_SHARE
 
 
 @dataclass
@@ -211,40 +218,6 @@ class SharedPromptObjective(ContrastiveObjective):
         return per_row[:n] + per_row[n:]
 
 
-ROW_BLOCK = 8  # rows of logits per vocabulary-sized temporary
-
-
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    """At least fp32 (bf16/fp16 logits are widened; fp64 stays fp64)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-class _TargetLogprob(torch.autograd.Function):
-    """log_softmax(logits)[target] per row, with a backward that writes the [rows, vocab] gradient in one pass
-    (softmax scaled, plus the target's share) instead of materialising log-softmax and zero-filled gathers.
-    Rows go in blocks so the vocabulary-sized temporaries stay small and are reused."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        lse = torch.cat([torch.logsumexp(_wide(block), dim=-1) for block in logits.split(ROW_BLOCK)])
-        ctx.save_for_backward(logits, lse, targets)
-        return _wide(logits.gather(-1, targets.view(-1, 1)).squeeze(-1)) - lse
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, lse, targets = ctx.saved_tensors
-        out = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            block = (_wide(logits[rows]) - lse[rows].view(-1, 1)).exp_().mul_(-grad[rows].view(-1, 1))
-            out[rows] = block.scatter_add_(-1, targets[rows].view(-1, 1), grad[rows].view(-1, 1).to(block.dtype))
-        return out, None
-
-
-def target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log P(targets[i]) under logits[i] ([rows, vocab] -> [rows]), differentiable with respect to the logits."""
-    return _TargetLogprob.apply(logits, targets)
-
 
 def input_embeddings(lm: Any, example: EncodedExample) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings [1, T, D] of s+ and s- as the decoder sees them (images merged in for a VLM)."""
@@ -283,136 +256,6 @@ def choose_chunk_size(lm: Any, example: EncodedExample, steps: int) -> int:
         vocab=int(cfg.vocab_size), dtype_bytes=torch.finfo(lm.dtype).bits // 8,
     )
     return auto_chunk_size(steps, per_point, lm.device)
-
-
-@dataclass
-class _PanelSums:
-    """One panel's weighted gradient sums (fp32, [T, D] per sequence) and its quadrature of g(a) = df/da."""
-
-    grad_plus: torch.Tensor
-    grad_minus: torch.Tensor
-    integral: float
-
-
-class PathIntegrator:
-    """Gradients of the contrastive objective at arbitrary alphas on the straight path x' + a (x - x'), summed with
-    arbitrary weights, in chunks; and forward-only values of f on the path. This is exact IG for any quadrature rule:
-    phi_i = (x_i - x'_i) * sum_j w_j grad_i(a_j)."""
-
-    def __init__(self, objective: Any, inputs: tuple[torch.Tensor, torch.Tensor],
-                 base: tuple[torch.Tensor, torch.Tensor], chunk: int):
-        self.objective = objective
-        self.inputs, self.base, self.chunk = inputs, base, chunk
-        self.diff = (inputs[0] - base[0], inputs[1] - base[1])
-        self.gradient_evals = 0
-        self.forward_evals = 0
-        self._f_cache: dict[float, float] = {}
-
-    def _path(self, alphas: torch.Tensor, which: int) -> torch.Tensor:
-        a = alphas.to(self.base[which].dtype).view(-1, 1, 1)
-        return self.base[which] + a * self.diff[which]
-
-    def gradient_sums(self, alphas: np.ndarray, weights: np.ndarray) -> _PanelSums:
-        """sum_j w_j df/dx(a_j) for s+ and s- ([T, D] each, fp32), and sum_j w_j g(a_j)."""
-        sums = [torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
-        a_all = torch.as_tensor(np.asarray(alphas), dtype=torch.float64)
-        w_all = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
-        for start in range(0, len(a_all), self.chunk):
-            a = a_all[start:start + self.chunk]
-            w = w_all[start:start + self.chunk].to(sums[0].device).view(-1, 1, 1)
-            plus = self._path(a, 0).requires_grad_(True)
-            minus = self._path(a, 1).requires_grad_(True)
-            values = self.objective(plus, minus)
-            grads = torch.autograd.grad(values.sum(), (plus, minus))
-            for k in (0, 1):
-                sums[k] += (w * grads[k].float()).sum(dim=0)
-            self.gradient_evals += len(a)
-        integral = float(sum((s * d[0].float()).sum() for s, d in zip(sums, self.diff)))
-        return _PanelSums(sums[0], sums[1], integral)
-
-    def values(self, alphas: list[float]) -> list[float]:
-        """f at each alpha (forward only; values already computed are reused)."""
-        todo = sorted({a for a in alphas if a not in self._f_cache})
-        with torch.no_grad():
-            for start in range(0, len(todo), max(self.chunk, 1) * 2):
-                part = todo[start:start + self.chunk * 2]
-                a = torch.tensor(part, dtype=torch.float64)
-                out = self.objective(self._path(a, 0), self._path(a, 1))
-                self._f_cache.update(zip(part, out.float().tolist()))
-                self.forward_evals += len(part)
-        return [self._f_cache[a] for a in alphas]
-
-
-@dataclass
-class IntegrationOutcome:
-    """What an IG integration produced: gradient sums over the final rule and how it got there."""
-
-    grad_plus: torch.Tensor
-    grad_minus: torch.Tensor
-    f_input: float
-    f_baseline: float
-    panels: list[Panel]
-    gradient_evals: int
-    forward_evals: int
-    panel_errors: list[float] | None
-
-
-def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tensor, torch.Tensor]
-         ) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple((s * d[0].float()).sum(dim=-1).cpu() for s, d in zip(outcome_sums, diff))  # type: ignore[return-value]
-
-
-def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
-    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|; or, for a gap near 0 (where that ratio
-    explodes), |delta| <= (tolerance / 5) * sum |phi| and |delta| <= tolerance in nats (at the default 5%: 1% of the
-    score mass and 0.05 nats). The absolute floor matters: an unconverged rule inflates sum |phi| itself (Gemma-3,
-    32 Gauss-Legendre points: delta 163% of the gap but 1.5% of sum |phi|)."""
-    if abs(delta) <= tolerance * abs(gap):
-        return True
-    return abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance
-
-
-def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,
-              max_points: int | None = None) -> IntegrationOutcome:
-    """Run the rule `panels`; with a tolerance, split the panel with the largest own completeness error
-    (f(hi) - f(lo) against its quadrature) until within_tolerance holds or the next split would pass `max_points`
-    gradient evaluations. Panels that are not split keep their gradients."""
-    sums = {p: integrator.gradient_sums(*p.nodes()) for p in panels}
-    f_base, f_input = integrator.values([0.0, 1.0])
-    gap = f_input - f_base
-    panel_errors = None
-
-    def state() -> tuple[float, float]:
-        gp = sum(sums[p].grad_plus for p in panels)
-        gm = sum(sums[p].grad_minus for p in panels)
-        phi_p, phi_m = _phi((gp, gm), integrator.diff)
-        return sum(sums[p].integral for p in panels) - gap, float(phi_p.abs().sum() + phi_m.abs().sum())
-
-    if tolerance is not None:
-        cap = max_points if max_points is not None else MAX_STEPS
-        delta, total_abs = state()
-        while not within_tolerance(delta, gap, total_abs, tolerance):
-            edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
-            f_at = dict(zip(edges, integrator.values(edges)))
-            errors = {p: sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels}
-            worst = max(panels, key=lambda p: abs(errors[p]))
-            if integrator.gradient_evals + 2 * worst.n > cap:
-                break
-            halves = worst.split()
-            i = panels.index(worst)
-            panels = panels[:i] + list(halves) + panels[i + 1:]
-            del sums[worst]
-            for half in halves:
-                sums[half] = integrator.gradient_sums(*half.nodes())
-            delta, total_abs = state()
-        edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
-        f_at = dict(zip(edges, integrator.values(edges)))
-        panel_errors = [sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels] if len(panels) > 1 else None
-    return IntegrationOutcome(
-        grad_plus=sum(sums[p].grad_plus for p in panels), grad_minus=sum(sums[p].grad_minus for p in panels),
-        f_input=f_input, f_baseline=f_base, panels=panels, gradient_evals=integrator.gradient_evals,
-        forward_evals=integrator.forward_evals, panel_errors=panel_errors,
-    )
 
 
 def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target: Target = "sequence",
