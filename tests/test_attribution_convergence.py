@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.reference import reference_attribute
 from grains.attribution import (
     AttributionResult,
     attribute,
     attribute_example,
-    baseline_embeddings,
-    input_embeddings,
     within_tolerance,
 )
 from grains.encoding import encode_example
 from grains.errors import InputError
 from grains.models import load_model
 from grains.quadrature import Panel, graded_panels, integration_points, make_panels, rule_nodes
-from tests.reference_impl import reference_ig
 
 PROMPT, CHOSEN, REJECTED = "What is the capital of France?", "Paris is the capital.", "London, I think."
 
@@ -70,13 +68,9 @@ def test_graded_rule_matches_the_step_by_step_reference_on_the_same_nodes():
     lm = load_model("tiny-random-llama")
     example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
     ours = attribute_example(lm, example, steps=10, points="graded")
-    inputs = input_embeddings(lm, example)
-    base_plus, base_minus = baseline_embeddings(lm, example, inputs, "zero")
-    ref_plus, ref_minus = reference_ig(lm.model, example.sequence_ids("plus"), example.sequence_ids("minus"),
-                                       example.prompt_len, base_plus, base_minus, 10, lm.model.get_input_embeddings(),
-                                       nodes=integration_points(10, "graded"))
-    torch.testing.assert_close(torch.tensor(ours.plus_scores), ref_plus, atol=1e-4, rtol=1e-3)
-    torch.testing.assert_close(torch.tensor(ours.minus_scores), ref_minus, atol=1e-4, rtol=1e-3)
+    ref = reference_attribute(lm, example, nodes=integration_points(10, "graded"))
+    torch.testing.assert_close(torch.tensor(ours.plus_scores), torch.tensor(ref.plus_scores), atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(torch.tensor(ours.minus_scores), torch.tensor(ref.minus_scores), atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-qwen2", "tiny-random-gemma3-text"])
