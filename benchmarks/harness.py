@@ -286,7 +286,8 @@ def bench_time_to_converged_many(lm: Any, examples: list[Any], reference_steps: 
 
     Returns:
         {"rows": [per example: engine/reference seconds, relative deltas, gradient and forward evals, ratio],
-        "median_ratio": median of engine / reference seconds, "median_engine_relative_delta": ...}.
+        "median_ratio": median of engine / reference wall seconds, "median_cpu_ratio": the same in process CPU
+        seconds (steadier on a shared machine, at one thread), "median_engine_relative_delta": ...}.
     """
     from benchmarks.reference import reference_attribute
     from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE, attribute_example
@@ -294,10 +295,16 @@ def bench_time_to_converged_many(lm: Any, examples: list[Any], reference_steps: 
     say = progress or (lambda _msg: None)
     rows = []
     for index, example in enumerate(examples):
+        cpu = time.process_time()
         ours = attribute_example(lm, example, steps=DEFAULT_STEPS, tolerance=DEFAULT_TOLERANCE)
+        engine_cpu = time.process_time() - cpu
+        cpu = time.process_time()
         ref = reference_attribute(lm, example, steps=reference_steps, points="gauss-legendre")
+        reference_cpu = time.process_time() - cpu
         row = {"engine_seconds": ours.seconds, "reference_seconds": ref.seconds,
-               "ratio": ours.seconds / ref.seconds, "engine_relative_delta": ours.relative_delta,
+               "ratio": ours.seconds / ref.seconds, "engine_cpu_seconds": engine_cpu,
+               "reference_cpu_seconds": reference_cpu, "cpu_ratio": engine_cpu / max(reference_cpu, 1e-9),
+               "engine_relative_delta": ours.relative_delta,
                "engine_converged": ours.converged, "gradient_evals": ours.gradient_evals,
                "forward_evals": ours.forward_evals,
                "reference_relative_delta": _relative(ref.delta, ref.f_input - ref.f_baseline),
@@ -305,8 +312,10 @@ def bench_time_to_converged_many(lm: Any, examples: list[Any], reference_steps: 
         rows.append(row)
         say(f"  example {index}: engine {row['engine_seconds']:.1f} s ({row['gradient_evals']} gradient points, "
             f"delta {row['engine_relative_delta']:.1%}), reference {row['reference_seconds']:.1f} s "
-            f"(delta {row['reference_relative_delta']:.1%}): ratio {row['ratio']:.2f}")
+            f"(delta {row['reference_relative_delta']:.1%}): ratio {row['ratio']:.2f}, CPU-time ratio "
+            f"{row['cpu_ratio']:.2f}")
     return {"rows": rows, "median_ratio": _median([r["ratio"] for r in rows]),
+            "median_cpu_ratio": _median([r["cpu_ratio"] for r in rows]),
             "median_engine_relative_delta": _median([r["engine_relative_delta"] for r in rows]),
             "median_reference_relative_delta": _median([r["reference_relative_delta"] for r in rows])}
 
