@@ -144,3 +144,16 @@ def test_bench_harness_is_found_in_the_checkout() -> None:
 
     harness = cli._bench_harness()
     assert harness is not None and harness.bench_command is bench_command
+
+
+def test_the_library_ships_no_benchmark() -> None:
+    # the harness and its reference loop live in benchmarks/, outside the package; grains never imports them
+    from pathlib import Path
+
+    import grains
+
+    package = Path(grains.__file__).parent
+    assert not list(package.glob("bench*.py"))
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert "from benchmarks" not in text and "import benchmarks" not in text, source
