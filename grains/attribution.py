@@ -13,25 +13,35 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
 
 from grains.adapters import text_config
 from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
+from grains.integration import (  # noqa: F401 - re-exported for callers of grains.attribution
+    ABS_SHARE,
+    MAX_STEPS,
+    IntegrationOutcome,
+    PathIntegrator,
+    _phi,
+    integrate,
+    within_tolerance,
+)
+from grains.logprobs import ROW_BLOCK, target_logprobs  # noqa: F401 - re-exported
 from grains.memory import auto_chunk_size, ig_bytes_per_point, oom_guard
-from grains.quadrature import DEFAULT_RULE, RULES, Panel, make_panels
+from grains.objective import ContrastiveObjective, SharedPromptObjective, Target
+from grains.quadrature import DEFAULT_RULE, RULES, make_panels
 from grains.viz.display import Renderable, read_json_source
 
-Target = Literal["sequence", "last"]
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+
 Baseline = Literal["zero", "pad"]
 IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
-MAX_STEPS = 512
 DEFAULT_STEPS = 16  # starting points of the default graded rule
 DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
-ABS_SHARE = 5  # the sum-|phi| criterion is tolerance / ABS_SHARE
 
 
 @dataclass
@@ -162,137 +172,7 @@ def _check_tolerance(tolerance: float | None, max_points: int | None, steps: int
     return tolerance, max_points
 
 
-class ContrastiveObjective:
-    """f(s+, s-) = log P(chosen | prompt) - log P(rejected | prompt), evaluated from input embeddings.
-
-    Both sequences are right-padded into one batch and only the logits at response positions are computed.
-    """
-
-    def __init__(self, lm: Any, example: EncodedExample, target: Target = "sequence"):
-        self.lm = lm
-        self.example = example
-        self.target = target
-        self.len_plus = len(example.sequence_ids("plus"))
-        self.len_minus = len(example.sequence_ids("minus"))
-        self.width = max(self.len_plus, self.len_minus)
-        # positions prompt_len-1 .. width-1 predict every response token of either sequence
-        self.keep = self.width - example.prompt_len + 1
-        device = lm.adapter.input_device
-        pad = lm.tokenizer.pad_token_id or 0
-        ids = torch.full((2, self.width), pad, dtype=torch.long)
-        ids[0, : self.len_plus] = torch.tensor(example.sequence_ids("plus"))
-        ids[1, : self.len_minus] = torch.tensor(example.sequence_ids("minus"))
-        self.padded_ids = ids.to(device)
-        mask = torch.zeros((2, self.width), dtype=torch.long)
-        mask[0, : self.len_plus] = 1
-        mask[1, : self.len_minus] = 1
-        self.mask = mask.to(device)
-        self.chosen = torch.tensor(example.chosen.ids, device=device)
-        self.rejected = torch.tensor(example.rejected.ids, device=device)
-        self.target_ids_and_weights = self._targets()
-
-    def _pad(self, emb: torch.Tensor) -> torch.Tensor:
-        missing = self.width - emb.shape[1]
-        if missing == 0:
-            return emb
-        return torch.cat([emb, emb.new_zeros(emb.shape[0], missing, emb.shape[2])], dim=1)
-
-    def _targets(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target token ids [2, keep] (0 where unused) and weights [2, keep] selecting what f sums, with the
-        dispreferred row weighted -1. Row 0 is s+, row 1 is s-."""
-        ids = torch.zeros((2, self.keep), dtype=torch.long, device=self.chosen.device)
-        weights = torch.zeros((2, self.keep), dtype=torch.float32, device=self.chosen.device)
-        for row, (targets, sign) in enumerate(((self.chosen, 1.0), (self.rejected, -1.0))):
-            ids[row, : targets.shape[0]] = targets
-            if self.target == "last":
-                weights[row, targets.shape[0] - 1] = sign
-            else:
-                weights[row, : targets.shape[0]] = sign
-        return ids, weights
-
-    def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
-        n = emb_plus.shape[0]
-        embeds = torch.cat([self._pad(emb_plus), self._pad(emb_minus)], dim=0)
-        ids = self.padded_ids.repeat_interleave(n, dim=0)
-        mask = self.mask.repeat_interleave(n, dim=0)
-        extras = self.lm.adapter.expand_extras(self.example.extras, 2 * n)
-        out = self.lm.adapter.forward_embeds(embeds, attention_mask=mask, extras=extras, input_ids=ids,
-                                             logits_to_keep=self.keep)
-        logits = out.logits if out.logits.shape[1] == self.keep else out.logits[:, -self.keep:, :]
-        # the kept window starts at prompt_len-1 for both rows, so response token j sits at index j
-        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
-        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
-        per_row = (logprobs * weights).sum(dim=1)
-        return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
-
-
-class SharedPromptObjective(ContrastiveObjective):
-    """The same f, with the prompt run once per point: its keys and values (KV cache) are repeated for s+ and s-,
-    and both responses continue from them in one batch; the backward pass runs through both responses into the
-    one prompt. The prompt is read from the s+ embeddings, so the prompt's gradient (and score) is the sum of its
-    s+ and s- parts and lands on s+ (the prompt heatmap, s+ score plus s- score, is unchanged; the s- prompt
-    scores are 0). Text models only; build keeps the per-sequence split (the plain objective)."""
-
-    def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
-        n, p = emb_plus.shape[0], self.example.prompt_len
-        model = self.lm.model
-        device = emb_plus.device
-        out = model(inputs_embeds=emb_plus[:, :p], attention_mask=torch.ones((n, p), dtype=torch.long, device=device),
-                    use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(2)  # rows: (s+ of point 0, s- of point 0, s+ of point 1, ...)
-        width = self.width - p
-        resp = torch.stack([self._pad(emb_plus)[:, p:], self._pad(emb_minus)[:, p:]], dim=1).reshape(2 * n, width, -1)
-        mask = torch.stack([self.mask[0], self.mask[1]]).repeat(n, 1)
-        rest = model(inputs_embeds=resp, attention_mask=mask, past_key_values=cache, use_cache=True,
-                     logits_to_keep=width).logits
-        rest = rest if rest.shape[1] == width else rest[:, -width:, :]
-        first = out.logits[:, -1:, :].repeat_interleave(2, dim=0)
-        logits = torch.cat([first, rest], dim=1)[:, : self.keep]  # [2n, keep, V], interleaved rows
-        order = torch.cat([torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2)]).to(device)
-        logits = logits[order]  # [plus rows, minus rows], as the plain objective lays them out
-        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
-        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
-        per_row = (logprobs * weights).sum(dim=1)
-        return per_row[:n] + per_row[n:]
-
-
-ROW_BLOCK = 8  # rows of logits per vocabulary-sized temporary
-
-
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    """At least fp32 (bf16/fp16 logits are widened; fp64 stays fp64)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-class _TargetLogprob(torch.autograd.Function):
-    """log_softmax(logits)[target] per row, with a backward that writes the [rows, vocab] gradient in one pass
-    (softmax scaled, plus the target's share) instead of materialising log-softmax and zero-filled gathers.
-    Rows go in blocks so the vocabulary-sized temporaries stay small and are reused."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        lse = torch.cat([torch.logsumexp(_wide(block), dim=-1) for block in logits.split(ROW_BLOCK)])
-        ctx.save_for_backward(logits, lse, targets)
-        return _wide(logits.gather(-1, targets.view(-1, 1)).squeeze(-1)) - lse
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, lse, targets = ctx.saved_tensors
-        out = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            block = (_wide(logits[rows]) - lse[rows].view(-1, 1)).exp_().mul_(-grad[rows].view(-1, 1))
-            out[rows] = block.scatter_add_(-1, targets[rows].view(-1, 1), grad[rows].view(-1, 1).to(block.dtype))
-        return out, None
-
-
-def target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log P(targets[i]) under logits[i] ([rows, vocab] -> [rows]), differentiable with respect to the logits."""
-    return _TargetLogprob.apply(logits, targets)
-
-
-def input_embeddings(lm: Any, example: EncodedExample) -> tuple[torch.Tensor, torch.Tensor]:
+def input_embeddings(lm: LoadedModel, example: EncodedExample) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings [1, T, D] of s+ and s- as the decoder sees them (images merged in for a VLM)."""
     with torch.no_grad():
         plus = lm.adapter.embed_ids(torch.tensor([example.sequence_ids("plus")]), example.extras)
@@ -300,7 +180,7 @@ def input_embeddings(lm: Any, example: EncodedExample) -> tuple[torch.Tensor, to
     return plus.detach(), minus.detach()
 
 
-def baseline_embeddings(lm: Any, example: EncodedExample, embeds: tuple[torch.Tensor, torch.Tensor],
+def baseline_embeddings(lm: LoadedModel, example: EncodedExample, embeds: tuple[torch.Tensor, torch.Tensor],
                         kind: Baseline = "zero") -> tuple[torch.Tensor, torch.Tensor]:
     """The IG baseline: zero (or pad-token) embeddings, with BOS and template specials kept at their real values
     (an all-zero input explodes on RMSNorm models)."""
@@ -318,7 +198,7 @@ def baseline_embeddings(lm: Any, example: EncodedExample, embeds: tuple[torch.Te
     return out[0], out[1]
 
 
-def choose_chunk_size(lm: Any, example: EncodedExample, steps: int) -> int:
+def choose_chunk_size(lm: LoadedModel, example: EncodedExample, steps: int) -> int:
     """Interpolation points per batch, sized to free memory."""
     cfg = text_config(lm.model.config)
     hidden = int(cfg.hidden_size)
@@ -331,137 +211,7 @@ def choose_chunk_size(lm: Any, example: EncodedExample, steps: int) -> int:
     return auto_chunk_size(steps, per_point, lm.device)
 
 
-@dataclass
-class _PanelSums:
-    """One panel's weighted gradient sums (fp32, [T, D] per sequence) and its quadrature of g(a) = df/da."""
-
-    grad_plus: torch.Tensor
-    grad_minus: torch.Tensor
-    integral: float
-
-
-class PathIntegrator:
-    """Gradients of the contrastive objective at arbitrary alphas on the straight path x' + a (x - x'), summed with
-    arbitrary weights, in chunks; and forward-only values of f on the path. This is exact IG for any quadrature rule:
-    phi_i = (x_i - x'_i) * sum_j w_j grad_i(a_j)."""
-
-    def __init__(self, objective: Any, inputs: tuple[torch.Tensor, torch.Tensor],
-                 base: tuple[torch.Tensor, torch.Tensor], chunk: int):
-        self.objective = objective
-        self.inputs, self.base, self.chunk = inputs, base, chunk
-        self.diff = (inputs[0] - base[0], inputs[1] - base[1])
-        self.gradient_evals = 0
-        self.forward_evals = 0
-        self._f_cache: dict[float, float] = {}
-
-    def _path(self, alphas: torch.Tensor, which: int) -> torch.Tensor:
-        a = alphas.to(self.base[which].dtype).view(-1, 1, 1)
-        return self.base[which] + a * self.diff[which]
-
-    def gradient_sums(self, alphas: np.ndarray, weights: np.ndarray) -> _PanelSums:
-        """sum_j w_j df/dx(a_j) for s+ and s- ([T, D] each, fp32), and sum_j w_j g(a_j)."""
-        sums = [torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
-        a_all = torch.as_tensor(np.asarray(alphas), dtype=torch.float64)
-        w_all = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
-        for start in range(0, len(a_all), self.chunk):
-            a = a_all[start:start + self.chunk]
-            w = w_all[start:start + self.chunk].to(sums[0].device).view(-1, 1, 1)
-            plus = self._path(a, 0).requires_grad_(True)
-            minus = self._path(a, 1).requires_grad_(True)
-            values = self.objective(plus, minus)
-            grads = torch.autograd.grad(values.sum(), (plus, minus))
-            for k in (0, 1):
-                sums[k] += (w * grads[k].float()).sum(dim=0)
-            self.gradient_evals += len(a)
-        integral = float(sum((s * d[0].float()).sum() for s, d in zip(sums, self.diff)))
-        return _PanelSums(sums[0], sums[1], integral)
-
-    def values(self, alphas: list[float]) -> list[float]:
-        """f at each alpha (forward only; values already computed are reused)."""
-        todo = sorted({a for a in alphas if a not in self._f_cache})
-        with torch.no_grad():
-            for start in range(0, len(todo), max(self.chunk, 1) * 2):
-                part = todo[start:start + self.chunk * 2]
-                a = torch.tensor(part, dtype=torch.float64)
-                out = self.objective(self._path(a, 0), self._path(a, 1))
-                self._f_cache.update(zip(part, out.float().tolist()))
-                self.forward_evals += len(part)
-        return [self._f_cache[a] for a in alphas]
-
-
-@dataclass
-class IntegrationOutcome:
-    """What an IG integration produced: gradient sums over the final rule and how it got there."""
-
-    grad_plus: torch.Tensor
-    grad_minus: torch.Tensor
-    f_input: float
-    f_baseline: float
-    panels: list[Panel]
-    gradient_evals: int
-    forward_evals: int
-    panel_errors: list[float] | None
-
-
-def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tensor, torch.Tensor]
-         ) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple((s * d[0].float()).sum(dim=-1).cpu() for s, d in zip(outcome_sums, diff))  # type: ignore[return-value]
-
-
-def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
-    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|; or, for a gap near 0 (where that ratio
-    explodes), |delta| <= (tolerance / 5) * sum |phi| and |delta| <= tolerance in nats (at the default 5%: 1% of the
-    score mass and 0.05 nats). The absolute floor matters: an unconverged rule inflates sum |phi| itself (Gemma-3,
-    32 Gauss-Legendre points: delta 163% of the gap but 1.5% of sum |phi|)."""
-    if abs(delta) <= tolerance * abs(gap):
-        return True
-    return abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance
-
-
-def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,
-              max_points: int | None = None) -> IntegrationOutcome:
-    """Run the rule `panels`; with a tolerance, split the panel with the largest own completeness error
-    (f(hi) - f(lo) against its quadrature) until within_tolerance holds or the next split would pass `max_points`
-    gradient evaluations. Panels that are not split keep their gradients."""
-    sums = {p: integrator.gradient_sums(*p.nodes()) for p in panels}
-    f_base, f_input = integrator.values([0.0, 1.0])
-    gap = f_input - f_base
-    panel_errors = None
-
-    def state() -> tuple[float, float]:
-        gp = sum(sums[p].grad_plus for p in panels)
-        gm = sum(sums[p].grad_minus for p in panels)
-        phi_p, phi_m = _phi((gp, gm), integrator.diff)
-        return sum(sums[p].integral for p in panels) - gap, float(phi_p.abs().sum() + phi_m.abs().sum())
-
-    if tolerance is not None:
-        cap = max_points if max_points is not None else MAX_STEPS
-        delta, total_abs = state()
-        while not within_tolerance(delta, gap, total_abs, tolerance):
-            edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
-            f_at = dict(zip(edges, integrator.values(edges)))
-            errors = {p: sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels}
-            worst = max(panels, key=lambda p: abs(errors[p]))
-            if integrator.gradient_evals + 2 * worst.n > cap:
-                break
-            halves = worst.split()
-            i = panels.index(worst)
-            panels = panels[:i] + list(halves) + panels[i + 1:]
-            del sums[worst]
-            for half in halves:
-                sums[half] = integrator.gradient_sums(*half.nodes())
-            delta, total_abs = state()
-        edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
-        f_at = dict(zip(edges, integrator.values(edges)))
-        panel_errors = [sums[p].integral - (f_at[p.hi] - f_at[p.lo]) for p in panels] if len(panels) > 1 else None
-    return IntegrationOutcome(
-        grad_plus=sum(sums[p].grad_plus for p in panels), grad_minus=sum(sums[p].grad_minus for p in panels),
-        f_input=f_input, f_baseline=f_base, panels=panels, gradient_evals=integrator.gradient_evals,
-        forward_evals=integrator.forward_evals, panel_errors=panel_errors,
-    )
-
-
-def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target: Target = "sequence",
+def attribute_example(lm: LoadedModel, example: EncodedExample, steps: int = 20, target: Target = "sequence",
                       baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
                       chunk_size: int | None = None, tolerance: float | None = None,
                       max_points: int | None = None, share_prompt: bool = False) -> AttributionResult:
@@ -517,7 +267,7 @@ def attribute_example(lm: Any, example: EncodedExample, steps: int = 20, target:
     )
 
 
-def attribute(lm: Any, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = DEFAULT_STEPS,
+def attribute(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: Any = None, steps: int = DEFAULT_STEPS,
               target: Target = "sequence", baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
               chunk_size: int | None = None, tolerance: float | None = DEFAULT_TOLERANCE,
               max_points: int | None = None, prompt_format: str | None = None,

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from grains.cli_args import add_command_arguments
 from grains.cli_args import common_arguments as _common  # the bench subparser's lines call it by this name
@@ -21,10 +21,27 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from grains.bench import bench_command
+def _bench_harness() -> Any:
+    """The benchmark harness (benchmarks/harness.py of the repository checkout this package runs from), or None
+    when it is not there (an installed wheel ships the library only)."""
+    import importlib
 
-    return bench_command(args)
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "harness.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("benchmarks.harness")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from grains.errors import InputError
+
+    harness = _bench_harness()
+    if harness is None:
+        raise InputError("`grains bench` needs the repository checkout's benchmarks/ folder, which an installed "
+                         "package does not ship: clone the repository and run `python -m grains bench` from it.")
+    return harness.bench_command(args)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,12 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory benchmarks against the reference way")
     _common(p)
-    try:
-        from grains.bench import add_bench_arguments
-
-        add_bench_arguments(p)
-    except ImportError:
-        pass
+    harness = _bench_harness()
+    if harness is not None:
+        harness.add_bench_arguments(p)
     p.set_defaults(func=_cmd_bench)
     return parser
 
@@ -125,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not (getattr(args, "func", None) is _cmd_bench and _bench_harness() is None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # without the harness, bench says what is missing
     if getattr(args, "image", None) and not Path(args.image).exists():
         print(f"error: no image file at {args.image}", file=sys.stderr)
         return EXIT_USER_ERROR

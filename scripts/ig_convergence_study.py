@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grains import quadrature  # noqa: E402
-from grains.attribution import attribute_example  # noqa: E402
+from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE, attribute_example  # noqa: E402
 from grains.data import load_any, truthfulqa_to_pairs  # noqa: E402
 from grains.encoding import encode_example  # noqa: E402
 from grains.models import load_model  # noqa: E402
@@ -33,6 +33,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
 # "quad" overrides grains.quadrature's graded-rule constants for that scheme (log/linear panel sizes, log share).
 SCHEMES = {
     "gl-20 (before)": {"steps": 20, "points": "gauss-legendre"},
+    "defaults": {"steps": DEFAULT_STEPS, "tolerance": DEFAULT_TOLERANCE},  # attribute's: graded 16, 5%, cap 64
     "gl-32": {"steps": 32, "points": "gauss-legendre"},
     "graded-16": {"steps": 16, "points": "graded"},
     "graded-32": {"steps": 32, "points": "graded"},
@@ -44,14 +45,16 @@ SCHEMES = {
 }
 
 
-def examples(n: int) -> list[tuple[str, object]]:
-    """The first n pairs of each shipped text dataset, labelled by dataset."""
+DATASETS = ("truthfulqa", "hallucination_pairs", "hhh_alignment")
+
+
+def examples(n: int, offset: int = 0, datasets: tuple[str, ...] = DATASETS) -> list[tuple[str, object]]:
+    """n pairs from row `offset` of each shipped text dataset, labelled by dataset (rows from 20 on are not app
+    examples: the held-out check uses --datasets truthfulqa --offset 20 --n 20)."""
     out = []
-    _, rows = load_any(str(ASSETS / "truthfulqa.jsonl"), limit=n)
-    out += [("truthfulqa", ex) for ex in truthfulqa_to_pairs(rows)]
-    for name in ("hallucination_pairs", "hhh_alignment"):
-        _, rows = load_any(str(ASSETS / f"{name}.jsonl"), limit=n)
-        out += [(name, ex) for ex in rows]
+    for name in datasets:
+        _, rows = load_any(str(ASSETS / f"{name}.jsonl"), limit=n, offset=offset)
+        out += [(name, ex) for ex in (truthfulqa_to_pairs(rows) if name == "truthfulqa" else rows)]
     return out
 
 
@@ -112,6 +115,8 @@ def main() -> int:
     parser.add_argument("--targets", default="sequence,last")
     parser.add_argument("--schemes", default=",".join(SCHEMES), help="comma-separated names from SCHEMES")
     parser.add_argument("--n", type=int, default=5, help="examples per dataset")
+    parser.add_argument("--offset", type=int, default=0, help="first row of each dataset")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="ig_convergence_study.jsonl")
     parser.add_argument("--topk", action="store_true", help="measure top-k overlap per number of points instead")
@@ -119,12 +124,12 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.topk:
-        return topk_study(args, examples(args.n))
+        return topk_study(args, examples(args.n, args.offset, tuple(args.datasets.split(","))))
     schemes = [s for s in args.schemes.split(",") if s]
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown:
         parser.error(f"unknown schemes {unknown}; known: {list(SCHEMES)}")
-    data = examples(args.n)
+    data = examples(args.n, args.offset, tuple(args.datasets.split(",")))
     records = []
     if Path(args.out).exists():  # resume: rows already measured are read back, not recomputed
         records = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
@@ -154,7 +159,7 @@ def main() -> int:
                                "converged": r.converged, "gap": r.f_input - r.f_baseline, "delta": r.delta,
                                "points_used": r.points_used, "gradient_evals": r.gradient_evals,
                                "forward_evals": r.forward_evals, "seconds": time.perf_counter() - start,
-                               "tokens": len(r.plus_tokens) + len(r.minus_tokens)}
+                               "tokens": len(r.plus_tokens) + len(r.minus_tokens), "panel_error": r.panel_error}
                         records.append(row)
                         sink.write(json.dumps(row) + "\n")
                         sink.flush()

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from grains.attribution import attribute, baseline_embeddings, input_embeddings
+from benchmarks.reference import reference_attribute
+from grains.attribution import attribute
 from grains.encoding import encode_example
 from grains.errors import InputError
 from grains.models import load_model
-from tests.reference_impl import reference_ig
 
 PROMPT, CHOSEN, REJECTED = "What is the capital of France?", "Paris is the capital.", "London, I think."
 
@@ -67,13 +67,9 @@ def test_matches_step_by_step_reference():
     lm = load_model("tiny-random-llama")
     example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
     ours = attribute(lm, PROMPT, CHOSEN, REJECTED, steps=10, points="gauss-legendre", tolerance=None)
-    inputs = input_embeddings(lm, example)
-    base_plus, base_minus = baseline_embeddings(lm, example, inputs, "zero")
-    ref_plus, ref_minus = reference_ig(lm.model, example.sequence_ids("plus"), example.sequence_ids("minus"),
-                                       example.prompt_len, base_plus, base_minus, 10,
-                                       lm.model.get_input_embeddings())
-    torch.testing.assert_close(torch.tensor(ours.plus_scores), ref_plus, atol=1e-4, rtol=1e-3)
-    torch.testing.assert_close(torch.tensor(ours.minus_scores), ref_minus, atol=1e-4, rtol=1e-3)
+    ref = reference_attribute(lm, example, steps=10, points="gauss-legendre")
+    torch.testing.assert_close(torch.tensor(ours.plus_scores), torch.tensor(ref.plus_scores), atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(torch.tensor(ours.minus_scores), torch.tensor(ref.minus_scores), atol=1e-4, rtol=1e-3)
 
 
 def test_swapping_answers_flips_the_sign():

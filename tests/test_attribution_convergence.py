@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.reference import reference_attribute
 from grains.attribution import (
     AttributionResult,
     attribute,
     attribute_example,
-    baseline_embeddings,
-    input_embeddings,
     within_tolerance,
 )
 from grains.encoding import encode_example
 from grains.errors import InputError
 from grains.models import load_model
 from grains.quadrature import Panel, graded_panels, integration_points, make_panels, rule_nodes
-from tests.reference_impl import reference_ig
 
 PROMPT, CHOSEN, REJECTED = "What is the capital of France?", "Paris is the capital.", "London, I think."
 
@@ -70,13 +68,9 @@ def test_graded_rule_matches_the_step_by_step_reference_on_the_same_nodes():
     lm = load_model("tiny-random-llama")
     example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
     ours = attribute_example(lm, example, steps=10, points="graded")
-    inputs = input_embeddings(lm, example)
-    base_plus, base_minus = baseline_embeddings(lm, example, inputs, "zero")
-    ref_plus, ref_minus = reference_ig(lm.model, example.sequence_ids("plus"), example.sequence_ids("minus"),
-                                       example.prompt_len, base_plus, base_minus, 10, lm.model.get_input_embeddings(),
-                                       nodes=integration_points(10, "graded"))
-    torch.testing.assert_close(torch.tensor(ours.plus_scores), ref_plus, atol=1e-4, rtol=1e-3)
-    torch.testing.assert_close(torch.tensor(ours.minus_scores), ref_minus, atol=1e-4, rtol=1e-3)
+    ref = reference_attribute(lm, example, nodes=integration_points(10, "graded"))
+    torch.testing.assert_close(torch.tensor(ours.plus_scores), torch.tensor(ref.plus_scores), atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(torch.tensor(ours.minus_scores), torch.tensor(ref.minus_scores), atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-qwen2", "tiny-random-gemma3-text"])
@@ -152,20 +146,18 @@ def test_delta_relative_to_the_score_mass():
 
 @pytest.mark.slow
 def test_embedded_model_at_the_default_settings():
-    """Three shipped TruthfulQA pairs on Gemma-3-270M, whole-response target, library defaults (graded 16 points,
-    tolerance 5%, cap 64). Measured: pair 1 (watermelon) 1003% -> 87% (cap reached: not converged), pair 2
-    48% -> 1.9% (30 points). Each must beat the old default (20 Gauss-Legendre points) by 2x or be within 5%, the
-    refinement must respect its cap, and pair 2 must converge."""
+    """Three held-out TruthfulQA pairs (rows 21, 23, 25: not app examples) on Gemma-3-270M, whole-response target,
+    the defaults of `attribute` (graded 16 points, tolerance 5%, cap 64). Measured (docs/ig_convergence.md): 4.3%
+    after 20 gradient points, 0.5% after 22, 2.1% after 22; 20 Gauss-Legendre points (the old default) leave far
+    more. Completeness must hold to float precision and each must converge within its cap."""
     from grains.data import load_any, truthfulqa_to_pairs
 
     lm = load_model("gemma-3-270m")
-    _, rows = load_any("assets/data/truthfulqa.jsonl", limit=3)
-    for index, ex in enumerate(truthfulqa_to_pairs(rows)):
-        example = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
-        new = attribute_example(lm, example, steps=16, tolerance=0.05)
-        old = attribute_example(lm, example, steps=20, points="gauss-legendre")
-        assert new.gradient_evals <= 64
-        assert new.relative_delta <= 0.05 or new.relative_delta < old.relative_delta / 2, (
-            index, new.relative_delta, old.relative_delta)
-        if index == 1:
-            assert new.converged and new.relative_delta <= 0.05, new.relative_delta
+    for row in (21, 23, 25):
+        _, rows = load_any("assets/data/truthfulqa.jsonl", limit=1, offset=row)
+        ex = truthfulqa_to_pairs(rows)[0]
+        result = attribute(lm, ex.prompt, ex.chosen, ex.rejected)
+        gap = result.f_input - result.f_baseline
+        assert sum(result.plus_scores) + sum(result.minus_scores) - gap == pytest.approx(result.delta, abs=1e-3)
+        assert 16 <= result.gradient_evals <= 64
+        assert result.converged and result.relative_delta <= 0.05, (row, result.relative_delta)

@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from grains.bench import add_bench_arguments, bench_command, format_table, run_bench, scaling_exponent
-from grains.bench_reference import integration_points, reference_attribute
+from benchmarks.harness import add_bench_arguments, bench_command, format_table, run_bench, scaling_exponent
+from benchmarks.reference import integration_points, reference_attribute
 
 KEYS = [
     "ig_seconds", "ig_reference_seconds", "ig_speedup", "ig_max_rel_diff", "ig_peak_extra_mb",
@@ -113,8 +113,8 @@ def test_time_to_converged_section(result: dict) -> None:
 def test_captum_layer_ig_is_the_same_integral() -> None:
     # captum's LayerIntegratedGradients on the embedding lookup, 50 Gauss-Legendre steps, zero baseline with specials
     # kept, must reach the engine's delta on the same 50 nodes: the same objective and the same baseline.
+    from benchmarks.harness import captum_layer_ig
     from grains.attribution import attribute_example
-    from grains.bench import captum_layer_ig
     from grains.encoding import encode_example
     from grains.models import load_model
 
@@ -124,3 +124,36 @@ def test_captum_layer_ig_is_the_same_integral() -> None:
     ours = attribute_example(lm, example, steps=50, points="gauss-legendre")
     assert theirs["delta"] == pytest.approx(ours.delta, abs=1e-5)
     assert theirs["relative_delta"] == pytest.approx(ours.relative_delta, rel=1e-3, abs=1e-6)
+
+
+def test_bench_without_the_checkout_says_what_to_do(monkeypatch, capsys) -> None:
+    # an installed wheel has no benchmarks/ folder: one line on stderr, a non-zero exit, no traceback
+    from grains import cli
+
+    monkeypatch.setattr(cli, "_bench_harness", lambda: None)
+    code = cli.main(["bench", "--quick", "--model", "tiny-random-llama"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "benchmarks/" in err[0] and "clone the repository" in err[0]
+    with pytest.raises(SystemExit) as exc:  # other commands still refuse unknown options
+        cli.main(["presets", "--bogus"])
+    assert exc.value.code == 2
+
+
+def test_bench_harness_is_found_in_the_checkout() -> None:
+    from grains import cli
+
+    harness = cli._bench_harness()
+    assert harness is not None and harness.bench_command is bench_command
+
+
+def test_the_library_ships_no_benchmark() -> None:
+    # the harness and its reference loop live in benchmarks/, outside the package; grains never imports them
+    from pathlib import Path
+
+    import grains
+
+    package = Path(grains.__file__).parent
+    assert not list(package.glob("bench*.py"))
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert "from benchmarks" not in text and "import benchmarks" not in text, source

@@ -3,7 +3,7 @@
 Everything is measured on the same machine in one run, so ratios are meaningful even on a shared, noisy machine:
 
 - IG speed and agreement: the engine's batched contrastive IG (grains.attribution) against the step-by-step loop
-  of the GrAInS reference scripts (grains.bench_reference), on the same example, points, weights and target.
+  of the GrAInS reference scripts (benchmarks/reference.py), on the same example, points, weights and target.
 - IG memory: each implementation in a fresh subprocess that loads the model, records its RSS, resets the peak
   counter and runs one IG; extra = peak RSS - RSS after load.
 - Generation: one unsteered row, one steered row (hook overhead), both rows in one batched call (pair) and two
@@ -127,8 +127,8 @@ def _probe(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: load, warm up, record RSS, run one IG under a peak-RSS watch, then time a second one."""
     import gc
 
+    from benchmarks.reference import reference_attribute
     from grains.attribution import attribute_example
-    from grains.bench_reference import reference_attribute
     from grains.encoding import encode_example
     from grains.models import load_model
 
@@ -178,7 +178,7 @@ def _run_probe(spec: dict[str, Any]) -> dict[str, Any]:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    code = "from grains.bench import _probe_main; _probe_main()"
+    code = "from benchmarks.harness import _probe_main; _probe_main()"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env,
                           cwd=root, check=False)
     if proc.returncode != 0:
@@ -240,8 +240,8 @@ def bench_time_to_converged(lm: Any, example: Any, reference_steps: int = 20, ca
     """Time to a converged attribution: the engine at its defaults (graded rule, tolerance mode) against the
     reference loop at its shipped 20 Gauss-Legendre points and captum's LayerIntegratedGradients at 50 steps, each
     with the relative delta it reached (|delta| / |f(x) - f(x')|)."""
+    from benchmarks.reference import reference_attribute
     from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE, attribute_example
-    from grains.bench_reference import reference_attribute
 
     say = progress or (lambda _msg: None)
     ours = attribute_example(lm, example, steps=DEFAULT_STEPS, tolerance=DEFAULT_TOLERANCE)
@@ -271,6 +271,53 @@ def bench_time_to_converged(lm: Any, example: Any, reference_steps: int = 20, ca
     if "seconds" in out["captum"]:
         out["engine_vs_captum"] = ours.seconds / out["captum"]["seconds"]
     return out
+
+
+def bench_time_to_converged_many(lm: Any, examples: list[Any], reference_steps: int = 20,
+                                 progress: Progress | None = None) -> dict[str, Any]:
+    """Time to a converged attribution per example (engine defaults against the reference loop at
+    `reference_steps` Gauss-Legendre points, run one after the other on the same example), and the median ratio.
+
+    Args:
+        lm: a loaded model.
+        examples: encoded examples (grains.encoding.encode_example).
+        reference_steps: the reference loop's points (20, as shipped).
+        progress: called with one line per example.
+
+    Returns:
+        {"rows": [per example: engine/reference seconds, relative deltas, gradient and forward evals, ratio],
+        "median_ratio": median of engine / reference wall seconds, "median_cpu_ratio": the same in process CPU
+        seconds (steadier on a shared machine, at one thread), "median_engine_relative_delta": ...}.
+    """
+    from benchmarks.reference import reference_attribute
+    from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE, attribute_example
+
+    say = progress or (lambda _msg: None)
+    rows = []
+    for index, example in enumerate(examples):
+        cpu = time.process_time()
+        ours = attribute_example(lm, example, steps=DEFAULT_STEPS, tolerance=DEFAULT_TOLERANCE)
+        engine_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        ref = reference_attribute(lm, example, steps=reference_steps, points="gauss-legendre")
+        reference_cpu = time.process_time() - cpu
+        row = {"engine_seconds": ours.seconds, "reference_seconds": ref.seconds,
+               "ratio": ours.seconds / ref.seconds, "engine_cpu_seconds": engine_cpu,
+               "reference_cpu_seconds": reference_cpu, "cpu_ratio": engine_cpu / max(reference_cpu, 1e-9),
+               "engine_relative_delta": ours.relative_delta,
+               "engine_converged": ours.converged, "gradient_evals": ours.gradient_evals,
+               "forward_evals": ours.forward_evals,
+               "reference_relative_delta": _relative(ref.delta, ref.f_input - ref.f_baseline),
+               "tokens": len(ours.plus_tokens) + len(ours.minus_tokens)}
+        rows.append(row)
+        say(f"  example {index}: engine {row['engine_seconds']:.1f} s ({row['gradient_evals']} gradient points, "
+            f"delta {row['engine_relative_delta']:.1%}), reference {row['reference_seconds']:.1f} s "
+            f"(delta {row['reference_relative_delta']:.1%}): ratio {row['ratio']:.2f}, CPU-time ratio "
+            f"{row['cpu_ratio']:.2f}")
+    return {"rows": rows, "median_ratio": _median([r["ratio"] for r in rows]),
+            "median_cpu_ratio": _median([r["cpu_ratio"] for r in rows]),
+            "median_engine_relative_delta": _median([r["engine_relative_delta"] for r in rows]),
+            "median_reference_relative_delta": _median([r["reference_relative_delta"] for r in rows])}
 
 
 def bench_build_throughput(lm: Any, pairs: list[Any], before_steps: int, after_steps: int) -> dict[str, float]:

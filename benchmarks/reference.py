@@ -9,7 +9,7 @@ so the two must agree to float precision. What it does differently is what the r
 - full logits at every position (no `logits_to_keep`), log-softmax over all of them;
 - the model's own dtype (fp32 on the CPU), no chunking, no memory budget.
 
-Not part of the engine: nothing in the app or the CLI calls it except `grains bench`.
+Not part of the engine (it lives outside the `grains` package): `grains bench` and the tests use it.
 """
 
 from __future__ import annotations
