@@ -14,15 +14,16 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import MAX_UPLOAD, MODELS, new_session
 from components.attribution_panel import build_attribution_panel
-from components.common import esc, guarded, note_html, session_model
+from components.common import esc, guarded, note_html
 from components.compare_panel import build_compare_panel
 from components.evaluate_panel import build_evaluate_panel
 from components.explainer import build_explainer
 from components.hallucination_panel import build_hallucination_panel
+from components.model_cache import MODELS, session_model
 from components.model_panel import build_model_panel
 from components.recipes import build_recipe_panel
+from components.session import MAX_UPLOAD, new_session
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
 from grains import __version__
