@@ -44,6 +44,7 @@ from components.views.compare import (
     SWEEP_WAITING,
     WAITING,
     degenerate_note,
+    generation_summary,
     outdated_html,
     sweep_table_html,
     vector_line,
@@ -215,12 +216,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         left, right = render_diff(u, s)
         left, right = degenerate_note(u) + left, degenerate_note(s) + right
         remember_generation(session, p, steering, settings, fmt)
-        same = "The two continuations are identical." if u == s else "Differences are highlighted."
-        paired = "same random draw per step" if settings.do_sample else "greedy"
-        stops = (" Stop sequences: " + ", ".join(repr(x) for x in settings.stop) + " (each row ends before one)."
-                 if settings.stop else "")
-        done = (f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). "
-                f"{same}{esc(stops)}")
+        done = generation_summary(count, seconds, settings, u == s)
         yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
         line = side_effect_line(lm, steering, fmt)
         kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way

@@ -42,6 +42,7 @@ from components.views.evaluate import (
     side_effect_figure,
     sweep_figure,
     sweep_note,
+    timing_note,
 )
 from grains.errors import Cancelled
 
@@ -150,10 +151,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
                               "again.", "warn"), "", gr.update(value=None, interactive=False)]
         finally:
             STOP_FLAGS.pop(id(session), None)
-        took = time.perf_counter() - meter.start
-        timing = (f"<div class='grains-muted'>Took {took:.0f} s" + (
-            f" (the first estimate, after one row, was {meter.first_eta:.0f} s left)" if meter.first_eta is not None
-            else "") + ".</div>")
+        timing = timing_note(time.perf_counter() - meter.start, meter.first_eta)
         return [result_html(result) + timing, items_html(result),
                 gr.update(value=evaluation_csv(result), interactive=True)]
 

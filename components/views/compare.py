@@ -12,6 +12,7 @@ from grains.fluency import degeneracy
 
 if TYPE_CHECKING:
     from components.session import Session
+    from grains.generation import GenerationSettings
 
 WAITING = '<div class="grains-placeholder">Press Generate.</div>'
 SWEEP_WAITING = '<div class="grains-placeholder">Press Run sweep.</div>'
@@ -76,3 +77,13 @@ def vector_line(session: Session) -> str:
     return note_html(f"Steering with the session's vector <b>{esc(session.vector_label)}</b>{esc(suggested)}. The "
                      "layer and strength below are the session's setting, the same as on the Steer tab: changing "
                      "them here changes them there.", "info")
+
+
+def generation_summary(count: int, seconds: float, settings: GenerationSettings, identical: bool) -> str:
+    """The finished side-by-side run in one line (HTML): tokens, time, how the rows were paired, stop sequences."""
+    same = "The two continuations are identical." if identical else "Differences are highlighted."
+    paired = "same random draw per step" if settings.do_sample else "greedy"
+    stops = (" Stop sequences: " + ", ".join(repr(x) for x in settings.stop) + " (each row ends before one)."
+             if settings.stop else "")
+    return (f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). "
+            f"{same}{esc(stops)}")

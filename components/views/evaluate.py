@@ -198,3 +198,10 @@ def sweep_figure(result: dict) -> Any:
                          value_label="gain (points)", cells_tested=result.get("cells_tested"),
                          correction=result.get("correction"), best=result.get("best_of_n"))
 
+
+
+def timing_note(took: float, first_eta: float | None) -> str:
+    """How long the run took, beside the first estimate of the time left (to compare them)."""
+    return (f"<div class='grains-muted'>Took {took:.0f} s" + (
+        f" (the first estimate, after one row, was {first_eta:.0f} s left)" if first_eta is not None
+        else "") + ".</div>")
