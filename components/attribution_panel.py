@@ -89,10 +89,10 @@ class AttributionPanel:
     dataset: gr.Dropdown
     run_button: gr.Button
     attribute_event: Any = None
-    prompt_format: Any = None  # gr.Dropdown: raw / qa / chat
-    model_input: Any = None  # gr.Textbox: the exact text the model saw
-    steered_on: Any = None  # gr.Checkbox: attribute with the vector on
-    steered_view: Any = None  # gr.HTML: steered beside unsteered, and the difference
+    prompt_format: gr.Dropdown | None = None  # raw / qa / chat
+    model_input: gr.Textbox | None = None  # the exact text the model saw
+    steered_on: gr.Checkbox | None = None  # attribute with the vector on
+    steered_view: gr.HTML | None = None  # steered beside unsteered, and the difference
     chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw]: cleared with the chart on a new model
 
     @property

@@ -71,19 +71,19 @@ class ComparePanel:
     max_new_tokens: gr.Slider
     unsteered: gr.HTML
     steered: gr.HTML
-    prompt_format: Any = None
-    model_input: Any = None
-    layer: Any = None
-    strength: Any = None
-    stop_qa: Any = None
-    stop_custom: Any = None
-    status: Any = None
-    sweep_table: Any = None
-    vector: Any = None
-    do_sample: Any = None
-    seed: Any = None
-    temperature: Any = None
-    top_p: Any = None
+    prompt_format: gr.Dropdown | None = None
+    model_input: gr.Textbox | None = None
+    layer: gr.Slider | None = None
+    strength: gr.Slider | None = None
+    stop_qa: gr.Checkbox | None = None
+    stop_custom: gr.Textbox | None = None
+    status: gr.HTML | None = None
+    sweep_table: gr.HTML | None = None
+    vector: gr.HTML | None = None
+    do_sample: gr.Checkbox | None = None
+    seed: gr.Number | None = None
+    temperature: gr.Slider | None = None
+    top_p: gr.Slider | None = None
 
     @property
     def refresh_outputs(self) -> list[Any]:

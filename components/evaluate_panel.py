@@ -58,9 +58,9 @@ MAX_SWEEP_CELLS = 60
 class EvaluatePanel:
     dataset: gr.Dropdown
     offset: gr.Number
-    prompt_format: Any = None
-    rows: Any = None
-    length_normalize: Any = None
+    prompt_format: gr.Dropdown | None = None
+    rows: gr.Slider | None = None
+    length_normalize: gr.Checkbox | None = None
     results: list[Any] | None = None  # summary, items, csv, plot, sweep note, sweep csv, side-effect plot
 
     @property

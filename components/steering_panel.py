@@ -72,7 +72,7 @@ class SteeringPanel:
     method: gr.Dropdown
     cross_validate: gr.Checkbox
     vector_changed: list[Any] | None = None
-    status: Any = None  # gr.HTML: the build's progress, queue place, result or error (one place)
+    status: gr.HTML | None = None  # the build's progress, queue place, result or error (one place)
 
     @property
     def refresh_outputs(self) -> list[Any]:
