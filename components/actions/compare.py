@@ -33,7 +33,19 @@ def model_input_text(session: Session, prompt: str, image: Any, prompt_format: A
 
 def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering,
                  settings: GenerationSettings, prompt_format: Any = None) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) so far, steered with `steering`."""
+    """Yield (unsteered, steered) so far, token by token, one batch with paired sampling.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM (ignored by a text model).
+        steering: the checked setting (components.inputs.session_steering).
+        settings: decoding settings.
+        prompt_format: raw / qa / chat (None: the model's).
+
+    Returns:
+        An iterator of (unsteered text, steered text).
+    """
     from grains.generation import stream_pair
 
     lm = session_model(session)
@@ -54,7 +66,19 @@ def remember_generation(session: Session, prompt: str, steering: Steering, setti
 
 def generate_texts(session: Session, prompt: str, image_path: str | None, steering: Steering,
                    settings: GenerationSettings, prompt_format: Any = None) -> PairedGeneration:
-    """Both continuations in one batch (paired sampling); returns the library's PairedGeneration."""
+    """Both continuations in one batch (paired sampling); the run's settings are kept for Show code.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM.
+        steering: the checked setting.
+        settings: decoding settings.
+        prompt_format: raw / qa / chat (None: the model's).
+
+    Returns:
+        The library's PairedGeneration.
+    """
     from grains.generation import generate_pair
 
     lm = session_model(session)
@@ -95,7 +119,22 @@ def strength_sweep(session: Session, prompt: str, image_path: str | None, steeri
     """One steered continuation per Steering (strength 0 = unsteered), same seed and stop sequences, each with its
     mean KL on neutral prompts (its side effect) and what changed against the unsteered text (generated once more
     when 0 is not in the list), degenerate text flagged. No row is named best: the rows are for reading side by
-    side. Rows: [strength, text, what changed, KL]."""
+    side.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM.
+        steerings: one checked Steering per strength (components.inputs.sweep_steerings).
+        settings: decoding settings (the same seed and stop sequences for every row).
+        progress: gr.Progress-like callback (fraction, desc=...).
+        prompt_format: raw / qa / chat (None: the model's).
+        kl: measure each strength's mean KL on neutral prompts.
+        should_stop: polled before each generation; True raises Cancelled.
+
+    Returns:
+        Rows [strength, text, what changed, KL].
+    """
     from grains.generation import generate_one
 
     lm = session_model(session).with_format(chosen_format(prompt_format))

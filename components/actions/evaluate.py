@@ -53,7 +53,20 @@ def run_evaluation(session: Session, dataset: str | None, upload: str | None, ro
                    steering: Steering | None, length_normalize: bool = False, progress: Any = None,
                    prompt_format: Any = None, side_effects: bool = True, should_stop: Any = None) -> dict:
     """Evaluate the session's model on a dataset, unsteered and (when `steering` is given) steered, with its side
-    effects when steered.
+    effects when steered; the run's settings are kept for Show code.
+
+    Args:
+        session: whose model.
+        dataset: a shipped dataset's name, or components.datasets.UPLOAD.
+        upload: the uploaded file (with UPLOAD).
+        rows: how many rows.
+        offset: the first row.
+        steering: the checked setting, or None for unsteered only.
+        length_normalize: length-normalise answer log-probs.
+        progress: a (fraction, message) callback.
+        prompt_format: raw / qa / chat (None: the model's).
+        side_effects: measure the steered setting's side effects.
+        should_stop: polled before each row; True raises Cancelled.
 
     Returns:
         The evaluation as JSON-safe data (per-item rows with their questions).
@@ -83,6 +96,17 @@ def run_sweep(session: Session, dataset: str | None, upload: str | None, rows: A
               prompt_format: Any = None, kl: bool = True, should_stop: Any = None) -> dict:
     """Accuracy gain over `layers` x the Steerings' strengths with the session's vector (their keep-the-norm
     switch, this tab's length normalisation and prompt format), Holm-corrected, with each cell's mean KL when `kl`.
+
+    Args:
+        session: whose model.
+        dataset, upload, rows, offset: which rows (as in `run_evaluation`).
+        layers: the layers swept.
+        steerings: one checked Steering per strength (components.inputs.sweep_grid); each cell moves the first.
+        progress: a (fraction, message) callback.
+        length_normalize: length-normalise answer log-probs.
+        prompt_format: raw / qa / chat (None: the model's).
+        kl: measure each cell's mean KL on neutral prompts.
+        should_stop: polled between cells; True raises Cancelled.
 
     Returns:
         The sweep as JSON-safe data.
