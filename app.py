@@ -14,73 +14,25 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import MAX_UPLOAD, MODELS, new_session
 from components.attribution_panel import build_attribution_panel
-from components.common import esc, guarded, note_html, session_model
+from components.common import esc, guarded, note_html
 from components.compare_panel import build_compare_panel
 from components.evaluate_panel import build_evaluate_panel
 from components.explainer import build_explainer
 from components.hallucination_panel import build_hallucination_panel
+from components.model_cache import MODELS, session_model
 from components.model_panel import build_model_panel
 from components.recipes import build_recipe_panel
+from components.session import MAX_UPLOAD, new_session
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
 from grains import __version__
 from grains.presets import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent
+APP_CSS = ROOT / "assets" / "app.css"  # layout, cards, notes, tables (was inline here)
 STYLE_CSS = ROOT / "assets" / "style.css"
 log = logging.getLogger("grains.app")
-
-APP_CSS = """
-.gradio-container { max-width: 1400px !important; }
-#grains-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; margin: 4px 0 2px; }
-#grains-header h1 { margin: 0; font-size: 1.7rem; letter-spacing: -0.01em; }
-#grains-header .grains-sub { color: var(--body-text-color-subdued); }
-.grains-card { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
-  background: var(--block-background-fill); }
-.grains-note { border-radius: 8px; padding: 7px 10px; margin: 6px 0; font-size: 0.92rem; line-height: 1.45;
-  border: 1px solid transparent; }
-.grains-note-info { background: #eef4ff; border-color: #c9dafc; color: #1c3a6b; }
-.grains-note-ok { background: #ecf8ef; border-color: #bfe6c8; color: #14532d; }
-.grains-note-warn { background: #fff6e5; border-color: #f5d79e; color: #6b4500; }
-.grains-note-error { background: #fdecec; border-color: #f3bcbc; color: #7a1111; }
-.grains-facts { display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 6px; }
-.grains-fact { display: flex; flex-direction: column; padding: 5px 10px; border-radius: 8px;
-  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); min-width: 88px; }
-.grains-fact span { font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.04em;
-  color: var(--body-text-color-subdued); }
-.grains-fact b { font-size: 0.95rem; }
-.grains-muted { color: var(--body-text-color-subdued); font-size: 0.88rem; margin: 4px 0; }
-.grains-placeholder { color: var(--body-text-color-subdued); padding: 26px 10px; text-align: center;
-  border: 1px dashed var(--border-color-primary); border-radius: 8px; }
-table.grains-summary { border-collapse: collapse; width: 100%; font-size: 0.9rem; margin: 4px 0;
-  border: none !important; }
-table.grains-summary tr { border: none !important; }
-table.grains-summary th, table.grains-summary td { padding: 4px 8px; border: none !important;
-  border-bottom: 1px solid var(--border-color-primary) !important; text-align: left; vertical-align: top;
-  background: transparent !important; }
-table.grains-summary th { font-weight: 600; white-space: nowrap; }
-.grains-num { font-variant-numeric: tabular-nums; white-space: nowrap; font-family: ui-monospace, monospace; }
-.grains-vector-title { font-weight: 600; margin-bottom: 4px; }
-.grains-bar { height: 8px; background: #dbe4f3; border-radius: 4px; overflow: hidden; margin-top: 6px; }
-.grains-bar span { display: block; height: 100%; background: #b2182b; }
-.grains-pad { padding: 6px 10px 0; }
-#grains-unsteered, #grains-steered { min-height: 110px; font-size: 1rem; align-self: flex-start; }
-#grains-unsteered .grains-diff, #grains-steered .grains-diff { max-height: 460px; overflow-y: auto; }
-#grains-unsteered del.grains-del { text-decoration: none !important; }
-.grains-steps { display: flex; align-items: stretch; gap: 6px; flex-wrap: wrap; margin: 8px 0 4px; }
-.grains-step { flex: 1 1 170px; border: 1px solid var(--border-color-primary); border-radius: 10px;
-  padding: 10px 12px; background: var(--background-fill-secondary); display: flex; flex-direction: column; gap: 4px; }
-.grains-step span { font-size: 0.88rem; color: var(--body-text-color-subdued); }
-.grains-step-n { width: 24px; height: 24px; border-radius: 12px; background: var(--color-accent); color: white;
-  display: flex; align-items: center; justify-content: center; font-weight: 700; font-size: 0.85rem; }
-.grains-step-arrow { align-self: center; font-size: 1.4rem; color: var(--body-text-color-subdued); }
-#grains-explainer { max-width: 900px; }
-#grains-load-model { align-self: flex-end !important; height: auto !important; white-space: nowrap;
-  margin-bottom: 8px; }
-footer { display: none !important; }
-"""
 
 
 def header_html(default_model: str) -> str:
@@ -159,12 +111,12 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
 
 
 def style_options() -> dict[str, Any]:
-    """Theme and CSS (Gradio 6 takes them at launch)."""
-    css_paths = [STYLE_CSS] if STYLE_CSS.is_file() else []
+    """Theme and CSS files, assets/app.css then assets/style.css (Gradio 6 takes them at launch)."""
+    css_paths = [path for path in (APP_CSS, STYLE_CSS) if path.is_file()]
     theme = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
                            font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
                            font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
-    return {"theme": theme, "css": APP_CSS, "css_paths": css_paths}
+    return {"theme": theme, "css_paths": css_paths}
 
 
 def launch_app(demo: gr.Blocks, **kwargs: Any) -> Any:

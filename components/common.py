@@ -1,4 +1,5 @@
-"""Helpers shared by the panels: error translation, the session's model, hidden API endpoints, small HTML bits."""
+"""Helpers shared by the panels: error translation, hidden API endpoints, prompt-format selectors, outdated marks,
+one-status events, progress with an estimate, checked image uploads, small HTML bits and the attribution chart."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import html
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from components.app_state import MODELS, Session, user_message
+from components.session import user_message
 from grains.errors import GrainsError
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 log = logging.getLogger("grains.app")
 MODEL_QUEUE = "model"  # every event that runs the model shares this queue (one at a time; users see their position)
@@ -59,11 +63,6 @@ def warn(message: str) -> None:
     gr.Warning(html.escape(message, quote=False))
 
 
-def session_model(session: Session) -> Any:
-    """The session's model (reloaded into the shared cache if another session's load pushed it out)."""
-    return MODELS.get(session.model_name)
-
-
 def api_endpoint(fn: Callable, inputs: Sequence[Any], outputs: Sequence[Any], api_name: str,
                  description: str = "", queue_id: str | None = MODEL_QUEUE) -> Any:
     """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown)."""
@@ -98,7 +97,7 @@ PROMPT_FORMAT_SHORT = {"raw": "raw (as written)", "qa": "qa (Q: … A:)", "chat"
 PROMPT_FORMAT_INFO = "what the model sees; default: chat if the model has a template, else raw"
 
 
-def prompt_format_choices(lm: Any = None) -> list[tuple[str, str]]:
+def prompt_format_choices(lm: LoadedModel | None = None) -> list[tuple[str, str]]:
     """Dropdown choices for the prompt format; "chat" only for a model with a chat template."""
     from grains.prompts import has_chat_template
 
@@ -106,7 +105,7 @@ def prompt_format_choices(lm: Any = None) -> list[tuple[str, str]]:
     return [(label, name) for name, label in PROMPT_FORMAT_LABELS.items() if name != "chat" or has_template]
 
 
-def prompt_format_update(lm: Any) -> Any:
+def prompt_format_update(lm: LoadedModel) -> Any:
     """The format dropdown for a (newly) loaded model: its valid formats, set to the model's own default."""
     return gr.update(choices=prompt_format_choices(lm), value=lm.prompt_format)
 
@@ -115,12 +114,6 @@ def prompt_format_dropdown(elem_id: str, label: str = "Prompt format") -> gr.Dro
     """A prompt-format selector (its choices and value follow the loaded model on refresh)."""
     return gr.Dropdown(prompt_format_choices(None), value="raw", label=label, info=PROMPT_FORMAT_INFO,
                        elem_id=elem_id, interactive=True, min_width=160)
-
-
-def chosen_format(value: Any) -> str | None:
-    """A UI/API prompt format value: "" or None -> None (the model's default), else the name (checked later)."""
-    text = str(value).strip() if value is not None else ""
-    return text or None
 
 
 # ----------------------------------------------------------------------------------------------- outdated outputs
@@ -316,9 +309,9 @@ def attribution_chart(tokens: Sequence[str], scores: Sequence[float], selected: 
                       excluded: Sequence[int] = (), hidden: Sequence[int] = (), labels: Sequence[str] | None = None,
                       title: str | None = None) -> Any:
     """The per-token bar chart (components.charts.attribution_bar_chart) with the heatmap's conventions: tokens in
-    `hidden` (template / system prompt, see token_heatmap.template_indices) are left out; tokens in `excluded`
+    `hidden` (template / system prompt, see grains.viz.heatmap.template_indices) are left out; tokens in `excluded`
     (not selectable by top-k) are drawn grey and hatched, unlike selectable ones; x labels keep each token's real
-    index, and `labels` (e.g. token_heatmap.display_tokens) replaces the token text shown.
+    index, and `labels` (e.g. grains.viz.heatmap.display_tokens) replaces the token text shown.
 
     Returns:
         A plotly Figure.

@@ -1,13 +1,16 @@
-"""Model panel: pick a preset (or type a hub id / local path), load it into the shared cache, show what it is."""
+"""Model panel: pick a preset (or type a hub id / local path), load it into the shared cache, show what it is.
+
+Layout, wiring and the model card; switching models is components.actions.model, the endpoint components.api."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from components.app_state import MODELS, Session, default_vector_for
+from components import api
+from components.actions.model import resolve_name, switch_model
 from components.common import (
     MODEL_QUEUE,
     PROMPT_FORMAT_SHORT,
@@ -18,9 +21,13 @@ from components.common import (
     one_status,
     warn,
 )
-from grains.errors import GrainsError, InputError
+from components.model_cache import MODELS
+from components.session import Session
+from grains.errors import GrainsError
 from grains.presets import PRESETS, is_installed
-from grains.serialize import to_jsonable
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
 
 GROUP_LABELS = {"embedded": "embedded", "extra": "extra", "test": "random weights"}
 
@@ -79,7 +86,7 @@ def format_parameters(count: int) -> str:
     return f"{count / 1e3:.1f} k"
 
 
-def model_card(lm: Any) -> str:
+def model_card(lm: LoadedModel) -> str:
     """HTML summary of a loaded model."""
     info = lm.info()
     kind = "vision-language model (VLM)" if info["kind"] == "VLM" else "language model (LLM)"
@@ -103,42 +110,6 @@ def model_card(lm: Any) -> str:
     return html
 
 
-def resolve_name(preset: str | None, custom: str | None) -> str:
-    """The typed hub id / path when given, else the preset; an extra preset that is missing says how to get it."""
-    name = (custom or "").strip() or (preset or "").strip()
-    if not name:
-        raise InputError("Choose a preset or type a hub id or local path.")
-    if name in PRESETS and PRESETS[name].group == "extra" and not is_installed(name):
-        raise InputError(f"{name} is not installed. Install it with: {PRESETS[name].install_hint}")
-    return name
-
-
-def switch_model(session: Session, name: str) -> Any:
-    """Load `name` (shared cache) and make it the session's model; on failure the session keeps its model.
-
-    A vector that does not fit the new model is dropped (the shipped default takes its place when it fits)."""
-    lm = MODELS.get(name)
-    if name != session.model_name:
-        session.model_name = name
-        session.attribution, session.example, session.inputs = None, None, {}
-        session.clear_overrides()
-        fits = False
-        if session.vector is not None:
-            try:
-                session.vector.check_fits(lm.model_id, lm.hidden_size, lm.num_layers, allow_other_model=True)
-                fits = session.vector.model_id == lm.model_id
-            except Exception:  # noqa: BLE001 - any misfit means: drop it
-                fits = False
-        if not fits:
-            session.set_vector(None, "", None)
-            default = default_vector_for(name)
-            if default is not None:
-                from components.app_state import DEFAULT_VECTOR_PATH, default_vector_label
-
-                session.set_vector(default, default_vector_label(default), str(DEFAULT_VECTOR_PATH))
-    return lm
-
-
 @dataclass
 class ModelPanel:
     preset: gr.Dropdown
@@ -148,7 +119,7 @@ class ModelPanel:
     preset_info: gr.HTML
     load_event: Any = None
 
-    def refresh(self, session: Session, lm: Any) -> list[Any]:
+    def refresh(self, session: Session, lm: LoadedModel) -> list[Any]:
         """Updates after a page load or model change (outputs: preset, card)."""
         value = session.model_name if session.model_name in PRESETS else None
         return [gr.update(value=value), model_card(lm)]
@@ -195,17 +166,9 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
     panel.load_event = load_button.click(load, inputs=[state, preset, custom], outputs=[state, card, preset_info],
                                          concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(card))
 
-    # API: /load_model (name) -> model info JSON
+    # API: /load_model (the hidden components give the endpoint its signature)
     with gr.Column(visible=False):
         api_name_in = gr.Textbox(label="name")
         api_info_out = gr.JSON(label="model info")
-
-    def api_load(session: Session, name: str) -> tuple[Session, dict]:
-        """Load a preset, hub id or local path as this session's model; returns its info."""
-        lm = switch_model(session, resolve_name(None, name))
-        info = lm.info()
-        info["vector"] = session.vector_label or None
-        return session, to_jsonable(info)
-
-    api_endpoint(api_load, [state, api_name_in], [state, api_info_out], "load_model")
+    api_endpoint(api.load_model, [state, api_name_in], [state, api_info_out], "load_model")
     return panel

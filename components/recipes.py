@@ -14,14 +14,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import (
-    DEFAULT_COMPARE_PROMPT,
-    DEFAULT_EXAMPLE,
-    DEFAULT_VECTOR_PATH,
-    Session,
-    default_vector_label,
-)
 from components.common import MODEL_QUEUE, esc, fmt_float, guarded, note_html
+from components.model_cache import DEFAULT_VECTOR_PATH, default_vector_label
+from components.session import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE, Session
 from grains.presets import PRESETS, is_installed
 
 
@@ -232,8 +227,8 @@ def apply_recipe(session: Session, key: str) -> tuple[Session, str, bool]:
     """Load the recipe's model (the model bar's load path), start a fresh example, set its vector (or none).
 
     Returns (session, recipe box HTML, applied); a recipe whose model is missing changes nothing."""
-    from components.model_panel import switch_model
-    from components.steering_panel import check_vector_model
+    from components.actions.model import switch_model
+    from components.inputs import check_vector_model
     from grains.errors import InputError
 
     if key not in RECIPES:
@@ -275,7 +270,7 @@ def temp_copy(path: str) -> str:
     """A copy of a shipped file in the app's scratch folder (under the system temp dir)."""
     import shutil
 
-    from components.app_state import scratch_dir
+    from components.session import scratch_dir
 
     return str(shutil.copy(path, scratch_dir("recipe-") / Path(path).name))
 

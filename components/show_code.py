@@ -15,7 +15,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.app_state import DEFAULT_VECTOR_PATH, ROOT, Session
+from components.model_cache import DEFAULT_VECTOR_PATH
+from components.session import ROOT, Session
 
 # the UI values the code is made from, in the order the refresh handler receives them
 FIELDS = ["prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k", "content_only",

@@ -422,7 +422,7 @@ def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from components.app_state import Session
+    from components.session import Session
     from components.show_code import cli_code, python_code
 
     cfg = {"prompt": "Q: Is it 'safe'?\nA:", "chosen": " Yes", "rejected": " No", "steps": 2, "target": "sequence",

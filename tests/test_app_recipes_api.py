@@ -103,7 +103,8 @@ def test_steered_attribution_needs_an_attribution_and_a_vector(url):
 def test_embedded_model_default_example_under_the_shipped_vector(app_server):
     """The first screen's story on the embedded model: the default (sentiment) example, re-attributed with the
     shipped vector at its suggested layer and strength, differs from the unsteered heatmap; at 0 it does not."""
-    from components.app_state import DEFAULT_EXAMPLE, default_vector_for
+    from components.model_cache import default_vector_for
+    from components.session import DEFAULT_EXAMPLE
     from grains.presets import is_installed
 
     if not is_installed("gemma-3-270m"):

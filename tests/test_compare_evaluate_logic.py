@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from components.app_state import Session
-from components.compare_panel import change_summary, outdated_html, parse_stop, sweep_table_html
-from components.evaluate_panel import EtaProgress, items_html, items_table, result_html, sweep_note
+from components.actions.compare import change_summary
+from components.actions.evaluate import EtaProgress, items_table
+from components.inputs import parse_stop
+from components.session import Session
 from components.show_code import cli_code, python_code
+from components.views.compare import outdated_html, sweep_table_html
+from components.views.evaluate import items_html, result_html, sweep_note
 from grains.errors import Cancelled, InputError
 from grains.evaluation import evaluate, margin_accuracy_note
 from grains.fluency import degeneracy

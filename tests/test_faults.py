@@ -183,7 +183,7 @@ def test_out_of_memory_in_steered_generation(lm, before):
 
 
 def test_a_failed_load_keeps_the_cached_models():
-    from components.app_state import ModelCache
+    from components.model_cache import ModelCache
 
     loaded = {"good": object()}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from components import recipes
-from components.app_state import DEFAULT_EXAMPLE, DEFAULT_VECTOR_PATH, Session
+from components.model_cache import DEFAULT_VECTOR_PATH
+from components.session import DEFAULT_EXAMPLE, Session
 from grains.vectors import SteeringVector
 
 
@@ -115,8 +116,9 @@ def test_choosing_the_sentiment_recipe_sets_model_example_and_vector():
 
 def test_first_screen_defaults_are_one_sentiment_story():
     """The Attribute tab's default is a held-out sentiment pair (raw prompt), the Compare tab's a neutral prompt."""
-    from components.app_state import DEFAULT_COMPARE_PROMPT, default_vector_for
     from components.compare_panel import DEFAULT_PROMPT
+    from components.model_cache import default_vector_for
+    from components.session import DEFAULT_COMPARE_PROMPT
     from grains.data import BUILTIN_DATASETS, load_pairs
     from grains.side_effects import load_neutral_prompts
 

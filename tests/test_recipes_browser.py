@@ -15,8 +15,8 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from components.app_state import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE  # noqa: E402
 from components.recipes import RECIPES  # noqa: E402
+from components.session import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

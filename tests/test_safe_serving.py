@@ -113,7 +113,7 @@ def test_the_app_and_cli_never_turn_trust_remote_code_on_by_themselves():
 
 def test_the_apps_model_cache_loads_without_remote_code(monkeypatch):
     import grains.models
-    from components.app_state import ModelCache
+    from components.model_cache import ModelCache
 
     calls: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(grains.models, "load_model", lambda *a, **k: calls.append((a, k)) or object())
@@ -186,7 +186,7 @@ def test_uploads_are_size_capped(url):
     """An upload over the app's max_file_size (25 MB) is refused, and the app keeps serving."""
     import httpx
 
-    from components.app_state import MAX_UPLOAD
+    from components.session import MAX_UPLOAD
 
     assert MAX_UPLOAD.lower().endswith("mb") and int(MAX_UPLOAD[:-2]) <= 100
     big = b"\0" * (int(MAX_UPLOAD[:-2]) * 1024 * 1024 + 1024)

@@ -40,7 +40,7 @@ METHODS = ["caa", "grains", "mean", "pca"]
 
 def unsteered_in_process() -> str:
     """The shared model's unsteered continuation, straight through the library (sees any hook left behind)."""
-    from components.app_state import MODELS
+    from components.model_cache import MODELS
     from grains.generation import GenerationSettings, generate_one
     from grains.steering import active_hook_count
 

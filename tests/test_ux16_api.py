@@ -17,7 +17,7 @@ CHOSEN, REJECTED = " Paris", " London"
 
 
 def test_a_build_stopped_by_another_call_ends_cleanly_without_hooks(url):
-    from components.app_state import MODELS
+    from components.model_cache import MODELS
     from grains.steering import active_hook_count
 
     c = Client(url, verbose=False)

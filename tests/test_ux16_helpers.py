@@ -150,7 +150,7 @@ def test_attribution_chart_hides_template_bars_and_greys_excluded_ones():
 
 
 def test_vector_file_names_describe_the_vector():
-    from components.steering_panel import build_concept, vector_file_name
+    from components.actions.steering import build_concept, vector_file_name
 
     class V:
         method, default_layer = "caa", 11
@@ -164,7 +164,7 @@ def test_vector_file_names_describe_the_vector():
 
 
 def test_strength_zero_is_a_plain_warn_note_never_green():
-    from components.steering_panel import build_note
+    from components.views.steering import build_note
 
     still = build_note({"n_examples": 6, "seconds": 12, "strength": 0.0, "note": "no cell beat unsteered"}, True)
     assert "grains-note-warn" in still and "grains-note-ok" not in still
@@ -182,8 +182,8 @@ def test_the_qwen_preset_says_it_is_qwen_coder():
 
 
 def test_the_build_status_says_the_model_changed():
-    from components.app_state import Session
-    from components.steering_panel import status_after_refresh
+    from components.session import Session
+    from components.views.steering import status_after_refresh
 
     session = Session(model_name="tiny-random-qwen2")
     assert status_after_refresh(session) == ""
@@ -195,8 +195,8 @@ def test_the_build_status_says_the_model_changed():
 def test_build_from_the_current_example_reuses_the_attribution_on_screen(monkeypatch):
     import grains
     import grains.build as build
-    from components.app_state import Session
-    from components.steering_panel import reusable_attribution
+    from components.actions.steering import reusable_attribution
+    from components.session import Session
 
     lm = grains.load_model("tiny-random-llama")
     prompt, chosen, rejected = "Q: Is the sky blue?\nA:", " Yes", " No"
@@ -225,7 +225,7 @@ def test_build_from_the_current_example_reuses_the_attribution_on_screen(monkeyp
 
 
 def test_a_new_photo_marks_the_last_check_outdated():
-    from components.hallucination_panel import stale_updates
+    from components.views.hallucination import stale_updates
 
     data = {"inputs": {"image": "/a.jpg"}, "unsteered": {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
                                                           "yes_ratio": 0.5, "hallucinations": 0, "absent": 1, "tp": 1,

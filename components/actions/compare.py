@@ -1,0 +1,194 @@
+"""Compare tab actions: the exact model input, unsteered and steered continuations (streamed or at once, one batch,
+paired sampling) under one `Steering`, a strength sweep with each strength's side effect, and the quick KL meter."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from typing import TYPE_CHECKING, Any
+
+from components.inputs import chosen_format, open_image
+from components.model_cache import session_model
+from components.session import Session
+from grains.errors import Cancelled
+from grains.fluency import degeneracy
+from grains.side_effects import SELECTION_PROMPTS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from grains.generation import GenerationSettings, PairedGeneration
+    from grains.models import LoadedModel
+    from grains.side_effects import NeutralKL
+    from grains.steering import Steering
+
+STOP_FLAGS: dict[int, bool] = {}  # id(session) -> stop requested for this session's running strength sweep
+
+
+def model_input_text(session: Session, prompt: str, image: Any, prompt_format: Any) -> str:
+    """The exact text the model sees for `prompt` in `prompt_format` (None: the model's default)."""
+    lm = session_model(session).with_format(chosen_format(prompt_format))
+    return lm.encode_prompt(prompt, image=image).text
+
+
+def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering,
+                 settings: GenerationSettings, prompt_format: Any = None) -> Iterator[tuple[str, str]]:
+    """Yield (unsteered, steered) so far, token by token, one batch with paired sampling.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM (ignored by a text model).
+        steering: the checked setting (components.inputs.session_steering).
+        settings: decoding settings.
+        prompt_format: raw / qa / chat (None: the model's).
+
+    Returns:
+        An iterator of (unsteered text, steered text).
+    """
+    from grains.generation import stream_pair
+
+    lm = session_model(session)
+    image = open_image(image_path, lm) if lm.is_vlm else None
+    yield from stream_pair(lm, prompt, steering, settings=settings, image=image,
+                           prompt_format=chosen_format(prompt_format))
+
+
+def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,
+                        prompt_format: Any) -> None:
+    """Record the last side-by-side run's settings (Show code reproduces it)."""
+    session.last_generation = {"prompt": prompt, "layer": steering.layers[0], "strength": steering.strength,
+                               "max_new_tokens": settings.max_new_tokens, "normalize": steering.normalize,
+                               "do_sample": settings.do_sample, "seed": settings.seed,
+                               "temperature": settings.temperature, "top_p": settings.top_p,
+                               "stop": list(settings.stop), "prompt_format": chosen_format(prompt_format)}
+
+
+def generate_texts(session: Session, prompt: str, image_path: str | None, steering: Steering,
+                   settings: GenerationSettings, prompt_format: Any = None) -> PairedGeneration:
+    """Both continuations in one batch (paired sampling); the run's settings are kept for Show code.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM.
+        steering: the checked setting.
+        settings: decoding settings.
+        prompt_format: raw / qa / chat (None: the model's).
+
+    Returns:
+        The library's PairedGeneration.
+    """
+    from grains.generation import generate_pair
+
+    lm = session_model(session)
+    pair = generate_pair(lm, prompt, steering, settings=settings, image=open_image(image_path, lm),
+                         prompt_format=chosen_format(prompt_format))
+    remember_generation(session, prompt, steering, settings, prompt_format)
+    return pair
+
+
+def change_summary(text: str, base: str | None) -> str:
+    """What changed against the unsteered text: same, or where it first differs and how much differs."""
+    if base is None:
+        return ""
+    if text == base:
+        return "same as unsteered"
+    a, b = base.split(), text.split()
+    shared = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        shared += 1
+    ratio = difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio()
+    return f"differs from unsteered after {shared} shared word{'s' if shared != 1 else ''} ({1 - ratio:.0%} different)"
+
+
+def eta_text(start: float, done: int, total: int) -> str:
+    """", 12 s elapsed, about 30 s left" from the mean time per finished unit ("" before the first one)."""
+    elapsed = time.perf_counter() - start
+    if done <= 0:
+        return f", {elapsed:.0f} s elapsed"
+    left = elapsed / done * (total - done)
+    return f", {elapsed:.0f} s elapsed, about {left:.0f} s left"
+
+
+def strength_sweep(session: Session, prompt: str, image_path: str | None, steerings: list[Steering],
+                   settings: GenerationSettings, progress: Any = None, prompt_format: Any = None,
+                   kl: bool = True, should_stop: Any = None) -> list[list[Any]]:
+    """One steered continuation per Steering (strength 0 = unsteered), same seed and stop sequences, each with its
+    mean KL on neutral prompts (its side effect) and what changed against the unsteered text (generated once more
+    when 0 is not in the list), degenerate text flagged. No row is named best: the rows are for reading side by
+    side.
+
+    Args:
+        session: whose model.
+        prompt: as the user typed it.
+        image_path: a photo for a VLM.
+        steerings: one checked Steering per strength (components.inputs.sweep_steerings).
+        settings: decoding settings (the same seed and stop sequences for every row).
+        progress: gr.Progress-like callback (fraction, desc=...).
+        prompt_format: raw / qa / chat (None: the model's).
+        kl: measure each strength's mean KL on neutral prompts.
+        should_stop: polled before each generation; True raises Cancelled.
+
+    Returns:
+        Rows [strength, text, what changed, KL].
+    """
+    from grains.generation import generate_one
+
+    lm = session_model(session).with_format(chosen_format(prompt_format))
+    values = [steering.strength for steering in steerings]
+    image = open_image(image_path, lm) if lm.is_vlm else None
+    meter = quick_kl(lm) if kl else None
+    table = []
+    base = None
+    total = len(values) + (0 if 0 in values else 1)
+    start = time.perf_counter()
+
+    def tick(done: int, what: str) -> None:
+        if progress:
+            progress(done / total, desc=f"{what} · {done}/{total} done{eta_text(start, done, total)}")
+
+    if 0 not in values:
+        tick(0, "unsteered (for comparison)")
+        base = generate_one(lm, prompt, None, settings=settings, image=image)
+    for i, (value, steering) in enumerate(zip(values, steerings)):
+        done = i + (0 if 0 in values else 1)
+        tick(done, f"strength {value:g}")
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"Sweep stopped by the user after {done} of {total} generations.")
+        text = generate_one(lm, prompt, None if steering.is_identity else steering, settings=settings, image=image)
+        if value == 0:
+            base = text
+        kl_value = (0.0 if steering.is_identity else round(meter.mean(steering), 4)) if meter is not None else None
+        table.append([value, text, kl_value])
+    rows = []
+    for value, text, kl_value in table:
+        versus = "unsteered" if value == 0 else change_summary(text, base)
+        reason = degeneracy(text)
+        if reason:
+            versus = f"{versus}; DEGENERATE ({reason})"
+        rows.append([value, text, versus, kl_value])
+    return rows
+
+
+def quick_kl(lm: LoadedModel) -> NeutralKL:
+    """KL on the first neutral prompts (as many as the build's budget check uses), for the quick views on this tab;
+    the Evaluate tab measures on all of them."""
+    from grains.side_effects import NeutralKL, load_neutral_prompts
+
+    return NeutralKL(lm, load_neutral_prompts(limit=SELECTION_PROMPTS))
+
+
+def side_effect_line(lm: LoadedModel, steering: Steering, prompt_format: Any = None) -> str:
+    """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget."""
+    from grains.side_effects import DEFAULT_KL_BUDGET
+
+    if steering.is_identity:
+        return "At strength 0 the model is not steered: no side effect (KL 0)."
+    meter = quick_kl(lm.with_format(chosen_format(prompt_format)))
+    kl = meter.mean(steering)
+    over = "over" if kl > DEFAULT_KL_BUDGET else "within"
+    return (f"Side effect of this setting: mean KL {kl:.3f} nats on {len(meter.prompts)} neutral prompts "
+            f"({over} the budget of {DEFAULT_KL_BUDGET:g}).")
