@@ -11,8 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from grains.errors import InputError
-from grains.overlay import DIVERGING_STOPS, rgb_hex
 from grains.viz.heatmap import NEG_BORDER, POS_BORDER, visible_token
+from grains.viz.overlay import DIVERGING_STOPS, rgb_hex
 
 POS_COLOUR = rgb_hex(DIVERGING_STOPS[-1][1])  # red: toward the chosen answer
 NEG_COLOUR = rgb_hex(DIVERGING_STOPS[0][1])  # blue: toward the rejected answer

@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 import pytest
 
 from grains.errors import InputError
-from grains.overlay import DIVERGING_STOPS, rgb_hex
 from grains.viz.diff import render_diff
 from grains.viz.heatmap import render_token_heatmap, visible_token
+from grains.viz.overlay import DIVERGING_STOPS, rgb_hex
 
 
 class _Spans(HTMLParser):

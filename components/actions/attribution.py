@@ -117,7 +117,7 @@ def overlay_image(result: AttributionResult | None, image_path: str | None, alph
     if result is None or result.image_grid is None or not image_path:
         return None
     from grains.images import load_image
-    from grains.overlay import patch_overlay
+    from grains.viz.overlay import patch_overlay
 
     box = (result.extra or {}).get("crop_box")
     return patch_overlay(load_image(image_path), result.image_grid, alpha=float(alpha), colorbar=True,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from grains.errors import InputError
-from grains.overlay import DIVERGING_STOPS, diverging_rgb, format_score, rgb_hex, symmetric_vmax
+from grains.viz.overlay import DIVERGING_STOPS, diverging_rgb, format_score, rgb_hex, symmetric_vmax
 
 POS_BORDER = "#67001f"  # dark red: top-k positive
 NEG_BORDER = "#053061"  # dark blue: top-k negative

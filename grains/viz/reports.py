@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grains.overlay import diverging_rgb, rgb_hex, symmetric_vmax
 from grains.viz.heatmap import render_token_heatmap
+from grains.viz.overlay import diverging_rgb, rgb_hex, symmetric_vmax
 
 if TYPE_CHECKING:
     from grains.attribution import AttributionResult
@@ -76,7 +76,7 @@ def attribution_html(result: AttributionResult) -> str:
 
 
 def _grid_html(grid: list[list[float]]) -> str:
-    """The image-patch scores as a small coloured grid (the photo overlay needs the image: see grains.overlay)."""
+    """The image-patch scores as a small coloured grid (the photo overlay needs the image: see grains.viz.overlay)."""
     flat = [v for row in grid for v in row]
     colours = diverging_rgb(np.asarray(grid, dtype=float), symmetric_vmax(flat))
     rows = []

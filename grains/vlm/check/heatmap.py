@@ -47,7 +47,7 @@ class ProbeHeatmap:
     def overlay(self, image: Any, alpha: float = 0.55) -> Any:
         """The photo with the heatmap blended over it (a PIL image of the photo's size)."""
         from grains.images import load_image
-        from grains.overlay import patch_overlay
+        from grains.viz.overlay import patch_overlay
 
         if self.grid is None:
             raise InputError("This model gave no patch grid for the image.")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from grains.errors import InputError
-from grains.overlay import DIVERGING_STOPS, diverging_rgb, overlay_legend, patch_overlay
+from grains.viz.overlay import DIVERGING_STOPS, diverging_rgb, overlay_legend, patch_overlay
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_box_reaching_past_the_photo_keeps_the_grid_geometry():
     import numpy as np
     from PIL import Image
 
-    from grains.overlay import patch_overlay
+    from grains.viz.overlay import patch_overlay
 
     photo = Image.new("RGB", (100, 50), (128, 128, 128))
     grid = np.array([[1.0], [-1.0]])  # top cell red, bottom cell blue
