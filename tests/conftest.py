@@ -134,3 +134,10 @@ def tiny_llama() -> object:
     from grains.models import load_model
 
     return load_model("tiny-random-llama")
+
+
+@pytest.fixture(scope="session")
+def lm(tiny_llama: object) -> object:
+    """The default `lm` of a test module: the tiny random Llama. Modules that test other models or several (a
+    parametrized `lm`) define their own fixture of this name, which overrides this one."""
+    return tiny_llama

@@ -1,0 +1,174 @@
+"""Issue 16 in headless Chromium: Compare's own controls (the session's vector, layer and strength kept in step with
+the Steer tab, stop sequences, chat by default on a chat model, one sweep table that fits), results marked outdated
+when their inputs change, an Evaluate run stopped midway, and Show code that loads the session's vector file.
+
+Screenshots go to test-output/ (gitignored)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("playwright")
+
+from tests.app.test_app_browser import GEN_DONE, columns, open_app  # noqa: E402
+
+pytestmark = pytest.mark.browser
+MODEL = "tiny-random-llama"
+
+
+
+
+
+
+@pytest.fixture(scope="module")
+def vector_file(tmp_path_factory):
+    """A random vector for the tiny model, saved as a user would have it on disk."""
+    from grains.models import load_model
+    from tests.factories import random_vector
+
+    path = tmp_path_factory.mktemp("vec") / "my_uploaded_vector.safetensors"
+    random_vector(load_model(MODEL), layer=2, strength=1.5).save(path)
+    return path
+
+
+def load_vector(page, path) -> None:
+    page.click("#grains-tab-steer-button")
+    with page.expect_file_chooser() as chooser:
+        page.click("#grains-load-vector")
+    chooser.value.set_files(str(path))
+    page.wait_for_selector(f"#grains-vector-card:has-text('{path.name}')")
+
+
+def code_text(page, elem_id: str) -> str:
+    """The whole text of a gr.Code (its CodeMirror document when reachable, else the rendered lines)."""
+    return page.evaluate("""(id) => {
+        const content = document.querySelector('#' + id + ' .cm-content');
+        if (content && content.cmView && content.cmView.view) return content.cmView.view.state.doc.toString();
+        return document.querySelector('#' + id).innerText;
+    }""", elem_id)
+
+
+def set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_compare_controls_stop_sequences_and_stale_marks(page, app_server, vector_file, test_output_dir):
+    open_app(page, app_server(MODEL), MODEL)
+    load_vector(page, vector_file)
+    page.click("#grains-tab-compare-button")
+    page.wait_for_selector("#grains-gen-vector:has-text('my_uploaded_vector.safetensors')")
+    assert "suggested: layer 2, strength 1.5" in page.inner_text("#grains-gen-vector")
+    # the vector's suggested setting arrived from the Steer tab
+    page.wait_for_function("document.querySelector('#grains-gen-layer input[type=number]').value === '2'")
+    assert page.input_value("#grains-gen-strength input[type=number]") == "1.5"
+    assert page.input_value("#grains-gen-prompt-format input") == "chat: the model's template"  # a chat model
+    assert page.is_checked("#grains-gen-stop-qa input")
+    # setting the strength here sets the session's strength (the Steer tab shows it too)
+    set_number(page, "grains-gen-strength", "0")
+    page.wait_for_function("document.querySelector('#grains-strength input[type=number]').value === '0'")
+
+    page.fill("#grains-gen-prompt textarea", "Tell me a story")
+    page.click("#grains-generate")
+    page.wait_for_selector(GEN_DONE)
+    free, same = columns(page)
+    assert free == same and len(free) > 6  # strength 0: identical rows
+    stop = free.strip()[2:5]
+    page.fill("#grains-gen-stop textarea", stop)
+    # the inputs changed: the texts on screen are marked outdated
+    page.wait_for_selector("#grains-unsteered:has-text('Outdated')")
+    page.wait_for_selector("#grains-gen-status:has-text('Outdated')")
+    page.screenshot(path=str(test_output_dir / "compare_outdated.png"), full_page=True)
+    page.click("#grains-generate")
+    page.wait_for_selector(GEN_DONE)
+    assert "Outdated" not in page.inner_text("#grains-unsteered")
+    cut, cut_steered = columns(page)
+    assert cut == cut_steered and stop not in cut and free.startswith(cut.strip()[:2])
+    assert len(cut) < len(free)  # both rows stopped at the same string
+    assert "Stop sequences" in page.inner_text("#grains-gen-status")
+
+    # the sweep: one table, its header on one line, nothing wider than the page; a new sweep replaces it
+    page.click("text=Strength sweep: the same prompt at several strengths")
+    strengths = page.locator("#grains-gen-sweep-strengths textarea, #grains-gen-sweep-strengths input").first
+    strengths.fill("0, 4")
+    for _ in range(2):
+        page.click("#grains-gen-sweep")
+        page.wait_for_selector("#grains-sweep-table table")
+        page.wait_for_function("!document.querySelector('#grains-sweep-table .grains-outdated')")
+    assert page.locator("#grains-sweep-table table").count() == 1
+    header = page.locator("#grains-sweep-table th").first
+    assert header.inner_text() == "strength"
+    heights = [page.locator("#grains-sweep-table th").nth(i).bounding_box()["height"] for i in range(4)]
+    assert max(heights) < 40, heights  # no "stren/gth"
+    box = page.locator("#grains-sweep-table .grains-sweep-table")
+    assert box.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+    last = page.locator("#grains-sweep-table tbody tr").nth(1).locator("td").nth(3).inner_text()
+    assert "unsteered" in last  # what changed, against the unsteered text
+    page.screenshot(path=str(test_output_dir / "compare_sweep_table.png"), full_page=True)
+    assert page.dialogs == []
+
+
+def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_file, test_output_dir):
+    open_app(page, app_server(MODEL), MODEL)
+    load_vector(page, vector_file)
+    page.click("#grains-tab-evaluate-button")
+    page.wait_for_selector("#grains-eval-rows input[type=number]", state="visible")
+    page.wait_for_timeout(500)
+    set_number(page, "grains-eval-rows", "200")
+    page.locator("#grains-eval-offset input").fill("0")
+    page.locator("#grains-eval-offset input").press("Enter")
+    page.click("#grains-evaluate")
+    # progress shows rows done and an estimate of the time left
+    page.wait_for_selector("text=/unsteered \\d+\\/200 · \\d+ s elapsed, about \\d+ s left/")
+    page.screenshot(path=str(test_output_dir / "evaluate_progress_eta.png"), full_page=True)
+    page.click("#grains-eval-stop")
+    page.wait_for_selector("#grains-eval-summary:has-text('Stopped by the user')")
+    assert re.search(r"after \d+ of 200 rows", page.inner_text("#grains-eval-summary"))
+    page.screenshot(path=str(test_output_dir / "evaluate_stopped.png"), full_page=True)
+
+    set_number(page, "grains-eval-rows", "3")
+    page.locator("#grains-eval-offset input").fill("40")
+    page.locator("#grains-eval-offset input").press("Enter")
+    page.click("#grains-evaluate")
+    page.wait_for_selector("#grains-eval-summary:has-text('Took')")
+    summary = page.inner_text("#grains-eval-summary")
+    assert "inverts that same test" in summary and "Took" in summary
+    page.click("text=Per-item results (numbered by dataset row)")
+    first_cells = [page.locator("#grains-eval-items tbody tr").nth(i).locator("td").first.inner_text()
+                   for i in range(3)]
+    assert first_cells == ["40", "41", "42"]
+    table = page.locator("#grains-eval-items .grains-items-table")
+    assert table.evaluate("el => el.scrollWidth <= el.clientWidth + 1")  # answers wrap, nothing off-screen
+
+    set_number(page, "grains-eval-rows", "4")  # an input the result depends on
+    page.wait_for_selector("#grains-eval-summary:has-text('Outdated')")
+    assert "the number of rows changed" in page.inner_text("#grains-eval-summary")
+    page.screenshot(path=str(test_output_dir / "evaluate_outdated.png"), full_page=True)
+    assert page.dialogs == []
+
+
+def test_show_code_loads_the_session_vector_file_and_real_rows(page, app_server, vector_file, test_output_dir):
+    open_app(page, app_server(MODEL), MODEL)
+    load_vector(page, vector_file)
+    page.click("#grains-tab-evaluate-button")
+    page.wait_for_selector("#grains-eval-rows input[type=number]", state="visible")
+    page.wait_for_timeout(500)
+    set_number(page, "grains-eval-rows", "2")
+    page.locator("#grains-eval-offset input").fill("31")
+    page.locator("#grains-eval-offset input").press("Enter")
+    page.click("#grains-evaluate")
+    page.wait_for_selector("#grains-eval-summary:has-text('Took')")
+    page.set_viewport_size({"width": 1400, "height": 6000})  # CodeMirror renders only the lines in view
+    page.click("#grains-tab-code-button")
+    page.wait_for_selector("#grains-code-python:has-text('load_vector')")
+    code = code_text(page, "grains-code-python")
+    assert "grains.load_vector('my_uploaded_vector.safetensors')" in code and "build_vector" not in code
+    assert "limit=2, offset=31" in code and "first_row=31" in code and "limit=20" not in code
+    assert "layers=2, strength=1.5" in code  # the session's layer and strength
+    shell = code_text(page, "grains-code-cli")
+    assert "--vector my_uploaded_vector.safetensors" in shell and "grains build" not in shell
+    page.screenshot(path=str(test_output_dir / "show_code_loaded_vector.png"), full_page=True)
+    assert page.dialogs == []

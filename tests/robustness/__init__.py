@@ -1,0 +1,1 @@
+"""Robustness suites: bad input on every surface, fuzzing, injected faults, safe serving, soak."""

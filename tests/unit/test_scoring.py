@@ -1,0 +1,64 @@
+"""Response log-probabilities: the shared-prefix (KV cache) path equals a full forward of each prompt + response."""
+
+import pytest
+
+from grains.models import load_model
+from grains.scoring import _full_logprobs, _shared_prefix_logprobs, response_logprobs, score_pair
+from grains.steering import steer
+from tests.factories import random_vector
+
+RESPONSES = [" Paris", " Lyon is the capital of France", " no", " It is Marseille, of course."]
+
+
+@pytest.fixture(scope="module", params=["tiny-random-llama", "tiny-random-gemma3-text", "tiny-random-qwen2"])
+def lm(request):
+    return load_model(request.param)
+
+
+def _ids(lm, responses):
+    from grains.prompts import encode_response
+
+    return [encode_response(lm.tokenizer, r, lm.prompt_style).ids for r in responses]
+
+
+def test_shared_prefix_equals_full_forward(lm):
+    enc = lm.encode_prompt("What is the capital of France? Answer briefly.")
+    ids = _ids(lm, RESPONSES)
+    shared, counts = _shared_prefix_logprobs(lm, enc, ids)
+    full, full_counts = _full_logprobs(lm, enc, ids)
+    assert counts == full_counts == [len(i) for i in ids]
+    assert shared == pytest.approx(full, abs=1e-4, rel=1e-4)
+    # The responses differ, so their scores must too (a path that ignored the response would pass the line above
+    # only by accident).
+    assert len(set(round(v, 3) for v in shared)) == len(shared)
+
+
+def test_shared_prefix_equals_full_forward_under_steering(lm):
+    enc = lm.encode_prompt("Is the sky green?")
+    ids = _ids(lm, RESPONSES)
+    plain, _ = _shared_prefix_logprobs(lm, enc, ids)
+    with steer(lm, random_vector(lm, norm=1.0, method="mean", k=3, n_examples=1), layers=1, strength=2.0):
+        shared, _ = _shared_prefix_logprobs(lm, enc, ids)
+        full, _ = _full_logprobs(lm, enc, ids)
+    assert shared == pytest.approx(full, abs=1e-4, rel=1e-4)
+    assert max(abs(a - b) for a, b in zip(shared, plain)) > 1e-3  # steering reached the scored tokens
+
+
+def test_more_responses_than_one_chunk(lm):
+    from grains import scoring
+
+    enc = lm.encode_prompt("Name a colour.")
+    many = [f" colour number {i}" for i in range(scoring.ROWS_PER_FORWARD + 3)]
+    ids = _ids(lm, many)
+    shared, _ = _shared_prefix_logprobs(lm, enc, ids)
+    full, _ = _full_logprobs(lm, enc, ids)
+    assert shared == pytest.approx(full, abs=1e-4, rel=1e-4)
+    # The prefix cache is copied per chunk, so scoring twice gives the same numbers.
+    again, _ = response_logprobs(lm, enc, many)
+    assert again == pytest.approx(shared, abs=1e-6)
+
+
+def test_score_pair_margin_is_the_difference(lm):
+    s = score_pair(lm, "2 + 2 =", " 4", " 5")
+    assert s.margin() == pytest.approx(s.logp_chosen - s.logp_rejected)
+    assert s.logp_chosen < 0 and s.logp_rejected < 0
