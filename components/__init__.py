@@ -1,1 +1,2 @@
-"""UI pieces for GrAInS Studio: HTML token heatmaps, text diffs and plotly charts (rendering only, no algorithm)."""
+"""The GrAInS Studio app: panels (layout and wiring), named API endpoints, session actions, HTML views and input
+checks. Rendering comes from grains.viz and every algorithm from grains."""

@@ -49,6 +49,13 @@ class AttributionResult(Renderable):
     """Per-token IG scores. `tokens`/`scores` cover the prompt (s+ score + s- score); `plus_*`/`minus_*` the full
     sequences. `delta` = sum of all scores - (f_input - f_baseline).
 
+    Args:
+        tokens, scores, offsets: the prompt's tokens, their scores (s+ score + s- score) and character offsets.
+        plus_tokens, plus_scores, minus_tokens, minus_scores: every token of s+ and s- with its score.
+        f_input, f_baseline, delta: f at the input and at the baseline, and the completeness gap.
+        steps, target, baseline, points, tolerance: the settings; points_used, gradient_evals, forward_evals and
+            seconds what it cost.
+
     It renders and serialises itself: `_repr_html_()` (a notebook shows the heatmaps and whether IG converged),
     `show()`, `to_json(path)` and `AttributionResult.from_json(text_or_path)`.
 
@@ -294,6 +301,13 @@ def attribute(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: A
 
     Returns:
         The AttributionResult (scores, delta, points used, seconds); `prompt_text` is the exact text the model saw.
+
+    Example:
+        >>> lm = grains.load_model("gemma-3-270m")
+        >>> result = grains.attribute(lm, "Honestly, the pizza from that new delivery app",
+        ...                           " arrived hot and tasted fantastic.", " arrived cold and tasted dreadful.")
+        >>> result.converged, result.points_used
+        >>> result.show()
     """
     lm = lm.with_format(prompt_format)
     if steering is not None:

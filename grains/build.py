@@ -46,6 +46,13 @@ class BuildResult(Renderable):
     cross-validated estimate with its interval and test, side effects, warnings); `to_json()` the summary `build
     --json` prints. The vector itself is saved with `result.vector.save(path)` (safetensors + JSON).
 
+    Args:
+        vector: the built SteeringVector (suggested layer and strength in it).
+        selection: the cross-validation (None when not run): the choice and its nested estimate.
+        seconds: wall time of the build.
+        skipped: examples left out, with why.
+        side_effects: what the chosen setting costs on neutral text (None when not measured).
+
     Example:
         >>> built = grains.build_vector(lm, pairs, method="caa")
         >>> built.show()
@@ -174,6 +181,11 @@ def build_vector(
 
     Returns:
         The BuildResult.
+
+    Example:
+        >>> pairs = grains.load_pairs(grains.BUILTIN_DATASETS["hallucination_pairs"], limit=32)
+        >>> built = grains.build_vector(lm, pairs, method="grains", k=5)
+        >>> built.show()  # the vector card: chosen layer and strength, nested estimate, side effects
     """
     lm = lm.with_format(prompt_format)
     resolve_method(method)  # an unknown name is refused before any work; "mean" is an alias of "grains"

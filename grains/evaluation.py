@@ -300,6 +300,11 @@ def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | 
         A SweepResult: per-cell "values" (accuracy gain), "accuracy", "margin_gain", "p_values" (exact McNemar, raw),
         "p_values_adjusted" (Holm), "significant" (adjusted p < 0.05), "cells_tested", "correction", "best_of_n"
         (the largest gain, labelled: a maximum over cells, not an estimate) and, with `kl`, "kl".
+
+    Example:
+        >>> result = grains.sweep(lm, rows, "pairs", vector, layers=[6, 8], strengths=[0.25, 0.5, 1.0], kl=True)
+        >>> result.best_of_n["label"], result.significant
+        >>> result.show()
     """
     from grains.stats import SIGNIFICANCE_LEVEL, holm_adjust, significance_summary
 

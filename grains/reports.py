@@ -22,7 +22,7 @@ UNSTEERED = "_unsteered"
 class EvaluationReport(Renderable):
     """Accuracy unsteered and steered on one dataset, the paired test between them, and the side effects.
 
-    Attributes:
+    Args:
         n: items scored.
         kind: "truthfulqa" (MC1/MC2), "pairs" (preference pairs) or "probes" (yes/no, POPE metrics).
         metrics: the steered metrics (accuracy, mean margin, and per kind MC1/MC2, answer distribution or POPE); the
@@ -132,7 +132,7 @@ class EvaluationReport(Renderable):
 class SweepResult(Renderable):
     """Accuracy gain for every layer x strength cell, with Holm-corrected exact McNemar p-values.
 
-    Attributes:
+    Args:
         layers, strengths: the grid (rows, columns).
         values: accuracy gain per cell; `accuracy` the steered accuracy; `margin_gain` the mean margin gain.
         p_values / p_values_adjusted / significant: raw and Holm-adjusted p per cell (None at strength 0, which is
