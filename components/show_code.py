@@ -228,9 +228,9 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     side = ", side_effects=True" if ev["steered"] else ""
     lines += [f"report = grains.evaluate(lm, eval_rows, kind, {eval_steering}{length}, per_item=True, "
               f"first_row={ev['offset']}{side}{_fmt_arg(eval_fmt)})",
-              'print(report["reading"])']
+              'report.show()  # the metric table, the McNemar reading and interval, the side effects']
     if ev["steered"]:
-        lines.append('print("side effects:", report["side_effects"]["reading"])')
+        lines.append('print("side effects:", report.side_effects["reading"])')
     return "\n".join(lines) + "\n"
 
 

@@ -439,10 +439,10 @@ def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "show_code.py", "exec"), namespace)  # noqa: S102 - our own generated code
-    assert namespace["report"]["n"] == 2 and (tmp_path / "my_vector.safetensors").is_file()
+    assert namespace["report"].n == 2 and (tmp_path / "my_vector.safetensors").is_file()
     assert namespace["result"].prompt_text == cfg["prompt"]  # raw: exactly what was typed
     assert namespace["pair"].prompt_text == "Q: Hello\nA:"  # qa, as chosen on the Compare tab
-    assert namespace["report"]["steering"]["normalize"] is False and "reading" in namespace["report"]["side_effects"]
+    assert namespace["report"].steering["normalize"] is False and "reading" in namespace["report"].side_effects
     shell = cli_code(cfg, session)
     assert shell.count("--prompt-format raw") == 3 and "--prompt-format qa" in shell  # attribute, build, eval; gen
     assert shell.count("--no-normalize") == 3  # build, generate, eval
