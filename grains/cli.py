@@ -21,17 +21,28 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 
 
-def _bench_harness() -> Any:
-    """The benchmark harness (benchmarks/harness.py of the repository checkout this package runs from), or None
-    when it is not there (an installed wheel ships the library only)."""
+def _checkout_module(name: str) -> Any:
+    """`benchmarks.<name>` from the repository checkout this package runs from, or None when the checkout's
+    benchmarks/ folder is not there (an installed wheel ships the library only)."""
     import importlib
 
     root = Path(__file__).resolve().parent.parent
-    if not (root / "benchmarks" / "harness.py").is_file():
+    if not (root / "benchmarks" / f"{name}.py").is_file():
         return None
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    return importlib.import_module("benchmarks.harness")
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def _bench_harness() -> Any:
+    """The benchmark harness (benchmarks/harness.py: imports torch and the library), or None without the checkout."""
+    return _checkout_module("harness")
+
+
+def _bench_arguments() -> Any:
+    """The bench options (benchmarks/arguments.py: argparse only, cheap at parser build), or None without the
+    checkout."""
+    return _checkout_module("arguments")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -91,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory benchmarks against the reference way")
     _common(p)
-    harness = _bench_harness()
-    if harness is not None:
-        harness.add_bench_arguments(p)
+    arguments = _bench_arguments()
+    if arguments is not None:
+        arguments.add_bench_arguments(p)
     p.set_defaults(func=_cmd_bench)
     return parser
 
@@ -140,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and not (getattr(args, "func", None) is _cmd_bench and _bench_harness() is None):
+    if unknown and not (getattr(args, "func", None) is _cmd_bench and _bench_arguments() is None):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # without the harness, bench says what is missing
     if getattr(args, "image", None) and not Path(args.image).exists():
         print(f"error: no image file at {args.image}", file=sys.stderr)
