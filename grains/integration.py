@@ -45,21 +45,35 @@ class PathIntegrator:
 
     def gradient_sums(self, alphas: np.ndarray, weights: np.ndarray) -> _PanelSums:
         """sum_j w_j df/dx(a_j) for s+ and s- ([T, D] each, fp32), and sum_j w_j g(a_j)."""
-        sums = [torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
-        a_all = torch.as_tensor(np.asarray(alphas), dtype=torch.float64)
-        w_all = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        return self.panel_sums([(np.asarray(alphas), np.asarray(weights))])[0]
+
+    def panel_sums(self, rules: list[tuple[np.ndarray, np.ndarray]]) -> list[_PanelSums]:
+        """gradient_sums for several (alphas, weights) rules at once: their nodes share batches of `chunk` points,
+        so a panel of 2 or 3 nodes does not pay for a pass of its own (each pass reads every weight of the model
+        twice, which on a CPU costs as much as several points)."""
+        owner = np.concatenate([np.full(len(a), i) for i, (a, _) in enumerate(rules)])
+        a_all = torch.as_tensor(np.concatenate([np.asarray(a) for a, _ in rules]), dtype=torch.float64)
+        w_all = torch.as_tensor(np.concatenate([np.asarray(w) for _, w in rules]), dtype=torch.float32)
+        sums = [[torch.zeros(self.diff[k].shape[1:], dtype=torch.float32, device=self.diff[k].device) for k in (0, 1)]
+                for _ in rules]
         for start in range(0, len(a_all), self.chunk):
             a = a_all[start:start + self.chunk]
-            w = w_all[start:start + self.chunk].to(sums[0].device).view(-1, 1, 1)
+            w = w_all[start:start + self.chunk].to(self.diff[0].device).view(-1, 1, 1)
             plus = self._path(a, 0).requires_grad_(True)
             minus = self._path(a, 1).requires_grad_(True)
             values = self.objective(plus, minus)
             grads = torch.autograd.grad(values.sum(), (plus, minus))
-            for k in (0, 1):
-                sums[k] += (w * grads[k].float()).sum(dim=0)
+            rows = owner[start:start + self.chunk]
+            for i in np.unique(rows):
+                mine = torch.as_tensor(rows == i, device=w.device)
+                for k in (0, 1):
+                    sums[i][k] += (w[mine] * grads[k][mine].float()).sum(dim=0)
             self.gradient_evals += len(a)
-        integral = float(sum((s * d[0].float()).sum() for s, d in zip(sums, self.diff)))
-        return _PanelSums(sums[0], sums[1], integral)
+        out = []
+        for plus_sum, minus_sum in sums:
+            integral = float((plus_sum * self.diff[0][0].float()).sum() + (minus_sum * self.diff[1][0].float()).sum())
+            out.append(_PanelSums(plus_sum, minus_sum, integral))
+        return out
 
     def values(self, alphas: list[float]) -> list[float]:
         """f at each alpha (forward only; values already computed are reused)."""
@@ -108,7 +122,9 @@ def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float 
     """Run the rule `panels`; with a tolerance, split the panel with the largest own completeness error
     (f(hi) - f(lo) against its quadrature) until within_tolerance holds or the next split would pass `max_points`
     gradient evaluations. Panels that are not split keep their gradients."""
-    sums = {p: integrator.gradient_sums(*p.nodes()) for p in panels}
+    sums = dict(zip(panels, integrator.panel_sums([p.nodes() for p in panels])))
+    if tolerance is not None:  # the panel edges are needed as soon as the first check fails: one pass for all
+        integrator.values(sorted({p.lo for p in panels} | {p.hi for p in panels}))
     f_base, f_input = integrator.values([0.0, 1.0])
     gap = f_input - f_base
     panel_errors = None
@@ -133,8 +149,7 @@ def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float 
             i = panels.index(worst)
             panels = panels[:i] + list(halves) + panels[i + 1:]
             del sums[worst]
-            for half in halves:
-                sums[half] = integrator.gradient_sums(*half.nodes())
+            sums.update(zip(halves, integrator.panel_sums([half.nodes() for half in halves])))
             delta, total_abs = state()
         edges = sorted({p.lo for p in panels} | {p.hi for p in panels})
         f_at = dict(zip(edges, integrator.values(edges)))

@@ -60,3 +60,23 @@ def test_within_tolerance_uses_the_gap_or_the_score_mass_for_a_tiny_gap():
     assert within_tolerance(0.009, 1e-4, 1.0, 0.05)  # gap near 0: 0.9% of sum |phi| and under 0.05 nats
     assert not within_tolerance(0.02, 1e-4, 1.0, 0.05)  # 2% of sum |phi|: over 1%
     assert not within_tolerance(0.3, 1e-4, 100.0, 0.05)  # under 1% of the mass but over 0.05 nats
+
+
+def test_panels_share_batches_and_give_the_same_sums_as_one_pass_each():
+    """panel_sums packs the nodes of several panels into batches of `chunk` points: the same sums as a pass per
+    panel (to float precision), in ceil(nodes / chunk) passes instead of one per panel."""
+    inputs, base = _inputs(1)
+    panels = make_panels(16, "graded")
+    calls = []
+
+    def counted(plus, minus):
+        calls.append(plus.shape[0])
+        return sharp(plus, minus)
+
+    separate = [PathIntegrator(sharp, inputs, base, chunk=8).gradient_sums(*p.nodes()) for p in panels]
+    packed = PathIntegrator(counted, inputs, base, chunk=8).panel_sums([p.nodes() for p in panels])
+    assert len(panels) > 2 and calls == [8, 8]  # 16 nodes in two passes, not one per panel
+    for one, both in zip(separate, packed):
+        assert torch.allclose(one.grad_plus, both.grad_plus, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(one.grad_minus, both.grad_minus, rtol=1e-5, atol=1e-6)
+        assert both.integral == pytest.approx(one.integral, rel=1e-5, abs=1e-6)
