@@ -4,7 +4,8 @@ a layer and strength by cross-validation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,9 @@ class BuildResult(Renderable):
         seconds: wall time of the build.
         skipped: examples left out, with why.
         side_effects: what the chosen setting costs on neutral text (None when not measured).
+        timings: where the time went, in seconds per phase ("attribution": IG on every example, "ablation": the
+            hidden-state deltas, "budget": the side-effect budget per cell, "cross-validation": rescoring the pairs
+            under each cell, "side effects": the chosen cell's cost on neutral text).
 
     Example:
         >>> built = grains.build_vector(lm, pairs, method="caa")
@@ -64,6 +68,7 @@ class BuildResult(Renderable):
     seconds: float
     skipped: list[dict[str, Any]] = field(default_factory=list)
     side_effects: SideEffects | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Plain JSON-ready values (what `build --json` prints)."""
@@ -73,7 +78,7 @@ class BuildResult(Renderable):
                 "selection": self.selection.to_dict() if self.selection else None, "skipped": self.skipped,
                 "side_effects": self.side_effects.to_dict() if self.side_effects else None,
                 "warnings": v.warnings(), "prompt_format": v.meta.get("prompt_format"),
-                "note": v.meta.get("note", "")}
+                "note": v.meta.get("note", ""), "timings": dict(self.timings)}
 
     def to_dict(self) -> dict[str, Any]:
         """The summary (what `build --json` prints)."""
@@ -92,6 +97,21 @@ class BuildResult(Renderable):
         return build_text(self)
 
 
+class PhaseClock:
+    """Wall seconds per named phase, summed over every `with clock("phase"):` block."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
 def _matches(result: Any, encoded: Any) -> bool:
     """Whether a precomputed attribution covers exactly the encoded example's tokens (s+, s- and the prompt)."""
     return (result is not None and len(result.plus_scores) == len(encoded.sequence_ids("plus"))
@@ -101,18 +121,22 @@ def _matches(result: Any, encoded: Any) -> bool:
 
 def _example_deltas(lm: LoadedModel, ex: Any, method: str, k: int, steps: int, target: str, baseline: str,
                     position: str, content_only: bool, skip_punctuation: bool, overrides: dict | None,
-                    attribution: Any = None) -> ExampleDeltas:
+                    attribution: Any = None, clock: PhaseClock | None = None) -> ExampleDeltas:
+    clock = clock or PhaseClock()
     encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected, image=resolve_image(getattr(ex, "image", None)))
     if method == "caa":
-        return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
+        with clock("ablation"):
+            return caa_deltas(lm, encoded, position)  # type: ignore[arg-type]
     if _matches(attribution, encoded):
         result = attribution  # the caller's attribution of this very example (e.g. the one on screen)
     else:  # top-k selection only: a fixed graded rule, no refinement (see BUILD_STEPS)
-        result = attribute_example(lm, encoded, steps=steps, target=target,  # type: ignore[arg-type]
-                                   baseline=baseline, points="graded", tolerance=None)
+        with clock("attribution"):
+            result = attribute_example(lm, encoded, steps=steps, target=target,  # type: ignore[arg-type]
+                                       baseline=baseline, points="graded", tolerance=None)
     selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
                                     overrides=overrides, position=position)  # type: ignore[arg-type]
-    return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
+    with clock("ablation"):
+        return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
 
 
 def build_vector(
@@ -204,6 +228,7 @@ def build_vector(
     candidates = check_layers(list(layers), lm.num_layers) if layers else default_layers(lm.num_layers)
     grid = [check_strength(s) for s in (strengths or DEFAULT_STRENGTHS)]
     start = time.perf_counter()
+    clock = PhaseClock()
     collect_share = 0.6 if select and len(examples) >= 2 else 1.0
     deltas: list[ExampleDeltas] = []
     kept: list[Any] = []
@@ -215,7 +240,8 @@ def build_vector(
             try:
                 given = attributions[i] if attributions is not None and i < len(attributions) else None
                 deltas.append(_example_deltas(lm, ex, method, k, steps, target, baseline, position, content_only,
-                                              skip_punctuation, overrides if len(examples) == 1 else None, given))
+                                              skip_punctuation, overrides if len(examples) == 1 else None, given,
+                                              clock))
                 kept.append(ex)
             except (InputError, GrainsError) as exc:
                 if len(examples) == 1:
@@ -249,12 +275,14 @@ def build_vector(
             allowed, excluded = None, []
             if kl_budget is not None:
                 kl_meter = NeutralKL(lm, neutral_prompts)
-                allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter)
+                with clock("budget"):
+                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter)
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
-            selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
-                                       fallback_layer=candidates[len(candidates) // 2], should_stop=should_stop,
-                                       progress=sub_progress, search=search, allowed=allowed,
-                                       excluded_cells=excluded)
+            with clock("cross-validation"):
+                selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
+                                           fallback_layer=candidates[len(candidates) // 2], should_stop=should_stop,
+                                           progress=sub_progress, search=search, allowed=allowed,
+                                           excluded_cells=excluded)
             vector.default_layer, vector.default_strength = selection.layer, selection.strength
             note = selection.note
         else:
@@ -264,8 +292,9 @@ def build_vector(
                     "untested.")
         if report_side_effects and vector.default_strength != 0:
             chosen = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
-            side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
-                                                kl_budget=kl_budget)
+            with clock("side effects"):
+                side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
+                                                    kl_budget=kl_budget)
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
@@ -274,9 +303,10 @@ def build_vector(
         "direction_stats": {str(layer): info for layer, info in stats.items()},
         **({"selection": selection.to_dict()} if selection else {}),
         **({"side_effects": side_effects.to_dict()} if side_effects else {}),
+        "timings": {phase: round(sec, 3) for phase, sec in clock.seconds.items()},
     }
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,
-                       side_effects=side_effects)
+                       side_effects=side_effects, timings=dict(clock.seconds))
 
 
 def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,

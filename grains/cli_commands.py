@@ -215,8 +215,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                           report_side_effects=args.side_effects)
     out = result.vector.save(args.out)
     summary = {**result.summary(), "out": str(out), "data_kind": kind}
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary["timings"].items(), key=lambda kv: -kv[1]))
     text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
-            f"{summary['layer']}, strength {summary['strength']:g}. {summary['note']}")
+            f"{summary['layer']}, strength {summary['strength']:g}. {summary['note']}"
+            + (f"\ntime: {summary['seconds']:.1f} s ({phases})" if phases else ""))
     if result.side_effects is not None:
         text += f"\nside effects: {result.side_effects.reading()}"
     for warning in summary["warnings"]:

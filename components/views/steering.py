@@ -157,6 +157,10 @@ def build_note(summary: dict[str, Any], cross_validated: bool) -> str:
     took = f"Built in {summary['seconds']:.0f} s from {n} example{'s' if n != 1 else ''}"
     if summary.get("reused_attribution"):
         took += " (reused the attribution on screen: no second IG run)"
+    phases = {k: v for k, v in (summary.get("timings") or {}).items() if v >= 0.05}
+    if phases:
+        took += " (" + " · ".join(f"{esc(k)} {v:.0f} s" for k, v in
+                                  sorted(phases.items(), key=lambda kv: -kv[1])) + ")"
     extra = f" {esc(summary.get('note', ''))}" if summary.get("note") else ""
     if skipped:
         extra += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."

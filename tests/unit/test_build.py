@@ -29,6 +29,11 @@ def test_build_gives_a_vector_per_layer(lm, method, tmp_path):
     assert vector.default_layer in range(lm.num_layers)
     assert vector.meta["selection"]["folds"] == 3
     assert result.summary()["n_examples"] == len(EXAMPLES)
+    # where the time went: every phase that ran, none negative, together within the build's wall time
+    timings = result.summary()["timings"]
+    expected = {"ablation", "cross-validation"} | ({"attribution"} if method != "caa" else set())
+    assert expected <= set(timings) and all(t >= 0 for t in timings.values())
+    assert sum(timings.values()) <= result.seconds + 1e-6 and vector.meta["timings"].keys() == timings.keys()
     vector.save(tmp_path / "v.safetensors")
     assert active_hook_count(lm) == 0
 
