@@ -18,6 +18,7 @@ from components.common import MODEL_QUEUE, esc, fmt_float, guarded, note_html
 from components.model_cache import DEFAULT_VECTOR_PATH, default_vector_label
 from components.session import DEFAULT_COMPARE_PROMPT, DEFAULT_EXAMPLE, Session
 from grains.presets import PRESETS, is_installed
+from grains.viz.formatting import percent
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,7 @@ def heldout_html(vector: Any) -> str:
 
 
 def _pct(value: Any) -> str:
-    try:
-        return f"{float(value):.0%}"
-    except (TypeError, ValueError):
-        return "n/a"
+    return percent(value)
 
 
 def _signed(value: Any) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from components.actions.evaluate import items_table
 from components.charts import CORRECTION_NAMES, effect_side_effect_plot, sweep_heatmap
 from components.common import esc, fmt_float, note_html
+from grains.viz.formatting import percent
 
 KIND_LABELS = {"truthfulqa": "TruthfulQA multiple choice", "pairs": "preference pairs", "probes": "yes/no probes"}
 EVAL_WAITING = '<div class="grains-placeholder">Press Evaluate.</div>'
@@ -15,7 +16,7 @@ SWEEP_WAITING = '<div class="grains-placeholder">Press Run sweep.</div>'
 
 
 def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):.1%}"
+    return percent(value, 1)
 
 
 def _dist(value: Any) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import esc, mark_outdated, note_html, outdated_html
+from grains.viz.formatting import percent
 
 HEADERS = ["object", "truth", "answer", "P(yes)", "flag", "steered answer", "steered P(yes)", "steered flag"]
 EMPTY = ('<div class="grains-placeholder">Upload a photo (or pick a shipped one), list objects that are in it and '
@@ -15,7 +16,7 @@ EMPTY = ('<div class="grains-placeholder">Upload a photo (or pick a shipped one)
 
 
 def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):.0%}"
+    return percent(value)
 
 
 def summary_html(data: dict | None) -> str:

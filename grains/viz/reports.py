@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grains.viz.formatting import percent
 from grains.viz.heatmap import render_token_heatmap
 from grains.viz.overlay import diverging_rgb, rgb_hex, symmetric_vmax
 
@@ -35,7 +36,7 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return percent(value, 1, "—")
 
 
 def _interval(ci: Any, pct: bool = True) -> str:

@@ -10,12 +10,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from grains.viz.formatting import percent
 from grains.vlm.check.objects import Proposal
 from grains.vlm.check.probes import CheckRun, Probe
 
 
 def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):.0%}"
+    return percent(value)
 
 
 METRIC_ROWS = (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
