@@ -9,11 +9,14 @@ from grains.quadrature import A_JOIN, A_MIN, Panel, graded_panels, integration_p
 
 
 @pytest.mark.parametrize("rule", ["graded", "gauss-legendre", "midpoint"])
-@pytest.mark.parametrize("steps", [1, 4, 16, 33])
+@pytest.mark.parametrize("steps", [1, 3, 4, 12, 16, 33])
 def test_weights_sum_to_one_and_nodes_lie_in_the_unit_interval(rule, steps):
     alphas, weights = integration_points(steps, rule)
     assert len(alphas) == len(weights) == steps
-    assert math.isclose(sum(weights), 1.0, rel_tol=1e-12)
+    # the graded rule's log panels are exact for a * g(a) polynomial in log a, not for constants: 4 points (one
+    # log panel over 7.7 decades) within 5%, more points within 2%
+    tol = {4: 0.05, 12: 0.02, 33: 0.02}.get(steps, 0.01) if rule == "graded" and steps >= 4 else 1e-12
+    assert math.isclose(sum(weights), 1.0, rel_tol=tol)
     assert all(0.0 <= a <= 1.0 for a in alphas) and all(w > 0 for w in weights)
 
 
@@ -25,13 +28,13 @@ def test_gauss_legendre_integrates_polynomials_exactly():
 
 def test_graded_rule_resolves_the_sliver_near_zero():
     """f(a) = max(log10(a), -9) + 9 (the shape of f near a = 0 on RMSNorm models): its derivative is spread over
-    decades of a. With 32 points the graded rule integrates it to 2%; Gauss-Legendre misses it by a third. (The log
-    panels' weights are rescaled to integrate constants exactly, which costs exactness on this 1/a profile at 16
-    points: 12%; the tolerance mode's panel splits close that gap.)"""
+    decades of a. The graded rule integrates it to 0.2% with 16 points and 0.01% with 32 (log panels are Gauss-Legendre
+    in log a, exact for 1/a; rescaling their weights to integrate constants, as before 2026-12, gave 12% and 1.2%);
+    Gauss-Legendre misses it by a third."""
     def g(a):
         return np.where(a > 1e-9, 1 / (a * math.log(10)), 0.0)
 
-    for steps, tolerance in ((16, 0.15), (32, 0.02)):
+    for steps, tolerance in ((16, 0.002), (32, 1e-4)):
         graded = np.asarray(integration_points(steps, "graded"))
         legendre = np.asarray(integration_points(steps, "gauss-legendre"))
         assert float(graded[1] @ g(graded[0])) == pytest.approx(9.0, rel=tolerance)
@@ -50,7 +53,10 @@ def test_graded_panels_tile_the_interval_and_split_keeps_the_integral():
     for p in (log_panel, Panel(0.2, 0.6, 3)):
         whole = p.nodes()[1].sum()
         halves = sum(h.nodes()[1].sum() for h in p.split())
-        assert whole == pytest.approx(p.hi - p.lo) and halves == pytest.approx(p.hi - p.lo)
+        # constants: exact on a linear panel; on a log panel 2 nodes over 5 decades are within 15%, halves closer
+        rel = 0.15 if p.log else 1e-9
+        assert whole == pytest.approx(p.hi - p.lo, rel=rel) and halves == pytest.approx(p.hi - p.lo, rel=rel)
+        assert abs(halves - (p.hi - p.lo)) <= abs(whole - (p.hi - p.lo)) + 1e-15
 
 
 def test_few_points_fall_back_to_gauss_legendre_and_rule_nodes_concatenate():
