@@ -107,6 +107,7 @@ def test_time_to_converged_section(result: dict) -> None:
         conv["engine"]["seconds"] / conv["reference"]["seconds"])
     thr = result["build_throughput"]
     assert thr["before_examples_per_minute"] > 0 and thr["after_examples_per_minute"] > 0
+    assert thr["speedup"] == pytest.approx(thr["after_examples_per_minute"] / thr["before_examples_per_minute"])
     assert "time to a converged attribution" in format_table(result)
 
 
