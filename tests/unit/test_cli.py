@@ -1,8 +1,9 @@
 """The command line contract: JSON shapes and one-line errors with a non-zero exit.
 
 Most tests run `grains.cli.main([...])` in-process (one interpreter: no Python + torch + transformers start-up per
-command); `test_attribute_json` and `test_vector_from_another_model_is_refused` run real `python -m grains`
-subprocesses to check the contract end to end (stdout is the JSON alone, the exit code, the one-line error)."""
+command); `test_attribute_json` runs a real `python -m grains` subprocess to check the contract end to end (exit 0,
+stdout is the JSON alone). Real processes that fail with one line and exit 2 are in test_bad_inputs_cli and
+test_cli_check_image."""
 
 import contextlib
 import io
@@ -97,8 +98,8 @@ def test_vector_from_another_model_is_refused(tmp_path):
     from grains.vectors import SteeringVector
 
     path = SteeringVector({0: torch.ones(32)}, {0: 1.0}, "tiny-random-qwen2", 32, 4).save(tmp_path / "q.safetensors")
-    proc, _ = run_subprocess("generate", "--model", "tiny-random-llama", "--prompt", "x", "--vector", str(path),
-                             "--layer", "0", "--strength", "1", check_json=False)
+    proc, _ = run("generate", "--model", "tiny-random-llama", "--prompt", "x", "--vector", str(path),
+                  "--layer", "0", "--strength", "1", check_json=False)
     assert proc.returncode == 2 and "built for 'tiny-random-qwen2'" in proc.stderr
 
 
