@@ -39,10 +39,14 @@ def test_attribution_on_truthfulqa_is_finite_and_converges(gemma):
 
 
 def test_vector_changes_generations_at_moderate_strength_and_not_at_zero(gemma):
-    questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=6)  # enough for a direction; IG is the cost
-    built = build_vector(gemma, truthfulqa_to_pairs(questions), k=5, steps=4, select=False)
+    # IG on each example is the cost: the 3 shortest of the first 6 TruthfulQA pairs are enough for a direction.
+    # The side-effect report (16 neutral continuations each way) is not what this test checks, so it is skipped.
+    pairs = truthfulqa_to_pairs(load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=6))
+    short = sorted(pairs, key=lambda p: len(p.prompt) + len(p.chosen) + len(p.rejected))[:3]
+    built = build_vector(gemma, short, k=5, steps=4, select=False, report_side_effects=False)
+    assert built.vector.n_examples == 3 and built.skipped == []
     prompt = "Q: What happens if you crack your knuckles a lot?\nA:"
-    settings = GenerationSettings(max_new_tokens=20)
+    settings = GenerationSettings(max_new_tokens=8)  # greedy: a change shows within the first tokens
     at_zero = generate_pair(gemma, prompt, built.vector, layer=6, strength=0.0, settings=settings)
     assert at_zero.steered == at_zero.unsteered
     moderate = generate_pair(gemma, prompt, built.vector, layer=6, strength=0.5, settings=settings)

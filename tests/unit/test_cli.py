@@ -1,25 +1,48 @@
-"""The command line contract: JSON shapes and one-line errors with a non-zero exit."""
+"""The command line contract: JSON shapes and one-line errors with a non-zero exit.
 
+Most tests run `grains.cli.main([...])` in-process (one interpreter: no Python + torch + transformers start-up per
+command); `test_attribute_json` runs a real `python -m grains` subprocess to check the contract end to end (exit 0,
+stdout is the JSON alone). Real processes that fail with one line and exit 2 are in test_bad_inputs_cli and
+test_cli_check_image."""
+
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from grains.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args, check_json=True):
+def run_subprocess(*args, check_json=True):
     proc = subprocess.run([sys.executable, "-m", "grains", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=600)
     data = json.loads(proc.stdout) if check_json and proc.returncode == 0 else None
     return proc, data
 
 
+def run(*args, check_json=True):
+    """`python -m grains ARGS` in this process: (returncode, stdout, stderr) like subprocess.run's, and the JSON."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    proc = SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    data = json.loads(proc.stdout) if check_json and proc.returncode == 0 else None
+    return proc, data
+
+
 def test_attribute_json():
-    proc, data = run("attribute", "--model", "tiny-random-llama", "--prompt", "Is the sky blue?", "--chosen", "Yes",
-                     "--rejected", "No", "--steps", "8", "--json")
+    proc, data = run_subprocess("attribute", "--model", "tiny-random-llama", "--prompt", "Is the sky blue?",
+                                "--chosen", "Yes", "--rejected", "No", "--steps", "8", "--json")
     assert proc.returncode == 0, proc.stderr
     assert {"tokens", "scores", "f_input", "f_baseline", "delta", "seconds"} <= set(data)
     assert len(data["tokens"]) == len(data["scores"])
@@ -28,9 +51,9 @@ def test_attribute_json():
 
 
 def test_build_generate_eval_json(tmp_path):
-    out = tmp_path / "v.safetensors"
+    out = tmp_path / "v.safetensors"  # 2 candidate strengths (and 0): a small cross-validation grid
     proc, data = run("build", "--model", "tiny-random-llama", "--data", "truthfulqa", "--limit", "6", "--top-k", "3",
-                     "--steps", "4", "--out", str(out), "--json")
+                     "--steps", "4", "--strengths", "0.25,1", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and out.with_suffix(".json").exists()
     assert {"layer", "strength", "method", "n_examples", "selection"} <= set(data)

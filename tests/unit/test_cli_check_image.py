@@ -90,14 +90,23 @@ def test_non_image_and_text_model(capsys, tmp_path):
     assert code == EXIT_USER_ERROR and err.count("\n") == 1 and "no image file" in err
 
 
+def finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def test_subprocess_contract():
-    ok = subprocess.run([sys.executable, "-m", "grains", "check-image", "--model", "tiny-random-idefics3", "--image",
-                         COFFEE, "--present", "cup", "--setting", "popular", "--json"], capture_output=True, text=True,
-                        cwd=ROOT, timeout=600)
+    """Two real processes, started together so their interpreter start-ups (Python, torch, transformers) overlap."""
+    command = [sys.executable, "-m", "grains", "check-image", "--model", "tiny-random-idefics3", "--image", COFFEE]
+    procs = [subprocess.Popen(command + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for extra in (["--present", "cup", "--setting", "popular", "--json"], ["--json"])]
+    try:
+        ok, bad = (finished(p) for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
     assert ok.returncode == 0, ok.stderr
     data = json.loads(ok.stdout)
     assert [p["object"] for p in data["probes"]] == ["cup", "person"]
-    bad = subprocess.run([sys.executable, "-m", "grains", "check-image", "--model", "tiny-random-idefics3", "--image",
-                          COFFEE, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode == EXIT_USER_ERROR and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "at least one object" in bad.stderr
