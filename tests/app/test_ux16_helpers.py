@@ -171,8 +171,8 @@ def test_strength_zero_is_a_plain_warn_note_never_green():
     assert "The model did not move: strength 0 suggested" in still
     moved = build_note({"n_examples": 6, "seconds": 12, "strength": 0.5, "reused_attribution": True}, True)
     assert "grains-note-ok" in moved and "reused the attribution on screen" in moved
-    timed = build_note({"n_examples": 16, "seconds": 61, "strength": 0.5,
-                        "timings": {"attribution": 9.6, "cross-validation": 44.2, "ablation": 2.1, "budget": 0.01}}, True)
+    phases = {"attribution": 9.6, "cross-validation": 44.2, "ablation": 2.1, "budget": 0.01}
+    timed = build_note({"n_examples": 16, "seconds": 61, "strength": 0.5, "timings": phases}, True)
     assert "(cross-validation 44 s · attribution 10 s · ablation 2 s)" in timed  # largest first; tiny ones left out
 
 

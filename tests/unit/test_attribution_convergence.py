@@ -143,7 +143,8 @@ def test_delta_relative_to_the_score_mass():
 def test_embedded_model_at_the_default_settings():
     """Three held-out TruthfulQA pairs (rows 21, 23, 25: not app examples) on Gemma-3-270M, whole-response target,
     the defaults of `attribute` (graded 16 points, tolerance 5%, cap 64). Measured (docs/ig_convergence.md): 1.5%
-    after 20 gradient points, 0.1% after 26, 2.7% after 22; 20 Gauss-Legendre points (the old default) leave 22-36%. Completeness must hold to float precision and each must converge within its cap."""
+    after 20 gradient points, 0.1% after 26, 2.7% after 22; 20 Gauss-Legendre points (the old default) leave 22-36%.
+    Completeness must hold to float precision and each must converge within its cap."""
     from grains.data import load_any, truthfulqa_to_pairs
 
     lm = load_model("gemma-3-270m")
