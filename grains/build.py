@@ -276,7 +276,8 @@ def build_vector(
             if kl_budget is not None:
                 kl_meter = NeutralKL(lm, neutral_prompts)
                 with clock("budget"):
-                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter)
+                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter,
+                                                       should_stop)
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
             with clock("cross-validation"):
                 selection = cross_validate(len(kept), candidates, grid, make_vector, score, folds=folds, seed=seed,
@@ -310,7 +311,8 @@ def build_vector(
 
 
 def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,
-                   budget: float, meter: NeutralKL) -> tuple[Any, list[dict[str, Any]]]:
+                   budget: float, meter: NeutralKL,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Which cells keep the KL on neutral prompts within `budget`, measured with the vector built from every example.
 
     Per layer, strengths are tried from the smallest up; once one is over budget, the larger ones are excluded
@@ -326,6 +328,8 @@ def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], s
                 excluded.append({"layer": layer, "strength": strength, "kl": None, "reason": "a smaller strength "
                                  "was already over the budget"})
                 continue
+            if should_stop and should_stop():
+                raise Cancelled("Vector building was cancelled.")
             kl = small.mean(Steering.create(lm, vector, layer, strength, normalize))
             if kl <= budget:
                 ok.add((layer, strength))

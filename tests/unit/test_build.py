@@ -94,6 +94,15 @@ def test_evaluate_at_strength_zero_changes_nothing(lm):
 def test_cancel_and_bad_input(lm):
     with pytest.raises(Cancelled):
         build_vector(lm, EXAMPLES, should_stop=lambda: True)
+    calls = []
+
+    def after_collection() -> bool:  # false for every example, true from the side-effect budget phase on
+        calls.append(1)
+        return len(calls) > len(EXAMPLES)
+
+    with pytest.raises(Cancelled):
+        build_vector(lm, EXAMPLES, method="caa", kl_budget=0.5, should_stop=after_collection)
+    assert len(calls) == len(EXAMPLES) + 1 and active_hook_count(lm) == 0  # stopped at the budget's first cell
     with pytest.raises(InputError, match="no examples"):
         build_vector(lm, [])
     with pytest.raises(InputError, match="method"):
