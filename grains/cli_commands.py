@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grains.serialize import dumps
+from grains.viz.formatting import phase_times
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -215,7 +216,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                           report_side_effects=args.side_effects)
     out = result.vector.save(args.out)
     summary = {**result.summary(), "out": str(out), "data_kind": kind}
-    phases = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary["timings"].items(), key=lambda kv: -kv[1]))
+    phases = phase_times(summary["timings"], digits=1, sep=", ")
     text = (f"saved {out} ({summary['method']}, {summary['n_examples']} examples): suggested layer "
             f"{summary['layer']}, strength {summary['strength']:g}. {summary['note']}"
             + (f"\ntime: {summary['seconds']:.1f} s ({phases})" if phases else ""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from components.common import esc, fmt_float, note_html
+from grains.viz.formatting import phase_times
 
 if TYPE_CHECKING:
     from components.session import Session
@@ -157,10 +158,9 @@ def build_note(summary: dict[str, Any], cross_validated: bool) -> str:
     took = f"Built in {summary['seconds']:.0f} s from {n} example{'s' if n != 1 else ''}"
     if summary.get("reused_attribution"):
         took += " (reused the attribution on screen: no second IG run)"
-    phases = {k: v for k, v in (summary.get("timings") or {}).items() if v >= 0.05}
+    phases = phase_times(summary.get("timings") or {}, floor=0.05)
     if phases:
-        took += " (" + " · ".join(f"{esc(k)} {v:.0f} s" for k, v in
-                                  sorted(phases.items(), key=lambda kv: -kv[1])) + ")"
+        took += f" ({esc(phases)})"
     extra = f" {esc(summary.get('note', ''))}" if summary.get("note") else ""
     if skipped:
         extra += f" {len(skipped)} examples skipped (first: {esc(skipped[0]['reason'])})."
