@@ -295,7 +295,7 @@ def build_vector(
             chosen = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
             with clock("side effects"):
                 side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
-                                                    kl_budget=kl_budget)
+                                                    kl_budget=kl_budget, should_stop=should_stop)
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,

@@ -103,6 +103,10 @@ def test_cancel_and_bad_input(lm):
     with pytest.raises(Cancelled):
         build_vector(lm, EXAMPLES, method="caa", kl_budget=0.5, should_stop=after_collection)
     assert len(calls) == len(EXAMPLES) + 1 and active_hook_count(lm) == 0  # stopped at the budget's first cell
+    calls.clear()  # without cross-validation the side-effect report is the last phase: Stop is honoured there too
+    with pytest.raises(Cancelled, match="side effects"):
+        build_vector(lm, EXAMPLES, method="caa", select=False, should_stop=after_collection)
+    assert len(calls) == len(EXAMPLES) + 1 and active_hook_count(lm) == 0
     with pytest.raises(InputError, match="no examples"):
         build_vector(lm, [])
     with pytest.raises(InputError, match="method"):
