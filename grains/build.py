@@ -16,7 +16,7 @@ from grains.attribution import attribute_example
 from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
-from grains.scoring import resolve_image, score_pair
+from grains.scoring import resolve_image, score_pairs
 from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL, SideEffects, measure_side_effects
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
@@ -269,8 +269,7 @@ def build_vector(
             def score(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
                 steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength,
                                                                                      normalize)
-                return [score_pair(lm, kept[i].prompt, kept[i].chosen, kept[i].rejected,
-                                   getattr(kept[i], "image", None), steering).margin() for i in idx]
+                return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
 
             allowed, excluded = None, []
             if kl_budget is not None:

@@ -230,3 +230,30 @@ def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = 1
     return ids, mask
+
+
+def pad_aligned(prompts: list[list[int]], responses: list[list[int]] | None,
+                pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of prompt + response ids padded so that every prompt ends in the same column (padding on the left of
+    the prompt and on the right of the response), with the attention mask and position ids counted from each row's
+    first real token, so each row's outputs are those of the row alone. Every response then occupies the same
+    columns, and `logits_to_keep` can skip the prompts: the output layer is most of the cost with a large vocabulary.
+
+    Args:
+        prompts: prompt ids per row.
+        responses: response ids per row (None: prompts only, each ending in the last column).
+        pad_id: the padding token.
+
+    Returns:
+        (ids, attention mask, position ids), each [rows, longest prompt + longest response].
+    """
+    responses = responses if responses is not None else [[] for _ in prompts]
+    prompt_width = max(len(p) for p in prompts)
+    width = prompt_width + max(len(r) for r in responses)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        start, end = prompt_width - len(prompt), prompt_width + len(response)
+        ids[i, start:end] = torch.tensor(prompt + response, dtype=torch.long)
+        mask[i, start:end] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)

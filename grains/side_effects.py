@@ -62,20 +62,25 @@ def load_neutral_prompts(path: str | Path | None = None, limit: int | None = Non
 
 def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
     """log P(next token | prompt) at the end of each prompt, [N, V] in float32 on the CPU."""
-    from grains.prompts import pad_right
+    from grains.prompts import pad_aligned, pad_right
 
     encoded = [lm.encode_prompt(p).ids for p in prompts]
     out = []
     pad = lm.tokenizer.pad_token_id or 0
+    device = lm.adapter.input_device
     with torch.no_grad():
         for start in range(0, len(encoded), ROWS_PER_FORWARD):
             rows = encoded[start:start + ROWS_PER_FORWARD]
-            ids, mask = pad_right(rows, pad)
-            device = lm.adapter.input_device
-            logits = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
-            picked = logits[torch.arange(len(rows), device=logits.device), last].float()
-            out.append(torch.log_softmax(picked, dim=-1).cpu())
+            if lm.adapter.is_vlm:  # their position ids are their own (M-RoPE): right-pad, pick each row's end
+                ids, mask = pad_right(rows, pad)
+                logits = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
+                picked = logits[torch.arange(len(rows), device=logits.device), last]
+            else:  # every prompt ends in the last column: only it reaches the output layer
+                ids, mask, positions = pad_aligned(rows, None, pad)
+                picked = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                  position_ids=positions.to(device), use_cache=False, logits_to_keep=1).logits[:, -1]
+            out.append(torch.log_softmax(picked.float(), dim=-1).cpu())
     return torch.cat(out)
 
 

@@ -1,10 +1,13 @@
 """Response log-probabilities: the shared-prefix (KV cache) path equals a full forward of each prompt + response."""
 
+from types import SimpleNamespace
+
 import pytest
 
+from grains.errors import InputError
 from grains.models import load_model
-from grains.scoring import _full_logprobs, _shared_prefix_logprobs, response_logprobs, score_pair
-from grains.steering import steer
+from grains.scoring import _full_logprobs, _shared_prefix_logprobs, response_logprobs, score_pair, score_pairs
+from grains.steering import Steering, steer
 from tests.factories import random_vector
 
 RESPONSES = [" Paris", " Lyon is the capital of France", " no", " It is Marseille, of course."]
@@ -62,3 +65,33 @@ def test_score_pair_margin_is_the_difference(lm):
     s = score_pair(lm, "2 + 2 =", " 4", " 5")
     assert s.margin() == pytest.approx(s.logp_chosen - s.logp_rejected)
     assert s.logp_chosen < 0 and s.logp_rejected < 0
+
+
+PAIRS = [SimpleNamespace(prompt=p, chosen=c, rejected=r) for p, c, r in [
+    ("Q: What colour is the sky on a clear day?\nA:", " Blue.", " Green, mostly, in the evening light."),
+    ("Hi", " there", " you fool"),
+    ("Q: Where and when was the Declaration of Independence signed?\nA:", " Philadelphia, 1776",
+     " New York City in 1790, by nobody at all"),
+    ("Tell me a story.", " Once upon a time", " No."),
+]]
+
+
+@pytest.mark.parametrize("steered", [False, True])
+def test_batched_pairs_equal_one_pair_at_a_time(lm, steered, monkeypatch):
+    from grains import scoring
+
+    steering = Steering.create(lm, random_vector(lm, norm=1.0), 2, 1.5) if steered else None
+    one_by_one = [score_pair(lm, p.prompt, p.chosen, p.rejected, steering=steering) for p in PAIRS]
+    together = score_pairs(lm, PAIRS, steering)
+    assert [s.margin() for s in together] == pytest.approx([s.margin() for s in one_by_one], abs=1e-4, rel=1e-4)
+    assert [(s.tokens_chosen, s.tokens_rejected) for s in together] == [
+        (s.tokens_chosen, s.tokens_rejected) for s in one_by_one]
+    assert len({round(s.logp_chosen, 3) for s in together}) == len(PAIRS)  # the rows are not mixed up
+    monkeypatch.setattr(scoring, "LOGIT_FLOATS_PER_FORWARD", 1)  # one row per forward pass: same numbers
+    assert [s.margin() for s in score_pairs(lm, PAIRS, steering)] == pytest.approx(
+        [s.margin() for s in together], abs=1e-4, rel=1e-4)
+
+
+def test_batched_pairs_refuse_identical_answers(lm):
+    with pytest.raises(InputError, match="identical"):
+        score_pairs(lm, [SimpleNamespace(prompt="Hi", chosen=" yes", rejected="yes ")])

@@ -38,6 +38,18 @@ def test_kl_matches_a_direct_computation(lm):
     assert NeutralKL(lm, prompts).mean(steering) == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
 
+def test_prompts_of_different_lengths_batched_equal_each_alone(lm):
+    from grains.side_effects import _last_logprobs
+
+    prompts = ["Hi", "The train to the city leaves at", "Once upon a time, in a small village by the sea, there"]
+    alone = []
+    for prompt in prompts:
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([lm.encode_prompt(prompt).ids])).logits[0, -1]
+        alone.append(torch.log_softmax(logits.float(), -1))
+    assert torch.allclose(_last_logprobs(lm, prompts), torch.stack(alone), atol=1e-5)
+
+
 def test_measure_at_strength_zero_reports_no_cost(lm):
     effects = measure_side_effects(lm, Steering.create(lm, random_vector(lm), 1, 0.0),
                                    prompts=load_neutral_prompts(limit=4), generations=4, max_new_tokens=8)
