@@ -327,11 +327,19 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("endpoint,args,message", BAD_CALLS, ids=[f"{e}-{m}" for e, _, m in BAD_CALLS])
-def test_bad_input_is_an_error_and_the_app_keeps_serving(url, endpoint, args, message):
+@pytest.fixture(scope="module")
+def session_with_a_vector(url):
+    """One session, shared by the bad-input cases: it has attributed an example and built a vector, so every
+    endpoint can be called (each case then shows the same session still serves after its bad call)."""
     c = client(url)
     c.predict(PROMPT, CHOSEN, REJECTED, 2, None, api_name="/attribute")
     c.predict("example", "", None, 1, 0, "caa", 2, 2, False, api_name="/build_vector")
+    return c
+
+
+@pytest.mark.parametrize("endpoint,args,message", BAD_CALLS, ids=[f"{e}-{m}" for e, _, m in BAD_CALLS])
+def test_bad_input_is_an_error_and_the_app_keeps_serving(session_with_a_vector, endpoint, args, message):
+    c = session_with_a_vector
     args = tuple(handle_file(str(PHOTO)) if a == "PHOTO" else a for a in args)
     with pytest.raises(AppError, match=message):
         c.predict(*args, api_name=endpoint)
