@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # scripts/test.sh runs two workers on two cores: one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
 
 CLIENT_TIMEOUT = 600  # s: gradio_client's httpx default (a few seconds) fails API tests on a loaded CI machine
 
