@@ -180,14 +180,15 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     def arm(session: Session) -> str:
         """Runs at once on click (outside the queue), so Stop also works while the build waits in the queue."""
-        session.cancel, session.build_pending = False, True
+        session.cancel, session.build_pending, session.build_started = False, True, False
         return ""  # the build's own tracker fills this box: its place in the queue, then progress and time left
 
     def build_then_disarm(session: Session, *args: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        session.build_started = True
         try:
             return build_ui(session, *args, progress=progress)
         finally:
-            session.cancel, session.build_pending = False, False
+            session.cancel, session.build_pending, session.build_started = False, False, False
 
     build.click(arm, inputs=state, outputs=status, queue=False, api_visibility="private").then(
         build_then_disarm, inputs=[state, source, dataset, upload, rows, offset, method, attr.k, attr.steps,
@@ -199,6 +200,9 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
     def request_cancel(session: Session) -> str:
         if not request_stop(session):
             return note_html("No build is running.", "info")
+        if not session.build_started:  # still queued: it will end at once when its turn comes, so say so now
+            return note_html("Stopped before it started (it was waiting in the queue); the previous vector is kept.",
+                             "warn")
         return note_html("Stopping after the current step…", "warn")
 
     cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
