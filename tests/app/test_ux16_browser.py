@@ -147,10 +147,12 @@ def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
         b.screenshot(path=str(test_output_dir / "ux16_queued_place.png"), full_page=True)
         # stop the running build first, at once (a 64-row build on the tiny model can finish within seconds when
         # the machine is quiet, and a finished build says "Built", not "Stopped"), then the queued one
-        a.click("#grains-cancel")
+        # b first, while a's build surely still runs, so b is still queued: its Stop answers at once, without
+        # waiting for its turn ("Stopped before it started"). If a finished first after all, b started and its Stop
+        # ends it after the current step ("Stopped after …"): either way b says "Stopped" and never builds.
         b.click("#grains-cancel")
-        # b is still queued: its Stop answers at once, without waiting for its turn
-        b.wait_for_selector("#grains-build-status:has-text('Stopped before it started')")
+        a.click("#grains-cancel")
+        b.wait_for_selector("#grains-build-status:has-text('Stopped')")
         # a's build ends: stopped, or built when it finished before its Stop landed. On a loaded machine Gradio can
         # drop an event whose page lost its event stream (seen twice in full CI runs: no job left on the server, the
         # page still at "Stopping…"), so the server side is checked too: the model falls idle, no hook is left.
