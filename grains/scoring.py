@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grains.errors import InputError
-from grains.prompts import PromptEncoding, encode_response, pad_aligned
+from grains.prompts import PromptEncoding, encode_response, pad_aligned, pad_right
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -64,17 +64,6 @@ def response_logprobs(lm: LoadedModel, prompt: PromptEncoding, responses: list[s
     return _full_logprobs(lm, prompt, [r.ids for r in encoded])
 
 
-def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return ids, mask
-
-
 def _pick(logprobs: torch.Tensor, targets: list[int]) -> float:
     """Sum of logprobs[j, targets[j]] (one row of predictions per target token)."""
     index = torch.tensor(targets, device=logprobs.device).view(-1, 1)
@@ -93,7 +82,7 @@ def _shared_prefix_logprobs(
         first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
         for start in range(0, len(responses), ROWS_PER_FORWARD):
             chunk = responses[start:start + ROWS_PER_FORWARD]
-            ids, mask = _padded(chunk, pad)
+            ids, mask = pad_right(chunk, pad)
             cache = copy.deepcopy(prefix.past_key_values)
             cache.batch_repeat_interleave(len(chunk))
             full_mask = torch.cat([torch.ones((len(chunk), p), dtype=torch.long), mask], dim=1)
@@ -115,7 +104,7 @@ def _full_logprobs(lm: LoadedModel, prompt: PromptEncoding,
     pad = lm.tokenizer.pad_token_id or 0
     for start in range(0, len(responses), ROWS_PER_FORWARD):
         chunk = responses[start:start + ROWS_PER_FORWARD]
-        ids, mask = _padded([prompt.ids + r for r in chunk], pad)
+        ids, mask = pad_right([prompt.ids + r for r in chunk], pad)
         keep = ids.shape[1] - p + 1
         extras = lm.adapter.expand_extras(prompt.extras, len(chunk))
         with torch.no_grad():
