@@ -147,3 +147,67 @@ def lm(tiny_llama: object) -> object:
     """The default `lm` of a test module: the tiny random Llama. Modules that test other models or several (a
     parametrized `lm`) define their own fixture of this name, which overrides this one."""
     return tiny_llama
+
+
+# The slowest files first (seconds of one run at two workers, 2026-12-01), so that the two xdist workers
+# (`--dist loadfile --no-loadscope-reorder` in scripts/test.sh) end together: xdist hands out whole files in
+# collection order, and a slow file drawn last keeps one worker busy while the other idles. Unlisted files follow in
+# their usual order; the list only orders, so a stale entry costs balance, never a test.
+SLOWEST_FILES = (
+    "tests/app/test_app_browser.py",  # 172 s
+    "tests/unit/test_attribution_convergence.py",  # 106
+    "tests/real_weights/test_real_gemma.py",  # 102
+    "tests/app/test_recipes_browser.py",  # 90
+    "tests/app/test_ux16_browser.py",  # 85
+    "tests/app/test_app_api.py",  # 80
+    "tests/app/test_app_recipes_api.py",  # 67
+    "tests/app/test_check_image_browser.py",  # 58
+    "tests/app/test_compare_evaluate_browser.py",  # 55
+    "tests/robustness/test_soak.py",  # 48
+    "tests/robustness/test_bad_inputs_app.py",  # 47
+    "tests/unit/test_crossval.py",  # 45
+    "tests/unit/test_bench.py",  # 29
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the files of SLOWEST_FILES first, in that order (a stable sort: tests keep their order within a file)."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed browser test reports what its page showed and what the in-process app's threads were doing, so a
+    timeout in CI says whether the job was queued, stuck or finished unseen (a screenshot goes to test-output/)."""
+    outcome = yield
+    report = outcome.get_result()
+    page = getattr(item, "funcargs", {}).get("page")
+    if not report.failed or call.when != "call" or page is None:
+        return
+    try:
+        failures = ROOT / "test-output" / "failures"
+        failures.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(failures / f"{item.name}.png"), full_page=True)  # type: ignore[attr-defined]
+        text = page.inner_text("body", timeout=5000)  # type: ignore[attr-defined]
+        report.sections.append(("page text at failure", text[-6000:]))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must never hide the test's own failure
+        report.sections.append(("page text at failure", f"(unavailable: {exc})"))
+    report.sections.append(("app threads at failure", _app_thread_stacks()))
+
+
+def _app_thread_stacks() -> str:
+    """The stacks of this process's other threads that are inside the app or the library (the servers run here)."""
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = traceback.format_stack(frame)
+        ours = [line for line in stack if "/grains/" in line or "/components/" in line or "app.py" in line]
+        if ours:
+            out.append(f"--- {names.get(ident, ident)}\n" + "".join(ours[-8:]))
+    return "\n".join(out) or "(no thread is inside the app or the library)"

@@ -92,6 +92,30 @@ def test_batched_pairs_equal_one_pair_at_a_time(lm, steered, monkeypatch):
         [s.margin() for s in together], abs=1e-4, rel=1e-4)
 
 
+def test_batched_pairs_sort_by_length_and_cap_the_tokens_of_a_pass(lm, monkeypatch):
+    """Rows are grouped by length (less padding) and each pass stays under TOKENS_PER_FORWARD; the scores come back
+    in the pairs' order, equal to one pair at a time."""
+    from grains import scoring
+
+    passes: list[tuple[int, int]] = []
+    longest_prompts: list[int] = []
+    real = scoring._aligned_logprobs
+
+    def counting(lm_, rows):
+        passes.append((len(rows), max(len(p) for p, _ in rows) + max(len(r) for _, r in rows) + 1))
+        longest_prompts.append(max(len(p) for p, _ in rows))
+        return real(lm_, rows)
+
+    monkeypatch.setattr(scoring, "_aligned_logprobs", counting)
+    monkeypatch.setattr(scoring, "TOKENS_PER_FORWARD", 60)
+    capped = score_pairs(lm, PAIRS)
+    one_by_one = [score_pair(lm, p.prompt, p.chosen, p.rejected) for p in PAIRS]
+    assert [s.margin() for s in capped] == pytest.approx([s.margin() for s in one_by_one], abs=1e-4, rel=1e-4)
+    assert len(passes) > 1 and sum(rows for rows, _ in passes) == 2 * len(PAIRS)
+    assert all(rows * length <= 60 or rows == 1 for rows, length in passes), passes
+    assert longest_prompts == sorted(longest_prompts)  # shortest first: each pass pads only to rows like its own
+
+
 def test_batched_pairs_refuse_identical_answers(lm):
     with pytest.raises(InputError, match="identical"):
         score_pairs(lm, [SimpleNamespace(prompt="Hi", chosen=" yes", rejected="yes ")])
