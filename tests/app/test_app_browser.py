@@ -35,6 +35,33 @@ def open_app(page: Page, url: str, model: str) -> None:
     page.wait_for_selector(f"#grains-model-card:has-text('{model}')")
 
 
+def watch_for_text(page: Page, pattern: str) -> None:
+    """Record every text matching the JavaScript regex `pattern` that appears anywhere in the page from now on, even
+    for a moment (a MutationObserver: polling the page can miss a progress line on a loaded machine); read the
+    records with `seen_texts`, or wait for one with `page.wait_for_function(SEEN_ANY, polling=100)`."""
+    page.evaluate("""(pattern) => {
+        const re = new RegExp(pattern);
+        window.__grainsSeen = [];
+        const look = (node) => {
+            const text = node && node.textContent;
+            const match = text && text.match(re);
+            if (match) window.__grainsSeen.push(match[0]);
+        };
+        new MutationObserver((records) => records.forEach((r) => {
+            look(r.target);
+            r.addedNodes.forEach(look);
+        })).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""", pattern)
+
+
+SEEN_ANY = "window.__grainsSeen && window.__grainsSeen.length > 0"
+
+
+def seen_texts(page: Page) -> list[str]:
+    """The texts recorded since `watch_for_text`."""
+    return page.evaluate("window.__grainsSeen || []")
+
+
 def attribute(page: Page, timeout_ms: int | None = None) -> float:
     """Click Attribute and wait for the heatmap; returns the seconds it took."""
     start = time.perf_counter()

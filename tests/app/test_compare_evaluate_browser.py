@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.app.test_app_browser import GEN_DONE, columns, open_app  # noqa: E402
+from tests.app.test_app_browser import GEN_DONE, SEEN_ANY, columns, open_app, watch_for_text  # noqa: E402
 
 pytestmark = pytest.mark.browser
 MODEL = "tiny-random-llama"
@@ -117,9 +117,10 @@ def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_f
     set_number(page, "grains-eval-rows", "200")
     page.locator("#grains-eval-offset input").fill("0")
     page.locator("#grains-eval-offset input").press("Enter")
-    page.click("#grains-evaluate")
     # progress shows rows done and an estimate of the time left (in the unsteered pass, or already the steered one)
-    page.wait_for_selector("text=/steered \\d+\\/200 · \\d+ s elapsed, about \\d+ s left/")
+    watch_for_text(page, r"steered \d+/200 · \d+ s elapsed, about \d+ s left")
+    page.click("#grains-evaluate")
+    page.wait_for_function(SEEN_ANY, polling=100)
     page.click("#grains-eval-stop")  # at once: 200 rows on the tiny model can finish within seconds
     page.wait_for_selector("#grains-eval-summary:has-text('Stopped by the user')")
     assert re.search(r"after \d+ of 200 rows", page.inner_text("#grains-eval-summary"))
