@@ -58,6 +58,21 @@ def slider_updates(session: Session, lm: LoadedModel) -> list[Any]:
     return [gr.update(maximum=lm.num_layers - 1, value=layer), gr.update(value=strength)]
 
 
+def build_ended_status(session: Session) -> list[Any]:
+    """What the Stop timer shows: nothing new while the build still runs, then how the build ended (and the timer
+    stops).
+
+    Args:
+        session: whose build.
+
+    Returns:
+        [the status update, the timer update].
+    """
+    if session.build_pending:
+        return [gr.update(), gr.update()]
+    return [session.build_status or gr.update(), gr.Timer(active=False)]
+
+
 @dataclass
 class SteeringPanel:
     layer: gr.Slider
@@ -184,9 +199,15 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         return ""  # the build's own tracker fills this box: its place in the queue, then progress and time left
 
     def build_then_disarm(session: Session, *args: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
-        session.build_started = True
+        session.build_started, session.build_status = True, ""
         try:
-            return build_ui(session, *args, progress=progress)
+            outputs = build_ui(session, *args, progress=progress)
+            session.build_status = outputs[-1]
+            return outputs
+        except gr.Error as exc:
+            session.build_status = note_html(f"<b>Could not do that:</b> {esc(getattr(exc, 'message', exc))}",
+                                             "error")
+            raise
         finally:
             session.cancel, session.build_pending, session.build_started = False, False, False
 
@@ -197,15 +218,22 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private",
         **one_status(status))
 
-    def request_cancel(session: Session) -> str:
-        if not request_stop(session):
-            return note_html("No build is running.", "info")
-        if not session.build_started:  # still queued: it will end at once when its turn comes, so say so now
-            return note_html("Stopped before it started (it was waiting in the queue); the previous vector is kept.",
-                             "warn")
-        return note_html("Stopping after the current step…", "warn")
+    # After Stop, the page asks once a second (outside the queue) whether the build has ended, and shows how it
+    # ended: the build's own reply travels on the queue's event stream, which a loaded server can fail to deliver,
+    # and the page would then read "Stopping…" for ever.
+    stop_watch = gr.Timer(1.0, active=False)
 
-    cancel.click(request_cancel, inputs=state, outputs=status, queue=False, api_visibility="private")
+    def request_cancel(session: Session) -> list[Any]:
+        if not request_stop(session):
+            return [note_html("No build is running.", "info"), gr.Timer(active=False)]
+        if not session.build_started:  # still queued: it will end at once when its turn comes, so say so now
+            return [note_html("Stopped before it started (it was waiting in the queue); the previous vector is kept.",
+                              "warn"), gr.Timer(active=False)]
+        return [note_html("Stopping after the current step…", "warn"), gr.Timer(active=True)]
+
+    cancel.click(request_cancel, inputs=state, outputs=[status, stop_watch], queue=False, api_visibility="private")
+    stop_watch.tick(build_ended_status, inputs=state, outputs=[status, stop_watch], queue=False,
+                    api_visibility="private", show_progress="hidden")
 
     @guarded
     def load_ui(session: Session, path: str | None, allow: bool) -> list[Any]:
