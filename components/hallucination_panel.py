@@ -34,7 +34,7 @@ from components.common import (
     safe_image,
 )
 from components.session import Session
-from components.steering_panel import STRENGTH_INFO
+from components.steering_panel import STRENGTH_INFO, build_ended_status
 from components.views.hallucination import (
     EMPTY,
     HEADERS,
@@ -223,12 +223,14 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     def recheck_ui(session: Session, data: dict | None, src: str, n_build: Any, steps: Any, use_suggested: bool,
                    layer_value: Any, strength_value: Any, progress: gr.Progress = gr.Progress()) -> list[Any]:
         estimate = gradio_progress(progress)
+        session.build_status = ""
         try:
             report = run_recheck(session, data, src, n_build, steps, use_suggested, layer_value, strength_value,
                                  progress=estimate, should_stop=lambda: session.cancel)
         except Cancelled:
             stopped = note_html(f"Stopped{esc(' after ' + estimate.text if estimate.text else '')}; the check above "
                                 "is unchanged.", "warn")
+            session.build_status = stopped  # for the Stop watch, should this reply be lost
             return [gr.update(), gr.update(), gr.update(), gr.update(), stopped, gr.update(), gr.update(),
                     gr.update()]
         finally:
@@ -244,12 +246,16 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(split))
 
-    def stop(session: Session) -> str:
-        if not request_stop(session):
-            return note_html("Nothing is running.", "info")
-        return note_html("Stopping after the current step…", "warn")
+    stop_watch = gr.Timer(1.0, active=False)  # as on the Steer tab: shows how a stopped re-check ended
 
-    stop_button.click(stop, inputs=state, outputs=split, queue=False, api_visibility="private")
+    def stop(session: Session) -> list[Any]:
+        if not request_stop(session):
+            return [note_html("Nothing is running.", "info"), gr.Timer(active=False)]
+        return [note_html("Stopping after the current step…", "warn"), gr.Timer(active=True)]
+
+    stop_button.click(stop, inputs=state, outputs=[split, stop_watch], queue=False, api_visibility="private")
+    stop_watch.tick(build_ended_status, inputs=state, outputs=[split, stop_watch], queue=False,
+                    api_visibility="private", show_progress="hidden")
 
     # API: /check_image (the hidden components give the endpoint its signature)
     with gr.Column(visible=False):

@@ -43,6 +43,8 @@ def test_stop_arms_the_watch_and_a_stopped_build_leaves_its_status_on_the_sessio
     cancel, tick, build, arm = (event_fn(demo, n) for n in ("request_cancel", "build_ended_status",
                                                            "build_then_disarm", "arm"))
     assert cancel.queue is False and tick.queue is False and [t[1] for t in tick.targets] == ["tick"]
+    ticks = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "build_ended_status"]
+    assert len(ticks) == 2 and all(fn.queue is False for fn in ticks)  # the Steer tab and the hallucination re-check
 
     session = Session(MODEL)
     assert "No build is running" in cancel.fn(session)[0]
