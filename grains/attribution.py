@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 Baseline = Literal["zero", "pad"]
 IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
 DEFAULT_STEPS = 16  # starting points of the default graded rule
+CAP_PER_STEP = 8  # default cap on gradient points: 8 x steps (128 at the default 16; see docs/ig_convergence.md 0c)
 DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
 
 
@@ -167,13 +168,13 @@ def _check_settings(steps: int, target: str, baseline: str, points: str) -> None
 
 
 def _check_tolerance(tolerance: float | None, max_points: int | None, steps: int) -> tuple[float | None, int]:
-    """The tolerance (None or 0 < t < 1) and the cap on gradient evaluations (default 4 * steps)."""
+    """The tolerance (None or 0 < t < 1) and the cap on gradient evaluations (default CAP_PER_STEP * steps)."""
     if tolerance is not None:
         if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
             raise InputError("The IG tolerance must be a number between 0 and 1 (e.g. 0.05 for 5%).")
         tolerance = float(tolerance)
     if max_points is None:
-        return tolerance, min(MAX_STEPS, 4 * steps)
+        return tolerance, min(MAX_STEPS, CAP_PER_STEP * steps)
     if isinstance(max_points, bool) or not isinstance(max_points, int) or not steps <= max_points <= MAX_STEPS:
         raise InputError(f"The cap on IG points must be a whole number from the steps ({steps}) to {MAX_STEPS}.")
     return tolerance, max_points
@@ -233,7 +234,7 @@ def attribute_example(lm: LoadedModel, example: EncodedExample, steps: int = 20,
         points: integration rule: "graded" (log-spaced near a = 0, Gauss-Legendre above), "gauss-legendre", "midpoint".
         chunk_size: points per batch (default: sized to free memory).
         tolerance: if given, refine until within_tolerance(delta, ...) holds or `max_points` is reached.
-        max_points: cap on gradient evaluations in tolerance mode (default 4 * steps, at most MAX_STEPS).
+        max_points: cap on gradient evaluations in tolerance mode (default 8 * steps, at most MAX_STEPS).
         share_prompt: run the prompt once per point for s+ and s- (SharedPromptObjective; text models only). The
             prompt scores then sit on s+ (their s+ and s- parts summed), the s- prompt scores are 0.
 
@@ -294,7 +295,7 @@ def attribute(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: A
         chunk_size: points per batch (default: sized to free memory).
         tolerance: refine until |delta| <= tolerance * |f(x) - f(x')| (or tolerance / 5 * sum |phi|); None: the
             fixed rule of `steps` points only.
-        max_points: cap on gradient evaluations when refining (default 4 * steps).
+        max_points: cap on gradient evaluations when refining (default 8 * steps).
         prompt_format: "raw", "qa" or "chat" for this call (default: the model's).
         steering: a `grains.Steering`: attribute the steered model (the hook is on during every IG point), so its
             heatmap can be set beside the unsteered one.

@@ -146,7 +146,7 @@ def _attribute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="add points until |delta| <= tolerance * |f(x)-f(x')| (or tolerance/5 * sum |phi|); 0: off")
     p.add_argument("--max-points", type=positive_int, default=None,
-                   help="cap on gradient points in tolerance mode (default 4 x steps)")
+                   help="cap on gradient points in tolerance mode (default 8 x steps)")
     p.add_argument("--vector", default=None,
                    help="also attribute the steered model (the vector on during IG): adds 'steered' and 'difference'")
     p.add_argument("--layer", type=int, default=None, help="with --vector (default: the vector's suggestion)")

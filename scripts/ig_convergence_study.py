@@ -33,7 +33,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
 # "quad" overrides grains.quadrature's graded-rule constants for that scheme (log/linear panel sizes, log share).
 SCHEMES = {
     "gl-20 (before)": {"steps": 20, "points": "gauss-legendre"},
-    "defaults": {"steps": DEFAULT_STEPS, "tolerance": DEFAULT_TOLERANCE},  # attribute's: graded 16, 5%, cap 64
+    "defaults": {"steps": DEFAULT_STEPS, "tolerance": DEFAULT_TOLERANCE},  # attribute's: graded 16, 5%, cap 128
     "gl-32": {"steps": 32, "points": "gauss-legendre"},
     "graded-16": {"steps": 16, "points": "graded"},
     "graded-32": {"steps": 32, "points": "graded"},
