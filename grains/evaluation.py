@@ -22,8 +22,10 @@ Progress = Callable[[float, str], None] | None
 ShouldStop = Callable[[], bool] | None
 # progress is counted in answers scored (a TruthfulQA row scores its MC1 and MC2 answers, a pair 2, a probe 1), so
 # that the fraction done predicts the time left; measure_side_effects costs about as much as this many answers
-# (measured on Gemma-3-270M, CPU: 20 TruthfulQA rows x 10.5 answers x 2 passes took 661 s, the side effects 543 s)
-SIDE_EFFECT_UNITS = 345.0
+# (measured on Gemma-3-270M, CPU: 20 TruthfulQA rows x 10.5 answers x 2 passes took 661 s, the side effects 543 s
+# with one generate call per continuation; batching the 16 continuations into one call cut them to a third: 155 s ->
+# 52 s, one thread)
+SIDE_EFFECT_UNITS = 115.0
 
 
 def _row_cost(kind: str, row: Any) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from grains.errors import InputError
+from grains.errors import Cancelled, InputError
 from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
 
@@ -278,6 +278,83 @@ def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, l
                             stopped_steered=stop_s)
 
 
+class _StopWhen(StoppingCriteria):
+    """Ends every row once `stop()` is true (polled at each generated token)."""
+
+    def __init__(self, stop: Callable[[], bool]):
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), bool(self.stop()), dtype=torch.bool, device=input_ids.device)
+
+
+def _left_padded_inputs(lm: LoadedModel, prompts: Sequence[str], copies: int) -> tuple[dict[str, Any], list[str], int]:
+    """`copies` rows per prompt, left-padded so every prompt ends in the same column (generate derives the position
+    ids from the attention mask); returns the inputs, the exact prompt texts and the padded width."""
+    encodings = [lm.encode_prompt(p) for p in prompts]
+    width = max(len(e.ids) for e in encodings)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([[pad] * (width - len(e.ids)) + list(e.ids) for e in encodings for _ in range(copies)],
+                       dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(e.ids)) + [1] * len(e.ids) for e in encodings for _ in range(copies)],
+                        dtype=torch.long)
+    inputs = lm.adapter.generation_inputs(ids)
+    inputs["attention_mask"] = mask.to(inputs["input_ids"].device)
+    return inputs, [e.text for e in encodings], width
+
+
+def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLike = None,
+                   settings: GenerationSettings | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> list[PairedGeneration]:
+    """`generate_pair` for several text prompts at once: one generate call over 2 rows per prompt.
+
+    Each prompt gets an unsteered and a steered row, left-padded to a common width (padding is masked out, so each
+    text is what `generate_pair` gives up to floating-point rounding). Vision-language models, whose position ids
+    are their own, take one call per prompt.
+
+    Args:
+        lm: the loaded model.
+        prompts: prompts as written (formatted in the model's prompt format).
+        steering: a `Steering` (None: both rows unsteered).
+        settings: decoding settings, shared by every row (sampled rows share their random draws).
+        should_stop: polled before the call and at every generated token; True raises `Cancelled`.
+
+    Returns:
+        One PairedGeneration per prompt, in order.
+
+    Example:
+        >>> pairs = generate_pairs(lm, ["The weather today", "My favourite food"], Steering.create(lm, v, 9, 0.3))
+    """
+    if not prompts:
+        return []
+    def stopped() -> bool:
+        return bool(should_stop and should_stop())
+
+    def check() -> None:
+        if stopped():
+            raise Cancelled("Stopped by the user during generation.")
+
+    if lm.is_vlm:
+        pairs = []
+        for p in prompts:
+            check()
+            pairs.append(generate_pair(lm, p, steering, settings=settings))
+        return pairs
+    check()
+    lm, chosen, settings = _prepare(lm, steering, None, None, settings, True, None, False)
+    with lm.lock, oom_guard("generation", "use fewer new tokens."):
+        inputs, texts, width = _left_padded_inputs(lm, prompts, 2)
+        torch.manual_seed(settings.seed)
+        with _steering_context(lm, chosen, [False, True] * len(prompts)), torch.no_grad():
+            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
+                                    **_stopping(lm, settings, width, [_StopWhen(stopped)] if should_stop else None))
+    check()
+    rows = [cut_at_stop(t, settings.stop) for t in _decode(lm, out, width)]
+    return [PairedGeneration(unsteered=rows[2 * i][0], steered=rows[2 * i + 1][0], prompt_text=texts[i],
+                             stopped_unsteered=rows[2 * i][1], stopped_steered=rows[2 * i + 1][1])
+            for i in range(len(prompts))]
+
+
 def generate_one(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                  strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                  normalize: bool = True, prompt_format: str | None = None, allow_other_model: bool = False) -> str:
@@ -323,14 +400,6 @@ class _RowStreamer(BaseStreamer):
         self.queue.put(None)
 
 
-class _StopFlag(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
                 strength: float | None = None, settings: GenerationSettings | None = None, image: Any = None,
                 normalize: bool = True, prompt_format: str | None = None,
@@ -362,7 +431,7 @@ def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, lay
                 torch.manual_seed(settings.seed)
                 with _steering_context(lm, chosen, [False, True]), torch.no_grad():
                     lm.model.generate(**inputs, **_generate_kwargs(lm, settings), streamer=streamer,
-                                      **_stopping(lm, settings, prompt_len, [_StopFlag(stop)]))
+                                      **_stopping(lm, settings, prompt_len, [_StopWhen(stop.is_set)]))
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.queue.put(None)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from grains.errors import InputError
+from grains.errors import Cancelled, InputError
 from grains.steering import Steering
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ DEFAULT_KL_BUDGET = 0.5  # nats: build never chooses a cell that moves neutral n
 SELECTION_PROMPTS = 24  # neutral prompts used for the budget while choosing (all of them for the report)
 REPORT_GENERATIONS = 16  # neutral prompts continued greedily for the repetition measures
 CONTINUATION_TOKENS = 30
+PROMPTS_PER_GENERATE = 16  # continuations batched into one generate call (2 rows each: unsteered, steered)
 ROWS_PER_FORWARD = 8
 
 
@@ -203,8 +204,8 @@ def measure_side_effects(lm: LoadedModel, steering: Steering | None, prompts: li
         max_new_tokens: continuation length.
         kl_budget: the budget to compare against (None: none).
         kl: a NeutralKL to reuse (its unsteered side already computed).
-        progress: called with (fraction, message) after the KL and after each continuation.
-        should_stop: polled before each continuation; True raises `Cancelled`.
+        progress: called with (fraction, message) after the KL and after each batch of continuations.
+        should_stop: polled before and during the continuations; True raises `Cancelled`.
 
     Returns:
         The SideEffects.
@@ -213,28 +214,27 @@ def measure_side_effects(lm: LoadedModel, steering: Steering | None, prompts: li
         >>> measure_side_effects(lm, Steering.create(lm, vector, 9, 0.3), generations=4).kl_mean
     """
     from grains.fluency import distinct_n, repeated_ngram_share
-    from grains.generation import GenerationSettings, generate_pair
+    from grains.generation import GenerationSettings, generate_pairs
 
     meter = kl or NeutralKL(lm, prompts)
     per_prompt = meter.per_prompt(steering)
-    steps = 1 + min(generations, len(meter.prompts))
+    chosen = meter.prompts[:generations]
+    calls = [chosen[i:i + PROMPTS_PER_GENERATE] for i in range(0, len(chosen), PROMPTS_PER_GENERATE)]
     if progress:
-        progress(1 / steps, f"cost check: KL on {len(per_prompt)} neutral prompts")
+        progress(1 / (1 + len(calls)), f"cost check: KL on {len(per_prompt)} neutral prompts")
     result = SideEffects(kl_mean=statistics.fmean(per_prompt), kl_max=max(per_prompt), n_prompts=len(per_prompt),
                          kl_budget=kl_budget)
-    chosen = meter.prompts[:generations]
     if chosen:
         settings = GenerationSettings(max_new_tokens=max_new_tokens)
         pairs = []
-        for i, p in enumerate(chosen):
-            if should_stop and should_stop():
-                from grains.errors import Cancelled
-
-                raise Cancelled(f"Stopped by the user while measuring side effects ({i} of {len(chosen)} "
-                                "continuations).")
-            pairs.append(generate_pair(lm, p, steering, settings=settings))
+        for i, batch in enumerate(calls):
+            try:
+                pairs += generate_pairs(lm, batch, steering, settings=settings, should_stop=should_stop)
+            except Cancelled as exc:
+                raise Cancelled(f"Stopped by the user while measuring side effects ({len(pairs)} of {len(chosen)} "
+                                "continuations).") from exc
             if progress:
-                progress((2 + i) / steps, f"cost check: neutral continuation {i + 1}/{len(chosen)}")
+                progress((2 + i) / (1 + len(calls)), f"cost check: {len(pairs)}/{len(chosen)} neutral continuations")
         unsteered = [p.unsteered for p in pairs]
         steered = [p.steered for p in pairs]
         result.distinct2_unsteered = distinct_n(unsteered, 2)

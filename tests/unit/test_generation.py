@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from grains.errors import InputError
-from grains.generation import GenerationSettings, generate_one, generate_pair, stream_pair
+from grains.errors import Cancelled, InputError
+from grains.generation import GenerationSettings, generate_one, generate_pair, generate_pairs, stream_pair
 from grains.models import load_model
-from grains.steering import active_hook_count
+from grains.steering import Steering, active_hook_count
 from tests.factories import random_vector
 
 PROMPT = "What is the capital of France?"
@@ -32,6 +32,38 @@ def test_batched_pair_equals_two_separate_runs(lm):
     assert pair.unsteered == alone_unsteered
     assert pair.steered == alone_steered
     assert pair.steered != pair.unsteered  # the vector does something on this model
+    assert active_hook_count(lm) == 0
+
+
+PROMPTS_OF_SEVERAL_LENGTHS = ["Hi", "The weather today is", "A long time ago, in a small village by the sea, there",
+                              PROMPT]
+
+
+def test_prompts_batched_with_left_padding_equal_each_pair_alone(lm):
+    """Padding is masked and positions follow the mask: every text equals its own one-prompt generate call."""
+    steering = Steering.create(lm, random_vector(lm), 1, 1.5)
+    settings = GenerationSettings(max_new_tokens=10, stop=(".",))
+    batched = generate_pairs(lm, PROMPTS_OF_SEVERAL_LENGTHS, steering, settings=settings)
+    alone = [generate_pair(lm, p, steering, settings=settings) for p in PROMPTS_OF_SEVERAL_LENGTHS]
+    assert batched == alone
+    assert any(p.steered != p.unsteered for p in batched)  # the steered rows are steered, the others not
+    assert active_hook_count(lm) == 0
+
+
+def test_batched_pairs_at_strength_zero_are_identical_and_stop_on_request(lm):
+    steering = Steering.create(lm, random_vector(lm), 1, 0.0)
+    pairs = generate_pairs(lm, PROMPTS_OF_SEVERAL_LENGTHS, steering, settings=SETTINGS)
+    assert all(p.unsteered == p.steered for p in pairs) and generate_pairs(lm, [], steering) == []
+    polls = []
+
+    def stop_after_three_tokens() -> bool:
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(Cancelled):
+        generate_pairs(lm, PROMPTS_OF_SEVERAL_LENGTHS, Steering.create(lm, random_vector(lm), 1, 1.0),
+                       settings=GenerationSettings(max_new_tokens=200), should_stop=stop_after_three_tokens)
+    assert len(polls) < 10  # polled at each token, so it ended long before 200 tokens
     assert active_hook_count(lm) == 0
 
 

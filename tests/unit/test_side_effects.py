@@ -60,6 +60,23 @@ def test_measure_at_strength_zero_reports_no_cost(lm):
     assert data["kl_unit"] == "nats" and "KL 0.000 nats" in data["reading"]
 
 
+def test_continuations_are_batched_yet_equal_each_alone_and_stoppable(lm):
+    from grains.errors import Cancelled
+    from grains.generation import GenerationSettings, generate_pair
+
+    steering = Steering.create(lm, random_vector(lm), 1, 2.0)
+    prompts = load_neutral_prompts(limit=5)
+    seen = []
+    effects = measure_side_effects(lm, steering, prompts=prompts, generations=5, max_new_tokens=8,
+                                   progress=lambda f, m: seen.append((f, m)))
+    alone = [generate_pair(lm, p, steering, settings=GenerationSettings(max_new_tokens=8)) for p in prompts[:3]]
+    assert effects.examples == [{"prompt": p, "unsteered": a.unsteered, "steered": a.steered}
+                                for p, a in zip(prompts, alone)]
+    assert effects.n_generated == 5 and seen[-1] == (1.0, "cost check: 5/5 neutral continuations")
+    with pytest.raises(Cancelled, match="while measuring side effects"):
+        measure_side_effects(lm, steering, prompts=prompts, generations=5, should_stop=lambda: True)
+
+
 def test_a_strong_push_is_reported_over_budget(lm):
     effects = measure_side_effects(lm, Steering.create(lm, random_vector(lm), [1, 2], 4.0),
                                    prompts=load_neutral_prompts(limit=6), generations=0, kl_budget=1e-6)
