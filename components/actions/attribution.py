@@ -3,7 +3,7 @@ scores as JSON, the patch overlay, and the same example attributed again with on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from components.inputs import chosen_format, open_image, tolerance_value, whole
@@ -127,8 +127,8 @@ def overlay_image(result: AttributionResult | None, image_path: str | None, alph
 def run_steered_attribution(session: Session, steering: Steering) -> tuple[AttributionResult, AttributionDifference]:
     """The session's last example attributed again with `steering` on, with the same IG settings and prompt format.
 
-    At strength 0 the model is not steered (the hook would be the identity), so the steered scores are the
-    unsteered ones.
+    At strength 0 the hook would be the identity, so nothing is recomputed: the steered result is a copy of the
+    session's unsteered one (same inputs, same settings, same scores).
 
     Args:
         session: holds the last attribution and its inputs.
@@ -140,6 +140,9 @@ def run_steered_attribution(session: Session, steering: Steering) -> tuple[Attri
     from grains.attribution import attribute
     from grains.compare_attributions import attribution_difference
 
+    if steering.is_identity:
+        steered = replace(session.attribution, extra={**session.attribution.extra, "steering": steering.to_dict()})
+        return steered, attribution_difference(session.attribution, steered)
     lm = session_model(session)
     i = session.inputs
     image = open_image(i.get("image"), lm) if lm.is_vlm else None
