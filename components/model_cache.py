@@ -1,5 +1,5 @@
-"""The model cache: loaded models shared by every session (the least recently used dropped beyond a capacity), and
-the shipped default vector that goes with a model.
+"""The model cache: loaded models shared by every session (the least recently used dropped beyond a number of models
+or a memory budget for their weights), and the shipped default vector that goes with a model.
 
 Nothing here imports gradio.
 """
@@ -20,21 +20,36 @@ if TYPE_CHECKING:
     from grains.vectors import SteeringVector
 
 DEFAULT_VECTOR_PATH = Path(__file__).resolve().parent.parent / "assets" / "default_vector.safetensors"
-MAX_LOADED_MODELS = 2
+MAX_LOADED_MODELS = 4
+MAX_LOADED_BYTES = 6 * 2**30  # weights kept in memory at once (the newest model always stays, whatever its size)
+
+
+def weight_bytes(lm: object) -> int:
+    """The bytes of a loaded model's parameters (0 for anything without a torch model)."""
+    parameters = getattr(getattr(lm, "model", None), "parameters", None)
+    if not callable(parameters):
+        return 0
+    return sum(p.numel() * p.element_size() for p in parameters())
 
 
 class ModelCache:
-    """Loaded models keyed by name, shared across sessions; the least recently used is dropped beyond `capacity`.
+    """Loaded models keyed by name, shared across sessions. The least recently used are dropped while more than
+    `capacity` models are loaded or their weights together exceed `max_bytes`; the newest model always stays, so a
+    small model (a tiny test preset) does not push a large one out, and two large ones do not sit in memory together.
 
     Args:
-        capacity: how many models stay loaded at once.
+        capacity: the most models loaded at once.
+        max_bytes: the most bytes of weights loaded at once.
         loader: name -> LoadedModel (default: `grains.models.load_model`); tests pass a fake one.
     """
 
-    def __init__(self, capacity: int = MAX_LOADED_MODELS, loader: Callable[[str], LoadedModel] | None = None):
+    def __init__(self, capacity: int = MAX_LOADED_MODELS, loader: Callable[[str], LoadedModel] | None = None,
+                 max_bytes: int = MAX_LOADED_BYTES):
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._loader = loader
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._bytes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _load(self, name: str) -> LoadedModel:
@@ -59,8 +74,11 @@ class ModelCache:
                 return self._models[name]
             lm = self._load(name)
             self._models[name] = lm
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
+            self._bytes[name] = weight_bytes(lm)
+            while len(self._models) > 1 and (len(self._models) > self.capacity
+                                             or sum(self._bytes.values()) > self.max_bytes):
+                dropped, _ = self._models.popitem(last=False)
+                del self._bytes[dropped]
             return lm
 
     def peek(self, name: str) -> LoadedModel | None:
@@ -75,6 +93,7 @@ class ModelCache:
         """Drop every loaded model."""
         with self._lock:
             self._models.clear()
+            self._bytes.clear()
 
 
 MODELS = ModelCache()
