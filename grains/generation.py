@@ -1,16 +1,11 @@
-"""Unsteered and steered continuations of one prompt, side by side, in one batched generate call.
+"""Unsteered and steered continuations of one prompt (or several), side by side, in one batched generate call.
 
-Sampling is paired: both rows draw the same uniform random number at every step (inverse-CDF sampling over the
-token ids in a fixed order, through a logits processor), so at strength 0 the two texts are identical and any
-difference between the rows comes from steering, not from sampling noise.
-
-Stop sequences (`GenerationSettings.stop`) end a row as soon as its continuation contains one of the strings; the
-text is cut just before it. The same check runs on every row, so at strength 0 both rows stop at the same place.
+The two rows of a pair share their sampling draws and their stop checks (grains.decoding), so at strength 0 the
+texts are identical and any difference between them comes from steering.
 """
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,111 +14,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from grains.errors import Cancelled, InputError
+from grains.decoding import (  # noqa: F401 - GenerationSettings, cut_at_stop, QA_STOP... are imported from here too
+    MAX_NEW_TOKENS,
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    QA_STOP,
+    GenerationSettings,
+    SharedUniformSampler,
+    StopOnSequences,
+    StopWhen,
+    cut_at_stop,
+)
+from grains.errors import Cancelled
 from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
-
-MAX_NEW_TOKENS = 1024
-MAX_STOP_SEQUENCES = 8
-MAX_STOP_LENGTH = 100
-QA_STOP = "\nQ:"  # a new "Q: ..." turn after a qa-style answer
-
-
-@dataclass
-class GenerationSettings:
-    """Decoding settings shared by both rows. Greedy unless `do_sample`.
-
-    Args:
-        max_new_tokens: tokens to generate per row (1 to MAX_NEW_TOKENS).
-        do_sample: sample instead of greedy decoding (the two rows share their random draws).
-        temperature: sampling temperature (> 0).
-        top_p: nucleus sampling mass (0 < top_p <= 1).
-        seed: the sampling seed.
-        stop: stop sequences; a row is cut before the first one its continuation contains.
-
-    Example:
-        >>> settings = GenerationSettings(max_new_tokens=30, do_sample=True, seed=1, stop=("\\n",))
-        >>> pair = grains.generate_pair(lm, "The weather today", vector, settings=settings)
-    """
-
-    max_new_tokens: int = 40
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()  # stop sequences: a row ends when its continuation contains one (cut before it)
-
-    def check(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
-            raise InputError("max_new_tokens must be a whole number.")
-        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
-            raise InputError(f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS}.")
-        if not math.isfinite(self.temperature) or self.temperature <= 0:
-            raise InputError("The temperature must be a positive number.")
-        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
-            raise InputError("top_p must be in (0, 1].")
-        if isinstance(self.stop, str) or not all(isinstance(x, str) for x in self.stop):
-            raise InputError("Stop sequences must be a list of strings.")
-        self.stop = tuple(self.stop)
-        if len(self.stop) > MAX_STOP_SEQUENCES:
-            raise InputError(f"Give at most {MAX_STOP_SEQUENCES} stop sequences.")
-        if any(not x or len(x) > MAX_STOP_LENGTH for x in self.stop):
-            raise InputError(f"Each stop sequence must have 1 to {MAX_STOP_LENGTH} characters.")
-
-
-def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, str | None]:
-    """The text up to (not including) the earliest stop sequence in it, and that sequence (None when none occurs).
-
-    Args:
-        text: a continuation.
-        stop: stop sequences.
-
-    Returns:
-        (cut text, the stop sequence found or None).
-
-    Example:
-        >>> cut_at_stop("Paris.\\nQ: next", ("\\nQ:",))
-        ('Paris.', '\\nQ:')
-    """
-    found = [(text.find(x), x) for x in stop if x and x in text]
-    if not found:
-        return text, None
-    position, which = min(found)
-    return text[:position], which
-
-
-class StopOnSequences(StoppingCriteria):
-    """Ends each row of a batch once its decoded continuation contains a stop sequence (per row, so a finished row
-    pads while the other goes on).
-
-    Args:
-        lm: the model (its tokenizer decodes the continuations).
-        stop: the stop sequences.
-        prompt_len: where the continuations start.
-
-    Example:
-        >>> criteria = StoppingCriteriaList([StopOnSequences(lm, ("\\n",), prompt_len)])
-    """
-
-    def __init__(self, lm: LoadedModel, stop: tuple[str, ...], prompt_len: int):
-        self.tokenizer = lm.tokenizer
-        self.stop = tuple(stop)
-        self.prompt_len = prompt_len
-        self.window = max(len(x) for x in self.stop) + 16 if self.stop else 0
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        done = []
-        for row in input_ids:
-            tail = row[self.prompt_len:][-self.window:] if self.window else row[:0]
-            text = self.tokenizer.decode(tail, skip_special_tokens=True)
-            done.append(any(x in text for x in self.stop))
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -148,42 +58,6 @@ class PairedGeneration:
     stopped_steered: str | None = None
 
 
-class SharedUniformSampler(LogitsProcessor):
-    """Samples every row with the same uniform draw per step, so rows with equal distributions pick equal tokens.
-
-    The distribution is the model's, tempered and top-p filtered; the token is found by inverse CDF over the token
-    ids in their fixed order, which also keeps steered and unsteered picks together where their distributions are
-    close. Returns logits that are 0 at the picked token and -inf elsewhere, for greedy decoding to take.
-
-    Args:
-        temperature: the sampling temperature.
-        top_p: the nucleus mass.
-        seed: the draws' seed.
-
-    Example:
-        >>> processors = LogitsProcessorList([SharedUniformSampler(0.8, 0.95, seed=1)])
-    """
-
-    def __init__(self, temperature: float, top_p: float, seed: int):
-        self.temperature = temperature
-        self.top_p = top_p
-        self.generator = torch.Generator().manual_seed(int(seed))
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            ordered, order = probs.sort(dim=-1, descending=True)
-            before = ordered.cumsum(dim=-1) - ordered  # mass strictly above each token
-            ordered = ordered.masked_fill(before >= self.top_p, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, ordered)
-        cdf = probs.cumsum(dim=-1)
-        u = torch.rand((), generator=self.generator).item()
-        target = (u * cdf[:, -1]).unsqueeze(-1)
-        picked = torch.searchsorted(cdf, target).clamp_max(probs.shape[-1] - 1)
-        # never land on a zero-probability token through rounding at a CDF step
-        picked = torch.where(probs.gather(-1, picked) > 0, picked, probs.argmax(dim=-1, keepdim=True))
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter(-1, picked.to(scores.device), 0.0)
 
 
 def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
@@ -278,14 +152,6 @@ def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, l
                             stopped_steered=stop_s)
 
 
-class _StopWhen(StoppingCriteria):
-    """Ends every row once `stop()` is true (polled at each generated token)."""
-
-    def __init__(self, stop: Callable[[], bool]):
-        self.stop = stop
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), bool(self.stop()), dtype=torch.bool, device=input_ids.device)
 
 
 def _left_padded_inputs(lm: LoadedModel, prompts: Sequence[str], copies: int) -> tuple[dict[str, Any], list[str], int]:
@@ -347,7 +213,7 @@ def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLi
         torch.manual_seed(settings.seed)
         with _steering_context(lm, chosen, [False, True] * len(prompts)), torch.no_grad():
             out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
-                                    **_stopping(lm, settings, width, [_StopWhen(stopped)] if should_stop else None))
+                                    **_stopping(lm, settings, width, [StopWhen(stopped)] if should_stop else None))
     check()
     rows = [cut_at_stop(t, settings.stop) for t in _decode(lm, out, width)]
     return [PairedGeneration(unsteered=rows[2 * i][0], steered=rows[2 * i + 1][0], prompt_text=texts[i],
@@ -431,7 +297,7 @@ def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, lay
                 torch.manual_seed(settings.seed)
                 with _steering_context(lm, chosen, [False, True]), torch.no_grad():
                     lm.model.generate(**inputs, **_generate_kwargs(lm, settings), streamer=streamer,
-                                      **_stopping(lm, settings, prompt_len, [_StopWhen(stop.is_set)]))
+                                      **_stopping(lm, settings, prompt_len, [StopWhen(stop.is_set)]))
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.queue.put(None)
