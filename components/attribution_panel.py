@@ -41,7 +41,7 @@ from components.inputs import cycle_override, parse_overrides, require_attributi
 from components.model_cache import session_model
 from components.session import DEFAULT_EXAMPLE, Session
 from components.views.attribution import EMPTY_HEATMAP, image_html, render, steered_view_html, summary_html
-from grains.attribution import DEFAULT_STEPS, DEFAULT_TOLERANCE
+from grains.attribution import CAP_PER_STEP, DEFAULT_STEPS, DEFAULT_TOLERANCE
 from grains.errors import GrainsError, InputError
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                 tolerance = gr.Slider(0, 20, value=DEFAULT_TOLERANCE * 100, step=1, label="Tolerance (%)",
                                       elem_id="grains-ig-tolerance",
                                       info="Add points until |delta| is within this share of f(x) − f(baseline) "
-                                           "(capped at 4x the steps). 0: fixed rule.")
+                                           f"(capped at {CAP_PER_STEP}x the steps). 0: fixed rule.")
                 target = gr.Radio(TARGETS, value="sequence", label="f uses")
                 baseline = gr.Radio(BASELINES, value="zero", label="Baseline x′")
                 points = gr.Radio(POINTS, value="graded", label="Integration points")
