@@ -113,26 +113,14 @@ def browser() -> Iterator[object]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
-        _CONTEXTS.pop(id(b), None)
         b.close()
 
 
-_CONTEXTS: dict[int, object] = {}
-
-
 def open_page(browser: object, timeout_ms: int, height: int = 1000) -> object:
-    """A fresh page (1400 x `height`), with `timeout_ms` as its default timeout and every dialog dismissed and
-    recorded in `page.dialogs` (tests assert it stays empty). Close it with page.close().
-
-    Pages share one browser context per browser (cookies cleared for each page), so the app's scripts come from the
-    HTTP cache instead of being fetched and compiled again for every test; each page load is still its own Gradio
-    session."""
-    context = _CONTEXTS.get(id(browser))
-    if context is None:
-        context = _CONTEXTS[id(browser)] = browser.new_context()  # type: ignore[attr-defined]
-    context.clear_cookies()  # type: ignore[attr-defined]
-    pg = context.new_page()  # type: ignore[attr-defined]
-    pg.set_viewport_size({"width": 1400, "height": height})
+    """A fresh context and page (1400 x `height`), with `timeout_ms` as its default timeout and every dialog
+    dismissed and recorded in `page.dialogs` (tests assert it stays empty). Close it with page.context.close()."""
+    context = browser.new_context(viewport={"width": 1400, "height": height})  # type: ignore[attr-defined]
+    pg = context.new_page()
     pg.set_default_timeout(timeout_ms)
     dialogs: list[str] = []
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -146,7 +134,7 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
     pg = open_page(browser, getattr(request.module, "TIMEOUT", 120_000),
                    getattr(request.module, "VIEWPORT_HEIGHT", 1000))
     yield pg
-    pg.close()  # type: ignore[attr-defined]
+    pg.context.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

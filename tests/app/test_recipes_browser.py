@@ -31,7 +31,7 @@ def page(browser):
 
     pg = open_page(browser, TIMEOUT)
     yield pg
-    pg.close()
+    pg.context.close()
 
 
 def value_is(elem: str, text: str) -> str:

@@ -215,7 +215,7 @@ def browser_page(url, browser):
 
     page = open_page(browser, 120_000)
     yield page
-    page.close()
+    page.context.close()
 
 
 def open_fresh(page: Any, url: str) -> None:
