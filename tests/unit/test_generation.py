@@ -67,6 +67,17 @@ def test_batched_pairs_at_strength_zero_are_identical_and_stop_on_request(lm):
     assert active_hook_count(lm) == 0
 
 
+def test_a_vision_language_model_takes_one_call_per_prompt_with_the_same_texts():
+    vlm = load_model("tiny-random-llava")
+    steering = Steering.create(vlm, random_vector(vlm), 1, 1.5)
+    prompts = PROMPTS_OF_SEVERAL_LENGTHS[:2]
+    batched = generate_pairs(vlm, prompts, steering, settings=SETTINGS)
+    assert batched == [generate_pair(vlm, p, steering, settings=SETTINGS) for p in prompts]
+    with pytest.raises(Cancelled):
+        generate_pairs(vlm, prompts, steering, settings=SETTINGS, should_stop=lambda: True)
+    assert active_hook_count(vlm) == 0
+
+
 def test_steering_reaches_every_decoded_token(lm):
     """Under the KV cache each step has sequence length 1: the hook must still fire there."""
     vector = random_vector(lm)
