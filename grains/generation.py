@@ -58,8 +58,6 @@ class PairedGeneration:
     stopped_steered: str | None = None
 
 
-
-
 def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
     # Greedy decoding over the processor's pick: sampling, when on, happens in SharedUniformSampler.
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": False,
@@ -105,17 +103,25 @@ def _prepare(lm: LoadedModel, steering: SteeringLike, layer: Any, strength: floa
     return lm, as_steering(lm, steering, layer, strength, normalize, allow_other_model), settings
 
 
+def _generate(lm: LoadedModel, inputs: dict[str, Any], prompt_len: int, steering: Steering | None,
+              settings: GenerationSettings, steer_rows: list[bool] | None,
+              extra: list[StoppingCriteria] | None = None) -> list[tuple[str, str | None]]:
+    """One generate call (the caller holds the model's lock); per row, the text cut before its stop sequence and
+    the stop sequence found."""
+    torch.manual_seed(settings.seed)
+    with _steering_context(lm, steering, steer_rows), torch.no_grad():
+        out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
+                                **_stopping(lm, settings, prompt_len, extra))
+    return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)]
+
+
 def _run(lm: LoadedModel, prompt: str, steering: Steering | None, settings: GenerationSettings, image: Any,
          steer_rows: list[bool] | None) -> tuple[list[tuple[str, str | None]], str]:
     """One generate call over len(steer_rows) (or 1) copies of the prompt; returns (text, stop sequence found) per
     row, each text cut before its stop sequence, and the prompt text."""
     with lm.lock, oom_guard("generation", "use fewer new tokens."):
         inputs, text, prompt_len = _batch_inputs(lm, prompt, image, len(steer_rows) if steer_rows else 1)
-        torch.manual_seed(settings.seed)
-        with _steering_context(lm, steering, steer_rows), torch.no_grad():
-            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
-                                    **_stopping(lm, settings, prompt_len))
-    return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)], text
+        return _generate(lm, inputs, prompt_len, steering, settings, steer_rows), text
 
 
 def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, layer: Any = None,
@@ -150,8 +156,6 @@ def generate_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, l
     ((unsteered, stop_u), (steered, stop_s)), text = _run(lm, prompt, chosen, settings, image, [False, True])
     return PairedGeneration(unsteered=unsteered, steered=steered, prompt_text=text, stopped_unsteered=stop_u,
                             stopped_steered=stop_s)
-
-
 
 
 def _left_padded_inputs(lm: LoadedModel, prompts: Sequence[str], copies: int) -> tuple[dict[str, Any], list[str], int]:
@@ -193,6 +197,7 @@ def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLi
     """
     if not prompts:
         return []
+
     def stopped() -> bool:
         return bool(should_stop and should_stop())
 
@@ -210,12 +215,9 @@ def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLi
     lm, chosen, settings = _prepare(lm, steering, None, None, settings, True, None, False)
     with lm.lock, oom_guard("generation", "use fewer new tokens."):
         inputs, texts, width = _left_padded_inputs(lm, prompts, 2)
-        torch.manual_seed(settings.seed)
-        with _steering_context(lm, chosen, [False, True] * len(prompts)), torch.no_grad():
-            out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
-                                    **_stopping(lm, settings, width, [StopWhen(stopped)] if should_stop else None))
+        rows = _generate(lm, inputs, width, chosen, settings, [False, True] * len(prompts),
+                         [StopWhen(stopped)] if should_stop else None)
     check()
-    rows = [cut_at_stop(t, settings.stop) for t in _decode(lm, out, width)]
     return [PairedGeneration(unsteered=rows[2 * i][0], steered=rows[2 * i + 1][0], prompt_text=texts[i],
                              stopped_unsteered=rows[2 * i][1], stopped_steered=rows[2 * i + 1][1])
             for i in range(len(prompts))]
