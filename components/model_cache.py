@@ -49,7 +49,6 @@ class ModelCache:
         self.max_bytes = max_bytes
         self._loader = loader
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._bytes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _load(self, name: str) -> LoadedModel:
@@ -74,11 +73,9 @@ class ModelCache:
                 return self._models[name]
             lm = self._load(name)
             self._models[name] = lm
-            self._bytes[name] = weight_bytes(lm)
             while len(self._models) > 1 and (len(self._models) > self.capacity
-                                             or sum(self._bytes.values()) > self.max_bytes):
-                dropped, _ = self._models.popitem(last=False)
-                del self._bytes[dropped]
+                                             or sum(map(weight_bytes, self._models.values())) > self.max_bytes):
+                self._models.popitem(last=False)
             return lm
 
     def peek(self, name: str) -> LoadedModel | None:
@@ -93,7 +90,6 @@ class ModelCache:
         """Drop every loaded model."""
         with self._lock:
             self._models.clear()
-            self._bytes.clear()
 
 
 MODELS = ModelCache()
