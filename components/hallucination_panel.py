@@ -34,7 +34,7 @@ from components.common import (
     safe_image,
 )
 from components.session import Session
-from components.steering_panel import STRENGTH_INFO, build_ended_status
+from components.steering_panel import STRENGTH_INFO, wire_stop_watch
 from components.views.hallucination import (
     EMPTY,
     HEADERS,
@@ -246,16 +246,12 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         recheck_ui, inputs=[state, last, source, max_build, build_steps, suggested, layer, strength],
         outputs=result_outputs, concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(split))
 
-    stop_watch = gr.Timer(1.0, active=False)  # as on the Steer tab: shows how a stopped re-check ended
-
     def stop(session: Session) -> list[Any]:
         if not request_stop(session):
             return [note_html("Nothing is running.", "info"), gr.Timer(active=False)]
         return [note_html("Stopping after the current step…", "warn"), gr.Timer(active=True)]
 
-    stop_button.click(stop, inputs=state, outputs=[split, stop_watch], queue=False, api_visibility="private")
-    stop_watch.tick(build_ended_status, inputs=state, outputs=[split, stop_watch], queue=False,
-                    api_visibility="private", show_progress="hidden")
+    wire_stop_watch(stop_button, stop, state, split)  # as on the Steer tab: shows how a stopped re-check ended
 
     # API: /check_image (the hidden components give the endpoint its signature)
     with gr.Column(visible=False):

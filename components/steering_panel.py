@@ -6,6 +6,7 @@ the checks in components.inputs and the API endpoints in components.api."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,29 @@ def build_ended_status(session: Session) -> list[Any]:
     if session.build_pending:
         return [gr.update(), gr.update()]
     return [session.build_status or gr.update(), gr.Timer(active=False)]
+
+
+def wire_stop_watch(button: gr.Button, stop: Callable[[Session], list[Any]], state: gr.State,
+                    status: gr.HTML) -> gr.Timer:
+    """Stop, then a watch: `stop` (outside the queue) returns [its note, a timer update that starts or not the
+    watch]; the watch asks once a second, also outside the queue, whether the job has ended and shows how it ended.
+    The job's own reply travels on the queue's event stream, which a loaded server can fail to deliver, and the page
+    would then read "Stopping…" for ever.
+
+    Args:
+        button: the Stop button.
+        stop: session -> [status note, gr.Timer update].
+        state: the session state.
+        status: where both the note and the closing status show.
+
+    Returns:
+        The watch's timer.
+    """
+    watch = gr.Timer(1.0, active=False)
+    button.click(stop, inputs=state, outputs=[status, watch], queue=False, api_visibility="private")
+    watch.tick(build_ended_status, inputs=state, outputs=[status, watch], queue=False, api_visibility="private",
+               show_progress="hidden")
+    return watch
 
 
 @dataclass
@@ -218,11 +242,6 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
         outputs=[state, *vector_outputs, status], concurrency_id=MODEL_QUEUE, api_visibility="private",
         **one_status(status))
 
-    # After Stop, the page asks once a second (outside the queue) whether the build has ended, and shows how it
-    # ended: the build's own reply travels on the queue's event stream, which a loaded server can fail to deliver,
-    # and the page would then read "Stopping…" for ever.
-    stop_watch = gr.Timer(1.0, active=False)
-
     def request_cancel(session: Session) -> list[Any]:
         if not request_stop(session):
             return [note_html("No build is running.", "info"), gr.Timer(active=False)]
@@ -231,9 +250,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                               "warn"), gr.Timer(active=False)]
         return [note_html("Stopping after the current step…", "warn"), gr.Timer(active=True)]
 
-    cancel.click(request_cancel, inputs=state, outputs=[status, stop_watch], queue=False, api_visibility="private")
-    stop_watch.tick(build_ended_status, inputs=state, outputs=[status, stop_watch], queue=False,
-                    api_visibility="private", show_progress="hidden")
+    wire_stop_watch(cancel, request_cancel, state, status)
 
     @guarded
     def load_ui(session: Session, path: str | None, allow: bool) -> list[Any]:
