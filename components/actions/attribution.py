@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from components.attribution_cache import ATTRIBUTIONS
 from components.inputs import chosen_format, open_image, tolerance_value, whole
 from components.model_cache import session_model
 from components.session import Session
@@ -35,14 +36,16 @@ def run_attribution(session: Session, prompt: str, chosen: str, rejected: str, i
     steps = whole(steps, "IG steps")
     tol = tolerance_value(tolerance)
     image = open_image(image_path, lm)
-    with lm.lock:  # no steering hook of another request can be on the model while we attribute
-        result = attribute(lm, prompt, chosen, rejected, image=image, steps=steps, target=target,
-                           baseline=baseline, points=points, tolerance=tol, prompt_format=lm.prompt_format)
+    inputs = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "image": image_path or None,
+              "steps": steps, "target": target, "baseline": baseline, "points": points, "tolerance": tol,
+              "prompt_format": lm.prompt_format}
+    # computed under the model's lock (get_or_compute): no steering hook of another request is on the model meanwhile
+    result = ATTRIBUTIONS.get_or_compute(lm, ATTRIBUTIONS.key(lm, inputs), lambda: attribute(
+        lm, prompt, chosen, rejected, image=image, steps=steps, target=target, baseline=baseline, points=points,
+        tolerance=tol, prompt_format=lm.prompt_format))
     session.example = encode_example(lm, prompt, chosen, rejected, image=image)
     session.attribution = result
-    session.inputs = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "image": image_path or None,
-                      "steps": steps, "target": target, "baseline": baseline, "points": points, "tolerance": tol,
-                      "prompt_format": lm.prompt_format}
+    session.inputs = inputs
     session.clear_overrides()
     return result
 
@@ -143,12 +146,12 @@ def run_steered_attribution(session: Session, steering: Steering) -> tuple[Attri
     if steering.is_identity:
         steered = replace(session.attribution, extra={**session.attribution.extra, "steering": steering.to_dict()})
         return steered, attribution_difference(session.attribution, steered)
-    lm = session_model(session)
+    lm = session_model(session).with_format(session.inputs["prompt_format"])
     i = session.inputs
     image = open_image(i.get("image"), lm) if lm.is_vlm else None
-    steered = attribute(lm, i["prompt"], i["chosen"], i["rejected"], image=image, steps=i["steps"],
-                        target=i["target"], baseline=i["baseline"], points=i["points"], tolerance=i["tolerance"],
-                        prompt_format=i["prompt_format"], steering=None if steering.is_identity else steering)
+    steered = ATTRIBUTIONS.get_or_compute(lm, ATTRIBUTIONS.key(lm, i, steering), lambda: attribute(
+        lm, i["prompt"], i["chosen"], i["rejected"], image=image, steps=i["steps"], target=i["target"],
+        baseline=i["baseline"], points=i["points"], tolerance=i["tolerance"], steering=steering))
     steered.extra["steering"] = steering.to_dict()
     return steered, attribution_difference(session.attribution, steered)
 

@@ -44,9 +44,14 @@ def summary_html(result: AttributionResult) -> str:
     refined = (f" (started at {result.steps}, tolerance {tol:.0%})" if tol else "")
     html += (f'<div class="grains-muted">Target: {esc(target)} · {result.points_used or result.steps} '
              f'{esc(result.points)} points{esc(refined)}, {result.gradient_evals or result.steps} gradient evaluations '
-             f'· baseline {esc(result.baseline)} · {result.seconds:.1f} s</div>')
+             f'· baseline {esc(result.baseline)} · {result.seconds:.1f} s{cached_note(result)}</div>')
     html += note_html(convergence_message(result), "ok" if result.converged else "warn")
     return html
+
+
+def cached_note(result: AttributionResult) -> str:
+    """" (computed earlier, served from this server's memory)" for a result the attribution cache answered."""
+    return " (computed earlier; served from this server's memory)" if (result.extra or {}).get("cached") else ""
 
 
 def convergence_message(result: AttributionResult) -> str:
@@ -133,7 +138,7 @@ def steered_view_html(unsteered: AttributionResult, steered: AttributionResult, 
     rows = [("f(chosen) − f(rejected)", f"{diff.margin_unsteered:+.3f}", f"{diff.margin_steered:+.3f}"),
             ("IG convergence", _convergence_cell(unsteered), _convergence_cell(steered)),
             ("IG points, seconds", f"{unsteered.points_used or unsteered.steps}, {unsteered.seconds:.1f} s",
-             f"{steered.points_used or steered.steps}, {steered.seconds:.1f} s")]
+             f"{steered.points_used or steered.steps}, {steered.seconds:.1f} s{cached_note(steered)}")]
     table = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in rows)
     html = ('<div class="grains-steered-attribution">'
             '<div style="display:flex;gap:12px;flex-wrap:wrap">'
