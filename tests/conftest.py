@@ -157,13 +157,12 @@ def lm(tiny_llama: object) -> object:
 # collection order, and a slow file drawn last keeps one worker busy while the other idles. Unlisted files follow in
 # their usual order; the list only orders, so a stale entry costs balance, never a test.
 SLOWEST_FILES = (
-    "tests/app/test_app_browser.py",  # 172 s
+    "tests/app/test_recipes_browser.py",  # ~175 s: the first screen's example, every way it is run
+    "tests/app/test_app_browser.py",  # ~125
     "tests/unit/test_attribution_convergence.py",  # 106
     "tests/real_weights/test_real_gemma.py",  # 102
-    "tests/app/test_recipes_browser.py",  # 90
     "tests/app/test_ux16_browser.py",  # 85
     "tests/app/test_app_api.py",  # 80
-    "tests/app/test_app_recipes_api.py",  # 67
     "tests/app/test_check_image_browser.py",  # 58
     "tests/app/test_compare_evaluate_browser.py",  # 55
     "tests/robustness/test_soak.py",  # 48

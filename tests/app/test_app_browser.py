@@ -1,8 +1,8 @@
 """The app in headless Chromium (Playwright, Debian's chromium): the attribution -> vector -> side-by-side flow,
-click-to-toggle tokens, a VLM photo overlay, HTML injection rendered as text, and the embedded model's timings.
+click-to-toggle tokens, a VLM photo overlay and HTML injection rendered as text (the embedded model's flow and
+timings are in test_recipes_browser.py, beside the other runs of the first screen's example).
 
-Screenshots go to test-output/ (gitignored), never into the tree; to refresh the README's picture, copy
-test-output/embedded_attribution.png to docs/screenshot.png by hand.
+Screenshots go to test-output/ (gitignored), never into the tree.
 """
 
 from __future__ import annotations
@@ -150,41 +150,6 @@ def test_vlm_photo_overlay(page, app_server, test_output_dir):
     share = page.inner_text("#grains-image-share")
     assert "image tokens" in share
     page.screenshot(path=str(test_output_dir / "vlm_overlay.png"), full_page=True)
-
-
-@pytest.mark.slow
-def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
-    """gemma-3-270m: default attribution time to heatmap, 40-token side-by-side time; screenshots of each step."""
-    from grains.presets import is_installed
-
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
-    open_app(page, app_server("gemma-3-270m"), "gemma-3-270m")
-    # the first screen's own example (sentiment); converged IG on real weights can take minutes on a busy CPU
-    attribution_s = attribute(page, timeout_ms=EMBEDDED_TIMEOUT)
-    assert page.locator("#grains-heatmap .grains-sel-pos").count() >= 1
-    page.wait_for_selector("#grains-attr-chart .js-plotly-plot")
-    page.wait_for_timeout(800)
-    shot = test_output_dir / "embedded_attribution.png"
-    page.screenshot(path=str(shot), full_page=True)
-
-    page.click("#grains-tab-steer-button")
-    card = page.inner_text("#grains-vector-card")
-    page.screenshot(path=str(test_output_dir / "embedded_vector.png"), full_page=True)
-    if "No steering vector" in card:  # no shipped vector: build one from the current example
-        page.get_by_text("the current example (Attribute tab)").click()
-        page.click("#grains-build")
-        page.wait_for_selector("#grains-build-status .grains-note-ok")
-    generation_s = generate(page)
-    unsteered, steered = columns(page)
-    assert unsteered.strip() and steered.strip()
-    page.screenshot(path=str(test_output_dir / "embedded_side_by_side.png"), full_page=True)
-
-    timings = {"attribution_to_heatmap_s": round(attribution_s, 2), "side_by_side_40_tokens_s": round(generation_s, 2),
-               "vector": card.splitlines()[0] if card else ""}
-    (test_output_dir / "timings.json").write_text(json.dumps(timings, indent=2))
-    print(timings)
-    assert page.dialogs == []
 
 
 def choose(page: Page, elem_id: str, label: str) -> None:
