@@ -26,14 +26,16 @@ def test_loads_on_cpu_in_fp32_with_plain_prompts(gemma):
     assert 2.6e8 < info["parameters"] < 2.8e8
 
 
-def test_attribution_on_truthfulqa_is_finite_and_converges(gemma):
-    question = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=1)[0]
-    pair = truthfulqa_to_pairs([question])[0]
-    result = attribute(gemma, pair.prompt, pair.chosen, pair.rejected, steps=32, target="last")
+def test_last_token_attribution_is_finite_and_converges(gemma):
+    """The last-token target on real weights: the app's first example (16 tokens per answer; TruthfulQA row 0 took
+    twice the time for the same check, and held-out rows 20-27 all converge: docs/ig_convergence.md, section 1)."""
+    from components.session import DEFAULT_EXAMPLE
+
+    result = attribute(gemma, DEFAULT_EXAMPLE["prompt"], DEFAULT_EXAMPLE["chosen"], DEFAULT_EXAMPLE["rejected"],
+                       steps=32, target="last")
     assert all(math.isfinite(s) for s in result.scores + result.plus_scores + result.minus_scores)
     assert abs(result.f_input - result.f_baseline) > 0.1
-    # Gemma-3 converges with the last-token target (the whole-response path is spikier: see README)
-    assert result.relative_delta < 0.25, result.relative_delta
+    assert result.converged and result.relative_delta < 0.25, result.relative_delta
     content = [s for s, c in zip(result.scores, result.content_mask) if c]
     assert any(abs(s) > 1e-3 for s in content)
 
