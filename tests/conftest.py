@@ -146,6 +146,18 @@ def tiny_llama() -> object:
 
 
 @pytest.fixture(scope="session")
+def gemma() -> object:
+    """The embedded Gemma-3-270M for the library's real-weight tests, loaded once per worker (skipped when it is not
+    installed). The app's tests use the app's own model cache instead, so no app job can touch this copy."""
+    from grains.models import load_model
+    from grains.presets import is_installed
+
+    if not is_installed("gemma-3-270m"):
+        pytest.skip("the embedded model is not installed")
+    return load_model("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
 def lm(tiny_llama: object) -> object:
     """The default `lm` of a test module: the tiny random Llama. Modules that test other models or several (a
     parametrized `lm`) define their own fixture of this name, which overrides this one."""

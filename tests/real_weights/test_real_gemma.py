@@ -8,15 +8,9 @@ from grains.attribution import attribute
 from grains.build import build_vector
 from grains.data import BUILTIN_DATASETS, load_truthfulqa, truthfulqa_to_pairs
 from grains.generation import GenerationSettings, generate_pair
-from grains.models import load_model
 from grains.steering import active_hook_count
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def gemma():
-    return load_model("gemma-3-270m")
 
 
 def test_loads_on_cpu_in_fp32_with_plain_prompts(gemma):

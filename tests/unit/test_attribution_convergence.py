@@ -151,7 +151,7 @@ def test_delta_relative_to_the_score_mass():
 
 
 @pytest.mark.slow
-def test_embedded_model_at_the_default_settings():
+def test_embedded_model_at_the_default_settings(gemma):
     """Three held-out TruthfulQA pairs (rows 21, 22, 31: not app examples) on Gemma-3-270M, whole-response target,
     the defaults of `attribute` (graded 16 points, tolerance 5%, cap 128). Measured (docs/ig_convergence.md, all 20
     held-out rows 20-39 converge): 1.5% after 20 gradient points (one refinement), 2.2% and 1.0% after 16. These three
@@ -159,11 +159,10 @@ def test_embedded_model_at_the_default_settings():
     Completeness must hold to float precision and each must converge within its cap."""
     from grains.data import load_any, truthfulqa_to_pairs
 
-    lm = load_model("gemma-3-270m")
     for row in (21, 22, 31):
         _, rows = load_any("assets/data/truthfulqa.jsonl", limit=1, offset=row)
         ex = truthfulqa_to_pairs(rows)[0]
-        result = attribute(lm, ex.prompt, ex.chosen, ex.rejected)
+        result = attribute(gemma, ex.prompt, ex.chosen, ex.rejected)
         gap = result.f_input - result.f_baseline
         assert sum(result.plus_scores) + sum(result.minus_scores) - gap == pytest.approx(result.delta, abs=1e-3)
         assert 16 <= result.gradient_evals <= 128
