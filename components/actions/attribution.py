@@ -162,7 +162,8 @@ def steered_json(unsteered: AttributionResult, steered: AttributionResult, diff:
         return {"scores": list(result.scores), "f_input": result.f_input, "f_baseline": result.f_baseline,
                 "delta": result.delta, "relative_delta": result.relative_delta,
                 "abs_relative_delta": result.abs_relative_delta, "converged": result.converged,
-                "points_used": result.points_used, "seconds": result.seconds}
+                "points_used": result.points_used, "seconds": result.seconds,
+                "cached": bool((result.extra or {}).get("cached"))}
 
     return to_jsonable({**diff.to_dict(), "unsteered": part(unsteered), "steered": part(steered),
                        "prompt_text": unsteered.prompt_text})

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from components.actions.attribution import run_attribution, run_steered_attribution
+from components.actions.attribution import run_attribution, run_steered_attribution, steered_json
 from components.attribution_cache import ATTRIBUTIONS, AttributionCache
 from components.model_cache import MODELS
 from components.session import Session
@@ -65,9 +65,10 @@ def test_steered_results_key_on_the_vector_numbers_and_the_setting():
     a, b = random_vector(lm, seed=1), random_vector(lm, seed=2)
     at = {"layer": 1, "strength": 1.0}
     first, _ = run_steered_attribution(session, Steering.create(lm, a, at["layer"], at["strength"]))
-    again, _ = run_steered_attribution(Session(MODEL, inputs=dict(session.inputs), attribution=session.attribution),
+    again, diff = run_steered_attribution(Session(MODEL, inputs=dict(session.inputs), attribution=session.attribution),
                                        Steering.create(lm, a, at["layer"], at["strength"]))
     assert again.extra.get("cached") is True and again.scores == first.scores
+    assert steered_json(session.attribution, again, diff)["steered"]["cached"] is True
     for other in (Steering.create(lm, b, 1, 1.0), Steering.create(lm, a, 1, 2.0), Steering.create(lm, a, 2, 1.0),
                   Steering.create(lm, a, 1, 1.0).with_normalize(False)):
         result, _ = run_steered_attribution(session, other)
