@@ -48,6 +48,11 @@ def steering_digest(steering: Steering | None) -> tuple | None:
     return h.hexdigest(), tuple(steering.layers), float(steering.strength), bool(steering.normalize)
 
 
+def is_cached(result: AttributionResult) -> bool:
+    """Whether `result` is a copy the cache answered with (not computed for this request)."""
+    return bool((result.extra or {}).get("cached"))
+
+
 class AttributionCache:
     """A bounded, thread-safe map from a question to its finished AttributionResult (least recently used first out).
 
@@ -79,7 +84,9 @@ class AttributionCache:
         Returns:
             The copy, or None.
         """
-        found = self._find(lm, key)
+        return self._tally(self._find(lm, key))
+
+    def _tally(self, found: AttributionResult | None) -> AttributionResult | None:
         with self._lock:
             if found is None:
                 self.misses += 1
@@ -127,11 +134,7 @@ class AttributionCache:
                 if found is None:
                     result = compute()
                     self.put(lm, key, result)  # before the lock is let go: a waiting twin finds it
-        with self._lock:
-            if found is None:
-                self.misses += 1
-            else:
-                self.hits += 1
+        self._tally(found)
         return result if found is None else found
 
     def clear(self) -> None:

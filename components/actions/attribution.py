@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from components.attribution_cache import ATTRIBUTIONS
+from components.attribution_cache import ATTRIBUTIONS, is_cached
 from components.inputs import chosen_format, open_image, tolerance_value, whole
 from components.model_cache import session_model
 from components.session import Session
@@ -146,8 +146,8 @@ def run_steered_attribution(session: Session, steering: Steering) -> tuple[Attri
     if steering.is_identity:
         steered = replace(session.attribution, extra={**session.attribution.extra, "steering": steering.to_dict()})
         return steered, attribution_difference(session.attribution, steered)
-    lm = session_model(session).with_format(session.inputs["prompt_format"])
     i = session.inputs
+    lm = session_model(session).with_format(i["prompt_format"])
     image = open_image(i.get("image"), lm) if lm.is_vlm else None
     steered = ATTRIBUTIONS.get_or_compute(lm, ATTRIBUTIONS.key(lm, i, steering), lambda: attribute(
         lm, i["prompt"], i["chosen"], i["rejected"], image=image, steps=i["steps"], target=i["target"],
@@ -163,7 +163,7 @@ def steered_json(unsteered: AttributionResult, steered: AttributionResult, diff:
                 "delta": result.delta, "relative_delta": result.relative_delta,
                 "abs_relative_delta": result.abs_relative_delta, "converged": result.converged,
                 "points_used": result.points_used, "seconds": result.seconds,
-                "cached": bool((result.extra or {}).get("cached"))}
+                "cached": is_cached(result)}
 
     return to_jsonable({**diff.to_dict(), "unsteered": part(unsteered), "steered": part(steered),
                        "prompt_text": unsteered.prompt_text})

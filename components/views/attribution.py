@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from components.attribution_cache import is_cached
 from components.common import attribution_chart, esc, fmt_float, note_html
 from grains.viz.heatmap import render_token_heatmap, result_labels, template_indices, visible_token
 
@@ -50,8 +51,8 @@ def summary_html(result: AttributionResult) -> str:
 
 
 def cached_note(result: AttributionResult) -> str:
-    """" (computed earlier, served from this server's memory)" for a result the attribution cache answered."""
-    return " (computed earlier; served from this server's memory)" if (result.extra or {}).get("cached") else ""
+    """ "(computed earlier; served from this server's memory)" for a result the attribution cache answered."""
+    return " (computed earlier; served from this server's memory)" if is_cached(result) else ""
 
 
 def convergence_message(result: AttributionResult) -> str:
