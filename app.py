@@ -20,6 +20,7 @@ from components.compare_panel import build_compare_panel
 from components.evaluate_panel import build_evaluate_panel
 from components.explainer import build_explainer
 from components.hallucination_panel import build_hallucination_panel
+from components.initial_values import bake_initial_values
 from components.model_cache import MODELS, session_model
 from components.model_panel import build_model_panel
 from components.recipes import build_recipe_panel
@@ -95,7 +96,11 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
             lm = session_model(session)
             return [u for p in panels for u in p.refresh(session, lm)]
 
-        demo.load(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
+        if preload and not preload_error:
+            # the page opens already filled in for the initial session (no load round trip, no change events)
+            bake_initial_values(outputs, [u for p in panels for u in p.refresh(initial, session_model(initial))])
+        else:
+            demo.load(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
         model.load_event.success(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
         code_tab.select(make_code, inputs=code_inputs, outputs=[python, cli], api_visibility="private", queue=False)
         recipes.connect(state, {

@@ -1,0 +1,64 @@
+"""The page's first state baked into the layout: a preloaded app opens filled in, with no refresh on load."""
+
+from __future__ import annotations
+
+import copy
+
+import gradio as gr
+import pytest
+
+from components.initial_values import bake_initial_values
+
+
+def test_values_and_properties_are_applied_as_a_runtime_update_would():
+    with gr.Blocks():
+        slider = gr.Slider(0, 17, value=9, step=1, label="Layer")
+        card = gr.HTML()
+        menu = gr.Dropdown(["raw", "chat"], value="raw")
+        column = gr.Column(visible=True)
+        state = gr.State({"n": 1})
+        untouched = gr.Textbox(value="keep")
+    bake_initial_values([slider, card, menu, column, state, untouched], [
+        gr.update(maximum=3, value=2), "<b>model</b>", gr.update(choices=["chat"], value="chat"),
+        gr.update(visible=False), {"n": 2}, gr.skip()])
+    assert (slider.maximum, slider.value, slider.minimum, slider.label) == (3, 2, 0, "Layer")
+    assert slider.constructor_args["maximum"] == 3  # later run-time updates start from the baked state
+    assert card.value == "<b>model</b>"
+    assert menu.choices == [("chat", "chat")] and menu.value == "chat"
+    assert column.visible is False
+    assert state.value == {"n": 2}
+    assert untouched.value == "keep"
+    config = slider.get_config()
+    assert config["maximum"] == 3 and config["value"] == 2
+
+
+def test_a_length_mismatch_is_an_error():
+    with gr.Blocks():
+        box = gr.Textbox()
+    with pytest.raises(ValueError, match="2 updates for 1 blocks"):
+        bake_initial_values([box], ["a", "b"])
+
+
+def test_a_preloaded_app_opens_in_the_state_its_refresh_would_set():
+    """No load event remains, and each output's configured value is what the refresh computes for a new session."""
+    import app
+
+    demo = app.build_app("tiny-random-llama", preload=True)
+    assert not [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
+    refresh = next(fn for fn in demo.fns.values() if fn.name == "refresh_all")
+    session = copy.deepcopy(refresh.inputs[0].value)
+    for block, update in zip(refresh.outputs, refresh.fn(session)):
+        wanted = update if not isinstance(update, dict) else update.get("value", getattr(block, "value", None))
+        if isinstance(block, (gr.HTML, gr.Textbox, gr.Dropdown, gr.Slider)):
+            assert block.value == wanted, block.elem_id
+    card = next(block for block in refresh.outputs if getattr(block, "elem_id", None) == "grains-model-card")
+    assert "tiny-random-llama" in card.value
+    layer = next(block for block in refresh.outputs if getattr(block, "elem_id", None) == "grains-layer")
+    assert layer.maximum == 3  # the tiny Llama's 4 layers, not the layout's placeholder
+
+
+def test_an_app_without_a_preloaded_model_refreshes_on_load():
+    import app
+
+    demo = app.build_app("tiny-random-llama", preload=False)
+    assert [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
