@@ -1,4 +1,5 @@
-"""The page's first state baked into the layout: a preloaded app opens filled in, with no refresh on load."""
+"""How the app starts: a preloaded app opens filled in (its first state baked into the layout, no refresh on load),
+and its idle queue polls calmly instead of every millisecond."""
 
 from __future__ import annotations
 
@@ -57,8 +58,25 @@ def test_a_preloaded_app_opens_in_the_state_its_refresh_would_set():
     assert layer.maximum == 3  # the tiny Llama's 4 layers, not the layout's placeholder
 
 
-def test_an_app_without_a_preloaded_model_refreshes_on_load():
+def test_an_app_without_a_preloaded_model_refreshes_on_load_and_polls_calmly():
     import app
 
     demo = app.build_app("tiny-random-llama", preload=False)
     assert [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
+    assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == app.QUEUE_POLL_SECONDS
+
+
+def test_the_queue_polls_every_50_ms_not_every_millisecond():
+    import app
+
+    with gr.Blocks() as demo:
+        gr.Textbox()
+    demo.queue()
+    assert demo._queue.sleep_when_free == 0.001  # Gradio's own: about a tenth of a core while idle
+    app.calm_idle_queue(demo)
+    assert demo._queue.sleep_when_free == demo._queue.progress_update_sleep_when_free == app.QUEUE_POLL_SECONDS
+    app.calm_idle_queue(demo, seconds=0.0001)  # never below what is set
+    assert demo._queue.sleep_when_free == app.QUEUE_POLL_SECONDS
+    with gr.Blocks() as unqueued:
+        gr.Textbox()
+    app.calm_idle_queue(unqueued)  # a Blocks without a queue (or a Gradio without the fields) is left alone
