@@ -99,6 +99,8 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
         if preload and not preload_error:
             # the page opens already filled in for the initial session (no load round trip, no change events)
             bake_initial_values(outputs, [u for p in panels for u in p.refresh(initial, session_model(initial))])
+            demo.load(guarded(model.current_card), inputs=state, outputs=model.card, queue=False,
+                      api_visibility="private")
         else:
             demo.load(refresh_all, inputs=state, outputs=outputs, api_visibility="private")
         model.load_event.success(refresh_all, inputs=state, outputs=outputs, api_visibility="private")

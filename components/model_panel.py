@@ -21,7 +21,7 @@ from components.common import (
     one_status,
     warn,
 )
-from components.model_cache import MODELS
+from components.model_cache import MODELS, session_model
 from components.session import Session
 from grains.errors import GrainsError
 from grains.presets import PRESETS, is_installed
@@ -127,6 +127,11 @@ class ModelPanel:
     @property
     def refresh_outputs(self) -> list[Any]:
         return [self.preset, self.card]
+
+    def current_card(self, session: Session) -> str:
+        """The card as of now, for each page load: the models loaded beside this one change while the app runs (the
+        rest of the page's first state is baked in, components/initial_values.py)."""
+        return model_card(session_model(session))
 
 
 def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:

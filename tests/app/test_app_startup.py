@@ -45,7 +45,9 @@ def test_a_preloaded_app_opens_in_the_state_its_refresh_would_set():
     import app
 
     demo = app.build_app("tiny-random-llama", preload=True)
-    assert not [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
+    on_load = [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
+    # only the model card is refreshed on load (which other models are loaded changes while the app runs)
+    assert [[block.elem_id for block in fn.outputs] for fn in on_load] == [["grains-model-card"]]
     refresh = next(fn for fn in demo.fns.values() if fn.name == "refresh_all")
     session = copy.deepcopy(refresh.inputs[0].value)
     for block, update in zip(refresh.outputs, refresh.fn(session)):
@@ -80,3 +82,14 @@ def test_the_queue_polls_every_50_ms_not_every_millisecond():
     with gr.Blocks() as unqueued:
         gr.Textbox()
     app.calm_idle_queue(unqueued)  # a Blocks without a queue (or a Gradio without the fields) is left alone
+
+
+def test_each_page_load_shows_the_models_loaded_since_the_app_started():
+    import app
+    from components.model_cache import MODELS
+
+    demo = app.build_app("tiny-random-llama", preload=True)
+    on_load = next(fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets))
+    MODELS.get("tiny-random-llava")  # another user loads a model after the page was built
+    card = on_load.fn(copy.deepcopy(on_load.inputs[0].value))
+    assert "tiny-random-llama" in card and "Also loaded" in card and "tiny-random-llava" in card
