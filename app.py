@@ -98,7 +98,7 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
 
         if preload and not preload_error:
             # the page opens already filled in for the initial session (no load round trip, no change events)
-            bake_initial_values(outputs, [u for p in panels for u in p.refresh(initial, session_model(initial))])
+            bake_initial_values(outputs, refresh_all(initial))
             demo.load(guarded(model.current_card), inputs=state, outputs=model.card, queue=False,
                       api_visibility="private")
         else:
@@ -134,7 +134,7 @@ def calm_idle_queue(demo: gr.Blocks, seconds: float = QUEUE_POLL_SECONDS) -> Non
     """
     queue = getattr(demo, "_queue", None)  # private, so guarded: a Gradio without it keeps its own intervals
     for name in ("sleep_when_free", "progress_update_sleep_when_free"):
-        if queue is not None and hasattr(queue, name):
+        if hasattr(queue, name):
             setattr(queue, name, max(float(getattr(queue, name)), seconds))
 
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
-from gradio.components.base import Component
 
 
 def _as_props(update: Any) -> dict[str, Any] | None:
@@ -48,5 +47,3 @@ def bake_initial_values(blocks: Sequence[Any], updates: Sequence[Any]) -> None:
             setattr(block, key, getattr(rebuilt, key))
         if hasattr(block, "constructor_args"):
             block.constructor_args.update(props)
-        if isinstance(block, Component) and "value" in props:
-            block.value = rebuilt.value
