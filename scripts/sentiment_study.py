@@ -20,8 +20,8 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
   the exact sign test and the fluency measures (one JSON file per method; the picks share one generate call
   per prompt with the unsteered row). Comparing the methods' figures here is how CAA was chosen over GrAInS for the
   default vector, so these prompts took part in that choice: the default vector's own held-out figure is measured
-  on assets/data/neutral_prompts_unseen.jsonl instead (scripts/build_default_vector.py). The first three prompts are also generated
-  through `grains.generate_pair` and compared with the batched texts.
+  on assets/data/neutral_prompts_unseen.jsonl instead (scripts/build_default_vector.py). The first three prompts
+  are also generated through `grains.generate_pair` and compared with the batched texts.
 
 Speed: a generate call per prompt holds the unsteered row and one row per cell (the library's `grains.steering.steer`
 hook on that row only, via its `rows` mask), so one prompt costs one batched generation instead of 42 paired ones;
