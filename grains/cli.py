@@ -1,4 +1,4 @@
-"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, bench, presets.
+"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, check-image, export, import, bench, presets.
 
 With --json each command prints one JSON object on stdout. Bad input exits non-zero with one line on stderr.
 """
@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from grains.cli_args import add_command_arguments
 from grains.cli_args import common_arguments as _common  # the bench subparser's lines call it by this name
 from grains.cli_commands import cmd_attribute, cmd_build, cmd_check_image, cmd_eval, cmd_generate, cmd_presets
+from grains.cli_serving import cmd_export, cmd_import, export_arguments, import_arguments
 from grains.errors import GrainsError
 
 EXIT_USER_ERROR = 2
@@ -95,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-image", help="POPE-style hallucination check of one photo (VLM), optionally steered")
     add_command_arguments("check-image", p)
     p.set_defaults(func=cmd_check_image)
+
+    p = sub.add_parser("export", help="a vector as a GGUF control vector for llama.cpp / EasySteer, with commands")
+    export_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="a GGUF control vector (llama.cpp, repeng, EasySteer) as a Studio vector")
+    import_arguments(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("presets", help="list model presets")
     add_command_arguments("presets", p)
