@@ -176,3 +176,43 @@ def grounding_legend() -> str:
             "score the box's share of the image, so compare the two: 0.6 inside a box that covers 0.1 of the "
             "image is 6x chance. Pointing game: whether the single strongest patch touches the box; by chance it "
             "would as often as the share of patches that touch the box.")
+
+
+def token_places(positions: Sequence[int], image_mask: Sequence[bool], view: dict[str, Any],
+                 boxes: dict[str, Sequence[float]]) -> list[dict[str, Any]]:
+    """Where selected tokens sit: text, or the image patch's cell and the object box that covers most of it.
+
+    Args:
+        positions: token positions in a sequence (e.g. a top-k selection of s+).
+        image_mask: per token of that sequence, whether it is an image token.
+        view: the first grid view of the prompt's layout (`extras["image_layout"]["views"][0]`: shape, cells, box).
+        boxes: name -> (x0, y0, x1, y1) of the scene's objects.
+
+    Returns:
+        Per position {"position", "kind": "text" | "patch" | "off-grid", and for a patch "cell" (row, col), "on"
+        (the box covering the largest share of the cell, or "background") and "share" (that share)}.
+
+    Example:
+        >>> view = {"shape": [2, 2], "cells": [0, 1, 2, 3], "box": [0, 0, 8, 8]}
+        >>> token_places([1, 5], [False, True, True, True, True, False], view, {"cube": (0, 0, 4, 4)})[0]["on"]
+        'cube'
+    """
+    image_index = {p: j for j, p in enumerate(i for i, m in enumerate(image_mask) if m)}
+    rows, cols = (int(v) for v in view["shape"])
+    overlaps = {name: cell_overlap((rows, cols), view["box"], box) for name, box in boxes.items()}
+    places = []
+    for position in positions:
+        if position not in image_index:
+            places.append({"position": int(position), "kind": "text"})
+            continue
+        cell = view["cells"][image_index[position]] if image_index[position] < len(view["cells"]) else -1
+        if cell < 0:
+            places.append({"position": int(position), "kind": "off-grid"})
+            continue
+        r, c = divmod(int(cell), cols)
+        shares = {name: float(o[r, c]) for name, o in overlaps.items()}
+        best = max(shares, key=shares.get) if shares else None
+        on = best if best is not None and shares[best] > 0 else "background"
+        places.append({"position": int(position), "kind": "patch", "cell": [r, c], "on": on,
+                       "share": shares[best] if on != "background" else 0.0})
+    return places

@@ -67,3 +67,17 @@ def test_several_boxes_and_bad_input():
         score_box([[1.0]], (0, 0, 8, 8), (4, 4, 2, 2))
     with pytest.raises(InputError):
         score_box([1.0, 2.0], (0, 0, 8, 8), (0, 0, 2, 2))
+
+
+def test_token_places_maps_image_tokens_to_cells_and_boxes():
+    from grains.vlm.grounding import token_places
+
+    # tokens: text, 4 image tokens (a 2x2 grid over 8x8 px, the first one off the grid), text
+    view = {"shape": [2, 2], "cells": [-1, 1, 2, 3], "box": [0, 0, 8, 8]}
+    mask = [False, True, True, True, True, False]
+    boxes = {"cube": (4, 0, 8, 4), "ball": (0, 4, 2, 8)}
+    places = token_places([0, 1, 2, 3, 4, 5], mask, view, boxes)
+    assert [p["kind"] for p in places] == ["text", "off-grid", "patch", "patch", "patch", "text"]
+    assert places[2]["cell"] == [0, 1] and places[2]["on"] == "cube" and places[2]["share"] == 1.0
+    assert places[3]["cell"] == [1, 0] and places[3]["on"] == "ball" and places[3]["share"] == 0.5
+    assert places[4]["on"] == "background" and places[4]["share"] == 0.0
