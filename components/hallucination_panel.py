@@ -14,6 +14,7 @@ from components import api
 from components.actions.hallucination import (
     MAX_HEATMAP_STEPS,
     new_scene,
+    new_scene_api,
     probe_heatmap,
     probe_heatmap_api,
     propose,
@@ -279,10 +280,13 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                   gr.Number(value=None, label="strength")]
         api_out = [gr.JSON(label="report")]
     api_endpoint(api.check_image, [state, *api_in], api_out, "check_image")
-    scene_in, scene_out = [gr.Number(value=None, label="seed", visible=False)], [gr.JSON(visible=False)]
-    api_endpoint(new_scene, scene_in, scene_out, "new_scene", queue_id=None)
-    heat_in = [gr.JSON(visible=False), gr.Number(value=0, label="index", visible=False),
-               gr.Number(value=8, label="steps", visible=False)]
-    heat_out = [gr.Image(type="pil", visible=False), gr.JSON(visible=False)]
+    with gr.Column(visible=False):  # /new_scene and /probe_heatmap
+        scene_in = [gr.Number(value=None, label="seed", precision=0)]
+        scene_out = [gr.Image(type="filepath", label="scene"), gr.JSON(label="contents")]
+        heat_in = [gr.File(label="image", type="filepath"), gr.Textbox(label="object"),
+                   gr.Textbox(value="yes", label="truth"), gr.JSON(value=None, label="scene"),
+                   gr.Number(value=8, label="steps", precision=0)]
+        heat_out = [gr.Image(type="pil", label="heatmap"), gr.JSON(label="summary")]
+    api_endpoint(new_scene_api, scene_in, scene_out, "new_scene", queue_id=None)
     api_endpoint(probe_heatmap_api, [state, *heat_in], heat_out, "probe_heatmap")
     return panel

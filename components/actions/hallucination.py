@@ -48,6 +48,13 @@ def new_scene(seed: Any = None) -> dict:
             "absent_text": ", ".join(demo.absent)}
 
 
+def new_scene_api(seed: Any = None) -> tuple[str, dict]:
+    """/new_scene: a generated scene with known contents (seed: 1,200,000,000 to 1,299,999,799, or empty for a random
+    one): the picture (PNG) and its JSON (seed, present, absent, adversarial partners, boxes, digest)."""
+    data = new_scene(seed)
+    return data.pop("image"), data
+
+
 def _objects_match(text: str, objects: list[str]) -> bool:
     from grains.vlm.check import object_key, parse_objects
 
