@@ -9,7 +9,7 @@ area share.
 Scenes come from the held-out seeds (1,000,000,000 on, the UNBIASED distribution; docs/toy_vlm.md), never used in
 training. Run through the shared machine's queue, one thread:
 
-    OMP_NUM_THREADS=1 /work/bin/heavy python benchmarks/toy_vlm_grounding.py --model toy-vlm --n 200
+    OMP_NUM_THREADS=1 /work/bin/heavy python benchmarks/toy_vlm_grounding.py --model toy-vlm-shapes --n 200
 
 Prints a markdown table and writes one JSON object (--out).
 """
@@ -173,7 +173,7 @@ def table(s: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="toy-vlm")
+    parser.add_argument("--model", default="toy-vlm-shapes")
     parser.add_argument("--n", type=int, default=200, help="present probes to score")
     parser.add_argument("--steps", type=int, default=16, help="IG points")
     parser.add_argument("--first-seed", type=int, default=HELDOUT_SEED)

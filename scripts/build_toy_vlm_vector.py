@@ -16,7 +16,7 @@ The biased toy VLM (docs/toy_vlm.md) says "yes" to object B when its planted par
 5. saves the GrAInS vector (assets/toy_vlm_vector.safetensors + .json) with the held-out evaluation in its metadata,
    and the whole study as JSON.
 
-    OMP_NUM_THREADS=1 /work/bin/heavy python scripts/build_toy_vlm_vector.py --model toy-vlm
+    OMP_NUM_THREADS=1 /work/bin/heavy python scripts/build_toy_vlm_vector.py --model toy-vlm-shapes
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def heldout(lm: Any, vector: Any, test: dict[str, list], caption_items: list, pr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="toy-vlm")
+    parser.add_argument("--model", default="toy-vlm-shapes")
     parser.add_argument("--build-scenes", type=int, default=400, help="build scenes to draw pairs from")
     parser.add_argument("--adversarial", type=int, default=32, help="planted adversarial build pairs (and as many "
                                                                     "present ones)")
