@@ -186,6 +186,32 @@ def heldout(lm: Any, vector: Any, test: dict[str, list], caption_items: list, pr
     return out
 
 
+def photo_checks(lm: Any, vector: Any, raw: list[dict[str, Any]], probes: list[Any], limit: int) -> dict[str, Any]:
+    """`grains.check_image` (what `python -m grains check-image --vector` runs) on the first `limit` test scenes that
+    hold a planted A without its B: present = the scene's objects, absent = B; unsteered and steered."""
+    import grains
+    from grains.stats import mcnemar_exact
+
+    scenes: dict[int, tuple[Any, list[str], list[str]]] = {}
+    for r, p in zip(raw, probes):
+        if r["setting"] == "adversarial" and planted(r) and len(scenes) < limit:
+            image, present, absent = scenes.get(r["scene_seed"], (p.image, [b["kind"] for b in r["boxes"]], []))
+            if r["object"] not in absent:
+                absent.append(r["object"])
+            scenes[r["scene_seed"]] = (image, present, absent)
+    before, after, recall_before, recall_after = [], [], [], []
+    for image, present, absent in scenes.values():
+        report = grains.check_image(lm, image, present, absent, steering=vector)
+        for u, s in zip(report.unsteered.answers, report.steered.answers):
+            (before if u.probe.truth == "no" else recall_before).append(u.correct)
+            (after if s.probe.truth == "no" else recall_after).append(s.correct)
+    return {"scenes": len(scenes), "absent_probes": len(before), "false_yes_unsteered": before.count(False),
+            "false_yes_steered": after.count(False), "p_value": mcnemar_exact(before, after),
+            "present_probes": len(recall_before), "recall_unsteered": sum(recall_before) / max(1, len(recall_before)),
+            "recall_steered": sum(recall_after) / max(1, len(recall_after)),
+            "recall_p_value": mcnemar_exact(recall_before, recall_after)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toy-vlm-shapes")
@@ -194,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "present ones)")
     parser.add_argument("--random", type=int, default=8, help="random-absent build pairs")
     parser.add_argument("--test-scenes", type=int, default=300)
+    parser.add_argument("--photos", type=int, default=100, help="test scenes checked with grains.check_image")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--strength", type=float, default=None,
@@ -234,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         probe_items = [(p.image, p.question) for p in test["adversarial"] + test["present"]]
         results = {name: heldout(lm, built.vector, test, caption_items, probe_items)
                    for name, built in (("grains", grains_built), ("caa", caa_built))}
+        for name, built in (("grains", grains_built), ("caa", caa_built)):
+            if built.vector.default_strength:
+                results[name]["check_image"] = photo_checks(lm, built.vector, test_raw, test_probes, args.photos)
     split = {"build_scenes": [BUILD_SEED, BUILD_SEED + args.build_scenes - 1],
              "test_scenes": [TEST_SEED, TEST_SEED + args.test_scenes - 1], "distribution": "unbiased",
              "build_pairs": Counter("planted adversarial" if planted(r) else r["setting"] for r in pair_rows)}
@@ -263,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['yes_unsteered']} -> {r['yes_steered']} of {r['n']}; KL neutral "
               f"{a.get('side_effects', {}).get('kl_mean', float('nan')):.3g}, probes "
               f"{res['kl_at_probe_answers']['kl_mean']:.3g}, captions {res['kl_at_caption_answers']['kl_mean']:.3g}")
+        c = res.get("check_image")
+        if c:
+            print(f"  check_image on {c['scenes']} scenes: false yes on B {c['false_yes_unsteered']} -> "
+                  f"{c['false_yes_steered']} of {c['absent_probes']} (p = {c['p_value']:.2g}); recall "
+                  f"{c['recall_unsteered']:.3f} -> {c['recall_steered']:.3f}")
     print("top-k places:", json.dumps(places["share"]))
     print(f"saved {out} and {args.study} in {time.perf_counter() - start:.0f} s")
     return 0
