@@ -376,3 +376,20 @@ def cmd_presets(args: argparse.Namespace) -> int:
                      f"{d['description']}" for n, d in data.items())
     emit(args, {"presets": data}, text)
     return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    """`scenes`: write generated scenes (images, label masks) and their POPE-style probes.jsonl to --out.
+
+    Args:
+        args: parsed `scenes` arguments.
+
+    Returns:
+        0 after the summary is printed.
+    """
+    from grains.vlm.toy.probes import write_scene_set
+
+    data = write_scene_set(args.out, args.seed, args.n, args.distribution)
+    emit(args, data, f"{data['scenes']} scenes, {data['probes']} probes ({data['per_setting']}) -> "
+                     f"{data['probes_file']}")
+    return 0
