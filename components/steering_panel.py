@@ -17,6 +17,7 @@ from components.actions.steering import load_vector_file, request_stop, run_buil
 from components.attribution_panel import AttributionPanel
 from components.common import (
     MODEL_QUEUE,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     gradio_progress,
@@ -260,7 +261,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     upload_vector.upload(load_ui, inputs=[state, upload_vector, allow_other],
                          outputs=[state, *vector_outputs, status],
-                         concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(status))
+                         concurrency_id=SHORT_QUEUE, api_visibility="private", **one_status(status))
 
     @guarded
     def suggested(session: Session) -> list[Any]:
