@@ -275,7 +275,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     for control in (k, content_only, skip_punctuation, show_template):
         control.change(reselect, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                       api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+                       api_visibility="private", trigger_mode="always_last", **one_status(selection_note, "hidden"))
 
     @guarded
     def token_clicked(session: Session, k_value: Any, co: bool, sp: bool, st: bool, evt: gr.EventData) -> list[Any]:
@@ -289,7 +289,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return view(session, k_value, co, sp, st)
 
     heatmap.click(token_clicked, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                  api_visibility="private", show_progress="hidden")
+                  api_visibility="private", **one_status(selection_note, "hidden"))
 
     @guarded
     def apply_indices(session: Session, fp: str, fn: str, dr: str, k_value: Any, co: bool, sp: bool,
@@ -302,7 +302,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     apply_overrides.click(apply_indices, inputs=[state, force_pos, force_neg, drop, k, content_only,
                                                  skip_punctuation, show_template], outputs=view_outputs,
-                          api_visibility="private")
+                          api_visibility="private", **one_status(selection_note, "minimal"))
 
     @guarded
     def reset(session: Session, k_value: Any, co: bool, sp: bool, st: bool) -> list[Any]:
@@ -310,7 +310,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return view(session, k_value, co, sp, st)
 
     reset_overrides.click(reset, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                          api_visibility="private")
+                          api_visibility="private", **one_status(selection_note, "minimal"))
 
     @guarded
     def redraw_overlay(session: Session, opacity: float) -> Any:
@@ -320,7 +320,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                   show_progress="hidden")
 
     load_row.click(guarded(dataset_row), inputs=[dataset, row], outputs=[prompt, chosen, rejected, image],
-                   api_visibility="private")
+                   api_visibility="private", **one_status(selection_note, "minimal"))
 
     # API: /attribute, /attribute_steered, /select_tokens (hidden components give each endpoint its signature)
     with gr.Column(visible=False):

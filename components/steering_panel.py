@@ -167,7 +167,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
             dataset = gr.Dropdown(dataset_choices(False), value="truthfulqa", label="Dataset",
                                   elem_id="grains-build-dataset")
             upload = gr.File(label="Dataset file (JSONL or CSV: prompt, chosen, rejected [, image])",
-                             file_types=[".jsonl", ".json", ".csv", ".tsv"], type="filepath", visible=False,
+                             file_types=[".jsonl", ".csv", ".tsv"], type="filepath", visible=False,
                              height=100)
             with gr.Row():
                 rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows")
