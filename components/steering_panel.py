@@ -45,6 +45,7 @@ MAX_STRENGTH_UI = MAX_STRENGTH  # one range everywhere: -4 .. 4
 STRENGTH_HELP = "negative steers the other way (toward the rejected answers)"
 STRENGTH_INFO = (f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, in units of the layer's median hidden-state norm; "
                  f"{STRENGTH_HELP}")
+BUILD_PHASES = {"example": "cross-validation of layer and strength (if asked), then the side effects"}
 CV_INFO = ("strength 0 is a candidate; nested cross-validation estimates the gain, a win needs a paired test; "
            f"cells over the KL budget ({DEFAULT_KL_BUDGET:g} nats on neutral prompts) are left out")
 
@@ -207,14 +208,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                  k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool, norm: bool = True, fmt: Any = None,
                  progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.0, desc="Starting…")
-        estimate = gradio_progress(progress)
+        estimate = gradio_progress(progress, then=BUILD_PHASES)
         try:
             summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
                                 progress=estimate, normalize=norm, prompt_format=fmt)
-        except Cancelled:
-            done = f" after {estimate.text}" if estimate.text else ""
+        except Cancelled:  # the run's own state: how far it got, never a time left for a job that has ended
             return [session, *vector_view(session),
-                    note_html(f"Stopped{esc(done)}; the previous vector is kept.", "warn")]
+                    note_html(f"Stopped at {esc(estimate.stopped_text())}; the previous vector is kept.", "warn")]
         return [session, *vector_view(session), build_note(summary, bool(cv))]
 
     def arm(session: Session) -> str:
