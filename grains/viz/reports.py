@@ -106,6 +106,14 @@ def attribution_text(result: AttributionResult, top: int = 8) -> str:
     ])
 
 
+def _selection_estimate(sel: dict[str, Any]) -> str:
+    """The claim's figure: mean, interval and p from the same held-out gains, or why there is no interval."""
+    ci = sel.get("cv_margin_gain_ci")
+    if not ci:
+        return f"{_num(sel.get('cv_margin_gain'))} nats: too few items to test (at least {sel.get('min_items')} needed)"
+    return f"{_num(sel.get('cv_margin_gain'))} nats, 95% CI {_interval(ci, pct=False)}, p = {_num(sel.get('p_value'))}"
+
+
 def build_html(result: BuildResult) -> str:
     """The vector card: method, examples, layers, the chosen setting with its honest estimate, side effects."""
     s = result.summary()
@@ -115,9 +123,7 @@ def build_html(result: BuildResult) -> str:
             _row(["seconds", f"{s['seconds']:.1f}"])]
     sel = s.get("selection")
     if sel:
-        ci = sel.get("margin_gain_ci")
-        est = f"{_num(sel.get('margin_gain'))} nats, 95% CI {_interval(ci, pct=False)}, p = {_num(sel.get('p_value'))}"
-        rows.append(_row(["nested cross-validated gain", est]))
+        rows.append(_row(["held-out gain (claim items)", html.escape(_selection_estimate(sel))]))
         rows.append(_row(["beats unsteered", _badge(bool(sel.get("beats_unsteered")), "yes", "no: strength 0")]))
     side = s.get("side_effects")
     if side:
@@ -133,8 +139,7 @@ def build_text(result: BuildResult) -> str:
              f"suggested layer {s['layer']}, strength {s['strength']:g}"]
     sel = s.get("selection")
     if sel:
-        lines.append(f"nested cross-validated margin gain {_num(sel.get('margin_gain'))} nats, 95% CI "
-                     f"{_interval(sel.get('margin_gain_ci'), pct=False)}, p = {_num(sel.get('p_value'))}; beats "
+        lines.append(f"held-out margin gain (claim items): {_selection_estimate(sel)}; beats "
                      f"unsteered: {'yes' if sel.get('beats_unsteered') else 'no (strength 0)'}")
     if s.get("side_effects"):
         lines.append(f"side effects: {s['side_effects'].get('reading', '')}")
