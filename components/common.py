@@ -225,6 +225,38 @@ def error_note(exc: BaseException) -> str:
     return note_html(f"<b>Could not do that:</b> {esc(public_message(exc))}", "error")
 
 
+# A number typed into a slider's box outside its range is clamped by Gradio's frontend on blur, silently; this says
+# so under the slider (a capture listener sees the typed value before the slider clamps it). Installed once per page
+# by an empty gr.HTML(js_on_load=CLAMP_NOTE_JS).
+CLAMP_NOTE_JS = """
+if (!window.__grainsClampNotes) {
+  window.__grainsClampNotes = true;
+  const check = (input) => {
+    if (!input || !input.matches || !input.matches('input[type=number][data-testid=number-input]')) return;
+    const block = input.closest('.block') || input.parentElement;
+    const old = block.querySelector('.grains-clamp-note');
+    if (old) old.remove();
+    const raw = input.value, value = Number(raw), min = Number(input.min), max = Number(input.max);
+    if (raw === '' || Number.isNaN(value) || input.min === '' || input.max === '') return;
+    if (value >= min && value <= max) return;
+    const to = value > max ? max : min;
+    const note = document.createElement('div');
+    note.className = 'grains-note grains-note-warn grains-clamp-note';
+    note.textContent = `${raw} is outside ${min} to ${max}: set to ${to}, the ${value > max ? 'largest' : 'smallest'}`
+      + ' value this slider allows.';
+    block.appendChild(note);
+  };
+  document.addEventListener('blur', (event) => check(event.target), true);
+  document.addEventListener('keydown', (event) => { if (event.key === 'Enter') check(event.target); }, true);
+  document.addEventListener('input', (event) => {  // the slider moved again: the note no longer applies
+    const block = event.target && event.target.closest && event.target.closest('.block');
+    const old = block && event.target.type === 'range' && block.querySelector('.grains-clamp-note');
+    if (old) old.remove();
+  }, true);
+}
+"""
+
+
 # ---------------------------------------------------------------------------------------------------- progress
 
 def duration_text(seconds: float) -> str:

@@ -28,6 +28,7 @@ from components.actions.compare import (
 )
 from components.attribution_panel import AttributionPanel
 from components.common import (
+    CLAMP_NOTE_JS,
     MODEL_QUEUE,
     api_endpoint,
     esc,
@@ -106,6 +107,7 @@ class ComparePanel:
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:
     """The Compare tab."""
     vector = gr.HTML(elem_id="grains-gen-vector")
+    gr.HTML("", js_on_load=CLAMP_NOTE_JS, elem_id="grains-clamp-watch", padding=False)  # "1000 is outside -4 to 4"
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             with gr.Row(equal_height=False):

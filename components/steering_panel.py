@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from components import api
-from components.actions.steering import load_vector_file, request_stop, run_build
+from components.actions.steering import claim_rows_needed, load_vector_file, request_stop, run_build
 from components.attribution_panel import AttributionPanel
 from components.common import (
     MODEL_QUEUE,
@@ -171,7 +171,8 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                              file_types=[".jsonl", ".csv", ".tsv"], type="filepath", visible=False,
                              height=100)
             with gr.Row():
-                rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows")
+                rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows",
+                                 info=f"a win claim needs at least {claim_rows_needed()} rows")
                 offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
             method = gr.Dropdown(METHODS, value="grains", label="Method")
             cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
