@@ -93,7 +93,7 @@ class AttributionPanel:
     model_input: gr.Textbox | None = None  # the exact text the model saw
     steered_on: gr.Checkbox | None = None  # attribute with the vector on
     steered_view: gr.HTML | None = None  # steered beside unsteered, and the difference
-    chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw]: cleared with the chart on a new model
+    chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw, top-k line]: cleared on a new model
 
     @property
     def refresh_outputs(self) -> list[Any]:
@@ -136,7 +136,7 @@ class AttributionPanel:
                 gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
                 "" if fresh else gr.update(), "" if fresh else gr.update(),
                 gr.update(value=None, elem_classes=[]) if fresh else gr.update(),
-                *(["", None] if fresh else [gr.update()] * len(self.chart_extra))]  # sequences, raw JSON
+                *(["", None, ""] if fresh else [gr.update()] * len(self.chart_extra))]  # sequences, raw, top-k line
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:
@@ -228,7 +228,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
                              overlay=overlay, dataset=dataset, run_button=run_button, prompt_format=prompt_format,
                              model_input=model_input, steered_on=steered_on, steered_view=steered_view,
-                             chart_extra=[sequences, raw])
+                             chart_extra=[sequences, raw, selection_note])
     view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
 
     def view(session: Session, k_value: Any, co: bool, sp: bool, st: bool = False) -> list[Any]:

@@ -7,10 +7,10 @@ import csv
 import time
 from typing import TYPE_CHECKING, Any
 
-from components.common import ProgressEstimate
 from components.datasets import check_kind_fits, load_rows
 from components.inputs import chosen_format, first_row
 from components.model_cache import session_model
+from components.progress import ProgressEstimate
 from components.session import Session, scratch_dir
 from grains.serialize import to_jsonable
 
