@@ -202,7 +202,7 @@ def sweep_figure(result: dict) -> Any:
 
 
 def timing_note(took: float, first_eta: float | None) -> str:
-    """How long the run took, beside the first estimate of the time left (to compare them)."""
+    """How long the run took, beside the first estimate (measured on the first rows, for the rows of that pass)."""
     return (f"<div class='grains-muted'>Took {took:.0f} s" + (
-        f" (the first estimate, after one row, was {first_eta:.0f} s left)" if first_eta is not None
-        else "") + ".</div>")
+        f" (the first estimate, measured on the first rows, was {first_eta:.0f} s for the unsteered rows)"
+        if first_eta is not None else "") + ".</div>")
