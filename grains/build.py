@@ -18,7 +18,7 @@ from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
 from grains.prefix_cache import CachedRows
 from grains.scoring import pair_rows, pair_rows_supported, resolve_image, score_pairs
-from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL, SideEffects, measure_side_effects
+from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL, SideEffects, kl_meter, measure_side_effects
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
@@ -189,7 +189,8 @@ def build_vector(
         select: choose layer and strength by cross-validation.
         folds: cross-validation folds.
         layers: candidate layers (default: spread over the middle of the network).
-        strengths: candidate strengths (default 0.1, 0.25, 0.5, 1).
+        strengths: candidate strengths (default 0.1, 0.25, 0.5, 1); positive only (a negative one raises
+            InputError: apply the built vector at a negative strength to steer away).
         progress: called with (fraction, message).
         should_stop: polled; True cancels.
         overrides: top-k overrides for a single example.
@@ -228,6 +229,13 @@ def build_vector(
         raise InputError("There are no examples to build a vector from.")
     candidates = check_layers(list(layers), lm.num_layers) if layers else default_layers(lm.num_layers)
     grid = [check_strength(s) for s in (strengths or DEFAULT_STRENGTHS)]
+    if any(s < 0 for s in grid):
+        raise InputError(f"Build searches positive strengths only (toward the chosen answers), so "
+                         f"{', '.join(f'{s:g}' for s in grid if s < 0)} cannot be searched: to steer away, apply the "
+                         "built vector at a negative strength, or swap chosen and rejected.")
+    if select and not any(s > 0 for s in grid):
+        raise InputError("Give at least one positive strength to choose from (strength 0, unsteered, is always a "
+                         "candidate).")
     start = time.perf_counter()
     clock = PhaseClock()
     collect_share = 0.6 if select and len(examples) >= 2 else 1.0
@@ -265,15 +273,15 @@ def build_vector(
         stats = direction_stats(deltas, method, vector.directions, norms)
         selection: CrossValidation | None = None
         side_effects: SideEffects | None = None
-        kl_meter: NeutralKL | None = None
+        meter: NeutralKL | None = None
         if select and len(kept) >= 2:
             score = _margin_scorer(lm, kept, candidates, normalize)
 
             allowed, excluded = None, []
             if kl_budget is not None:
-                kl_meter = NeutralKL(lm, neutral_prompts)
+                meter = kl_meter(lm, neutral_prompts)
                 with clock("budget"):
-                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter,
+                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, meter,
                                                        should_stop)
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
             with clock("cross-validation"):
@@ -291,7 +299,7 @@ def build_vector(
         if report_side_effects and vector.default_strength != 0:
             chosen = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
             with clock("side effects"):
-                side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
+                side_effects = measure_side_effects(lm, chosen, kl=meter or kl_meter(lm, neutral_prompts),
                                                     kl_budget=kl_budget, should_stop=should_stop)
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
@@ -337,9 +345,9 @@ def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], s
     """Which cells keep the KL on neutral prompts within `budget`, measured with the vector built from every example.
 
     Per layer, strengths are tried from the smallest up; once one is over budget, the larger ones are excluded
-    without being measured (KL grows with strength). Returns the `allowed(layer, strength)` test and the record of
-    the excluded cells."""
-    small = meter.first(SELECTION_PROMPTS)
+    without being measured (KL grows with strength). Measured on the same prompts as the reported side effects
+    (`kl_meter`), so a chosen cell is within budget by the figure its card shows. Returns the
+    `allowed(layer, strength)` test and the record of the excluded cells."""
     ok: set[tuple[int, float]] = set()
     excluded: list[dict[str, Any]] = []
     for layer in layers:
@@ -351,7 +359,7 @@ def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], s
                 continue
             if should_stop and should_stop():
                 raise Cancelled("Vector building was cancelled.")
-            kl = small.mean(Steering.create(lm, vector, layer, strength, normalize))
+            kl = meter.mean(Steering.create(lm, vector, layer, strength, normalize))
             if kl <= budget:
                 ok.add((layer, strength))
             else:

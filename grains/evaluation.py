@@ -318,9 +318,9 @@ def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | 
         raise InputError("A sweep needs a steering vector.")
     meter = None
     if kl:
-        from grains.side_effects import NeutralKL
+        from grains.side_effects import kl_meter
 
-        meter = NeutralKL(lm)
+        meter = kl_meter(lm)
     total = 1 + len(layers) * len(strengths)
     n_rows = len(rows)
 

@@ -7,6 +7,9 @@ Two measures, reported beside every steered result and used as a budget when `bu
   relative to the unsteered ones, and the share of continuations stuck in a repeated 4-gram (see grains.fluency).
 
 The neutral prompts ship in assets/data/neutral_prompts.jsonl (written for this project; see assets/NOTICE.md).
+One prompt set for every KL figure: `kl_meter(lm)` measures on all of them, and build's budget screen, the vector
+card and metadata, Compare's KL meter and evaluate's side effects all use it, so a budget is enforced on the very
+prompts it is reported on (build used to screen on the first 24 and report on all 60).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ if TYPE_CHECKING:
 
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "data" / "neutral_prompts.jsonl"
 DEFAULT_KL_BUDGET = 0.5  # nats: build never chooses a cell that moves neutral next-token distributions further
-SELECTION_PROMPTS = 24  # neutral prompts used for the budget while choosing (all of them for the report)
+KL_PROMPT_COUNT = sum(1 for line in NEUTRAL_PROMPTS.read_text(encoding="utf-8").splitlines() if line.strip())
+SELECTION_PROMPTS = KL_PROMPT_COUNT  # kept for older callers: the budget is screened on every neutral prompt now
 REPORT_GENERATIONS = 16  # neutral prompts continued greedily for the repetition measures
 CONTINUATION_TOKENS = 30
 PROMPTS_PER_GENERATE = 16  # continuations batched into one generate call (2 rows each: unsteered, steered)
@@ -84,6 +88,23 @@ def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
                                   position_ids=positions.to(device), use_cache=False, logits_to_keep=1).logits[:, -1]
             out.append(torch.log_softmax(picked.float(), dim=-1).cpu())
     return torch.cat(out)
+
+
+def kl_meter(lm: LoadedModel, prompts: list[str] | None = None) -> NeutralKL:
+    """The KL meter every side-effect figure uses: build's budget screen, the vector card, Compare's meter and
+    evaluate's side effects, all on the same neutral prompts (the full shipped set unless `prompts` is given).
+
+    Args:
+        lm: the model.
+        prompts: neutral prompts (default: all of assets/data/neutral_prompts.jsonl, KL_PROMPT_COUNT of them).
+
+    Returns:
+        A NeutralKL with the unsteered side computed; `.mean(steering)` is the figure to enforce and to report.
+
+    Example:
+        >>> kl_meter(lm).mean(Steering.create(lm, vector, 9, 0.3))
+    """
+    return NeutralKL(lm, prompts)
 
 
 class NeutralKL:
