@@ -3,7 +3,7 @@
 The biased toy VLM (docs/toy_vlm.md) says "yes" to object B when its planted partner A is in the scene. This script:
 1. draws BUILD scenes (held-out seeds 1,100,000,000 on, UNBIASED: never used in training, never scored) and makes
    preference pairs from their probes, chosen = the truthful answer: every planted adversarial probe (A present, B
-   absent, "Is there a B?" -> "No"), as many present probes ("Yes"), and a few random absent ones ("No");
+   absent, "Is there a B?" -> "No") and a few random absent ones ("No"), and as many present probes ("Yes");
 2. builds a GrAInS vector (`grains.build_vector`, top-k over image patches and text tokens) and a CAA vector from the
    same pairs; each chooses its layer and strength by the library's cross-validation on the build pairs only;
 3. records which top-k tokens of the GrAInS build were image patches and whether they sat on A, on the asked object,
@@ -71,12 +71,13 @@ def unique_rows(raw: list[dict[str, Any]], probes: list[Any], setting: str) -> t
 
 
 def build_pairs(raw: list[dict[str, Any]], probes: list[Any], n_adversarial: int, n_random: int) -> tuple[list, list]:
-    """(pairs, their raw rows): planted adversarial, as many present, a few random absent; chosen = the truth."""
+    """(pairs, their raw rows): planted adversarial and a few random absent ("No"), as many present ("Yes");
+    chosen = the truth."""
     from grains.vlm.pope import probes_to_pairs
 
     adv = [(r, p) for r, p in zip(*unique_rows(raw, probes, "adversarial")) if planted(r)][:n_adversarial]
-    present = list(zip(*unique_rows(raw, probes, "present")))[:len(adv)]
     rand = list(zip(*unique_rows(raw, probes, "random")))[:n_random]
+    present = list(zip(*unique_rows(raw, probes, "present")))[:len(adv) + len(rand)]  # as many yes as no
     chosen = adv + present + rand
     return probes_to_pairs([p for _, p in chosen]), [r for r, _ in chosen]
 
@@ -216,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toy-vlm-shapes")
     parser.add_argument("--build-scenes", type=int, default=400, help="build scenes to draw pairs from")
-    parser.add_argument("--adversarial", type=int, default=32, help="planted adversarial build pairs (and as many "
-                                                                    "present ones)")
-    parser.add_argument("--random", type=int, default=8, help="random-absent build pairs")
+    parser.add_argument("--adversarial", type=int, default=32, help="planted adversarial build pairs")
+    parser.add_argument("--random", type=int, default=8, help="random-absent build pairs (present ones: as many as "
+                                                              "the absent ones together)")
     parser.add_argument("--test-scenes", type=int, default=300)
     parser.add_argument("--photos", type=int, default=100, help="test scenes checked with grains.check_image")
     parser.add_argument("--k", type=int, default=5)
