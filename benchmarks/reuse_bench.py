@@ -120,3 +120,50 @@ def bench_build_selection(lm: Any, pairs: list[Any], method: str = "grains") -> 
     out["same_choice"] = choice["before"] == choice["after"]
     out["choice"] = {"layer": choice["after"][0], "strength": choice["after"][1]}
     return out
+
+
+def main() -> int:
+    """`python -m benchmarks.reuse_bench --model gemma-3-270m`: the three before/after figures alone, as JSON."""
+    import argparse
+    import json
+
+    from grains.build import DEFAULT_STRENGTHS, default_layers
+    from grains.data import BUILTIN_DATASETS, load_truthfulqa, truthfulqa_to_pairs
+    from grains.models import load_model
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--questions", type=int, default=20)
+    ap.add_argument("--build-rows", type=int, default=16)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    lm = load_model(args.model)
+    questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=max(args.pairs, args.questions,
+                                                                           args.build_rows))
+    layers = default_layers(lm.num_layers)
+    result: dict[str, Any] = {"model": args.model, "threads": __import__("torch").get_num_threads()}
+
+    def save() -> None:
+        text = json.dumps(result, indent=2)
+        if args.out:
+            with open(args.out, "w") as fh:
+                fh.write(text + "\n")
+        print(text, flush=True)
+
+    result["cv_cells"] = bench_cv_cells(lm, truthfulqa_to_pairs(questions[: args.pairs]), layers,
+                                        list(DEFAULT_STRENGTHS)[:2])
+    save()
+    from benchmarks.generation_bench import _timing_vector
+
+    vector = _timing_vector(lm)
+    result["eval_reuse"] = bench_eval(lm, questions[: args.questions], vector, vector.default_layer, 0.5)
+    save()
+    if args.build_rows:
+        result["build_selection"] = bench_build_selection(lm, truthfulqa_to_pairs(questions[: args.build_rows]))
+        save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
