@@ -52,7 +52,7 @@ def _settings(quick: bool, steps: int | None) -> dict[str, Any]:
         out = {"ig_steps": 8, "ig_order": "OR", "reference_steps": 20, "captum_steps": 50,
                "gen_tokens": 16, "gen_rounds": 2, "scaling_steps": 2,
                "scaling_rounds": 1, "build_examples": 1, "build_steps": 16, "eval_questions": 2,
-               "reuse_pairs": 4, "reuse_layers": 2, "reuse_questions": 3, "build_selection_rows": 0}
+               "reuse_pairs": 3, "reuse_layers": 1, "reuse_questions": 2, "build_selection_rows": 0}
     else:
         out = {"ig_steps": 20, "ig_order": "ORRO", "reference_steps": 20, "captum_steps": 50,
                "gen_tokens": 32, "gen_rounds": 5, "scaling_steps": 6,

@@ -24,11 +24,11 @@ def test_slopes_and_cosine_by_hand():
 
 def test_steerability_matches_the_plain_path():
     lm = load_model("tiny-random-llama")
-    pairs = load_pairs(BUILTIN_DATASETS["sentiment_pairs"], limit=6)
+    pairs = load_pairs(BUILTIN_DATASETS["sentiment_pairs"], limit=5)
     gen = torch.Generator().manual_seed(3)
     vector = SteeringVector(directions={2: torch.randn(lm.hidden_size, generator=gen)}, layer_norms={2: 1.0},
                             model_id=lm.model_id, hidden_size=lm.hidden_size, num_layers=lm.num_layers,
-                            method="grains", k=5, n_examples=6)
+                            method="grains", k=5, n_examples=5)
     steering = Steering.create(lm, vector, 2, 1.0)
     info = steerability(lm, pairs, steering)
     columns = [[s.margin() for s in score_pairs(lm, pairs, steering.at(lm, strength=v) if v else None)]
