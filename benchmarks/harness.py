@@ -40,6 +40,7 @@ from benchmarks.ig_bench import (  # noqa: F401 - re-exported (tests, time_to_co
 )
 from benchmarks.memory_probe import _run_probe
 from benchmarks.report import TARGETS, _targets, format_table  # noqa: F401 - re-exported
+from benchmarks.reuse_bench import bench_build_selection, bench_cv_cells, bench_eval
 from benchmarks.throughput import bench_build_throughput
 from benchmarks.timing import Progress
 from benchmarks.timing import median as _median
@@ -50,11 +51,13 @@ def _settings(quick: bool, steps: int | None) -> dict[str, Any]:
     if quick:
         out = {"ig_steps": 8, "ig_order": "OR", "reference_steps": 20, "captum_steps": 50,
                "gen_tokens": 16, "gen_rounds": 2, "scaling_steps": 2,
-               "scaling_rounds": 1, "build_examples": 1, "build_steps": 16, "eval_questions": 2}
+               "scaling_rounds": 1, "build_examples": 1, "build_steps": 16, "eval_questions": 2,
+               "reuse_pairs": 3, "reuse_layers": 1, "reuse_questions": 2, "build_selection_rows": 0}
     else:
         out = {"ig_steps": 20, "ig_order": "ORRO", "reference_steps": 20, "captum_steps": 50,
                "gen_tokens": 32, "gen_rounds": 5, "scaling_steps": 6,
-               "scaling_rounds": 2, "build_examples": 4, "build_steps": 16, "eval_questions": 10}
+               "scaling_rounds": 2, "build_examples": 4, "build_steps": 16, "eval_questions": 10,
+               "reuse_pairs": 16, "reuse_layers": 8, "reuse_questions": 20, "build_selection_rows": 16}
     if steps is not None:
         out["ig_steps"] = int(steps)
     out["quick"] = quick
@@ -217,6 +220,29 @@ def _run_bench(model: str, quick: bool, progress: Progress | None, device: str |
             start = time.perf_counter()
             evaluate(lm, rows, kind="truthfulqa")
             result["eval_seconds_per_question"] = (time.perf_counter() - start) / len(rows)
+
+    with section("reuse", "reused work before/after: CV cells, TruthfulQA evaluation, build with nested CV ..."):
+        from grains.build import DEFAULT_STRENGTHS, default_layers
+
+        reuse_pairs = truthfulqa_to_pairs(load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=cfg["reuse_pairs"]))
+        cv_layers = default_layers(lm.num_layers)[: cfg["reuse_layers"]]
+        result["cv_cells"] = bench_cv_cells(lm, reuse_pairs, cv_layers, list(DEFAULT_STRENGTHS)[:2])
+        section.say(f"  CV cells/s: {result['cv_cells']['before_cells_per_second']:.2f} -> "
+                    f"{result['cv_cells']['after_cells_per_second']:.2f}")
+        eval_vector = _timing_vector(lm)
+        result["eval_reuse"] = bench_eval(lm, load_truthfulqa(BUILTIN_DATASETS["truthfulqa"],
+                                                              limit=cfg["reuse_questions"]),
+                                          eval_vector, eval_vector.default_layer, 0.5)
+        section.say(f"  TruthfulQA questions/s: {result['eval_reuse']['before_questions_per_second']:.2f} -> "
+                    f"{result['eval_reuse']['after_questions_per_second']:.2f}")
+        if cfg["build_selection_rows"]:
+            rows = truthfulqa_to_pairs(load_truthfulqa(BUILTIN_DATASETS["truthfulqa"],
+                                                       limit=cfg["build_selection_rows"]))
+            result["build_selection"] = bench_build_selection(lm, rows)
+            section.say(f"  build with nested CV: {result['build_selection']['before_minutes']:.1f} -> "
+                        f"{result['build_selection']['after_minutes']:.1f} min")
+    result["cv_cells_speedup"] = result["cv_cells"]["speedup"]
+    result["eval_speedup"] = result["eval_reuse"]["speedup"]
 
     with section("generation", f"generation ({cfg['gen_tokens']} new tokens, {cfg['gen_rounds']} rounds) ..."):
         gen_vector = vector if vector is not None else _timing_vector(lm)

@@ -14,6 +14,8 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "hook_overhead": ("<=", 1.05, "steered generation / unsteered, same length"),
     "ig_scaling_exponent": ("<=", 1.3, "slope of log IG time vs log prompt tokens"),
     "converged_engine_vs_reference": ("<=", 1 / 3, "engine converged (defaults) / reference loop at 20 points"),
+    "cv_cells_speedup": (">=", 3.0, "cross-validation cells per second, kept hidden states / plain path"),
+    "eval_speedup": (">=", 2.0, "TruthfulQA questions per second (unsteered + steered), batched / plain path"),
 }
 
 
@@ -48,6 +50,7 @@ def format_table(result: dict[str, Any]) -> str:
         ("single_seconds", "s"), ("steered_seconds", "s"), ("pair_seconds", "s"), ("sequential_seconds", "s"),
         ("pair_ratio", ""), ("hook_overhead", ""), ("build_seconds_per_example", "s"),
         ("eval_seconds_per_question", "s"), ("ig_scaling_exponent", ""), ("converged_engine_vs_reference", ""),
+        ("cv_cells_speedup", "x"), ("eval_speedup", "x"),
     ]
     targets = result.get("targets", {})
     lines.append(f"{'metric':30s} {'value':>10s}  {'target':10s} status")
@@ -72,6 +75,18 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"build throughput: {thr['before_examples_per_minute']:.2f} examples/min at "
                      f"{thr['before_steps']} points before, {thr['after_examples_per_minute']:.2f} at "
                      f"{thr['after_steps']} now")
+    for key, unit in (("cv_cells", "cells_per_second"), ("eval_reuse", "questions_per_second")):
+        row = result.get(key)
+        if row:
+            lines.append(f"{key}: {row[f'before_{unit}']:.3g} {unit.replace('_', ' ')} before, "
+                         f"{row[f'after_{unit}']:.3g} after ({row['speedup']:.2f}x); numbers apart by at most "
+                         f"{row.get('max_abs_diff', row.get('max_abs_diff_mc2')):.1e}")
+    sel = result.get("build_selection")
+    if sel:
+        lines.append(f"build with nested CV ({sel['examples']} rows, {sel['method']}): {sel['before_minutes']:.1f} min "
+                     f"before, {sel['after_minutes']:.1f} min after ({sel['speedup']:.2f}x; "
+                     f"{sel['after_examples_per_minute']:.2f} examples/min; same choice: {sel['same_choice']}); "
+                     f"phases after: {sel['after_timings']}")
     sc = result["scaling"]
     lines.append("")
     lines.append(f"IG time vs prompt tokens ({sc.get('steps', '?')} points): " + ", ".join(

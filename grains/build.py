@@ -19,6 +19,7 @@ from grains.errors import Cancelled, GrainsError, InputError
 from grains.prefix_cache import CachedRows
 from grains.scoring import pair_rows, pair_rows_supported, resolve_image, score_pairs
 from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL, SideEffects, kl_meter, measure_side_effects
+from grains.steerability import steerability
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
@@ -301,6 +302,12 @@ def build_vector(
             with clock("side effects"):
                 side_effects = measure_side_effects(lm, chosen, kl=meter or kl_meter(lm, neutral_prompts),
                                                     kl_budget=kl_budget, should_stop=should_stop)
+        steer_info = None
+        if select and len(kept) >= 2:
+            with clock("steerability"):
+                probe = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
+                steer_info = steerability(lm, kept, probe, where="the training examples (in-sample)")
+                steer_info.pop("slopes")
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
@@ -309,6 +316,7 @@ def build_vector(
         "direction_stats": {str(layer): info for layer, info in stats.items()},
         **({"selection": selection.to_dict()} if selection else {}),
         **({"side_effects": side_effects.to_dict()} if side_effects else {}),
+        **({"steerability": steer_info} if steer_info else {}),
         "timings": {phase: round(sec, 3) for phase, sec in clock.seconds.items()},
     }
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,

@@ -309,7 +309,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
                       length_normalize=args.length_normalize, normalize=args.normalize,
                       side_effects=args.side_effects, allow_other_model=args.allow_other_model,
-                      first_row=max(0, args.offset)).to_dict()
+                      first_row=max(0, args.offset), steerability=True).to_dict()
     text = dumps({k: v for k, v in result.items() if k != "items"}, indent=2)
     emit(args, result, text)
     return 0

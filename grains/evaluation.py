@@ -135,7 +135,7 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
              length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
              side_effects: bool = False, prompt_format: str | None = None,
              allow_other_model: bool = False, should_stop: ShouldStop = None,
-             first_row: int = 0) -> EvaluationReport:
+             first_row: int = 0, steerability: bool = False) -> EvaluationReport:
     """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with steering, steered, with significance.
 
     Args:
@@ -155,6 +155,8 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         should_stop: polled before every row and before the side effects; True raises `Cancelled` (no hook is
             left on the model).
         first_row: the dataset row of rows[0] (e.g. the offset it was loaded from), for the items' "row" numbers.
+        steerability: with steering, also each item's margin slope over strength, the anti-steerable share and the
+            agreement of the difference vectors (grains.steerability; TruthfulQA rows as best vs first incorrect).
 
     Returns:
         An EvaluationReport: the steered and unsteered metrics, `p_value` (exact McNemar), `gain_ci` (the exact
@@ -218,6 +220,13 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         note = margin_accuracy_note(unsteered, steered)
         if note:
             result["margin_note"] = note
+    if steerability and chosen is not None and kind in ("truthfulqa", "pairs") and len(rows) >= 2:
+        from grains.data import truthfulqa_to_pairs
+        from grains.steerability import steerability as measure_steerability
+
+        info = measure_steerability(lm, truthfulqa_to_pairs(list(rows)) if kind == "truthfulqa" else rows, chosen,
+                                    where="the evaluated items")
+        result["steerability"] = info if per_item else {k: v for k, v in info.items() if k != "slopes"}
     if side_effects and chosen is not None:
         from grains.side_effects import measure_side_effects
 
