@@ -194,9 +194,9 @@ def read_auth(pairs: list[str], auth_file: str | None) -> list[tuple[str, str]]:
     users = []
     for where, entry in entries:
         user, sep, password = entry.partition(":")
-        if not sep or not user.strip() or not password:
+        if not sep or not user.strip() or not password.strip():
             raise ValueError(f"{where}: expected user:password")
-        users.append((user.strip(), password))
+        users.append((user.strip(), password.strip()))
     return users
 
 

@@ -64,6 +64,11 @@ def current_limits() -> ServerLimits:
     return _LIMITS[0]
 
 
+def set_limits(limits: ServerLimits) -> None:
+    """Make `limits` the running server's (read when a job joins or starts; lane slots are set at build time)."""
+    _LIMITS[0] = limits
+
+
 def lane_for_api(api_name: str) -> str:
     """The lane of a named API endpoint."""
     return API_LANES.get(api_name, LONG_QUEUE)
@@ -256,7 +261,7 @@ def configure_lanes(demo: Any, limits: ServerLimits | None = None) -> None:
         demo: the app.
         limits: the server's limits (default: the single-user defaults).
     """
-    _LIMITS[0] = limits or ServerLimits()
+    set_limits(limits or ServerLimits())
     slots = {SHORT_QUEUE: _LIMITS[0].short_slots, LONG_QUEUE: _LIMITS[0].long_slots}
     for fn in demo.fns.values():
         lane = getattr(fn, "concurrency_id", None)
