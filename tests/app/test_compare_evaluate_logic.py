@@ -1,6 +1,6 @@
 """Compare and Evaluate logic: stop sequences (both rows, identity at 0), the degenerate flag, an interval that
-agrees with the
-McNemar test, the margin/accuracy note, per-item row numbers, evaluation stop between rows, Show code fidelity."""
+agrees with the McNemar test, the margin/accuracy note, per-item row numbers, evaluation stop between rows, Show
+code fidelity."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Statuses and errors in headless Chromium (Debian's chromium through Playwright): the build status is not left
-stale after
-a model switch, a long build shows its progress with the time left and stops cleanly, one bad input shows one
-error badge (not one per output), and a text file named .jpg gives one plain sentence.
+stale after a model switch, a long build shows its progress with the time left measured per step and stops with a
+true status, one bad input shows one error badge (not one per output), a text file named .jpg gives one plain
+sentence, a recipe or preset list follows what is installed now.
 
 Screenshots go to test-output/ (gitignored)."""
 
