@@ -57,7 +57,8 @@ def stream_texts(session: Session, prompt: str, image_path: str | None, steering
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,
                         prompt_format: Any) -> None:
     """Record the last side-by-side run's settings (Show code reproduces it)."""
-    session.last_generation = {"prompt": prompt, "layer": steering.layers[0], "strength": steering.strength,
+    session.last_generation = {"model": session.model_name, "prompt": prompt,
+                               "layer": steering.layers[0], "strength": steering.strength,
                                "max_new_tokens": settings.max_new_tokens, "normalize": steering.normalize,
                                "do_sample": settings.do_sample, "seed": settings.seed,
                                "temperature": settings.temperature, "top_p": settings.top_p,

@@ -72,7 +72,8 @@ def run_evaluation(session: Session, dataset: str | None, upload: str | None, ro
     result["dataset"] = description
     for item, row in zip(result.get("items", []), data):
         item["question"] = getattr(row, "question", None) or getattr(row, "prompt", "")
-    session.last_eval = {"dataset": dataset, "rows": len(data), "offset": first, "steered": steering is not None,
+    session.last_eval = {"model": session.model_name, "dataset": dataset, "rows": len(data), "offset": first,
+                         "steered": steering is not None,
                          "layer": steering.layers[0] if steering else None,
                          "strength": steering.strength if steering else None, "kind": kind,
                          "normalize": steering.normalize if steering else True,
