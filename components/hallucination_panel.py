@@ -28,6 +28,7 @@ from components.common import (
     MODEL_QUEUE,
     OVERLAY_ALPHA,
     OVERLAY_HEIGHT,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     gradio_progress,
@@ -231,7 +232,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         return [overlay, probe_note(probe_data, info, used)]
 
     probe.change(heat_ui, inputs=[state, last, probe, heat_steps, alpha], outputs=[heatmap, heat_note],
-                 concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(heat_note))
+                 concurrency_id=SHORT_QUEUE, api_visibility="private", **one_status(heat_note))
 
     def row_selected(evt: gr.SelectData) -> Any:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index

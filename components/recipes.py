@@ -331,12 +331,14 @@ class RecipePanel:
         names = list(targets)
 
         @guarded
-        def apply(session: Session, key: str, progress: gr.Progress = gr.Progress()) -> tuple[Session, str]:
+        def apply(session: Session, key: str, progress: gr.Progress = gr.Progress()) -> tuple[Session, str, Any]:
             recipe = RECIPES.get(key)
             if recipe is not None:
                 progress(0.05, desc=f"Loading {recipe.model}…")
-            session, html, _ = apply_recipe(session, key)
-            return session, html
+            session, html, applied = apply_recipe(session, key)
+            if not applied:  # nothing changed: the selector must not show a recipe that is not in use
+                return session, html, gr.update(value=None, choices=recipe_choices())
+            return session, html, gr.update(choices=recipe_choices())
 
         def fill(session: Session, key: str) -> list[Any]:
             values = recipe_values(session, key)
@@ -345,8 +347,11 @@ class RecipePanel:
                     values[name] = temp_copy(values[name])
             return [gr.update(value=values[n]) if n in values else gr.update() for n in names]
 
-        event = self.selector.input(apply, inputs=[state, self.selector], outputs=[state, self.box],
+        event = self.selector.input(apply, inputs=[state, self.selector], outputs=[state, self.box, self.selector],
                                     concurrency_id=MODEL_QUEUE, api_visibility="private")
+        # a model installed while the app runs: "(model not installed)" is recomputed when the list opens
+        self.selector.focus(lambda: gr.update(choices=recipe_choices()), outputs=self.selector,
+                            api_visibility="private", queue=False, show_progress="hidden")
         event.success(refresh, inputs=state, outputs=refresh_outputs, api_visibility="private").then(
             fill, inputs=[state, self.selector], outputs=[targets[n] for n in names], api_visibility="private")
 

@@ -1,4 +1,4 @@
-"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, check-image, bench,
+"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, check-image, export, import, bench,
 presets, scenes.
 
 With --json each command prints one JSON object on stdout. Bad input exits non-zero with one line on stderr.
@@ -24,6 +24,7 @@ from grains.cli_commands import (
     cmd_presets,
     cmd_scenes,
 )
+from grains.cli_serving import cmd_export, cmd_import, export_arguments, import_arguments
 from grains.errors import GrainsError
 
 EXIT_USER_ERROR = 2
@@ -104,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-image", help="POPE-style hallucination check of one photo (VLM), optionally steered")
     add_command_arguments("check-image", p)
     p.set_defaults(func=cmd_check_image)
+
+    p = sub.add_parser("export", help="a vector as a GGUF control vector for llama.cpp / EasySteer, with commands")
+    export_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="a GGUF control vector (llama.cpp, repeng, EasySteer) as a Studio vector")
+    import_arguments(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("presets", help="list model presets")
     add_command_arguments("presets", p)

