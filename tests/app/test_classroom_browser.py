@@ -54,6 +54,31 @@ def test_reload_gives_back_the_example_heatmap_and_vector_and_no_other_browser_s
         b.context.close()
 
 
+def test_a_waiting_build_shows_its_place_and_is_cancelled_before_it_starts(browser, url):
+    from tests.app.test_classroom_scheduling import BUILD, wait_until
+
+    holder = Client(url, verbose=False)
+    running = holder.submit(*BUILD, api_name="/build_vector")  # holds the long lane
+    page = open_page(browser, TIMEOUT)
+    try:
+        page.goto(url)
+        page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
+        page.click("#grains-tab-steer-button")
+        page.get_by_text("the current example (Attribute tab)").click()
+        page.click("#grains-build")
+        page.wait_for_selector("#grains-build-status:has-text('queue')")  # Gradio's place in the long lane
+        page.click("#grains-cancel-waiting")
+        page.wait_for_selector("#grains-cancel-note:has-text('Cancelled 1 waiting job')")
+        holder.predict(api_name="/stop_build")
+        assert wait_until(running.done, 120)
+        page.wait_for_timeout(2000)
+        assert "Built in" not in page.inner_text("#grains-build-status")  # the cancelled build never ran
+    finally:
+        page.context.close()
+        if not running.done():
+            holder.predict(api_name="/stop_build")
+
+
 @pytest.fixture(scope="module")
 def auth_url():
     import app
