@@ -236,7 +236,7 @@ def summarize(records: list[JobRecord]) -> dict[str, dict[str, Any]]:
 
 def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0, mix: Mix | None = None,
              server_pid: int | None = None, auth: tuple[str, str] | None = None, ramp: float = 20.0,
-             memory_every: float = 5.0) -> dict[str, Any]:
+             memory_every: float = 5.0, drain: float = 180.0) -> dict[str, Any]:
     """Run the simulated class and return the report (per kind of job, memory over time, settings).
 
     Args:
@@ -250,6 +250,7 @@ def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0,
         auth: (user, password) when the app asks for a login.
         ramp: users connect spread over this many seconds.
         memory_every: seconds between memory samples.
+        drain: seconds after the end a job may still take before it is cancelled and counted as unfinished.
 
     Returns:
         A JSON-ready report.
@@ -262,7 +263,7 @@ def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0,
     watcher = threading.Thread(target=watch_memory, args=(server_pid, start, stop, run, memory_every), daemon=True)
     watcher.start()
     threads = [threading.Thread(target=user_loop, args=(url, i, i < builders, until, seed, mix, run, auth,
-                                                        ramp * i / max(users, 1)), daemon=True)
+                                                        ramp * i / max(users, 1), drain), daemon=True)
                for i in range(users)]
     for t in threads:
         t.start()
@@ -337,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--auth", help="user:password for an app behind a login")
+    parser.add_argument("--drain", type=float, default=180.0,
+                        help="seconds after the end before a job still waiting or running is cancelled")
     parser.add_argument("--json", help="write the full report (every job) here")
     args = parser.parse_args(argv)
     proc = None
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     try:
         report = run_load(url, args.users, args.minutes * 60, args.builders, args.seed, server_pid=pid,
-                          auth=auth)  # type: ignore[arg-type]
+                          auth=auth, drain=args.drain)  # type: ignore[arg-type]
     finally:
         if proc is not None:
             proc.terminate()
