@@ -9,6 +9,7 @@ pytest.importorskip("playwright")
 
 from gradio_client import Client  # noqa: E402
 
+from components.scheduling import ServerLimits, current_limits, set_limits  # noqa: E402
 from tests.conftest import free_port, open_page  # noqa: E402
 
 TIMEOUT = 120_000
@@ -67,6 +68,15 @@ def test_a_waiting_build_shows_its_place_and_is_cancelled_before_it_starts(brows
         page.get_by_text("the current example (Attribute tab)").click()
         page.click("#grains-build")
         page.wait_for_selector("#grains-build-status:has-text('queue')")  # Gradio's place in the long lane
+        saved = current_limits()
+        set_limits(ServerLimits(long_per_user=1))
+        try:  # a second long job of the same page is refused when it joins, and the page says why
+            page.click("#grains-tab-evaluate-button")
+            page.click("#grains-evaluate")
+            page.wait_for_selector("text=one per person")
+        finally:
+            set_limits(saved)
+        page.click("#grains-tab-steer-button")
         page.click("#grains-cancel-waiting")
         page.wait_for_selector("#grains-cancel-note:has-text('Cancelled 1 waiting job')")
         holder.predict(api_name="/stop_build")
