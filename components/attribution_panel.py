@@ -22,9 +22,9 @@ from components.actions.attribution import (
     scores_json,
 )
 from components.common import (
-    MODEL_QUEUE,
     OVERLAY_ALPHA,
     OVERLAY_HEIGHT,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     guarded,
@@ -123,8 +123,8 @@ class AttributionPanel:
 
         inputs = [state, self.steered_on, layer, strength, normalize]
         self.attribute_event.success(steered_ui, inputs=inputs, outputs=self.steered_view,
-                                     concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
-        self.steered_on.input(steered_ui, inputs=inputs, outputs=self.steered_view, concurrency_id=MODEL_QUEUE,
+                                     concurrency_id=SHORT_QUEUE, api_visibility="private", scroll_to_output=False)
+        self.steered_on.input(steered_ui, inputs=inputs, outputs=self.steered_view, concurrency_id=SHORT_QUEUE,
                               api_visibility="private")
 
     def refresh(self, session: Session, lm: LoadedModel) -> list[Any]:
@@ -255,7 +255,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, tolerance, k,
                               content_only, skip_punctuation, show_template, alpha, prompt_format],
         outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs, model_input],
-        concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False, **one_status(summary))
+        concurrency_id=SHORT_QUEUE, api_visibility="private", scroll_to_output=False, **one_status(summary))
 
     # Inputs changed after an attribution: the heatmap and chart stay readable but are marked outdated.
     def mark_stale(heat: str) -> list[Any]:

@@ -16,6 +16,7 @@ import gradio as gr
 import gradio.component_meta as _component_meta
 
 from components.progress import ProgressEstimate, duration_text, gradio_progress  # noqa: F401 - panels use these
+from components.scheduling import LONG_QUEUE, SHORT_QUEUE, lane_for_api  # noqa: F401 - SHORT_QUEUE for panels
 from components.session import user_message
 from grains.errors import GrainsError
 
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from grains.models import LoadedModel
 
 log = logging.getLogger("grains.app")
-MODEL_QUEUE = "model"  # every event that runs the model shares this queue (one at a time; users see their position)
+# Every event that runs the model joins a lane (components.scheduling): SHORT_QUEUE for quick interactive jobs,
+# LONG_QUEUE (also MODEL_QUEUE) for builds, evaluations and sweeps; the lanes run at the same time.
+MODEL_QUEUE = LONG_QUEUE
 
 
 # an absolute path (a server upload, the checkout, a cache): group 1 is its file name, shown instead
@@ -76,7 +79,7 @@ def guarded(fn: Callable) -> Callable:
     is logged and shown as a short line). The app keeps serving either way."""
 
     def translate(exc: BaseException) -> gr.Error:
-        if not isinstance(exc, (GrainsError, gr.Error)):
+        if not isinstance(exc, (GrainsError, gr.Error)) and not getattr(exc, "user_facing", False):
             log.exception("unexpected error in %s", fn.__name__)
         return user_error(exc)
 
@@ -107,7 +110,10 @@ def warn(message: str) -> None:
 
 def api_endpoint(fn: Callable, inputs: Sequence[Any], outputs: Sequence[Any], api_name: str,
                  description: str = "", queue_id: str | None = MODEL_QUEUE) -> Any:
-    """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown)."""
+    """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown); a
+    model endpoint joins the lane components.scheduling.API_LANES gives its name."""
+    if queue_id == MODEL_QUEUE:
+        queue_id = lane_for_api(api_name)
     trigger = gr.Button(visible=False, elem_classes=["grains-api-trigger"])
     return trigger.click(guarded(fn), inputs=list(inputs), outputs=list(outputs), api_name=api_name,
                          api_description=description or (fn.__doc__ or "").strip().splitlines()[0],

@@ -30,6 +30,7 @@ from components.attribution_panel import AttributionPanel
 from components.common import (
     CLAMP_NOTE_JS,
     MODEL_QUEUE,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     guarded,
@@ -235,7 +236,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     gen_event = generate.click(
         generate_ui, inputs=[state, prompt, image, layer, strength, steer.normalize, max_new_tokens,
                              do_sample, temperature, top_p, seed, prompt_format, stop_qa, stop_custom],
-        outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=MODEL_QUEUE,
+        outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=SHORT_QUEUE,
         api_visibility="private", **one_status(status))
 
     def stopped(session: Session) -> Any:

@@ -17,6 +17,7 @@ from components.actions.steering import claim_rows_needed, load_vector_file, req
 from components.attribution_panel import AttributionPanel
 from components.common import (
     MODEL_QUEUE,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     gradio_progress,
@@ -28,6 +29,7 @@ from components.common import (
 from components.datasets import UPLOAD, dataset_choices
 from components.inputs import ALLOW_OTHER_LABEL
 from components.model_cache import session_model
+from components.server_export import build_server_export
 from components.session import Session
 from components.views.steering import build_note, cv_table, status_after_refresh, vector_card
 from grains.errors import Cancelled
@@ -141,7 +143,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 download = gr.DownloadButton("Save vector (.safetensors)", size="sm", interactive=False,
                                              elem_id="grains-save-vector", variant="secondary",
                                              elem_classes=["grains-button-secondary"])
-                upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
+                upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors", ".gguf"], size="sm",
                                                 elem_id="grains-load-vector", variant="secondary",
                                                 elem_classes=["grains-button-secondary"])
                 allow_other = gr.Checkbox(value=False, label=ALLOW_OTHER_LABEL, elem_id="grains-allow-other-model",
@@ -162,6 +164,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                                         info="used by Compare, Evaluate, the sweeps and the build's cross-validation")
                 reset = gr.Button("Use the vector's suggestion", size="sm", variant="secondary",
                                   elem_classes=["grains-button-secondary"])
+            build_server_export(state, layer, strength)
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
             source = gr.Radio(SOURCES, value="dataset", label="From")
@@ -261,7 +264,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     upload_vector.upload(load_ui, inputs=[state, upload_vector, allow_other],
                          outputs=[state, *vector_outputs, status],
-                         concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(status))
+                         concurrency_id=SHORT_QUEUE, api_visibility="private", **one_status(status))
 
     @guarded
     def suggested(session: Session) -> list[Any]:

@@ -355,4 +355,7 @@ def _claim(runner: _Runner, n_items: int, k: int, seed: int, claim_share: float)
     accuracy = significance_summary(base_correct, [runner.base[i] + g > 0 for i, g in zip(held, gains)], "mcnemar")
     choice = {"layer": chosen[0] if chosen else None, "strength": chosen[1] if chosen else 0.0,
               "selection_n": len(select), "claim_n": len(held)}
-    return _Claim(held, margin_gain_summary(gains, seed=seed), accuracy, choice, True)
+    estimate = margin_gain_summary(gains, seed=seed)
+    if chosen is None:
+        estimate["reading"] = "the choice made on the selection items was strength 0 (unsteered): no gain to test"
+    return _Claim(held, estimate, accuracy, choice, True)

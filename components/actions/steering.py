@@ -170,9 +170,14 @@ def load_vector_file(session: Session, path: str | None, allow_other_model: Any 
     from grains.vectors import load_vector
 
     if not path:
-        raise InputError("Choose a .safetensors vector file to load.")
+        raise InputError("Choose a .safetensors vector (or a .gguf control vector) to load.")
     lm = session_model(session)
-    vector = load_vector(path)
+    if str(path).lower().endswith(".gguf"):  # llama.cpp / repeng / EasySteer control vector: imported for this model
+        from grains.control_vectors import import_control_vector
+
+        vector = import_control_vector(path, lm, allow_other_model=bool(allow_other_model))
+    else:
+        vector = load_vector(path)
     check_vector_model(vector, lm, bool(allow_other_model))
     warnings = []
     other = vector.model_id != lm.model_id

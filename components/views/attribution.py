@@ -59,9 +59,13 @@ def convergence_message(result: AttributionResult) -> str:
     """Whether the scores add up, read against both |f(x) − f(baseline)| and the sum of |scores|, and what to do."""
     rel, rel_abs = result.relative_delta, result.abs_relative_delta
     both = f"{rel:.1%} of |f(x) − f(baseline)|, {rel_abs:.1%} of the sum of |scores|"
+    tolerance = getattr(result, "tolerance", None) or 0.05
     if result.converged:
-        return (f"IG converged: the scores add up to the change in f (delta {both}; the criterion is 5% of the "
-                "gap, or, when the gap is near 0, 1% of the sum of |scores| and under 0.05 nats).")
+        return (f"IG converged: the scores add up to the change in f (delta {both}; the criterion is "
+                f"{tolerance:.0%} of the gap).")
+    if result.convergence == "gap too small to judge":
+        return (f"<b>Gap too small to judge</b>: {result.convergence_reading}. A relative figure means little on a "
+                "gap this small; the scores add up by the absolute rule (1% of the sum of |scores|).")
     if rel_abs <= 0.05 < rel:
         advice = (f"against the scores shown the error is small, but it is {abs(result.delta):.2f} nats, more than "
                   "the gap f(x) − f(baseline) allows; large scores of both signs may themselves be integration "

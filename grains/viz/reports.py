@@ -58,13 +58,19 @@ def _row(cells: list[str], head: bool = False) -> str:
     return "<tr>" + "".join(f'<{tag} style="{style}">{c}</{tag}>' for c in cells) + "</tr>"
 
 
+def _convergence_badge(result: AttributionResult) -> str:
+    if result.convergence == "gap too small to judge":
+        return f'<span style="color:#555">{html.escape(result.convergence_reading)}</span>'
+    return _badge(result.converged, "converged", "not converged: raise the steps or set a tolerance")
+
+
 def attribution_html(result: AttributionResult) -> str:
     """The prompt heatmap and the two full sequences, with f(x) - f(x'), the delta and whether it converged."""
     gap = result.f_input - result.f_baseline
     head = (f"<div><b>f(x) − f(x′)</b> = {gap:+.3f} nats · <b>delta</b> {result.delta:+.3g} "
             f"({100 * result.relative_delta:.1f}% of the gap, {100 * result.abs_relative_delta:.1f}% of Σ|φ|) · "
             f"{result.points_used or result.steps} points · {result.seconds:.1f} s "
-            f"{_badge(result.converged, 'converged', 'not converged: raise the steps or set a tolerance')}</div>")
+            f"{_convergence_badge(result)}</div>")
     parts = [BOX, head,
              render_token_heatmap(result.tokens, result.scores, title="Prompt (s+ score + s− score)"),
              render_token_heatmap(result.plus_tokens, result.plus_scores, title="Prompt + chosen (s+)", caption=None),
@@ -95,7 +101,8 @@ def attribution_text(result: AttributionResult, top: int = 8) -> str:
     ranked = sorted(range(len(result.tokens)), key=lambda i: result.scores[i])
     pos = [f"{result.tokens[i]!r} {result.scores[i]:+.3f}" for i in reversed(ranked[-top:]) if result.scores[i] > 0]
     neg = [f"{result.tokens[i]!r} {result.scores[i]:+.3f}" for i in ranked[:top] if result.scores[i] < 0]
-    state = "converged" if result.converged else "NOT converged (raise the steps or set a tolerance)"
+    state = (result.convergence_reading if result.convergence != "not converged" else
+             f"NOT converged (raise the steps or set a tolerance): {result.convergence_reading}")
     return "\n".join([
         f"Contrastive IG, target {result.target}, baseline {result.baseline}: f(x) - f(x') = {gap:+.3f} nats",
         f"delta {result.delta:+.3g} ({100 * result.relative_delta:.1f}% of the gap, "

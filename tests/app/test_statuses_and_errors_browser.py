@@ -16,6 +16,8 @@ pytest.importorskip("playwright")
 from playwright.sync_api import Page  # noqa: E402
 
 from components.model_cache import MODELS  # noqa: E402
+from components.scheduling import LONG_QUEUE  # noqa: E402
+from grains.lanes import in_lane  # noqa: E402
 from grains.steering import active_hook_count  # noqa: E402
 from tests.app.test_app_browser import SEEN_ANY, watch_for_text  # noqa: E402
 
@@ -40,10 +42,12 @@ def ended(page: Page) -> bool:
 
 
 def model_idle(lm: object, timeout: float) -> bool:
-    """True when no job holds the model's lock within `timeout` seconds (the lock is released again at once)."""
-    if lm.lock.acquire(timeout=timeout):  # type: ignore[attr-defined]
-        lm.lock.release()  # type: ignore[attr-defined]
-        return True
+    """True when no build holds the model's lock (the long lane's, where builds run) within `timeout` seconds (the
+    lock is released again at once)."""
+    with in_lane(LONG_QUEUE):
+        if lm.lock.acquire(timeout=timeout):  # type: ignore[attr-defined]
+            lm.lock.release()  # type: ignore[attr-defined]
+            return True
     return False
 
 
