@@ -5,6 +5,9 @@ hidden dimension, per token), so each token's representation keeps its length. W
 return a tensor (transformers 5) or a tuple, at every decoded token under a KV cache, and only on the batch rows
 selected by `rows`. A negative lambda steers the other way (toward the rejected answers).
 
+The hooks act only in the context that installed them (`local_forward_hooks`): on a model shared by a server's
+threads, another job running at the same moment is not steered by this one.
+
 Every path that steers (generation, scoring, evaluation, sweeps, cross-validation) takes one `Steering`, created and
 checked once, so all of them apply the same formula under the same model-compatibility rule:
 
@@ -15,9 +18,11 @@ checked once, so all of them apply the same formula under the same model-compati
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -135,18 +140,53 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
     return hook
 
 
+_OWNED_HOOKS: ContextVar[frozenset[int]] = ContextVar("grains_owned_hooks", default=frozenset())
+_HOOK_KEYS = itertools.count(1)
+
+
 @contextmanager
-def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,
-            rows: Sequence[bool] | None) -> Iterator[None]:
-    row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
+def local_forward_hooks(hooks: Sequence[tuple[torch.nn.Module, Callable[..., Any]]]) -> Iterator[None]:
+    """Forward hooks that act only in the context that installed them (this thread, or a thread started with a
+    copy of its context): on a model shared by several threads, a call that did not install them runs as if they
+    were not there. The hooks come off on every path.
+
+    Why: a server runs a short unsteered job and a long steered one on the same model at once; a plain forward hook
+    is global to the module and would steer both.
+
+    Args:
+        hooks: (module, forward hook) pairs, as for `register_forward_hook`.
+
+    Returns:
+        A context manager.
+    """
+    key = next(_HOOK_KEYS)
+
+    def local(hook: Callable[..., Any]) -> Callable[..., Any]:
+        def run(module: torch.nn.Module, args: Any, output: Any) -> Any:
+            return hook(module, args, output) if key in _OWNED_HOOKS.get() else None
+
+        return run
+
+    token = _OWNED_HOOKS.set(_OWNED_HOOKS.get() | {key})
     handles = []
     try:
-        for layer, add in adds.items():
-            handles.append(lm.adapter.layers[layer].register_forward_hook(_make_hook(add, normalize, row_mask)))
+        for module, hook in hooks:
+            handles.append(module.register_forward_hook(local(hook)))
         yield
     finally:
         for handle in handles:
             handle.remove()
+        try:
+            _OWNED_HOOKS.reset(token)
+        except ValueError:  # left in another context (a generator closed elsewhere): drop just this key
+            _OWNED_HOOKS.set(_OWNED_HOOKS.get() - {key})
+
+
+def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,
+            rows: Sequence[bool] | None) -> AbstractContextManager[None]:
+    row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
+    return local_forward_hooks([(lm.adapter.layers[layer], _make_hook(add, normalize, row_mask))
+                                for layer, add in adds.items()])
 
 
 @dataclass(frozen=True)
