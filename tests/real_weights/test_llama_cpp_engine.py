@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = 8  # unseen neutral prompts (the vector was built and chosen on others)
-NEW_TOKENS = 24
+NEW_TOKENS = 20
 HELDOUT = ROOT / "assets" / "data" / "neutral_prompts_heldout.jsonl"
 
 
