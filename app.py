@@ -92,7 +92,7 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True,
                     "eval_offset": evaluate.offset,
                     "prompt_format": attr.prompt_format, "gen_prompt_format": compare.prompt_format,
                     "eval_prompt_format": evaluate.prompt_format, "eval_rows": evaluate.rows,
-                    "eval_length_normalize": evaluate.length_normalize,
+                    "eval_length_normalize": evaluate.length_normalize, "hallucination_last": halluc.last,
                 }
                 python, cli, (make_code, code_inputs) = build_show_code_panel(state, sources)
             with gr.Tab("How GrAInS works", id="explainer", elem_id="grains-tab-explainer"):

@@ -22,10 +22,14 @@ from grains.encoding import EncodedExample, encode_example
 from grains.errors import InputError
 from grains.integration import (  # noqa: F401 - re-exported for callers of grains.attribution
     ABS_SHARE,
+    CONVERGED,
     MAX_STEPS,
+    SMALL_GAP,
+    SMALL_GAP_STATUS,
     IntegrationOutcome,
     PathIntegrator,
     _phi,
+    convergence_status,
     integrate,
     within_tolerance,
 )
@@ -42,7 +46,7 @@ Baseline = Literal["zero", "pad"]
 IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
 DEFAULT_STEPS = 16  # starting points of the default graded rule
 CAP_PER_STEP = 8  # default cap on gradient points: 8 x steps (128 at the default 16; see docs/ig_convergence.md 0c)
-DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')| (or 1% of sum |phi|): the convergence criterion
+DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')|: the convergence criterion (see convergence_status)
 
 
 @dataclass
@@ -109,18 +113,40 @@ class AttributionResult(Renderable):
         return abs(self.delta) / max(total, 1e-8)
 
     @property
-    def converged(self) -> bool:
-        """|delta| <= 5% of |f(x) - f(baseline)|, or, for a gap near 0, <= 1% of sum |phi| and <= 0.05 nats
-        (see within_tolerance)."""
+    def convergence(self) -> str:
+        """"converged" (|delta| <= tolerance x |f(x) - f(baseline)|, at the tolerance asked for, 5% when none was),
+        "gap too small to judge" (gap under 0.05 nats; the absolute rule held) or "not converged": see
+        grains.integration.convergence_status."""
         total = sum(abs(s) for s in self.plus_scores) + sum(abs(s) for s in self.minus_scores)
-        return within_tolerance(self.delta, self.f_input - self.f_baseline, total, DEFAULT_TOLERANCE)
+        return convergence_status(self.delta, self.f_input - self.f_baseline, total,
+                                  self.tolerance or DEFAULT_TOLERANCE)
+
+    @property
+    def converged(self) -> bool:
+        """True only when |delta| <= tolerance x |f(x) - f(baseline)| (never for a gap too small to judge)."""
+        return self.convergence == CONVERGED
+
+    @property
+    def convergence_reading(self) -> str:
+        """One line naming the rule used, e.g. "gap 0.020 nats: too small to judge; delta 0.0004 nats = 1.0% of
+        sum|phi|" or "converged: delta 1.2% of the gap (tolerance 5%)"."""
+        tolerance = self.tolerance or DEFAULT_TOLERANCE
+        gap = self.f_input - self.f_baseline
+        if self.convergence == SMALL_GAP_STATUS:
+            return (f"gap {gap:+.3f} nats: too small to judge (under {SMALL_GAP:g}); delta {abs(self.delta):.4f} nats "
+                    f"= {self.abs_relative_delta:.1%} of sum|phi|")
+        return (f"{self.convergence}: delta {self.relative_delta:.1%} of the gap {gap:+.3f} nats "
+                f"(tolerance {tolerance:.0%})")
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, plus the derived `relative_delta`, `abs_relative_delta` and `converged`."""
+        """Every field, plus the derived `relative_delta`, `abs_relative_delta`, `converged`, `convergence` and
+        `convergence_reading`."""
         data = asdict(self)
         data["relative_delta"] = self.relative_delta
         data["abs_relative_delta"] = self.abs_relative_delta
         data["converged"] = self.converged
+        data["convergence"] = self.convergence
+        data["convergence_reading"] = self.convergence_reading
         return data
 
     @classmethod
@@ -293,8 +319,9 @@ def attribute(lm: LoadedModel, prompt: str, chosen: str, rejected: str, image: A
         baseline: "zero" or "pad".
         points: integration rule ("graded", "gauss-legendre", "midpoint").
         chunk_size: points per batch (default: sized to free memory).
-        tolerance: refine until |delta| <= tolerance * |f(x) - f(x')| (or tolerance / 5 * sum |phi|); None: the
-            fixed rule of `steps` points only.
+        tolerance: refine until |delta| <= tolerance * |f(x) - f(x')| (for a gap under 0.05 nats, until the
+            absolute rule of grains.integration.convergence_status holds); None: the fixed rule of `steps` points
+            only (`converged` is then judged at 5%).
         max_points: cap on gradient evaluations when refining (default 8 * steps).
         prompt_format: "raw", "qa" or "chat" for this call (default: the model's).
         steering: a `grains.Steering`: attribute the steered model (the hook is on during every IG point), so its

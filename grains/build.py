@@ -16,8 +16,10 @@ from grains.attribution import attribute_example
 from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
-from grains.scoring import resolve_image, score_pairs
-from grains.side_effects import DEFAULT_KL_BUDGET, SELECTION_PROMPTS, NeutralKL, SideEffects, measure_side_effects
+from grains.prefix_cache import CachedRows
+from grains.scoring import pair_rows, pair_rows_supported, resolve_image, score_pairs
+from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL, SideEffects, kl_meter, measure_side_effects
+from grains.steerability import steerability
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
@@ -188,7 +190,8 @@ def build_vector(
         select: choose layer and strength by cross-validation.
         folds: cross-validation folds.
         layers: candidate layers (default: spread over the middle of the network).
-        strengths: candidate strengths (default 0.1, 0.25, 0.5, 1).
+        strengths: candidate strengths (default 0.1, 0.25, 0.5, 1); positive only (a negative one raises
+            InputError: apply the built vector at a negative strength to steer away).
         progress: called with (fraction, message).
         should_stop: polled; True cancels.
         overrides: top-k overrides for a single example.
@@ -227,6 +230,13 @@ def build_vector(
         raise InputError("There are no examples to build a vector from.")
     candidates = check_layers(list(layers), lm.num_layers) if layers else default_layers(lm.num_layers)
     grid = [check_strength(s) for s in (strengths or DEFAULT_STRENGTHS)]
+    if any(s < 0 for s in grid):
+        raise InputError(f"Build searches positive strengths only (toward the chosen answers), so "
+                         f"{', '.join(f'{s:g}' for s in grid if s < 0)} cannot be searched: to steer away, apply the "
+                         "built vector at a negative strength, or swap chosen and rejected.")
+    if select and not any(s > 0 for s in grid):
+        raise InputError("Give at least one positive strength to choose from (strength 0, unsteered, is always a "
+                         "candidate).")
     start = time.perf_counter()
     clock = PhaseClock()
     collect_share = 0.6 if select and len(examples) >= 2 else 1.0
@@ -264,18 +274,15 @@ def build_vector(
         stats = direction_stats(deltas, method, vector.directions, norms)
         selection: CrossValidation | None = None
         side_effects: SideEffects | None = None
-        kl_meter: NeutralKL | None = None
+        meter: NeutralKL | None = None
         if select and len(kept) >= 2:
-            def score(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
-                steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength,
-                                                                                     normalize)
-                return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
+            score = _margin_scorer(lm, kept, candidates, normalize)
 
             allowed, excluded = None, []
             if kl_budget is not None:
-                kl_meter = NeutralKL(lm, neutral_prompts)
+                meter = kl_meter(lm, neutral_prompts)
                 with clock("budget"):
-                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, kl_meter,
+                    allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, meter,
                                                        should_stop)
             sub_progress = (lambda f, m: progress(collect_share + (1 - collect_share) * f, m)) if progress else None
             with clock("cross-validation"):
@@ -293,8 +300,14 @@ def build_vector(
         if report_side_effects and vector.default_strength != 0:
             chosen = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
             with clock("side effects"):
-                side_effects = measure_side_effects(lm, chosen, kl=kl_meter or NeutralKL(lm, neutral_prompts),
+                side_effects = measure_side_effects(lm, chosen, kl=meter or kl_meter(lm, neutral_prompts),
                                                     kl_budget=kl_budget, should_stop=should_stop)
+        steer_info = None
+        if select and len(kept) >= 2:
+            with clock("steerability"):
+                probe = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
+                steer_info = steerability(lm, kept, probe, where="the training examples (in-sample)")
+                steer_info.pop("slopes")
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
@@ -303,10 +316,35 @@ def build_vector(
         "direction_stats": {str(layer): info for layer, info in stats.items()},
         **({"selection": selection.to_dict()} if selection else {}),
         **({"side_effects": side_effects.to_dict()} if side_effects else {}),
+        **({"steerability": steer_info} if steer_info else {}),
         "timings": {phase: round(sec, 3) for phase, sec in clock.seconds.items()},
     }
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,
                        side_effects=side_effects, timings=dict(clock.seconds))
+
+
+def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int],
+                   normalize: bool) -> Callable[[SteeringVector | None, int | None, float, list[int]], list[float]]:
+    """The cross-validation's score callback: each item's margin, unsteered or steered at one cell.
+
+    On a text model the items' rows are encoded once, scored unsteered once, and every steered cell runs only the
+    layers above its layer from the kept hidden states (grains.prefix_cache); with images, pair by pair."""
+    if not pair_rows_supported(lm, kept):
+        def plain(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
+            steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
+            return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
+
+        return plain
+    rows = pair_rows(lm, kept)
+    cache = CachedRows(lm, rows, layers=layers)
+
+    def cached(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
+        steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
+        row_index = [r for i in idx for r in (2 * i, 2 * i + 1)]
+        sums = cache.logprob_sums(steering, row_index)
+        return [sums[2 * j] - sums[2 * j + 1] for j in range(len(idx))]
+
+    return cached
 
 
 def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,
@@ -315,9 +353,9 @@ def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], s
     """Which cells keep the KL on neutral prompts within `budget`, measured with the vector built from every example.
 
     Per layer, strengths are tried from the smallest up; once one is over budget, the larger ones are excluded
-    without being measured (KL grows with strength). Returns the `allowed(layer, strength)` test and the record of
-    the excluded cells."""
-    small = meter.first(SELECTION_PROMPTS)
+    without being measured (KL grows with strength). Measured on the same prompts as the reported side effects
+    (`kl_meter`), so a chosen cell is within budget by the figure its card shows. Returns the
+    `allowed(layer, strength)` test and the record of the excluded cells."""
     ok: set[tuple[int, float]] = set()
     excluded: list[dict[str, Any]] = []
     for layer in layers:
@@ -329,7 +367,7 @@ def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], s
                 continue
             if should_stop and should_stop():
                 raise Cancelled("Vector building was cancelled.")
-            kl = small.mean(Steering.create(lm, vector, layer, strength, normalize))
+            kl = meter.mean(Steering.create(lm, vector, layer, strength, normalize))
             if kl <= budget:
                 ok.add((layer, strength))
             else:

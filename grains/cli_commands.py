@@ -101,7 +101,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         "tokens": result.tokens, "scores": result.scores, "f_input": result.f_input,
         "f_baseline": result.f_baseline, "delta": result.delta, "relative_delta": result.relative_delta,
         "seconds": result.seconds, "target": result.target, "steps": result.steps,
-        "abs_relative_delta": result.abs_relative_delta, "converged": result.converged, "points": result.points,
+        "abs_relative_delta": result.abs_relative_delta, "converged": result.converged,
+        "convergence": result.convergence, "points": result.points,
         "tolerance": result.tolerance, "points_used": result.points_used, "gradient_evals": result.gradient_evals,
         "forward_evals": result.forward_evals, "panel_error": result.panel_error,
         "plus_tokens": result.plus_tokens, "plus_scores": result.plus_scores,
@@ -115,7 +116,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     ranked = sorted(range(len(result.tokens)), key=lambda i: -abs(result.scores[i]))[:10]
     lines = [f"f(x) - f(baseline) = {result.f_input - result.f_baseline:.4f}, delta = {result.delta:.4f} "
              f"({result.relative_delta:.1%} of the gap, {result.abs_relative_delta:.1%} of sum |phi|; "
-             f"{'converged' if result.converged else 'NOT converged'}; {result.gradient_evals} gradient points, "
+             f"{result.convergence_reading}; {result.gradient_evals} gradient points, "
              f"{result.seconds:.2f} s)", "top tokens by |score|:"]
     lines += [f"  {i:4d} {result.tokens[i]!r:>20} {result.scores[i]:+.4f}" for i in ranked]
     if getattr(args, "vector", None):  # re-attribution under steering: the same example with the hook on
@@ -308,7 +309,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
                       length_normalize=args.length_normalize, normalize=args.normalize,
                       side_effects=args.side_effects, allow_other_model=args.allow_other_model,
-                      first_row=max(0, args.offset)).to_dict()
+                      first_row=max(0, args.offset), steerability=True).to_dict()
     text = dumps({k: v for k, v in result.items() if k != "items"}, indent=2)
     emit(args, result, text)
     return 0
@@ -375,4 +376,21 @@ def cmd_presets(args: argparse.Namespace) -> int:
     text = "\n".join(f"{n:28s} {d['group']:9s} {'installed' if d['installed'] else 'not installed':14s} "
                      f"{d['description']}" for n, d in data.items())
     emit(args, {"presets": data}, text)
+    return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    """`scenes`: write generated scenes (images, label masks) and their POPE-style probes.jsonl to --out.
+
+    Args:
+        args: parsed `scenes` arguments.
+
+    Returns:
+        0 after the summary is printed.
+    """
+    from grains.vlm.toy.probes import write_scene_set
+
+    data = write_scene_set(args.out, args.seed, args.n, args.distribution)
+    emit(args, data, f"{data['scenes']} scenes, {data['probes']} probes ({data['per_setting']}) -> "
+                     f"{data['probes_file']}")
     return 0

@@ -1,8 +1,10 @@
 """Decoding pieces shared by every generate call: the settings, stop sequences, paired sampling and a stop flag.
 
-Sampling is paired: every row draws the same uniform random number at each step (inverse-CDF sampling over the
-token ids in a fixed order, through a logits processor), so at strength 0 steered and unsteered texts are identical
-and any difference between the rows comes from steering, not from sampling noise.
+Sampling is paired: the rows of one unsteered/steered pair draw the same uniform random number at each step
+(inverse-CDF sampling over the token ids in a fixed order, through a logits processor), so at strength 0 steered
+and unsteered texts are identical and any difference between the rows comes from steering, not from sampling noise.
+Different pairs (different prompts in one batch) draw independently: pair g's draws come from its own generator,
+seeded by `pair_seed(seed, g)`.
 
 Stop sequences (`GenerationSettings.stop`) end a row as soon as its continuation contains one of the strings; the
 text is cut just before it. The same check runs on every row, so at strength 0 both rows stop at the same place.
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
@@ -35,7 +38,8 @@ class GenerationSettings:
 
     Args:
         max_new_tokens: tokens to generate per row (1 to MAX_NEW_TOKENS).
-        do_sample: sample instead of greedy decoding (the two rows share their random draws).
+        do_sample: sample instead of greedy decoding (the two rows of a pair share their random draws; different
+            prompts draw independently).
         temperature: sampling temperature (> 0).
         top_p: nucleus sampling mass (0 < top_p <= 1).
         seed: the sampling seed.
@@ -120,8 +124,17 @@ class StopOnSequences(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def pair_seed(seed: int, pair: int) -> int:
+    """The seed of pair `pair`'s draws: `seed` itself for pair 0 (so a lone pair is reproducible by its seed), an
+    independent stream derived from (seed, pair) for the others."""
+    if pair == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, pair]).generate_state(1)[0])
+
+
 class SharedUniformSampler(LogitsProcessor):
-    """Samples every row with the same uniform draw per step, so rows with equal distributions pick equal tokens.
+    """Samples rows with shared uniform draws: the rows of one group (an unsteered/steered pair) share each step's
+    draw, so rows with equal distributions pick equal tokens; different groups draw independently.
 
     The distribution is the model's, tempered and top-p filtered; the token is found by inverse CDF over the token
     ids in their fixed order, which also keeps steered and unsteered picks together where their distributions are
@@ -130,16 +143,27 @@ class SharedUniformSampler(LogitsProcessor):
     Args:
         temperature: the sampling temperature.
         top_p: the nucleus mass.
-        seed: the draws' seed.
+        seed: the draws' seed (group g uses `pair_seed(seed, g)`).
+        rows_per_group: consecutive rows that share their draws (2 for pairs); None: every row shares one draw.
 
     Example:
-        >>> processors = LogitsProcessorList([SharedUniformSampler(0.8, 0.95, seed=1)])
+        >>> processors = LogitsProcessorList([SharedUniformSampler(0.8, 0.95, seed=1, rows_per_group=2)])
     """
 
-    def __init__(self, temperature: float, top_p: float, seed: int):
+    def __init__(self, temperature: float, top_p: float, seed: int, rows_per_group: int | None = None):
         self.temperature = temperature
         self.top_p = top_p
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self.rows_per_group = rows_per_group
+        self.generators: list[torch.Generator] = []
+
+    def _draws(self, rows: int) -> torch.Tensor:
+        size = rows if self.rows_per_group is None else self.rows_per_group
+        groups = math.ceil(rows / size)
+        while len(self.generators) < groups:
+            self.generators.append(torch.Generator().manual_seed(pair_seed(self.seed, len(self.generators))))
+        u = torch.stack([torch.rand((), generator=g) for g in self.generators[:groups]])
+        return u.repeat_interleave(size)[:rows]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probs = torch.softmax(scores.float() / self.temperature, dim=-1)
@@ -149,7 +173,7 @@ class SharedUniformSampler(LogitsProcessor):
             ordered = ordered.masked_fill(before >= self.top_p, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, ordered)
         cdf = probs.cumsum(dim=-1)
-        u = torch.rand((), generator=self.generator).item()
+        u = self._draws(probs.shape[0]).to(cdf.device)
         target = (u * cdf[:, -1]).unsqueeze(-1)
         picked = torch.searchsorted(cdf, target).clamp_max(probs.shape[-1] - 1)
         # never land on a zero-probability token through rounding at a CDF step

@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +28,7 @@ from grains.decoding import (  # noqa: F401 - GenerationSettings, cut_at_stop, Q
     StopOnSequences,
     StopWhen,
     cut_at_stop,
+    pair_seed,
 )
 from grains.errors import Cancelled
 from grains.lanes import sampling_turn
@@ -60,14 +61,15 @@ class PairedGeneration:
     stopped_steered: str | None = None
 
 
-def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
+def _generate_kwargs(lm: LoadedModel, settings: GenerationSettings, rows_per_group: int | None = None
+                     ) -> dict[str, Any]:
     # Greedy decoding over the processor's pick: sampling, when on, happens in SharedUniformSampler.
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": False,
                               "pad_token_id": lm.tokenizer.pad_token_id,
                               "temperature": None, "top_p": None, "top_k": None}
     if settings.do_sample:
         kwargs["logits_processor"] = LogitsProcessorList(
-            [SharedUniformSampler(settings.temperature, settings.top_p, settings.seed)])
+            [SharedUniformSampler(settings.temperature, settings.top_p, settings.seed, rows_per_group)])
     return kwargs
 
 
@@ -107,12 +109,13 @@ def _prepare(lm: LoadedModel, steering: SteeringLike, layer: Any, strength: floa
 
 def _generate(lm: LoadedModel, inputs: dict[str, Any], prompt_len: int, steering: Steering | None,
               settings: GenerationSettings, steer_rows: list[bool] | None,
-              extra: list[StoppingCriteria] | None = None) -> list[tuple[str, str | None]]:
+              extra: list[StoppingCriteria] | None = None, rows_per_group: int | None = None
+              ) -> list[tuple[str, str | None]]:
     """One generate call (the caller holds the model's lock); per row, the text cut before its stop sequence and
     the stop sequence found."""
     with sampling_turn(settings.do_sample), _steering_context(lm, steering, steer_rows), torch.no_grad():
         torch.manual_seed(settings.seed)
-        out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings),
+        out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings, rows_per_group),
                                 **_stopping(lm, settings, prompt_len, extra))
     return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)]
 
@@ -188,7 +191,8 @@ def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLi
         lm: the loaded model.
         prompts: prompts as written (formatted in the model's prompt format).
         steering: a `Steering` (None: both rows unsteered).
-        settings: decoding settings, shared by every row (sampled rows share their random draws).
+        settings: decoding settings, shared by every row (when sampling, the two rows of a pair share their random
+            draws and different prompts draw independently).
         should_stop: polled before the call and at every generated token; True raises `Cancelled`.
 
     Returns:
@@ -207,18 +211,19 @@ def generate_pairs(lm: LoadedModel, prompts: Sequence[str], steering: SteeringLi
         if stopped():
             raise Cancelled("Stopped by the user during generation.")
 
-    if lm.is_vlm:
+    if lm.is_vlm:  # one call per prompt, each pair with its own draws (pair_seed), as the batched path draws them
         pairs = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             check()
-            pairs.append(generate_pair(lm, p, steering, settings=settings))
+            own = replace(settings, seed=pair_seed(settings.seed, i)) if settings else None
+            pairs.append(generate_pair(lm, p, steering, settings=own))
         return pairs
     check()
     lm, chosen, settings = _prepare(lm, steering, None, None, settings, True, None, False)
     with lm.lock, oom_guard("generation", "use fewer new tokens."):
         inputs, texts, width = _left_padded_inputs(lm, prompts, 2)
         rows = _generate(lm, inputs, width, chosen, settings, [False, True] * len(prompts),
-                         [StopWhen(stopped)] if should_stop else None)
+                         [StopWhen(stopped)] if should_stop else None, rows_per_group=2)
     check()
     return [PairedGeneration(unsteered=rows[2 * i][0], steered=rows[2 * i + 1][0], prompt_text=texts[i],
                              stopped_unsteered=rows[2 * i][1], stopped_steered=rows[2 * i + 1][1])

@@ -107,14 +107,42 @@ def _phi(outcome_sums: tuple[torch.Tensor, torch.Tensor], diff: tuple[torch.Tens
     return tuple((s * d[0].float()).sum(dim=-1).cpu() for s, d in zip(outcome_sums, diff))  # type: ignore[return-value]
 
 
-def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
-    """The convergence criterion: |delta| <= tolerance * |f(x) - f(x')|; or, for a gap near 0 (where that ratio
-    explodes), |delta| <= (tolerance / 5) * sum |phi| and |delta| <= tolerance in nats (at the default 5%: 1% of the
-    score mass and 0.05 nats). The absolute floor matters: an unconverged rule inflates sum |phi| itself (Gemma-3,
-    32 Gauss-Legendre points: delta 163% of the gap but 1.5% of sum |phi|)."""
+SMALL_GAP = 0.05  # nats: below it |f(x) - f(x')| is too small for a relative criterion (see convergence_status)
+CONVERGED, SMALL_GAP_STATUS, NOT_CONVERGED = "converged", "gap too small to judge", "not converged"
+
+
+def convergence_status(delta: float, gap: float, total_abs: float, tolerance: float) -> str:
+    """Whether an attribution adds up, by the rule that fits its gap.
+
+    "converged": |delta| <= tolerance * |f(x) - f(x')|, at the tolerance asked for, whatever the gap.
+    "gap too small to judge": the gap is under SMALL_GAP = 0.05 nats (the two answers' likelihoods differ by under
+    5%, e^0.05 = 1.05) and the relative rule fails; there a relative figure explodes as the gap goes to 0, so the
+    absolute rule is checked instead: |delta| <= tolerance / 5 * sum |phi| (1% of the score mass at 5%) and
+    |delta| <= tolerance * SMALL_GAP nats (the relative rule's allowance at the threshold, 0.0025 nats at 5%, so
+    the two rules meet there). That status is never reported as plain "converged".
+    "not converged": anything else.
+
+    Args:
+        delta: sum of all scores - (f(x) - f(x')).
+        gap: f(x) - f(x').
+        total_abs: sum of |phi| over every token.
+        tolerance: e.g. 0.05.
+
+    Returns:
+        One of CONVERGED, SMALL_GAP_STATUS, NOT_CONVERGED.
+    """
     if abs(delta) <= tolerance * abs(gap):
-        return True
-    return abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance
+        return CONVERGED
+    if abs(gap) < SMALL_GAP and abs(delta) <= tolerance / ABS_SHARE * total_abs and abs(delta) <= tolerance * SMALL_GAP:
+        return SMALL_GAP_STATUS
+    return NOT_CONVERGED
+
+
+def within_tolerance(delta: float, gap: float, total_abs: float, tolerance: float) -> bool:
+    """The tolerance loop's stopping rule: converged, or a gap too small to judge whose absolute rule holds
+    (see convergence_status). An unconverged rule can inflate sum |phi| itself (Gemma-3, 32 Gauss-Legendre points:
+    delta 163% of the gap but 1.5% of sum |phi|), which is why a large gap is judged by the gap alone."""
+    return convergence_status(delta, gap, total_abs, tolerance) != NOT_CONVERGED
 
 
 def integrate(integrator: PathIntegrator, panels: list[Panel], tolerance: float | None = None,

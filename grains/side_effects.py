@@ -7,6 +7,9 @@ Two measures, reported beside every steered result and used as a budget when `bu
   relative to the unsteered ones, and the share of continuations stuck in a repeated 4-gram (see grains.fluency).
 
 The neutral prompts ship in assets/data/neutral_prompts.jsonl (written for this project; see assets/NOTICE.md).
+One prompt set for every KL figure: `kl_meter(lm)` measures on all of them, and build's budget screen, the vector
+card and metadata, Compare's KL meter and evaluate's side effects all use it, so a budget is enforced on the very
+prompts it is reported on (build used to screen on the first 24 and report on all 60).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grains.errors import Cancelled, InputError
+from grains.prefix_cache import CachedRows, supports
 from grains.steering import Steering
 
 if TYPE_CHECKING:
@@ -27,7 +31,8 @@ if TYPE_CHECKING:
 
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "data" / "neutral_prompts.jsonl"
 DEFAULT_KL_BUDGET = 0.5  # nats: build never chooses a cell that moves neutral next-token distributions further
-SELECTION_PROMPTS = 24  # neutral prompts used for the budget while choosing (all of them for the report)
+KL_PROMPT_COUNT = sum(1 for line in NEUTRAL_PROMPTS.read_text(encoding="utf-8").splitlines() if line.strip())
+SELECTION_PROMPTS = KL_PROMPT_COUNT  # kept for older callers: the budget is screened on every neutral prompt now
 REPORT_GENERATIONS = 16  # neutral prompts continued greedily for the repetition measures
 CONTINUATION_TOKENS = 30
 PROMPTS_PER_GENERATE = 16  # continuations batched into one generate call (2 rows each: unsteered, steered)
@@ -85,6 +90,23 @@ def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
     return torch.cat(out)
 
 
+def kl_meter(lm: LoadedModel, prompts: list[str] | None = None) -> NeutralKL:
+    """The KL meter every side-effect figure uses: build's budget screen, the vector card, Compare's meter and
+    evaluate's side effects, all on the same neutral prompts (the full shipped set unless `prompts` is given).
+
+    Args:
+        lm: the model.
+        prompts: neutral prompts (default: all of assets/data/neutral_prompts.jsonl, KL_PROMPT_COUNT of them).
+
+    Returns:
+        A NeutralKL with the unsteered side computed; `.mean(steering)` is the figure to enforce and to report.
+
+    Example:
+        >>> kl_meter(lm).mean(Steering.create(lm, vector, 9, 0.3))
+    """
+    return NeutralKL(lm, prompts)
+
+
 class NeutralKL:
     """KL(P_unsteered || P_steered) of next-token distributions on neutral prompts, the unsteered side computed once.
 
@@ -102,21 +124,31 @@ class NeutralKL:
         self.prompts = prompts if prompts is not None else load_neutral_prompts()
         if not self.prompts:
             raise InputError("There are no neutral prompts to measure side effects on.")
+        self._indices = list(range(len(self.prompts)))
+        self._cache: CachedRows | None = None
         with lm.lock:
-            self.unsteered = _last_logprobs(lm, self.prompts)
+            if supports(lm):  # the hidden states below a steered layer are kept: each cell runs the layers above it
+                self._cache = CachedRows(lm, [(lm.encode_prompt(p).ids, []) for p in self.prompts])
+                self.unsteered = self._cache.last_logprobs()
+            else:
+                self.unsteered = _last_logprobs(lm, self.prompts)
 
     def first(self, n: int) -> NeutralKL:
         """The same measure over the first `n` prompts, reusing the unsteered side."""
         part = copy.copy(self)
-        part.prompts, part.unsteered = self.prompts[:n], self.unsteered[:n]
+        part.prompts, part.unsteered, part._indices = self.prompts[:n], self.unsteered[:n], self._indices[:n]
         return part
 
     def per_prompt(self, steering: Steering | None) -> list[float]:
         """KL in nats for each prompt (all 0 without steering or at strength 0)."""
         if steering is None or steering.is_identity:
             return [0.0] * len(self.prompts)
-        with self.lm.lock, steering.apply(self.lm):
-            steered = _last_logprobs(self.lm, self.prompts)
+        if self._cache is not None:
+            with self.lm.lock:
+                steered = self._cache.last_logprobs(steering, self._indices)
+        else:
+            with self.lm.lock, steering.apply(self.lm):
+                steered = _last_logprobs(self.lm, self.prompts)
         p = self.unsteered.exp()
         kl = (p * (self.unsteered - steered)).sum(dim=-1).clamp_min(0.0)
         return kl.tolist()

@@ -101,6 +101,30 @@ def describe_gain(
     return f"{gain:+.1f} points, {level} CI {low:+.1f} to {high:+.1f}: {verdict} ({_format_p(p_value)})"
 
 
+def min_items_to_test(alpha: float = SIGNIFICANCE_LEVEL) -> int:
+    """The fewest paired items with which an exact two-sided sign test can give p < alpha: with m items the
+    smallest possible p of the exact sign-flip test (and of the exact McNemar test on m discordant items) is
+    2 * 0.5**m, reached when every difference has the same sign.
+
+    Args:
+        alpha: the significance level.
+
+    Returns:
+        The smallest such m (6 at alpha = 0.05, 8 at 0.01).
+    """
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha must be between 0 and 1, got {alpha!r}.")
+    m = 1
+    while 2 * 0.5**m >= alpha:
+        m += 1
+    return m
+
+
+def too_few_reading(n: int, alpha: float = SIGNIFICANCE_LEVEL) -> str:
+    """The sentence shown instead of an interval when `n` items can never reach p < alpha."""
+    return f"too few items to test: at least {min_items_to_test(alpha)} needed (have {n})"
+
+
 def _binomial_cdf(k: int, m: int, prob: float) -> float:
     """P(X <= k) for X ~ Binomial(m, prob)."""
     if k < 0:
@@ -173,7 +197,8 @@ def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Seq
 
     Returns:
         {"n", "accuracy_unsteered", "accuracy", "gain", "only_unsteered_correct", "only_steered_correct",
-        "p_value", "gain_ci", "gain_ci_method", "reading"}.
+        "p_value", "gain_ci", "gain_ci_method", "reading"}. With fewer than `min_items_to_test()` items no
+        outcome can reach p < 0.05: `gain_ci` is then None and the reading says "too few items to test".
     """
     if interval not in ("bootstrap", "mcnemar"):
         raise InputError(f"interval must be 'bootstrap' or 'mcnemar', got {interval!r}.")
@@ -181,7 +206,14 @@ def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Seq
     acc_u, acc_s = float(u.mean()), float(s.mean())
     b, c = discordant_counts(u, s)
     p_value = mcnemar_exact(u, s)
-    ci = paired_bootstrap_ci(u, s) if interval == "bootstrap" else mcnemar_interval(u, s)
+    need = min_items_to_test()
+    if u.size < need:  # no outcome could reach p < 0.05: no interval, the reason instead
+        ci, reading = None, f"{(acc_s - acc_u) * 100:+.1f} points: {too_few_reading(int(u.size))}"
+    else:
+        ci = paired_bootstrap_ci(u, s) if interval == "bootstrap" else mcnemar_interval(u, s)
+        reading = describe_gain(acc_u, acc_s, ci, p_value)
+        if b + c < need:
+            reading += f"; only {b + c} items changed, and at least {need} must change for a test at 5%"
     return {
         "n": int(u.size),
         "accuracy_unsteered": acc_u,
@@ -190,9 +222,9 @@ def significance_summary(unsteered_correct: Sequence[bool], steered_correct: Seq
         "only_unsteered_correct": b,
         "only_steered_correct": c,
         "p_value": p_value,
-        "gain_ci": [ci[0], ci[1]],
+        "gain_ci": [ci[0], ci[1]] if ci is not None else None,
         "gain_ci_method": "paired percentile bootstrap" if interval == "bootstrap" else MCNEMAR_INTERVAL,
-        "reading": describe_gain(acc_u, acc_s, ci, p_value),
+        "reading": reading,
     }
 
 
@@ -260,14 +292,17 @@ def sign_flip_interval(diffs: Sequence[float], confidence: float = 0.95, n_resam
         seed: random seed.
 
     Returns:
-        (low, high) for the mean difference.
+        (low, high) for the mean difference; (-inf, +inf) when there are too few items for the test to reject any
+        shift (the set of shifts it does not reject is then the whole line).
     """
     arr = _as_diffs(diffs)
     if not 0 < confidence < 1:
         raise InputError(f"confidence must be between 0 and 1, got {confidence!r}.")
     alpha = 1 - confidence
     mean = float(arr.mean())
-    if arr.size == 1 or np.ptp(arr) == 0:
+    if arr.size < min_items_to_test(alpha):  # no sign pattern is rarer than alpha: no shift is ever rejected
+        return -math.inf, math.inf
+    if np.ptp(arr) == 0:
         return mean, mean
     signs, exact = _sign_matrix(arr.size, n_resamples, seed)
     flipped_sums, sign_sums, total, n = signs @ arr, signs.sum(axis=1), float(arr.sum()), arr.size
@@ -279,8 +314,8 @@ def sign_flip_interval(diffs: Sequence[float], confidence: float = 0.95, n_resam
         return p < alpha
 
     def edge(inside: float, outside: float) -> float:
-        if not rejects(outside):  # too few items to ever reject: the interval is the data's range
-            return outside
+        while not rejects(outside):  # widen until the test rejects (it does once |mu| outweighs the data)
+            outside = inside + 2 * (outside - inside)
         for _ in range(40):
             middle = (inside + outside) / 2
             if rejects(middle):
@@ -331,11 +366,15 @@ def margin_gain_summary(diffs: Sequence[float], seed: int = 0) -> dict:
         seed: random seed for the Monte Carlo sign patterns.
 
     Returns:
-        {"n", "mean", "ci", "p_value", "test", "reading"}.
+        {"n", "mean", "ci", "p_value", "test", "reading"}; with fewer than `min_items_to_test()` items no outcome
+        can reach p < 0.05, so `ci` is None and the reading says "too few items to test: at least 6 needed".
     """
     arr = _as_diffs(diffs)
     p_value = sign_flip_test(arr, seed=seed)
-    ci = sign_flip_interval(arr, seed=seed)
     mean = float(arr.mean())
+    if arr.size < min_items_to_test():
+        return {"n": int(arr.size), "mean": mean, "ci": None, "p_value": p_value, "test": SIGN_FLIP_TEST,
+                "reading": f"{mean:+.3f} nats: {too_few_reading(int(arr.size))}"}
+    ci = sign_flip_interval(arr, seed=seed)
     return {"n": int(arr.size), "mean": mean, "ci": [ci[0], ci[1]], "p_value": p_value, "test": SIGN_FLIP_TEST,
             "reading": describe_margin_gain(mean, ci, p_value)}

@@ -4,12 +4,15 @@
 
 Concept: sentiment (positive). Built from the first `--rows` pairs of assets/data/sentiment_pairs.jsonl (raw prompts,
 positive vs negative continuation), layer and strength chosen by the library's honest selection: cross-validation
-among the cells within the side-effect budget (KL on neutral prompts), a win claimed only when nested
-cross-validation and a paired test say so. Then evaluated on data the build never saw, and the figures stored in the
-vector's metadata (`heldout_evaluation`), which the app's vector card shows:
+among the cells within the side-effect budget (KL on all 60 neutral prompts, the same prompts the side effects are
+reported on), a win claimed only when the held-out claim split's paired test says so. Then evaluated on data that
+took part in no choice, and the figures stored in the vector's metadata (`heldout_evaluation`, with `data_used`
+saying which choice was made on which data), which the app's vector card shows:
 - the remaining sentiment pairs (pairwise accuracy, McNemar, margin), with side effects;
-- free continuations of the 40 held-out neutral prompts (assets/data/neutral_prompts_heldout.jsonl): greedy, 30 new
-  tokens, VADER compound gain steered minus unsteered with a sign test, distinct-2 and the stuck share.
+- free continuations of the 40 unseen neutral prompts (assets/data/neutral_prompts_unseen.jsonl, written for this
+  step and used by nothing else): greedy, 30 new tokens, VADER compound gain steered minus unsteered with a sign
+  test, distinct-2 and the stuck share. (neutral_prompts_heldout.jsonl chose CAA over GrAInS in
+  scripts/sentiment_study.py, so it is no longer unseen.)
 
 Why CAA and not the GrAInS default: on this base model a GrAInS vector built from sentiment pairs moved held-out
 continuations the wrong way (VADER -0.27, docs/sentiment_study.md) while CAA moved them +0.5 to +0.6; the tool ships
@@ -25,6 +28,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+UNSEEN_PROMPTS = "assets/data/neutral_prompts_unseen.jsonl"
+
+
+def data_used(rows: int, n_test: int) -> dict[str, str]:
+    """Which choice was made on which data (stored in the metadata and shown in the README)."""
+    return {
+        "vector": f"sentiment_pairs rows 0-{rows - 1}",
+        "layer_and_strength": f"sentiment_pairs rows 0-{rows - 1} (cross-validation; win claim on a held-out half)",
+        "side_effect_budget": "assets/data/neutral_prompts.jsonl (all 60; the reported side effects use the same)",
+        "method_caa_over_grains": "assets/data/neutral_prompts_heldout.jsonl continuations and sentiment_pairs "
+                                  "(scripts/sentiment_study.py, docs/sentiment_study.md)",
+        "heldout_pairs": f"sentiment_pairs rows {rows}-{rows + n_test - 1}: no choice",
+        "heldout_continuations": f"{UNSEEN_PROMPTS}: no choice (written after every choice above)",
+    }
 
 
 def _floats(text: str) -> list[float]:
@@ -44,7 +61,7 @@ def heldout_continuations(lm, steering, prompts: list[str], max_new_tokens: int)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     pairs = [generate_pair(lm, p, steering, settings=settings) for p in prompts]
     unsteered, steered = [p.unsteered for p in pairs], [p.steered for p in pairs]
-    return {"prompts": "assets/data/neutral_prompts_heldout.jsonl", "n": len(prompts), "decoding": "greedy",
+    return {"prompts": UNSEEN_PROMPTS, "n": len(prompts), "decoding": "greedy",
             "max_new_tokens": max_new_tokens, "vader": sentiment_gain(unsteered, steered).to_dict(),
             "fluency": fluency_report(unsteered, steered).to_dict(),
             "examples": [{"prompt": p, "unsteered": u, "steered": s}
@@ -91,13 +108,14 @@ def main() -> int:
                                                              "margin_unsteered", "gain", "gain_ci", "p_value",
                                                              "reading", "side_effects")}
         heldout["continuations"] = heldout_continuations(
-            lm, steering, load_neutral_prompts(ROOT / "assets" / "data" / "neutral_prompts_heldout.jsonl"),
+            lm, steering, load_neutral_prompts(ROOT / UNSEEN_PROMPTS),
             args.max_new_tokens)
     else:
         heldout["note"] = "The selection suggests strength 0: nothing to evaluate; the model did not move."
     vector.meta.update({"concept": "sentiment", "direction": "positive", "dataset": "sentiment_pairs (shipped)",
                         "rows": f"0-{args.rows - 1}", "held_out_from": args.rows,
                         "built_by": "scripts/build_default_vector.py", "heldout_evaluation": heldout,
+                        "data_used": data_used(args.rows, len(test)),
                         "method_note": "CAA: the GrAInS direction did not move sentiment on this model "
                                        "(docs/sentiment_study.md)" if args.method == "caa" else ""})
     out = vector.save(args.out)

@@ -173,7 +173,7 @@ SLOWEST_FILES = (
     "tests/app/test_app_browser.py",  # ~125
     "tests/unit/test_attribution_convergence.py",  # 106
     "tests/real_weights/test_real_gemma.py",  # 102
-    "tests/app/test_ux16_browser.py",  # 85
+    "tests/app/test_statuses_and_errors_browser.py",  # 85
     "tests/app/test_app_api.py",  # 80
     "tests/app/test_check_image_browser.py",  # 58
     "tests/app/test_compare_evaluate_browser.py",  # 55

@@ -37,7 +37,7 @@ def _p(value: Any) -> str:
 def selection_html(v: SteeringVector, sel: dict[str, Any]) -> str:
     """The selection: the nested (unbiased) estimate with its test, a win only per `beats_unsteered`, the
     "best of N" maximum labelled as such. Vectors chosen by the older, biased selection say so."""
-    if sel.get("estimate") != "nested cross-validation":
+    if sel.get("estimate") not in ("held-out claim split", "nested cross-validation"):
         return note_html("<b>Chosen by the older cross-validation</b>, which reported the best of many cells as its "
                          "estimate (biased upward), so its claim that steering helps is not reliable. Rebuild the "
                          "vector for an unbiased estimate, or check it on held-out rows in the Evaluate tab.", "warn")
@@ -48,7 +48,14 @@ def selection_html(v: SteeringVector, sel: dict[str, Any]) -> str:
     if sel.get("cv_accuracy") is not None and sel.get("cv_accuracy_unsteered") is not None:
         accuracy = (f"; accuracy {float(sel['cv_accuracy_unsteered']):.0%} unsteered → "
                     f"{float(sel['cv_accuracy']):.0%} steered (p = {_p(sel.get('cv_accuracy_p_value'))})")
-    where = f"nested {folds}-fold cross-validation, items the choice never saw"
+    if sel.get("estimate") == "held-out claim split":
+        where = (f"held-out claim split: {sel.get('claim_n')} items that made no choice and built no vector that "
+                 "scores them")
+        if not sel.get("cv_margin_gain_ci"):
+            estimate = (f"mean margin gain {fmt_float(sel.get('cv_margin_gain'))} nats: too few items to test, at "
+                        f"least {sel.get('min_items')} needed")
+    else:  # vectors built before the held-out claim: their test treated coupled folds as independent
+        where = f"nested {folds}-fold cross-validation, its test treats folds coupled through the vector as independent"
     if sel.get("beats_unsteered"):
         html = note_html(f"<b>Beats unsteered</b> ({esc(where)}): {estimate}{accuracy}.", "ok")
     elif float(v.default_strength or 0.0) == 0.0:
@@ -125,6 +132,8 @@ def vector_card(session: Session) -> str:
     for warning in v.warnings():
         html += note_html(esc(warning), "warn")
     html += side_effects_html(v)
+    if meta.get("steerability"):
+        html += f'<div class="grains-muted"><b>Steerability:</b> {esc(meta["steerability"]["reading"])}</div>'
     return html
 
 

@@ -58,13 +58,19 @@ def _row(cells: list[str], head: bool = False) -> str:
     return "<tr>" + "".join(f'<{tag} style="{style}">{c}</{tag}>' for c in cells) + "</tr>"
 
 
+def _convergence_badge(result: AttributionResult) -> str:
+    if result.convergence == "gap too small to judge":
+        return f'<span style="color:#555">{html.escape(result.convergence_reading)}</span>'
+    return _badge(result.converged, "converged", "not converged: raise the steps or set a tolerance")
+
+
 def attribution_html(result: AttributionResult) -> str:
     """The prompt heatmap and the two full sequences, with f(x) - f(x'), the delta and whether it converged."""
     gap = result.f_input - result.f_baseline
     head = (f"<div><b>f(x) − f(x′)</b> = {gap:+.3f} nats · <b>delta</b> {result.delta:+.3g} "
             f"({100 * result.relative_delta:.1f}% of the gap, {100 * result.abs_relative_delta:.1f}% of Σ|φ|) · "
             f"{result.points_used or result.steps} points · {result.seconds:.1f} s "
-            f"{_badge(result.converged, 'converged', 'not converged: raise the steps or set a tolerance')}</div>")
+            f"{_convergence_badge(result)}</div>")
     parts = [BOX, head,
              render_token_heatmap(result.tokens, result.scores, title="Prompt (s+ score + s− score)"),
              render_token_heatmap(result.plus_tokens, result.plus_scores, title="Prompt + chosen (s+)", caption=None),
@@ -95,7 +101,8 @@ def attribution_text(result: AttributionResult, top: int = 8) -> str:
     ranked = sorted(range(len(result.tokens)), key=lambda i: result.scores[i])
     pos = [f"{result.tokens[i]!r} {result.scores[i]:+.3f}" for i in reversed(ranked[-top:]) if result.scores[i] > 0]
     neg = [f"{result.tokens[i]!r} {result.scores[i]:+.3f}" for i in ranked[:top] if result.scores[i] < 0]
-    state = "converged" if result.converged else "NOT converged (raise the steps or set a tolerance)"
+    state = (result.convergence_reading if result.convergence != "not converged" else
+             f"NOT converged (raise the steps or set a tolerance): {result.convergence_reading}")
     return "\n".join([
         f"Contrastive IG, target {result.target}, baseline {result.baseline}: f(x) - f(x') = {gap:+.3f} nats",
         f"delta {result.delta:+.3g} ({100 * result.relative_delta:.1f}% of the gap, "
@@ -104,6 +111,14 @@ def attribution_text(result: AttributionResult, top: int = 8) -> str:
         "toward the chosen answer:   " + (", ".join(pos) or "none"),
         "toward the rejected answer: " + (", ".join(neg) or "none"),
     ])
+
+
+def _selection_estimate(sel: dict[str, Any]) -> str:
+    """The claim's figure: mean, interval and p from the same held-out gains, or why there is no interval."""
+    ci = sel.get("cv_margin_gain_ci")
+    if not ci:
+        return f"{_num(sel.get('cv_margin_gain'))} nats: too few items to test (at least {sel.get('min_items')} needed)"
+    return f"{_num(sel.get('cv_margin_gain'))} nats, 95% CI {_interval(ci, pct=False)}, p = {_num(sel.get('p_value'))}"
 
 
 def build_html(result: BuildResult) -> str:
@@ -115,9 +130,7 @@ def build_html(result: BuildResult) -> str:
             _row(["seconds", f"{s['seconds']:.1f}"])]
     sel = s.get("selection")
     if sel:
-        ci = sel.get("margin_gain_ci")
-        est = f"{_num(sel.get('margin_gain'))} nats, 95% CI {_interval(ci, pct=False)}, p = {_num(sel.get('p_value'))}"
-        rows.append(_row(["nested cross-validated gain", est]))
+        rows.append(_row(["held-out gain (claim items)", html.escape(_selection_estimate(sel))]))
         rows.append(_row(["beats unsteered", _badge(bool(sel.get("beats_unsteered")), "yes", "no: strength 0")]))
     side = s.get("side_effects")
     if side:
@@ -133,8 +146,7 @@ def build_text(result: BuildResult) -> str:
              f"suggested layer {s['layer']}, strength {s['strength']:g}"]
     sel = s.get("selection")
     if sel:
-        lines.append(f"nested cross-validated margin gain {_num(sel.get('margin_gain'))} nats, 95% CI "
-                     f"{_interval(sel.get('margin_gain_ci'), pct=False)}, p = {_num(sel.get('p_value'))}; beats "
+        lines.append(f"held-out margin gain (claim items): {_selection_estimate(sel)}; beats "
                      f"unsteered: {'yes' if sel.get('beats_unsteered') else 'no (strength 0)'}")
     if s.get("side_effects"):
         lines.append(f"side effects: {s['side_effects'].get('reading', '')}")

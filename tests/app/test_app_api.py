@@ -110,8 +110,8 @@ def test_build_vector_from_the_current_example(built):
 
 def test_build_vector_from_a_dataset_with_cross_validation(url):
     c = client(url)
-    summary, path = c.predict("dataset", "truthfulqa", None, 6, 0, "caa", 2, 2, True, api_name="/build_vector")
-    assert summary["n_examples"] == 6 and summary["method"] == "caa"
+    summary, path = c.predict("dataset", "truthfulqa", None, 12, 0, "caa", 2, 2, True, api_name="/build_vector")
+    assert summary["n_examples"] == 12 and summary["method"] == "caa"
     assert summary["selection"]["folds"] == 3 and summary["selection"]["table"]
     assert Path(path).suffix == ".safetensors"
 

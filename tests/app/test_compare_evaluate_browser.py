@@ -1,4 +1,4 @@
-"""Issue 16 in headless Chromium: Compare's own controls (the session's vector, layer and strength kept in step with
+"""In headless Chromium: Compare's own controls (the session's vector, layer and strength kept in step with
 the Steer tab, stop sequences, chat by default on a chat model, one sweep table that fits), results marked outdated
 when their inputs change, an Evaluate run stopped midway, and Show code that loads the session's vector file.
 

@@ -180,3 +180,32 @@ def test_build_reports_side_effects_and_budget(lm):
         assert summary["side_effects"] is None  # nothing is steered, so nothing is measured
     else:
         assert summary["side_effects"]["kl_mean"] >= 0 and "reading" in summary["side_effects"]
+
+
+def test_negative_strengths_are_refused_in_one_sentence_not_dropped(lm):
+    """`--strengths -0.5,-1` used to be dropped silently: "best of 0" and "+0.000 nats, 95% CI +0.000 to +0.000"."""
+    with pytest.raises(InputError, match="positive strengths only") as info:
+        build_vector(lm, EXAMPLES, method="caa", layers=[1], strengths=[-0.5, -1.0], search="grid")
+    assert "-0.5, -1" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(InputError, match="positive strengths only"):
+        build_vector(lm, EXAMPLES, method="caa", layers=[1], strengths=[0.5, -1.0], search="grid")
+
+
+def test_the_budget_is_screened_on_the_prompts_the_side_effects_report(lm):
+    """Build screened cells on the first 24 neutral prompts and reported KL on all of them; an excluded cell's KL
+    is now the figure `kl_meter` gives on the full set, and a chosen cell's reported KL is within the budget."""
+    from grains.side_effects import KL_PROMPT_COUNT, kl_meter, load_neutral_prompts
+    from grains.steering import Steering
+
+    prompts = load_neutral_prompts(limit=26)  # more than the 24 the screen used to take
+    built = build_vector(lm, EXAMPLES, method="caa", layers=[1, 2], strengths=[0.5, 4.0], search="grid",
+                         kl_budget=0.02, neutral_prompts=prompts)
+    excluded = [c for c in built.summary()["selection"]["excluded_cells"] if c["kl"] is not None]
+    assert excluded
+    meter = kl_meter(lm, prompts)
+    for cell in excluded:
+        at = Steering.create(lm, built.vector, cell["layer"], cell["strength"])
+        assert cell["kl"] == pytest.approx(meter.mean(at), rel=1e-6)
+    side = built.summary()["side_effects"]
+    assert side is None or (side["n_prompts"] == 26 and side["kl_mean"] <= 0.02)
+    assert len(kl_meter(lm).prompts) == KL_PROMPT_COUNT == len(load_neutral_prompts())

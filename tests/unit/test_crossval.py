@@ -66,8 +66,9 @@ def test_every_item_is_scored_by_vectors_built_without_it():
     selection = cross_validate(12, [0, 1, 2], [0.5, 1.0, 2.0], lambda train: frozenset(train), score, folds=3,
                                search="coarse")
     assert seen and all(vector.isdisjoint(idx) for vector, idx in seen)
-    # inner runs build from outer-training items only: some vectors are built from 2/3 of 2/3 of the items
-    assert {len(v) for v, _ in seen} == {8, 5, 6}
+    # inner runs build from outer-training items only (2/3 of 2/3 of the items); the claim's choice and vector
+    # use the 6 selection items only (its inner folds train on 4)
+    assert {len(v) for v, _ in seen} == {8, 5, 6, 4}
     assert len(selection.outer_choices) == 3
 
 
@@ -91,10 +92,11 @@ def test_nothing_to_gain_suggests_strength_zero_and_says_so():
 
     selection = cross_validate(9, [0, 1, 2], [0.1, 0.5, 1.0], lambda train: object(), score, folds=3)
     assert selection.strength == 0.0 and not selection.beats_unsteered
-    assert "No layer and strength beat the unsteered model" in selection.note
+    assert "No layer and strength were shown to beat the unsteered model" in selection.note
+    assert "too few items to test: at least 12 needed" in selection.note and selection.margin_gain_ci is None
     assert "best of 9" in selection.note
     data = selection.to_dict()
-    assert data["estimate"] == "nested cross-validation" and data["best_of_n"]["label"] == "best of 9"
+    assert data["estimate"] == "held-out claim split" and data["best_of_n"]["label"] == "best of 9"
 
 
 def test_folds_are_disjoint_and_cover_everything():
@@ -174,3 +176,21 @@ def test_label_shuffled_pairs_claim_no_win_on_a_tiny_model():
     assert summary["selection"]["beats_unsteered"] is False
     assert built.vector.default_strength == 0.0 and summary["strength"] == 0.0
     assert summary["selection"]["best_of_n"]["label"].startswith("best of ")
+
+
+def test_min_items_for_claim_is_the_fewest_rows_that_can_claim():
+    """Below `min_items_for_claim()` no data can produce a win (a perfect effect is "too few items to test"); at it,
+    a perfect effect wins."""
+    from grains.crossval import min_items_for_claim
+
+    need = min_items_for_claim()
+    assert need == 12 and min_items_for_claim(folds=10) > need
+
+    def perfect(vector, layer, strength, idx):
+        return [strength * (1.0 + 0.01 * i) if vector is not None else 0.0 for i in idx]
+
+    below = cross_validate(need - 1, [0], [1.0], lambda train: object(), perfect, folds=3)
+    assert not below.beats_unsteered and below.margin_gain_ci is None
+    assert f"too few items to test: at least {need} needed" in below.note
+    at = cross_validate(need, [0], [1.0], lambda train: object(), perfect, folds=3)
+    assert at.beats_unsteered and at.p_value < 0.05 and at.margin_gain_ci[0] > 0

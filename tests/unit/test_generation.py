@@ -159,3 +159,31 @@ def test_shared_uniform_sampler_follows_the_distribution():
     expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
     assert counts[3] == 0
     assert torch.allclose(counts / 4000, expected, atol=0.03)
+
+
+def test_sampler_shares_draws_within_a_pair_and_not_across_pairs():
+    """rows_per_group=2: rows 0-1 and rows 2-3 each pick together, and the two pairs pick independently (two equally
+    likely tokens: the pairs agree about half the time, where one shared draw made them agree always)."""
+    from grains.generation import SharedUniformSampler
+
+    logits = torch.log(torch.full((4, 2), 0.5))
+    sampler = SharedUniformSampler(temperature=1.0, top_p=1.0, seed=3, rows_per_group=2)
+    agree = 0
+    for _ in range(2000):
+        picks = sampler(torch.zeros(4, 1, dtype=torch.long), logits.clone()).argmax(dim=-1)
+        assert picks[0] == picks[1] and picks[2] == picks[3]
+        agree += int(picks[0] == picks[2])
+    assert 0.45 < agree / 2000 < 0.55
+
+
+def test_sampled_pairs_draw_independently_across_prompts(lm):
+    """The same prompt twice in one generate_pairs call: each pair's unsteered and steered rows match at strength 0
+    (shared draws), while the two pairs' samples differ for some seed (they used to be copies of each other)."""
+    differs = False
+    for seed in range(4):
+        settings = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=1.5, seed=seed)
+        first, second = generate_pairs(lm, [PROMPT, PROMPT], Steering.create(lm, random_vector(lm), 1, 0.0),
+                                       settings=settings)
+        assert first.unsteered == first.steered and second.unsteered == second.steered
+        differs |= first.unsteered != second.unsteered
+    assert differs

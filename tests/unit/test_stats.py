@@ -184,3 +184,19 @@ def test_holm_adjustment_by_hand():
     assert holm_adjust([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert holm_adjust([]) == []
     assert holm_adjust([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_too_few_items_say_so_instead_of_an_interval():
+    """5 items can never reach p < 0.05 (the smallest p is 2/32); the old interval [+0.6, +1.8] excluded 0 while the
+    test said "could be chance"."""
+    from grains.stats import margin_gain_summary, min_items_to_test, sign_flip_interval, significance_summary
+
+    assert min_items_to_test() == 6 and min_items_to_test(0.01) == 8
+    few = margin_gain_summary([1.2, 0.6, 1.8, 1.0, 1.4])
+    assert few["ci"] is None and few["p_value"] == pytest.approx(0.0625)
+    assert "too few items to test: at least 6 needed" in few["reading"] and "CI" not in few["reading"]
+    assert sign_flip_interval([1.2, 0.6, 1.8, 1.0, 1.4]) == (-np.inf, np.inf)
+    enough = margin_gain_summary([1.2, 0.6, 1.8, 1.0, 1.4, 0.9])
+    assert enough["p_value"] < 0.05 and enough["ci"][0] > 0
+    mc = significance_summary([0, 0, 0, 1], [1, 1, 1, 1], "mcnemar")
+    assert mc["gain_ci"] is None and "too few items to test: at least 6 needed" in mc["reading"]

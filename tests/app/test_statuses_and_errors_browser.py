@@ -1,6 +1,7 @@
-"""Issue 16 in headless Chromium (Debian's chromium through Playwright): the build status is not left stale after
-a model switch, a long build shows its progress with the time left and stops cleanly, one bad input shows one
-error badge (not one per output), and a text file named .jpg gives one plain sentence.
+"""Statuses and errors in headless Chromium (Debian's chromium through Playwright): the build status is not left
+stale after a model switch, a long build shows its progress with the time left measured per step and stops with a
+true status, one bad input shows one error badge (not one per output), a text file named .jpg gives one plain
+sentence, a recipe or preset list follows what is installed now.
 
 Screenshots go to test-output/ (gitignored)."""
 
@@ -65,7 +66,7 @@ def test_model_switch_leaves_no_stale_build_status(page, app_server, test_output
     status = page.inner_text("#grains-build-status")
     assert "Built in" in status and "reused the attribution on screen" in status
     assert "the current example" in page.inner_text("#grains-vector-card")
-    page.screenshot(path=str(test_output_dir / "ux16_stale_before_switch.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_stale_before_switch.png"), full_page=True)
 
     page.fill("#grains-custom-model textarea, #grains-custom-model input", "tiny-random-qwen2")
     page.click("#grains-load-model")
@@ -74,7 +75,7 @@ def test_model_switch_leaves_no_stale_build_status(page, app_server, test_output
     status = page.inner_text("#grains-build-status")
     assert "Built in" not in status and "tiny-random-llama" in status
     assert "the current example" not in page.inner_text("#grains-vector-card")  # the llama vector is gone
-    page.screenshot(path=str(test_output_dir / "ux16_stale_after_switch.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_stale_after_switch.png"), full_page=True)
 
 
 def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_output_dir):
@@ -88,7 +89,7 @@ def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_outpu
     page.wait_for_function(SEEN_ANY, polling=100)
     page.click("#grains-cancel")  # at once: a 64-row build on the tiny model can finish within seconds
     page.wait_for_selector("#grains-build-status:has-text('Stopped')")
-    page.screenshot(path=str(test_output_dir / "ux16_build_stopped.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_build_stopped.png"), full_page=True)
     assert "previous vector is kept" in page.inner_text("#grains-build-status")
     assert "No steering vector" in page.inner_text("#grains-vector-card")
     assert visible_error_badges(page) == 0
@@ -102,7 +103,7 @@ def test_one_bad_input_shows_one_error_badge(page, app_server, test_output_dir):
     page.click("#grains-build")  # nothing attributed yet: a validation error
     page.wait_for_selector(ERROR_BADGE)
     page.wait_for_timeout(500)
-    page.screenshot(path=str(test_output_dir / "ux16_one_error_badge.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_one_error_badge.png"), full_page=True)
     assert visible_error_badges(page) == 1
     assert page.locator(f"#grains-build-status {ERROR_BADGE}").count() == 1
     assert page.inner_text("#grains-vector-card") == card_before  # the other outputs are not blanked
@@ -123,7 +124,7 @@ def test_a_text_file_named_jpg_gives_one_plain_sentence(page, app_server, tmp_pa
     toast = page.locator("[data-testid='toast-body']").first
     toast.wait_for()
     message = toast.inner_text()
-    page.screenshot(path=str(test_output_dir / "ux16_not_an_image.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_not_an_image.png"), full_page=True)
     assert "That file is not an image we can read" in message
     assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
     assert page.locator("[data-testid='toast-body']").count() == 1
@@ -148,7 +149,7 @@ def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
         b.wait_for_function("/queue/i.test(document.querySelector('#grains-build-status').innerText)")
         text = b.inner_text("#grains-build-status")
         assert re.search(r"queue:?\s*1\s*/\s*1", text), text
-        b.screenshot(path=str(test_output_dir / "ux16_queued_place.png"), full_page=True)
+        b.screenshot(path=str(test_output_dir / "status_queued_place.png"), full_page=True)
         # stop the running build first, at once (a 64-row build on the tiny model can finish within seconds when
         # the machine is quiet, and a finished build says "Built", not "Stopped"), then the queued one
         # b first, while a's build surely still runs, so b is still queued: its Stop answers at once, without
@@ -185,7 +186,7 @@ def test_attribute_tab_marks_its_heatmap_outdated_when_the_example_changes(page,
     page.wait_for_selector("#grains-heatmap .grains-outdated")
     assert "Outdated: the example changed" in page.inner_text("#grains-heatmap")
     assert "grains-outdated" in (page.get_attribute("#grains-attr-chart", "class") or "")
-    page.screenshot(path=str(test_output_dir / "ux16_attribute_outdated.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_attribute_outdated.png"), full_page=True)
     page.click("#grains-attribute")  # a new attribution clears both marks
     page.wait_for_function("!document.querySelector('#grains-heatmap .grains-outdated')")
     page.wait_for_function("!document.querySelector('#grains-attr-chart').className.includes('grains-outdated')")

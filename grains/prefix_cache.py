@@ -1,0 +1,293 @@
+"""Reuse what steering does not change: the hidden states below the steered layer.
+
+Steering at layer L adds to the output of decoder layer L; everything up to that output is the same with and without
+the vector, at every strength, fold and vector. `CachedRows` holds a fixed set of (prompt ids, response ids) rows, runs
+them unsteered once, keeps each row's hidden states at the output of the layers asked for, and afterwards scores
+them under steering at layer L by running only the layers above L: the layers at or below L are swapped for
+functions that hand back the kept states, and the steering hook at L (grains.steering, unchanged: norm rescaling
+included) then acts on those states exactly as it acts on a full forward's. The unsteered scores are kept too.
+
+Rows share forward passes aligned on the end of their prompts (grains.prompts.pad_aligned): each row's outputs are
+its own, whatever else is in the pass, so a fold or a subset scores as the full set does (up to float rounding,
+tested to 1e-5 in fp32 against the plain path). Text models only: a VLM's merged image embeddings and position ids
+are its own, so callers keep their plain path for it (`supports`).
+
+Memory: rows x tokens x hidden size floats per kept layer (100 TruthfulQA pairs on a 896-wide model: ~30 MB a layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from grains.local_hooks import local_forward_hook, local_forward_overrides
+from grains.prompts import pad_aligned
+
+if TYPE_CHECKING:
+    from grains.models import LoadedModel
+    from grains.steering import Steering
+
+Row = tuple[list[int], list[int]]
+LOGIT_FLOATS_PER_FORWARD = 48_000_000  # rows x kept positions x vocabulary: ~190 MB of fp32 logits at a time
+# Rows x padded length per pass: bounds the attention scores (rows x heads x length^2). On the CPU smaller passes of
+# long prompts are faster (a 24-pair cross-validation on long prompts: 39 s unbounded, 24 s at 8192, 18 s at 2048).
+TOKENS_PER_FORWARD = 2048
+
+
+class _Stop(Exception):
+    """Raised by a capture hook above the last layer needed: the rest of the forward is not computed."""
+
+
+def supports(lm: LoadedModel) -> bool:
+    """Whether the hidden-state cache applies: text models (a VLM keeps the plain path).
+
+    Args:
+        lm: the model.
+
+    Returns:
+        True for a text model.
+    """
+    return not lm.adapter.is_vlm
+
+
+def chunks(order: Sequence[int], rows: Sequence[Row], vocab: int) -> Iterator[list[int]]:
+    """Consecutive row indices of `order`, as many per pass as keep the kept logits (rows x (longest response + 1)
+    x vocabulary) under LOGIT_FLOATS_PER_FORWARD and the padded tokens under TOKENS_PER_FORWARD.
+
+    Args:
+        order: row indices, in the order they should share passes (sorted by length pays).
+        rows: all rows.
+        vocab: the output vocabulary size.
+
+    Returns:
+        Lists of row indices, one per forward pass (a single row may exceed a bound: it gets a pass of its own).
+    """
+    chunk: list[int] = []
+    widest, longest = 0, 0
+    for i in order:
+        prompt, response = rows[i]
+        wider, longer = max(widest, len(response) + 1), max(longest, len(prompt))
+        after = len(chunk) + 1
+        if chunk and (after * wider * vocab > LOGIT_FLOATS_PER_FORWARD
+                      or after * (longer + wider) > TOKENS_PER_FORWARD):
+            yield chunk
+            chunk, wider, longer = [], len(response) + 1, len(prompt)
+        chunk.append(i)
+        widest, longest = wider, longer
+    if chunk:
+        yield chunk
+
+
+@contextmanager
+def start_at_layer(lm: LoadedModel, layer: int, hidden: torch.Tensor) -> Iterator[None]:
+    """Inside, a forward of `lm` skips decoder layers 0..`layer`: they hand back `hidden` as layer `layer`'s output.
+
+    Forward hooks on layer `layer` (a steering hook) still run on it, as on a full forward's output.
+
+    Args:
+        lm: a text model.
+        layer: the last decoder layer skipped.
+        hidden: [rows, length, hidden size], the output of `layer` for the batch about to run.
+
+    Returns:
+        A context manager; the layers' own forwards come back on every path.
+    """
+    layers = lm.adapter.layers
+
+    def skip(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+    def kept(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden
+
+    # only this context's forwards skip (grains.local_hooks): another job on the same model runs every layer
+    with local_forward_overrides([(layers[index], kept if index == layer else skip) for index in range(layer + 1)]):
+        yield
+
+
+class CachedRows:
+    """Fixed (prompt ids, response ids) rows, scored unsteered once and under steering from kept hidden states.
+
+    Args:
+        lm: a text model (see `supports`).
+        rows: (prompt ids, response ids) per row; an empty response reads the next-token distribution at the
+            prompt's end instead (`last_logprobs`).
+        layers: layers whose outputs are kept at the first unsteered pass (others are kept when first needed).
+        enabled: False scores every steered call with a full forward (the plain path, for comparison).
+
+    Example:
+        >>> cache = CachedRows(lm, rows, layers=[6, 9])
+        >>> base = cache.logprob_sums()                       # one full pass, layers 6 and 9 kept
+        >>> steered = cache.logprob_sums(steering)           # only the layers above the steered one run
+    """
+
+    def __init__(self, lm: LoadedModel, rows: Sequence[Row], layers: Sequence[int] = (), enabled: bool = True):
+        self.lm = lm
+        self.rows = [(list(p), list(r)) for p, r in rows]
+        self.enabled = enabled and supports(lm)
+        self.hidden: dict[int, list[torch.Tensor | None]] = {}
+        self.wanted = sorted(set(layers)) if self.enabled else []
+        self._sums: list[float] | None = None
+        self._last: torch.Tensor | None = None
+        self._pending: dict[int, list[torch.Tensor | None]] = {}  # layers being kept during a pass
+        self.vocab = int(lm.model.get_output_embeddings().weight.shape[0])
+        self.order = sorted(range(len(self.rows)), key=lambda i: (len(self.rows[i][0]), len(self.rows[i][1])))
+        self.full_passes = 0  # forward passes over the whole network (for tests and benchmarks)
+        self.partial_passes = 0  # passes that started above a kept layer
+
+    # ------------------------------------------------------------------ public
+
+    def logprob_sums(self, steering: Steering | None = None, indices: Sequence[int] | None = None,
+                     should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[float], None] | None = None) -> list[float]:
+        """Sum of log P(response | prompt) per row (of `indices`, default every row), unsteered or steered.
+
+        Args:
+            steering: the setting (None or strength 0: the kept unsteered scores).
+            indices: which rows.
+            should_stop: polled between passes; True raises grains.errors.Cancelled.
+            progress: called with the fraction of rows done after each pass.
+
+        Returns:
+            One sum per row asked for, in order.
+        """
+        chosen = list(range(len(self.rows))) if indices is None else list(indices)
+        if steering is None or steering.is_identity:
+            if self._sums is None:
+                self._sums = self._run(list(range(len(self.rows))), None, _response_sums, should_stop, progress)
+            elif progress:
+                progress(1.0)
+            return [self._sums[i] for i in chosen]
+        return self._run(chosen, steering, _response_sums, should_stop, progress)
+
+    def last_logprobs(self, steering: Steering | None = None, indices: Sequence[int] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        """log P(next token | prompt) at each row's prompt end, [rows, vocabulary] float32 on the CPU.
+
+        Args:
+            steering: the setting (None or strength 0: the kept unsteered distributions).
+            indices: which rows.
+            should_stop: polled between passes.
+
+        Returns:
+            The log-probabilities, one row per index.
+        """
+        if any(response for _, response in self.rows):
+            raise ValueError("last_logprobs reads prompts alone: give rows with empty responses.")
+        chosen = list(range(len(self.rows))) if indices is None else list(indices)
+        if steering is None or steering.is_identity:
+            if self._last is None:
+                self._last = torch.stack(self._run(list(range(len(self.rows))), None, _last_row, should_stop))
+            return self._last[chosen]
+        return torch.stack(self._run(chosen, steering, _last_row, should_stop))
+
+    # ------------------------------------------------------------------ passes
+
+    def _start_layer(self, steering: Steering | None) -> int | None:
+        if not self.enabled or steering is None:
+            return None
+        return min(steering.layers)
+
+    def _run(self, indices: list[int], steering: Steering | None, read: Callable[..., list[Any]],
+             should_stop: Callable[[], bool] | None,
+             progress: Callable[[float], None] | None = None) -> list[Any]:
+        from grains.errors import Cancelled
+
+        start = self._start_layer(steering)
+        if start is not None and start not in self.hidden:
+            self.wanted = sorted(set(self.wanted) | {start})
+            self._capture(start, should_stop)
+        wanted = set(indices)
+        order = [i for i in self.order if i in wanted]
+        values: dict[int, Any] = {}
+        context = steering.apply(self.lm) if steering is not None else nullcontext()
+        with torch.no_grad(), context:
+            for chunk in chunks(order, self.rows, self.vocab):
+                if should_stop and should_stop():
+                    raise Cancelled("Cancelled while scoring.")
+                capture = [la for la in self.wanted if la not in self.hidden] if steering is None else []
+                values.update(zip(chunk, self._pass(chunk, read, start, capture)))
+                if progress:
+                    progress(len(values) / max(1, len(order)))
+        if steering is None:
+            for layer in self.wanted:
+                self.hidden.setdefault(layer, self._pending.pop(layer, [None] * len(self.rows)))
+        return [values[i] for i in indices]
+
+    def _capture(self, layer: int, should_stop: Callable[[], bool] | None) -> None:
+        """Keep every row's output of `layer`, computing no layer above it."""
+        from grains.errors import Cancelled
+
+        with torch.no_grad():
+            for chunk in chunks(self.order, self.rows, self.vocab):
+                if should_stop and should_stop():
+                    raise Cancelled("Cancelled while scoring.")
+                self._pass(chunk, None, None, [layer], stop_after=layer)
+        self.hidden[layer] = self._pending.pop(layer)
+
+    def _pass(self, chunk: list[int], read: Callable[..., list[Any]] | None,
+              start: int | None, capture: list[int], stop_after: int | None = None) -> list[Any]:
+        lm = self.lm
+        prompts = [self.rows[i][0] for i in chunk]
+        responses = [self.rows[i][1] for i in chunk]
+        ids, mask, positions = pad_aligned(prompts, responses, lm.tokenizer.pad_token_id or 0)
+        real = mask.bool()
+        width = max(len(r) for r in responses) + 1
+        device = lm.adapter.input_device
+        handles = []
+        for layer in capture:
+            store = self._pending.setdefault(layer, [None] * len(self.rows))
+
+            def hook(module: Any, args: Any, output: Any, store: list = store, layer: int = layer) -> None:
+                hidden = output if isinstance(output, torch.Tensor) else output[0]
+                for row, i in enumerate(chunk):
+                    store[i] = hidden[row][real[row].to(hidden.device)].detach().clone()
+                if stop_after is not None and layer == stop_after:
+                    raise _Stop
+
+            handles.append(local_forward_hook(lm.adapter.layers[layer], hook))  # this context's passes only
+        skip = nullcontext()
+        if start is not None:
+            kept = self.hidden[start]
+            first = kept[chunk[0]]
+            assert first is not None
+            hidden = torch.zeros((len(chunk), ids.shape[1], first.shape[-1]), dtype=first.dtype, device=first.device)
+            for row, i in enumerate(chunk):
+                hidden[row][real[row].to(first.device)] = kept[i]  # type: ignore[assignment]
+            skip = start_at_layer(lm, start, hidden)
+        try:
+            with skip:
+                out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device), use_cache=False, logits_to_keep=width)
+        except _Stop:
+            return []
+        finally:
+            for handle in handles:
+                handle.remove()
+        if start is None:
+            self.full_passes += 1
+        else:
+            self.partial_passes += 1
+        assert read is not None
+        return read(out.logits, responses)
+
+
+def _response_sums(logits: torch.Tensor, responses: list[list[int]]) -> list[float]:
+    """Sum of log P(response) per row; column j of the kept logits predicts response token j."""
+    width = max(len(r) for r in responses)
+    kept = logits[:, :width].float()
+    targets = torch.zeros((len(responses), width), dtype=torch.long)
+    for i, response in enumerate(responses):
+        targets[i, : len(response)] = torch.tensor(response, dtype=torch.long)
+    picked = kept.gather(-1, targets.to(kept.device).unsqueeze(-1)).squeeze(-1)
+    logprobs = picked - torch.logsumexp(kept, dim=-1)
+    return [float(logprobs[i, : len(r)].sum()) for i, r in enumerate(responses)]
+
+
+def _last_row(logits: torch.Tensor, responses: list[list[int]]) -> list[torch.Tensor]:
+    """log-softmax of the last prompt position per row (rows without a response)."""
+    last = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
+    return list(last)
