@@ -20,6 +20,7 @@ import torch
 
 from grains.errors import VectorError
 from grains.export import ARCHITECTURE, KEY_GRAINS_VECTOR, KEY_LAYER_COUNT, KEY_MODEL_HINT, same_model_family
+from grains.local_hooks import local_forward_hook
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -152,7 +153,7 @@ def median_layer_norms(lm: LoadedModel, prompts: list[str] | None = None) -> dic
         return hook
 
     with lm.lock, torch.no_grad():
-        handles = [lm.adapter.layers[k].register_forward_hook(recorder(k)) for k in range(lm.num_layers)]
+        handles = [local_forward_hook(lm.adapter.layers[k], recorder(k)) for k in range(lm.num_layers)]
         try:
             for text in texts:
                 ids = torch.tensor([lm.encode_prompt(text).ids], device=lm.adapter.input_device)
