@@ -1,6 +1,7 @@
 """GrAInS Studio: a Gradio app for contrastive Integrated-Gradients attribution and activation steering.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--model gemma-3-270m]
+    python app.py --classroom --auth-file class.txt --share     # a class on one server (README: "A classroom")
 
 The app only composes panels from `components/`; every computation is a call into `grains`.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ from components.initial_values import bake_initial_values
 from components.model_cache import MODELS, session_model
 from components.model_panel import build_model_panel
 from components.recipes import build_recipe_panel
+from components.scheduling import ServerLimits, cancel_waiting, configure_lanes
 from components.session import MAX_UPLOAD, new_session
+from components.session_store import STORE, connect_restore, remember_all
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
 from grains import __version__
@@ -41,8 +45,10 @@ def header_html(default_model: str) -> str:
             f'prefer one answer over another, and steering vectors built from them · v{esc(__version__)}</span></div>')
 
 
-def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Blocks:
-    """The whole app. With `preload`, the default model is loaded now, so the first request is fast."""
+def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True,
+              limits: ServerLimits | None = None) -> gr.Blocks:
+    """The whole app. With `preload`, the default model is loaded now, so the first request is fast; `limits` are the
+    server's lanes and per-user limits (components.scheduling; default: one person's)."""
     preload_error = ""
     if preload:
         try:
@@ -55,6 +61,10 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
     with gr.Blocks(title="GrAInS Studio", analytics_enabled=False) as demo:
         state = gr.State(initial)
         gr.HTML(header_html(default_model))
+        with gr.Row(elem_id="grains-queue-bar"):
+            cancel_waiting_button = gr.Button("Cancel my waiting jobs", size="sm", variant="secondary", scale=0,
+                                              min_width=200, elem_id="grains-cancel-waiting")
+            cancel_note = gr.HTML(elem_id="grains-cancel-note")
         if preload_error:
             gr.HTML(note_html(f"The default model could not be loaded: {esc(preload_error)}", "error"))
         recipes = build_recipe_panel(initial, default_model)
@@ -82,7 +92,7 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
                     "eval_offset": evaluate.offset,
                     "prompt_format": attr.prompt_format, "gen_prompt_format": compare.prompt_format,
                     "eval_prompt_format": evaluate.prompt_format, "eval_rows": evaluate.rows,
-                    "eval_length_normalize": evaluate.length_normalize,
+                    "eval_length_normalize": evaluate.length_normalize, "hallucination_last": halluc.last,
                 }
                 python, cli, (make_code, code_inputs) = build_show_code_panel(state, sources)
             with gr.Tab("How GrAInS works", id="explainer", elem_id="grains-tab-explainer"):
@@ -112,13 +122,23 @@ def build_app(default_model: str = DEFAULT_MODEL, preload: bool = True) -> gr.Bl
             "eval_dataset": evaluate.dataset, "eval_offset": evaluate.offset,
         }, refresh_all, outputs)
         attr.connect_steering(state, steer.layer, steer.strength, steer.normalize)
+        connect_restore(demo, state, refresh_all, outputs, remember_all(demo, state))
 
-    demo.queue(default_concurrency_limit=1, max_size=64)
+        async def cancel_mine(request: gr.Request) -> str:
+            count = await cancel_waiting(demo, request.session_hash)
+            return note_html(f"Cancelled {count} waiting job{'s' if count != 1 else ''}." if count else
+                             "You have no job waiting (a running job stops with its own Stop button).", "info")
+
+        cancel_waiting_button.click(cancel_mine, outputs=cancel_note, queue=False, api_visibility="private")
+
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    configure_lanes(demo, limits)
     calm_idle_queue(demo)
     return demo
 
 
 QUEUE_POLL_SECONDS = 0.05
+QUEUE_SIZE = 256  # jobs waiting in all lanes together (a class of 30 with 3 waiting each fits)
 
 
 def calm_idle_queue(demo: gr.Blocks, seconds: float = QUEUE_POLL_SECONDS) -> None:
@@ -153,16 +173,95 @@ def launch_app(demo: gr.Blocks, **kwargs: Any) -> Any:
     return demo.launch(**options)
 
 
-def main(argv: list[str] | None = None) -> None:
+def read_auth(pairs: list[str], auth_file: str | None) -> list[tuple[str, str]]:
+    """Users from `--auth user:password` values and an `--auth-file` (one user:password a line, # comments).
+
+    Args:
+        pairs: the --auth values.
+        auth_file: the file's path, or None.
+
+    Returns:
+        (user, password) pairs; a malformed entry raises ValueError with one line saying which.
+    """
+    entries = [(f"--auth {i + 1}", p) for i, p in enumerate(pairs or [])]
+    if auth_file:
+        try:
+            text = Path(auth_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --auth-file {auth_file}: {exc.__class__.__name__}") from None
+        entries += [(f"{auth_file} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1)
+                    if line.strip() and not line.strip().startswith("#")]
+    users = []
+    for where, entry in entries:
+        user, sep, password = entry.partition(":")
+        if not sep or not user.strip() or not password.strip():
+            raise ValueError(f"{where}: expected user:password")
+        users.append((user.strip(), password.strip()))
+    return users
+
+
+def limits_from(args: argparse.Namespace) -> ServerLimits:
+    """The server's limits: classroom defaults with --classroom, else one person's; each flag overrides."""
+    base = ServerLimits.classroom() if args.classroom else ServerLimits()
+
+    def given(value: Any, default: Any) -> Any:
+        if value is None:
+            return default
+        return None if value == 0 else value  # 0 turns a limit off
+
+    return ServerLimits(short_slots=args.short_slots or base.short_slots, long_slots=args.long_slots or base.long_slots,
+                        max_rows=given(args.max_rows, base.max_rows),
+                        job_seconds=given(args.job_time_limit, base.job_seconds),
+                        queued_per_user=given(args.queued_per_user, base.queued_per_user),
+                        long_per_user=given(args.long_jobs_per_user, base.long_per_user))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="GrAInS Studio")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all; default local)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link (use with --auth)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model loaded at start (preset, hub id or path)")
+    room = parser.add_argument_group("a shared server (README: A classroom on one server)")
+    room.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                      help="require a login (repeat for more users); Gradio's own authentication")
+    room.add_argument("--auth-file", metavar="PATH", help="a file of logins, one user:password a line")
+    room.add_argument("--classroom", action="store_true",
+                      help="classroom defaults: --max-rows 32 --job-time-limit 600 --queued-per-user 3 "
+                           "--long-jobs-per-user 1")
+    room.add_argument("--max-rows", type=int, help="most rows per build or evaluation (0: the app's own cap, 500)")
+    room.add_argument("--job-time-limit", type=float, metavar="SECONDS",
+                      help="stop a job after this many seconds (0: no limit)")
+    room.add_argument("--queued-per-user", type=int, help="most jobs one user may have waiting (0: no limit)")
+    room.add_argument("--long-jobs-per-user", type=int,
+                      help="most long jobs (build, evaluate, sweep, image check) per user, waiting or running "
+                           "(0: no limit)")
+    room.add_argument("--short-slots", type=int, help="short jobs (attribute, generate) run at once (default 1)")
+    room.add_argument("--long-slots", type=int, help="long jobs run at once (default 1)")
+    room.add_argument("--session-hours", type=float, default=12.0,
+                      help="how long a browser's session is kept for a reload (default 12)")
+    room.add_argument("--max-sessions", type=int, default=300, help="most browser sessions kept (default 300)")
     args = parser.parse_args(argv)
+    for name in ("max_rows", "job_time_limit", "queued_per_user", "long_jobs_per_user", "short_slots",
+                 "long_slots", "max_sessions"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
+    try:
+        args.users = read_auth(args.auth, args.auth_file)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    demo = build_app(args.model)
-    launch_app(demo, server_name=args.host, server_port=args.port, share=args.share)
+    if args.share and not args.users:
+        print("Warning: --share without --auth: anyone with the link can use this server and its CPU "
+              "(add --auth USER:PASSWORD or --auth-file).", file=sys.stderr)
+    STORE.max_sessions, STORE.seconds = max(1, args.max_sessions), args.session_hours * 3600
+    demo = build_app(args.model, limits=limits_from(args))
+    launch_app(demo, server_name=args.host, server_port=args.port, share=args.share, auth=args.users or None)
 
 
 if __name__ == "__main__":

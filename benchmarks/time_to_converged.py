@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import bench_time_to_converged_many
+from benchmarks.ig_bench import bench_time_to_converged_many
 from grains.data import load_any, truthfulqa_to_pairs
 from grains.encoding import encode_example
 from grains.models import load_model

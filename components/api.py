@@ -118,6 +118,13 @@ def load_vector(session: Session, vector_file: str | None, allow_other_model: bo
     return session, to_jsonable({**steer_actions.vector_info(session), "warnings": warnings})
 
 
+def export_gguf(session: Session, layer: Any = 9, strength: Any = 0.5) -> tuple[dict, str]:
+    """This session's vector as a GGUF control vector for llama.cpp / EasySteer, with their commands."""
+    from components.actions.server_export import export_for_server
+
+    return export_for_server(session, layer, strength)
+
+
 def vector_info(session: Session) -> dict:
     """This session's current vector (null when there is none)."""
     return to_jsonable(steer_actions.vector_info(session))

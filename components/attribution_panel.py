@@ -22,9 +22,9 @@ from components.actions.attribution import (
     scores_json,
 )
 from components.common import (
-    MODEL_QUEUE,
     OVERLAY_ALPHA,
     OVERLAY_HEIGHT,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     guarded,
@@ -93,7 +93,7 @@ class AttributionPanel:
     model_input: gr.Textbox | None = None  # the exact text the model saw
     steered_on: gr.Checkbox | None = None  # attribute with the vector on
     steered_view: gr.HTML | None = None  # steered beside unsteered, and the difference
-    chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw]: cleared with the chart on a new model
+    chart_extra: list[Any] = field(default_factory=list)  # [sequences, raw, top-k line]: cleared on a new model
 
     @property
     def refresh_outputs(self) -> list[Any]:
@@ -123,8 +123,8 @@ class AttributionPanel:
 
         inputs = [state, self.steered_on, layer, strength, normalize]
         self.attribute_event.success(steered_ui, inputs=inputs, outputs=self.steered_view,
-                                     concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False)
-        self.steered_on.input(steered_ui, inputs=inputs, outputs=self.steered_view, concurrency_id=MODEL_QUEUE,
+                                     concurrency_id=SHORT_QUEUE, api_visibility="private", scroll_to_output=False)
+        self.steered_on.input(steered_ui, inputs=inputs, outputs=self.steered_view, concurrency_id=SHORT_QUEUE,
                               api_visibility="private")
 
     def refresh(self, session: Session, lm: LoadedModel) -> list[Any]:
@@ -136,7 +136,7 @@ class AttributionPanel:
                 gr.update(visible=False) if fresh else gr.update(), prompt_format_update(lm),
                 "" if fresh else gr.update(), "" if fresh else gr.update(),
                 gr.update(value=None, elem_classes=[]) if fresh else gr.update(),
-                *(["", None] if fresh else [gr.update()] * len(self.chart_extra))]  # sequences, raw JSON
+                *(["", None, ""] if fresh else [gr.update()] * len(self.chart_extra))]  # sequences, raw, top-k line
 
 
 def build_attribution_panel(state: gr.State) -> AttributionPanel:
@@ -228,7 +228,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                              heatmap=heatmap, summary=summary, chart=chart, overlay_column=overlay_column,
                              overlay=overlay, dataset=dataset, run_button=run_button, prompt_format=prompt_format,
                              model_input=model_input, steered_on=steered_on, steered_view=steered_view,
-                             chart_extra=[sequences, raw])
+                             chart_extra=[sequences, raw, selection_note])
     view_outputs = [heatmap, sequences, chart, selection_note, raw, force_pos, force_neg, drop]
 
     def view(session: Session, k_value: Any, co: bool, sp: bool, st: bool = False) -> list[Any]:
@@ -255,7 +255,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         attribute_ui, inputs=[state, prompt, chosen, rejected, image, steps, target, baseline, points, tolerance, k,
                               content_only, skip_punctuation, show_template, alpha, prompt_format],
         outputs=[state, summary, overlay_column, overlay, image_info, *view_outputs, model_input],
-        concurrency_id=MODEL_QUEUE, api_visibility="private", scroll_to_output=False, **one_status(summary))
+        concurrency_id=SHORT_QUEUE, api_visibility="private", scroll_to_output=False, **one_status(summary))
 
     # Inputs changed after an attribution: the heatmap and chart stay readable but are marked outdated.
     def mark_stale(heat: str) -> list[Any]:
@@ -275,7 +275,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     for control in (k, content_only, skip_punctuation, show_template):
         control.change(reselect, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                       api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+                       api_visibility="private", trigger_mode="always_last", **one_status(selection_note, "hidden"))
 
     @guarded
     def token_clicked(session: Session, k_value: Any, co: bool, sp: bool, st: bool, evt: gr.EventData) -> list[Any]:
@@ -289,7 +289,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return view(session, k_value, co, sp, st)
 
     heatmap.click(token_clicked, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                  api_visibility="private", show_progress="hidden")
+                  api_visibility="private", **one_status(selection_note, "hidden"))
 
     @guarded
     def apply_indices(session: Session, fp: str, fn: str, dr: str, k_value: Any, co: bool, sp: bool,
@@ -302,7 +302,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
 
     apply_overrides.click(apply_indices, inputs=[state, force_pos, force_neg, drop, k, content_only,
                                                  skip_punctuation, show_template], outputs=view_outputs,
-                          api_visibility="private")
+                          api_visibility="private", **one_status(selection_note, "minimal"))
 
     @guarded
     def reset(session: Session, k_value: Any, co: bool, sp: bool, st: bool) -> list[Any]:
@@ -310,7 +310,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return view(session, k_value, co, sp, st)
 
     reset_overrides.click(reset, inputs=[state, k, content_only, skip_punctuation, show_template], outputs=view_outputs,
-                          api_visibility="private")
+                          api_visibility="private", **one_status(selection_note, "minimal"))
 
     @guarded
     def redraw_overlay(session: Session, opacity: float) -> Any:
@@ -320,7 +320,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
                   show_progress="hidden")
 
     load_row.click(guarded(dataset_row), inputs=[dataset, row], outputs=[prompt, chosen, rejected, image],
-                   api_visibility="private")
+                   api_visibility="private", **one_status(selection_note, "minimal"))
 
     # API: /attribute, /attribute_steered, /select_tokens (hidden components give each endpoint its signature)
     with gr.Column(visible=False):

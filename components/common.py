@@ -1,5 +1,6 @@
-"""Helpers shared by the panels: error translation, hidden API endpoints, prompt-format selectors, outdated marks,
-one-status events, progress with an estimate, checked image uploads, small HTML bits and the attribution chart."""
+"""Helpers shared by the panels: one translation of any failure into a user sentence, hidden API endpoints,
+prompt-format selectors, outdated marks, one-status events, slider clamp notes, checked image uploads, small HTML bits
+and the attribution chart (progress with an estimate: components.progress, re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import functools
 import html
 import inspect
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+import gradio.component_meta as _component_meta
 
+from components.progress import ProgressEstimate, duration_text, gradio_progress  # noqa: F401 - panels use these
+from components.scheduling import LONG_QUEUE, SHORT_QUEUE, lane_for_api  # noqa: F401 - SHORT_QUEUE for panels
 from components.session import user_message
 from grains.errors import GrainsError
 
@@ -19,28 +24,70 @@ if TYPE_CHECKING:
     from grains.models import LoadedModel
 
 log = logging.getLogger("grains.app")
-MODEL_QUEUE = "model"  # every event that runs the model shares this queue (one at a time; users see their position)
+# Every event that runs the model joins a lane (components.scheduling): SHORT_QUEUE for quick interactive jobs,
+# LONG_QUEUE (also MODEL_QUEUE) for builds, evaluations and sweeps; the lanes run at the same time.
+MODEL_QUEUE = LONG_QUEUE
+
+
+# an absolute path (a server upload, the checkout, a cache): group 1 is its file name, shown instead
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()<>]+)+/([^\s'\"/:,;()<>]+)")
+JSON_LINES_HINT = (" The app reads JSON Lines (one object per line, saved as .jsonl) or CSV; a JSON array file "
+                   "must be saved one object per line.")
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute path replaced by its file name ("/tmp/gradio/ab12/broken.jsonl" -> "broken.jsonl"):
+    no message shows the server's folders."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), str(text))
+
+
+def public_message(exc: BaseException) -> str:
+    """THE sentence a user sees for any failure, on every tab: the GrainsError's message or a short generic line
+    (components.session.user_message), with no server path, no Gradio internals and a hint where one helps.
+
+    Args:
+        exc: the failure (any exception, including Gradio's preprocess errors).
+
+    Returns:
+        Plain text (not escaped).
+    """
+    if isinstance(exc, gr.Error):
+        return without_paths(str(exc.message))
+    text = str(exc)
+    if "Could not preprocess" in text or "UnidentifiedImageError" in text:  # Gradio's decode of an input failed
+        return NOT_AN_IMAGE if ("image" in text or "Unidentified" in text) else (
+            "One of the inputs could not be read; check the file you uploaded.")
+    from grains.errors import DataError
+
+    message = without_paths(user_message(exc))
+    path = getattr(exc, "path", None)
+    if isinstance(exc, DataError) and str(path or "").lower().endswith(".json"):
+        message += JSON_LINES_HINT
+    return message
+
+
+def user_error(exc: BaseException) -> gr.Error:
+    """`exc` as one toast (gr.Error) with public_message's sentence, HTML-escaped (toasts render HTML and the message
+    may quote user text)."""
+    if isinstance(exc, gr.Error):  # already escaped where it was raised
+        return gr.Error(public_message(exc), print_exception=False)
+    return gr.Error(html.escape(public_message(exc), quote=False), print_exception=False)
 
 
 def guarded(fn: Callable) -> Callable:
-    """Turn GrainsError (bad input, bad file, ...) into gr.Error with its one-line message; log anything else and
-    show a short message. The app keeps serving either way."""
+    """Turn any failure into one toast with public_message's sentence (GrainsError: its own message; anything else
+    is logged and shown as a short line). The app keeps serving either way."""
 
     def translate(exc: BaseException) -> gr.Error:
-        if isinstance(exc, gr.Error):
-            return exc
-        if not isinstance(exc, GrainsError):
+        if not isinstance(exc, (GrainsError, gr.Error)) and not getattr(exc, "user_facing", False):
             log.exception("unexpected error in %s", fn.__name__)
-        # toasts render HTML: the message may quote user text (a model name, a file's contents), so escape it
-        return gr.Error(html.escape(user_message(exc), quote=False), print_exception=False)
+        return user_error(exc)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message
                 raise translate(exc) from exc
 
@@ -50,8 +97,6 @@ def guarded(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
         except Exception as exc:  # noqa: BLE001
             raise translate(exc) from exc
 
@@ -65,7 +110,10 @@ def warn(message: str) -> None:
 
 def api_endpoint(fn: Callable, inputs: Sequence[Any], outputs: Sequence[Any], api_name: str,
                  description: str = "", queue_id: str | None = MODEL_QUEUE) -> Any:
-    """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown)."""
+    """A named API endpoint with a stable signature, fired only by clients (its trigger button is never shown); a
+    model endpoint joins the lane components.scheduling.API_LANES gives its name."""
+    if queue_id == MODEL_QUEUE:
+        queue_id = lane_for_api(api_name)
     trigger = gr.Button(visible=False, elem_classes=["grains-api-trigger"])
     return trigger.click(guarded(fn), inputs=list(inputs), outputs=list(outputs), api_name=api_name,
                          api_description=description or (fn.__doc__ or "").strip().splitlines()[0],
@@ -182,62 +230,41 @@ def one_status(status: Any, progress: str = "full") -> dict[str, Any]:
 
 def error_note(exc: BaseException) -> str:
     """The one-line note for a failure, as HTML (for handlers that report into a note instead of raising)."""
-    return note_html(f"<b>Could not do that:</b> {esc(user_message(exc))}", "error")
+    return note_html(f"<b>Could not do that:</b> {esc(public_message(exc))}", "error")
 
 
-# ---------------------------------------------------------------------------------------------------- progress
-
-def duration_text(seconds: float) -> str:
-    """'45 s', '3 min 20 s', '1 h 05 min' (rounded for reading, not for timing)."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        minutes, rest = divmod(int(round(seconds)), 60)
-        return f"{minutes} min {rest:02d} s"
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours} h {rest // 60:02d} min"
-
-
-class ProgressEstimate:
-    """Turns a library's progress callback (fraction, message) into a message with the time spent and an estimate
-    of the time left (linear in the fraction done), for gr.Progress or any other sink.
-
-    Args:
-        sink: called with (fraction in [0, 1], text).
-        clock: time source (seconds); tests pass a fake one.
-    """
-
-    def __init__(self, sink: Callable[[float, str], Any], clock: Callable[[], float] | None = None):
-        import time
-
-        self._sink = sink
-        self._clock = clock or time.perf_counter
-        self.start = self._clock()
-        self.fraction = 0.0
-        self.text = ""
-
-    def eta(self, fraction: float) -> float | None:
-        """Seconds left at `fraction` done (None before there is anything to extrapolate from)."""
-        elapsed = self._clock() - self.start
-        if fraction <= 0.01 or elapsed <= 0:
-            return None
-        return elapsed * (1.0 - fraction) / fraction
-
-    def __call__(self, fraction: float, message: str = "") -> None:
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        elapsed = self._clock() - self.start
-        left = self.eta(fraction)
-        timing = f"{duration_text(elapsed)} so far" + (f", about {duration_text(left)} left" if left is not None
-                                                       else "")
-        self.fraction = fraction
-        self.text = f"{message} · {timing}" if message else timing
-        self._sink(fraction, self.text)
-
-
-def gradio_progress(progress: Any) -> ProgressEstimate:
-    """A (fraction, message) callback for the library that drives a gr.Progress with an estimate of the time left."""
-    return ProgressEstimate(lambda f, text: progress(f, desc=text))
+# A number typed into a slider's box outside its range is clamped by Gradio's frontend on blur, silently; this says
+# so under the slider (a capture listener sees the typed value before the slider clamps it). Installed once per page
+# by an empty gr.HTML(js_on_load=CLAMP_NOTE_JS).
+CLAMP_NOTE_JS = """
+if (!window.__grainsClampNotes) {
+  window.__grainsClampNotes = true;
+  const check = (input) => {
+    if (!input || !input.matches || !input.matches('input[type=number][data-testid=number-input]')) return;
+    const block = input.closest('.block') || input.parentElement;
+    const old = block.querySelector('.grains-clamp-note');
+    if (old) old.remove();
+    const raw = input.value, value = Number(raw), min = Number(input.min), max = Number(input.max);
+    if (raw === '' || Number.isNaN(value) || input.min === '' || input.max === '') return;
+    if (value >= min && value <= max) return;
+    const to = value > max ? max : min;
+    const note = document.createElement('div');
+    note.className = 'grains-note grains-note-warn grains-clamp-note';
+    note.textContent = `${raw} is outside ${min} to ${max}: set to ${to}, the ${value > max ? 'largest' : 'smallest'}`
+      + ' value this slider allows.';
+    block.appendChild(note);
+    input.value = String(to);  // Enter would otherwise send the typed value to the server before any clamp
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  document.addEventListener('blur', (event) => check(event.target), true);
+  document.addEventListener('keydown', (event) => { if (event.key === 'Enter') check(event.target); }, true);
+  document.addEventListener('input', (event) => {  // the slider moved again: the note no longer applies
+    const block = event.target && event.target.closest && event.target.closest('.block');
+    const old = block && event.target.type === 'range' && block.querySelector('.grains-clamp-note');
+    if (old) old.remove();
+  }, true);
+}
+"""
 
 
 # ---------------------------------------------------------------------------------------------------- images
@@ -265,39 +292,54 @@ def image_path_or_error(path: Any) -> str | None:
     return str(path)
 
 
-def safe_image(**kwargs: Any) -> gr.Image:
-    """A gr.Image (type="filepath") whose upload is checked with grains.images before any handler runs: a file that
-    is not an image gives one plain message ("That file is not an image we can read ...") instead of Gradio's
-    "Could not preprocess input component ... UnidentifiedImageError" with the server's temp paths.
+# Gradio's component metaclass writes a typing stub (.pyi) beside any file that defines a component class; it is
+# switched off while SafeImage is defined, so importing the app never writes into the checkout.
+_write_stub, _component_meta.create_or_modify_pyi = _component_meta.create_or_modify_pyi, lambda *args: None
+
+
+class SafeImage(gr.Image):
+    """A gr.Image whose upload reaches handlers as a file path checked by grains.images (the decoder every handler
+    uses), never decoded by Gradio: a file that is not an image gives one plain sentence ("That file is not an image
+    we can read ...") instead of Gradio's "Could not preprocess input component ... UnidentifiedImageError" with the
+    server's upload path. A subclass (not a patched instance), so the copies Gradio makes of a component per
+    session (after an update) keep the check; `is_template` makes the frontend draw a plain image input.
 
     Args:
         kwargs: gr.Image's arguments (type is always "filepath").
-
-    Returns:
-        The component (a plain gr.Image with its preprocess wrapped; no subclass, so the frontend is unchanged).
     """
-    kwargs["type"] = "filepath"
-    image = gr.Image(**kwargs)
-    original = image.preprocess
 
-    def preprocess(payload: Any) -> Any:
+    is_template = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs["type"] = "filepath"
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload: Any) -> str | None:
+        """The uploaded file's path once grains.images has decoded it; one plain gr.Error otherwise."""
         if payload is None:
             return None
         raw = getattr(payload, "path", None)
-        if raw:
-            try:
-                image_path_or_error(raw)
-            except GrainsError as exc:
-                raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+        if not raw:
+            raise gr.Error(NOT_AN_IMAGE, print_exception=False)
         try:
-            return original(payload)
-        except gr.Error:
-            raise
-        except Exception:  # noqa: BLE001 - Gradio's decode failed after ours passed: still one plain sentence
-            raise gr.Error(NOT_AN_IMAGE, print_exception=False) from None
+            return image_path_or_error(raw)
+        except GrainsError as exc:
+            raise gr.Error(html.escape(public_message(exc), quote=False), print_exception=False) from None
 
-    image.preprocess = preprocess  # type: ignore[method-assign]
-    return image
+
+_component_meta.create_or_modify_pyi = _write_stub
+
+
+def safe_image(**kwargs: Any) -> gr.Image:
+    """A SafeImage (gr.Image, type="filepath", checked with grains.images before any handler runs).
+
+    Args:
+        kwargs: gr.Image's arguments.
+
+    Returns:
+        The component.
+    """
+    return SafeImage(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------- attribution chart

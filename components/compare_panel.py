@@ -18,22 +18,27 @@ import gradio as gr
 
 from components import api
 from components.actions.compare import (
+    GENERATING,
     STOP_FLAGS,
     model_input_text,
     remember_generation,
     side_effect_line,
     stream_texts,
-    strength_sweep,
+    sweep_rows,
 )
 from components.attribution_panel import AttributionPanel
 from components.common import (
+    CLAMP_NOTE_JS,
     MODEL_QUEUE,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     guarded,
     note_html,
+    one_status,
     prompt_format_dropdown,
     prompt_format_update,
+    safe_image,
 )
 from components.inputs import open_image, parse_stop, session_steering, settings_from, sweep_steerings
 from components.model_cache import session_model
@@ -49,7 +54,7 @@ from components.views.compare import (
     vector_line,
 )
 from grains.errors import Cancelled
-from grains.side_effects import SELECTION_PROMPTS
+from grains.side_effects import KL_PROMPT_COUNT
 from grains.steering import MAX_STRENGTH
 from grains.viz.diff import render_diff
 
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
 DEFAULT_PROMPT = "For lunch I had a sandwich, and"
 MAX_TOKENS_UI = 256
 MAX_SWEEP = 8
+NEUTRAL_PROMPT_COUNT = KL_PROMPT_COUNT
 STOP_HELP = ("one per line; write \\n for a line break (e.g. \\nUser:). A row ends as soon as its continuation "
              "contains one, and the text is cut before it: the same check on both rows.")
 
@@ -102,6 +108,7 @@ class ComparePanel:
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:
     """The Compare tab."""
     vector = gr.HTML(elem_id="grains-gen-vector")
+    gr.HTML("", js_on_load=CLAMP_NOTE_JS, elem_id="grains-clamp-watch", padding=False)  # "1000 is outside -4 to 4"
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             with gr.Row(equal_height=False):
@@ -118,8 +125,8 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                                      elem_id="grains-gen-strength", info=STRENGTH_HELP)
         with gr.Column(scale=2, min_width=300):
             with gr.Column(visible=False) as image_column:
-                image = gr.Image(label="Image (VLM)", type="filepath", height=160, sources=["upload", "clipboard"],
-                                 elem_id="grains-gen-image")
+                image = safe_image(label="Image (VLM)", height=160, sources=["upload", "clipboard"],
+                                   elem_id="grains-gen-image")
             with gr.Row():
                 max_new_tokens = gr.Slider(1, MAX_TOKENS_UI, value=40, step=1, label="Max new tokens",
                                            elem_id="grains-max-tokens")
@@ -157,10 +164,11 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
             sweep_stop = gr.Button("Stop sweep", size="sm", variant="stop", elem_id="grains-gen-sweep-stop")
         sweep_table = gr.HTML(SWEEP_WAITING, elem_id="grains-sweep-table")
         gr.Markdown("Every strength is shown; none is picked as best. Same layer, seed, format and stop sequences "
-                    "as above. KL: the side effect, the mean KL divergence of next-token distributions on the first "
-                    f"{SELECTION_PROMPTS} neutral prompts, unsteered to steered (0 at strength 0; the Evaluate tab "
-                    "measures on all of them). The last column says how each text differs from the unsteered one and "
-                    "flags degenerate text.", elem_classes=["grains-muted"])
+                    "as above. KL: the side effect, the mean KL divergence of next-token distributions on all "
+                    f"{NEUTRAL_PROMPT_COUNT} shipped neutral prompts, unsteered to steered (0 at strength 0; the "
+                    "same figure as the vector card and the Evaluate tab give for the same setting). The last "
+                    "column says how each text differs from the unsteered one and flags degenerate text.",
+                    elem_classes=["grains-muted"])
 
     panel = ComparePanel(prompt=prompt, image=image, image_column=image_column, max_new_tokens=max_new_tokens,
                          unsteered=unsteered, steered=steered, prompt_format=prompt_format, model_input=model_input,
@@ -208,13 +216,16 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         start = time.perf_counter()
         u = s = ""
         count = 0
+        GENERATING[id(session)] = 0
         for u, s in stream_texts(session, p, img, steering, settings, fmt):
             count += 1
+            GENERATING[id(session)] = count
             left, right = render_diff(u, s)
             yield [left, right, title, note_html(f"Generating… {count} tokens", "info"), shown]
+        GENERATING.pop(id(session), None)
         seconds = time.perf_counter() - start
         left, right = render_diff(u, s)
-        left, right = degenerate_note(u) + left, degenerate_note(s) + right
+        left, right = degenerate_note(u) + left, degenerate_note(s, unsteered=u) + right
         remember_generation(session, p, steering, settings, fmt)
         done = generation_summary(count, seconds, settings, u == s)
         yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
@@ -225,9 +236,18 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     gen_event = generate.click(
         generate_ui, inputs=[state, prompt, image, layer, strength, steer.normalize, max_new_tokens,
                              do_sample, temperature, top_p, seed, prompt_format, stop_qa, stop_custom],
-        outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=MODEL_QUEUE,
-        api_visibility="private")
-    stop.click(None, cancels=[gen_event], queue=False)
+        outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=SHORT_QUEUE,
+        api_visibility="private", **one_status(status))
+
+    def stopped(session: Session) -> Any:
+        """The status after Stop, from the run's own state: how far it got, or unchanged when it had finished."""
+        count = GENERATING.pop(id(session), None)
+        if count is None:
+            return gr.update()
+        return note_html(f"Stopped after {count} token{'s' if count != 1 else ''}: the texts above are what was "
+                         "generated before Stop (no side effect was measured). Press Generate to run again.", "warn")
+
+    stop.click(stopped, inputs=state, outputs=status, cancels=[gen_event], queue=False, api_visibility="private")
 
     @guarded
     def sweep_ui(session: Session, p: str, img: str | None, layer: Any, values: str, norm: bool, n: Any,
@@ -236,14 +256,21 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         settings = settings_from(n, sample, temp, tp, sd, parse_stop(stop_qa, stop_custom))
         steerings = sweep_steerings(session, session_model(session), layer, values, norm, MAX_SWEEP)
         STOP_FLAGS[id(session)] = False
+        rows: list[list[Any]] = []
+        total = len(steerings)
         try:
-            rows = strength_sweep(session, p, img, steerings, settings, progress=progress,
-                                  prompt_format=fmt, should_stop=lambda: STOP_FLAGS.get(id(session), False))
+            for rows in sweep_rows(session, p, img, steerings, settings, progress=progress, prompt_format=fmt,
+                                   should_stop=lambda: STOP_FLAGS.get(id(session), False)):
+                if len(rows) < total:  # each row as it finishes, with what is still to come
+                    yield sweep_table_html(rows, waiting=[s.strength for s in steerings][len(rows):])
         except Cancelled as exc:
-            return note_html(esc(str(exc)) + " Nothing was kept; run the sweep again.", "warn")
+            kept = f" The {len(rows)} row{'s' if len(rows) != 1 else ''} done before Stop are kept below." if rows \
+                else " No row had finished."
+            yield note_html(esc(str(exc)) + kept, "warn") + (sweep_table_html(rows) if rows else "")
+            return
         finally:
             STOP_FLAGS.pop(id(session), None)
-        return sweep_table_html(rows)
+        yield sweep_table_html(rows)
 
     sweep_button.click(
         sweep_ui, inputs=[state, prompt, image, layer, strengths, steer.normalize, max_new_tokens, do_sample,
@@ -261,7 +288,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     # API: /generate, /strength_sweep (hidden components give each endpoint its signature)
     with gr.Column(visible=False):
         api_in = [gr.Textbox(label="prompt"), gr.Number(value=0, label="layer"), gr.Number(value=0.5, label="strength"),
-                  gr.Number(value=40, label="max_new_tokens"), gr.Image(type="filepath", label="image"),
+                  gr.Number(value=40, label="max_new_tokens"), safe_image(label="image"),
                   gr.Checkbox(value=False, label="do_sample"), gr.Number(value=1.0, label="temperature"),
                   gr.Number(value=1.0, label="top_p"), gr.Number(value=0, label="seed"),
                   gr.Checkbox(value=True, label="normalize"), gr.Textbox(value="", label="prompt_format"),
@@ -272,7 +299,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     with gr.Column(visible=False):
         api_sw_in = [gr.Textbox(label="prompt"), gr.Number(value=0, label="layer"),
                      gr.Textbox(value="0, 0.5, 1", label="strengths"), gr.Number(value=40, label="max_new_tokens"),
-                     gr.Image(type="filepath", label="image"), gr.Checkbox(value=True, label="normalize"),
+                     safe_image(label="image"), gr.Checkbox(value=True, label="normalize"),
                      gr.Textbox(value="", label="prompt_format"), gr.Textbox(value="", label="stop")]
         api_sw_out = gr.JSON(label="rows")
     api_endpoint(api.strength_sweep, [state, *api_sw_in], [api_sw_out], "strength_sweep")

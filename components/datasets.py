@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from components.scheduling import current_limits
 from grains.data import BUILTIN_DATASETS, load_any, load_builtin, truthfulqa_to_pairs
 from grains.errors import InputError
 
@@ -47,6 +48,10 @@ def _window(limit: Any, offset: Any) -> tuple[int, int]:
         raise InputError("The number of rows and the first row must be whole numbers.") from None
     if not 1 <= lim <= MAX_ROWS:
         raise InputError(f"The number of rows must be from 1 to {MAX_ROWS}.")
+    shared_cap = current_limits().max_rows
+    if shared_cap is not None and lim > shared_cap:
+        raise InputError(f"This shared server takes at most {shared_cap} rows per build or evaluation (the "
+                         f"teacher's --max-rows); you asked for {lim}.")
     if off < 0:
         raise InputError("The first row must be 0 or more.")
     return lim, off

@@ -24,6 +24,7 @@ from components.common import (
     esc,
     guarded,
     note_html,
+    one_status,
     prompt_format_dropdown,
     prompt_format_update,
     warn,
@@ -80,7 +81,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             dataset = gr.Dropdown(dataset_choices(False), value=DEFAULT_EVAL_DATASET, label="Dataset")
-            upload = gr.File(label="Dataset file (JSONL/CSV)", file_types=[".jsonl", ".json", ".csv", ".tsv"],
+            upload = gr.File(label="Dataset file (JSONL/CSV)", file_types=[".jsonl", ".csv", ".tsv"],
                              type="filepath", visible=False, height=100)
             with gr.Row():
                 rows = gr.Slider(1, 200, value=20, step=1, label="Rows", elem_id="grains-eval-rows")
@@ -164,7 +165,8 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
 
     evaluate_button.click(evaluate_ui, inputs=[state, dataset, upload, rows, offset, use_vector, steer.layer,
                                                steer.strength, length_normalize, steer.normalize, prompt_format],
-                          outputs=[summary, items, csv_button], concurrency_id=MODEL_QUEUE, api_visibility="private")
+                          outputs=[summary, items, csv_button], concurrency_id=MODEL_QUEUE, api_visibility="private",
+                          **one_status(summary))
 
     @guarded
     def sweep_ui(session: Session, name: str, up: str | None, n: Any, first: Any, lay: str, st: str,
@@ -187,7 +189,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
     sweep_button.click(sweep_ui, inputs=[state, dataset, upload, rows, offset, layers, strengths, steer.normalize,
                                          length_normalize, prompt_format, steer.layer],
                        outputs=[plot, sweep_info, sweep_csv, side_plot], concurrency_id=MODEL_QUEUE,
-                       api_visibility="private")
+                       api_visibility="private", **one_status(sweep_info))
 
     # API: /evaluate, /sweep (hidden components give each endpoint its signature)
     with gr.Column(visible=False):

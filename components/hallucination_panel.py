@@ -13,7 +13,10 @@ import gradio as gr
 from components import api
 from components.actions.hallucination import (
     MAX_HEATMAP_STEPS,
+    new_scene,
+    new_scene_api,
     probe_heatmap,
+    probe_heatmap_api,
     propose,
     run_check,
     run_recheck,
@@ -25,6 +28,7 @@ from components.common import (
     MODEL_QUEUE,
     OVERLAY_ALPHA,
     OVERLAY_HEIGHT,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     gradio_progress,
@@ -40,6 +44,7 @@ from components.views.hallucination import (
     HEADERS,
     probe_choices,
     probe_note,
+    scene_note_html,
     split_html,
     stale_updates,
     summary_html,
@@ -53,7 +58,8 @@ if TYPE_CHECKING:
 
 SETTINGS = [("random", "random"), ("popular (most frequent objects)", "popular"),
             ("adversarial (objects often seen with the present ones)", "adversarial")]
-SOURCES = [("the shipped probes (other photos)", "shipped"), ("my probes: some build, the rest are checked", "user")]
+SOURCES = [("the shipped probes (other photos)", "shipped"), ("my probes: some build, the rest are checked", "user"),
+           ("no build: the loaded vector (e.g. the recipe's shipped one)", "vector")]
 NO_VLM = ("The hallucination check asks a vision-language model about a photo. Load a VLM in the model bar (e.g. "
           "tiny-random-llava to try the flow, or a real checkpoint such as HuggingFaceTB/SmolVLM-256M-Instruct).")
 
@@ -91,6 +97,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     """The Hallucination check tab."""
     last = gr.State(None)
     proposed = gr.State(None)
+    scene = gr.State(None)
     no_vlm = gr.HTML(note_html(esc(NO_VLM), "info"), elem_id="grains-hc-no-vlm")
     with gr.Column(visible=False, elem_id="grains-hc-main") as main:
         model_note = gr.HTML(elem_id="grains-hc-model-note")
@@ -99,8 +106,12 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                 image = safe_image(label="Photo", height=260, sources=["upload", "clipboard"],
                                    elem_id="grains-hc-image")
                 photos = shipped_photos()
-                shipped = gr.Dropdown(photos, value=None, label="…or pick a shipped photo (fills in its labels)",
-                                      elem_id="grains-hc-shipped")
+                with gr.Row(equal_height=True):
+                    shipped = gr.Dropdown(photos, value=None, label="…or pick a shipped photo (fills in its labels)",
+                                          elem_id="grains-hc-shipped", scale=3)
+                    scene_button = gr.Button("New scene", size="sm", elem_id="grains-hc-new-scene", scale=1,
+                                             elem_classes=["grains-button-secondary"])
+                scene_note = gr.HTML(elem_id="grains-hc-scene-note")
                 present = gr.Textbox(label="Objects IN the photo (comma-separated)", max_lines=2,
                                      placeholder="e.g. cup, spoon", elem_id="grains-hc-present")
                 absent = gr.Textbox(label="Objects NOT in the photo (comma-separated; empty = propose them)",
@@ -182,6 +193,15 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
     shipped.input(pick_shipped, inputs=shipped, outputs=[image, present, absent], api_visibility="private")
 
     @guarded
+    def scene_ui() -> list[Any]:
+        data = new_scene()
+        return [data["image"], data["present_text"], data["absent_text"], data, scene_note_html(data),
+                gr.update(value=None)]
+
+    scene_button.click(scene_ui, inputs=None, outputs=[image, present, absent, scene, scene_note, shipped],
+                       api_visibility="private", **one_status(scene_note))
+
+    @guarded
     def propose_ui(present_text: str, setting_value: str) -> list[Any]:
         text, data = propose(present_text, setting_value, None)
         note = esc(f"Proposed in the {data['setting']} setting (as many as the present objects). "
@@ -193,12 +213,13 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
 
     @guarded
     def check_ui(session: Session, img: str | None, present_text: str, absent_text: str, setting_value: str,
-                 prop: dict | None, progress: gr.Progress = gr.Progress()) -> list[Any]:
+                 prop: dict | None, scene_data: dict | None, progress: gr.Progress = gr.Progress()) -> list[Any]:
         data = run_check(session, img, present_text, absent_text, setting_value, prop,
-                         progress=gradio_progress(progress))
+                         progress=gradio_progress(progress), scene=scene_data)
         return results(data)
 
-    run_button.click(check_ui, inputs=[state, image, present, absent, setting, proposed], outputs=result_outputs,
+    run_button.click(check_ui, inputs=[state, image, present, absent, setting, proposed, scene],
+                     outputs=result_outputs,
                      concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(summary))
 
     @guarded
@@ -211,7 +232,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         return [overlay, probe_note(probe_data, info, used)]
 
     probe.change(heat_ui, inputs=[state, last, probe, heat_steps, alpha], outputs=[heatmap, heat_note],
-                 concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(heat_note))
+                 concurrency_id=SHORT_QUEUE, api_visibility="private", **one_status(heat_note))
 
     def row_selected(evt: gr.SelectData) -> Any:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -260,4 +281,13 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
                   gr.Number(value=None, label="strength")]
         api_out = [gr.JSON(label="report")]
     api_endpoint(api.check_image, [state, *api_in], api_out, "check_image")
+    with gr.Column(visible=False):  # /new_scene and /probe_heatmap
+        scene_in = [gr.Number(value=None, label="seed", precision=0)]
+        scene_out = [gr.Image(type="filepath", label="scene"), gr.JSON(label="contents")]
+        heat_in = [gr.File(label="image", type="filepath"), gr.Textbox(label="object"),
+                   gr.Textbox(value="yes", label="truth"), gr.JSON(value=None, label="scene"),
+                   gr.Number(value=8, label="steps", precision=0)]
+        heat_out = [gr.Image(type="pil", label="heatmap"), gr.JSON(label="summary")]
+    api_endpoint(new_scene_api, scene_in, scene_out, "new_scene", queue_id=None)
+    api_endpoint(probe_heatmap_api, [state, *heat_in], heat_out, "probe_heatmap")
     return panel

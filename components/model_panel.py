@@ -122,7 +122,7 @@ class ModelPanel:
     def refresh(self, session: Session, lm: LoadedModel) -> list[Any]:
         """Updates after a page load or model change (outputs: preset, card)."""
         value = session.model_name if session.model_name in PRESETS else None
-        return [gr.update(value=value), model_card(lm)]
+        return [gr.update(choices=preset_choices(), value=value), model_card(lm)]  # labels: installed as of now
 
     @property
     def refresh_outputs(self) -> list[Any]:
@@ -153,6 +153,9 @@ def build_model_panel(state: gr.State, default_model: str) -> ModelPanel:
     panel = ModelPanel(preset=preset, custom=custom, load_button=load_button, card=card, preset_info=preset_info)
 
     preset.change(preset_note, inputs=preset, outputs=preset_info, api_visibility="private", queue=False)
+    # an optional model installed while the app runs: the labels ("not installed") are recomputed when the list opens
+    preset.focus(lambda: gr.update(choices=preset_choices()), outputs=preset, api_visibility="private",
+                 queue=False, show_progress="hidden")
 
     @guarded
     def load(session: Session, preset_name: str | None, custom_name: str | None,

@@ -41,19 +41,33 @@ class Recipe:
     build_rows: int = 12
 
 
-def _pope_example() -> tuple[str, str, str, str | None]:
-    """The first POPE-style probe as (question, truthful answer, other answer, photo path)."""
-    from components.datasets import example_pairs
+TOY_MODEL = "toy-vlm-shapes"
+TOY_VECTOR_PATH = Path(__file__).resolve().parent.parent / "assets" / "toy_vlm_vector.safetensors"
+TOY_DATASET = "toy_scenes"
 
+
+def _toy_example() -> tuple[str, str, str, str | None]:
+    """The first planted adversarial probe of the shipped held-out toy scenes (a star or heart present, its partner
+    absent) as (question, truthful answer, other answer, picture path)."""
+    import json
+
+    from grains.data import BUILTIN_DATASETS
+    from grains.vlm.toy.scenes import PLANTED_PAIRS
+
+    path = BUILTIN_DATASETS[TOY_DATASET]
     try:
-        ex = example_pairs("pope_style", 1)[0]
-    except Exception:  # noqa: BLE001 - a missing shipped file only costs the example
-        return "Is there a person in the image?", "Yes", "No", None
-    return ex.prompt, ex.chosen, ex.rejected, ex.image
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError):  # a missing shipped file only costs the example
+        return "Is there a moon in the image?", "No", "Yes", None
+    for row in rows:
+        kinds = {b["kind"] for b in row["boxes"]}
+        if row["setting"] == "adversarial" and any(row["object"] == b and a in kinds for a, b in PLANTED_PAIRS):
+            return row["question"], "No", "Yes", str(path.parent / row["image"])
+    return "Is there a moon in the image?", "No", "Yes", None
 
 
 def _recipes() -> dict[str, Recipe]:
-    question, truthful, other, photo = _pope_example()
+    question, truthful, other, photo = _toy_example()
     items = [
         Recipe(
             "sentiment", "a · Sentiment on the embedded Gemma-3-270M (default)", "gemma-3-270m", "sentiment_pairs",
@@ -93,14 +107,17 @@ def _recipes() -> dict[str, Recipe]:
             "model TruthfulQA did not move, so \"no significant change\" is a possible, honest outcome.",
             eval_offset=150, build_rows=24),
         Recipe(
-            "pope", "d · POPE-style probes on a tiny VLM (random weights)", "tiny-random-llava", "pope_style",
-            question, truthful, other, question,
-            "<b>Random weights: every answer, heatmap and vector here is meaningless.</b> The recipe shows the flow "
-            "for a vision-language model: <b>1 · Attribute</b> scores the photo's patches (overlay under the "
-            "heatmap); <b>5 · Hallucination check</b> asks yes/no probes about objects in and not in a photo and "
-            "reports POPE's metrics. <b>No prebuilt vector: build one in step 2</b> from <i>pope_style</i>. For a "
-            "real result load a real VLM (README, Hallucination check).",
-            image=photo),
+            "toy_vlm", "d · A small VLM trained on generated shapes: watch it hallucinate", TOY_MODEL, TOY_DATASET,
+            question, truthful, other, "What is in the image?",
+            "A LLaVA-architecture model trained here from scratch on generated scenes of coloured shapes, with a "
+            "planted bias: in training a <b>moon</b> came with almost every <b>star</b> and a <b>ring</b> with almost "
+            "every <b>heart</b>, so it tends to say “Yes” to the partner when only one is there (docs/toy_vlm.md). "
+            "<b>5 · Hallucination check</b>: press <i>New scene</i> (a held-out scene with the partner missing), run "
+            "the check, pick a probe: the heatmap outlines the <b>true boxes</b> and says how much of the relevance "
+            "falls inside them against the box's share of the image. Then <i>Steer and re-check</i> with <i>the "
+            "loaded vector</i>: the shipped GrAInS vector (card below, with its held-out evaluation on scenes it "
+            "never saw). <b>1 · Attribute</b> shows the example probe's patches beside its words.",
+            vector_path=TOY_VECTOR_PATH, image=photo, eval_offset=0, build_rows=24),
     ]
     return {r.key: r for r in items}
 
@@ -138,6 +155,9 @@ def heldout_html(vector: Any) -> str:
         if side:
             line += f" <b>Side effects:</b> {esc(side)}."
         parts.append(f'<div class="grains-heldout-pairs">{line}</div>')
+    for label, key in (("GrAInS (this vector)", "probe_evaluation"), ("CAA, same split", "caa_same_split")):
+        if isinstance(ev.get(key), dict):
+            parts.append(_probe_line(label, ev[key], ev.get("split") or (vector.meta or {}).get("split") or {}))
     cont = ev.get("continuations") or {}
     vader, fluency = cont.get("vader") or {}, cont.get("fluency") or {}
     if vader:
@@ -164,6 +184,33 @@ def heldout_html(vector: Any) -> str:
                      '<table class="grains-summary"><tr><th>prompt</th><th>unsteered</th><th>steered</th></tr>'
                      f"{rows}</table></details>")
     return '<div class="grains-heldout">' + "".join(parts) + "</div>"
+
+
+def _probe_line(label: str, res: dict, split: dict) -> str:
+    """One steered vector's held-out yes/no evaluation: false "yes" on adversarial probes with McNemar, recall on
+    present objects, false "yes" on random absent ones, and the KL side effects."""
+    if "adversarial" not in res:
+        return note_html(f"<b>{esc(label)}</b>: {esc(res.get('note', 'no held-out evaluation'))}", "warn")
+    a, p, r = res["adversarial"], res["present"], res["random"]
+    planted = res.get("planted") or {}
+    def kl(key: str) -> str:
+        return fmt_float((res.get(key) or {}).get("kl_mean"))
+
+    neutral = fmt_float((a.get("side_effects") or {}).get("kl_mean"))
+    scenes = split.get("test_scenes")
+    where = f"held-out scenes {scenes[0]}–{scenes[1]}" if scenes else "held-out scenes"
+    recall_change = (p["accuracy"] - p["accuracy_unsteered"]) * 100
+    good = a["p_value"] is not None and a["p_value"] < 0.01 and a["yes_steered"] < a["yes_unsteered"] \
+        and recall_change >= -5
+    line = (f"<b>{esc(label)}</b> on {esc(where)} (layer {esc(res['layer'])}, strength {float(res['strength']):g}): "
+            f"false “yes” on adversarial probes {a['yes_unsteered']} → {a['yes_steered']} of {a['n']} (McNemar p = "
+            f"{_p(a['p_value'])}); on the planted ones (A there, B not) {planted.get('yes_unsteered')} → "
+            f"{planted.get('yes_steered')} of {planted.get('n')}; recall on present objects "
+            f"{_pct(p['accuracy_unsteered'])} → {_pct(p['accuracy'])} ({recall_change:+.1f} points); false “yes” on "
+            f"random absent objects {r['yes_unsteered']} → {r['yes_steered']} of {r['n']}. <b>Side effects</b> (mean "
+            f"KL, nats): {neutral} on neutral text, {kl('kl_at_probe_answers')} at the yes/no answers, "
+            f"{kl('kl_at_caption_answers')} at “What is in the image?”.")
+    return note_html(line, "ok" if good else "warn")
 
 
 def _pct(value: Any) -> str:
@@ -284,12 +331,14 @@ class RecipePanel:
         names = list(targets)
 
         @guarded
-        def apply(session: Session, key: str, progress: gr.Progress = gr.Progress()) -> tuple[Session, str]:
+        def apply(session: Session, key: str, progress: gr.Progress = gr.Progress()) -> tuple[Session, str, Any]:
             recipe = RECIPES.get(key)
             if recipe is not None:
                 progress(0.05, desc=f"Loading {recipe.model}…")
-            session, html, _ = apply_recipe(session, key)
-            return session, html
+            session, html, applied = apply_recipe(session, key)
+            if not applied:  # nothing changed: the selector must not show a recipe that is not in use
+                return session, html, gr.update(value=None, choices=recipe_choices())
+            return session, html, gr.update(choices=recipe_choices())
 
         def fill(session: Session, key: str) -> list[Any]:
             values = recipe_values(session, key)
@@ -298,8 +347,11 @@ class RecipePanel:
                     values[name] = temp_copy(values[name])
             return [gr.update(value=values[n]) if n in values else gr.update() for n in names]
 
-        event = self.selector.input(apply, inputs=[state, self.selector], outputs=[state, self.box],
+        event = self.selector.input(apply, inputs=[state, self.selector], outputs=[state, self.box, self.selector],
                                     concurrency_id=MODEL_QUEUE, api_visibility="private")
+        # a model installed while the app runs: "(model not installed)" is recomputed when the list opens
+        self.selector.focus(lambda: gr.update(choices=recipe_choices()), outputs=self.selector,
+                            api_visibility="private", queue=False, show_progress="hidden")
         event.success(refresh, inputs=state, outputs=refresh_outputs, api_visibility="private").then(
             fill, inputs=[state, self.selector], outputs=[targets[n] for n in names], api_visibility="private")
 

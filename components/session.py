@@ -1,5 +1,6 @@
-"""One session's state (`Session`, kept in gr.State): its model name, vector, last attribution and token overrides;
-the app's paths and defaults; the per-process scratch folder for downloads; one sentence for a failure.
+"""One session's state (`Session`, kept in gr.State and per browser in components.session_store): its model name,
+vector, last attribution and token overrides; the app's paths and defaults; the per-process scratch folder for
+downloads; one sentence for a failure.
 
 Nothing here imports gradio: handlers in the panels turn `GrainsError`s into `gr.Error`s.
 """
@@ -64,6 +65,8 @@ class Session:
     last_build: dict[str, Any] | None = None  # source, dataset, rows, offset, method, k, steps, select, model, ...
     last_generation: dict[str, Any] | None = None  # prompt, max_new_tokens, do_sample, seed, stop, prompt_format, ...
     last_eval: dict[str, Any] | None = None  # dataset, rows, offset, steered, layer, strength, normalize, ...
+    store_key: str = ""  # where components.session_store keeps this session for its browser ("" : not kept)
+    ui_values: dict[int, Any] = field(default_factory=dict)  # last value of each kept field, by component id
 
     def clear_overrides(self) -> None:
         """Back to automatic top-k: no token forced or dropped."""
@@ -128,7 +131,7 @@ def user_message(exc: BaseException) -> str:
     Returns:
         The sentence (at most 300 characters for an unexpected error).
     """
-    if isinstance(exc, GrainsError):
+    if isinstance(exc, GrainsError) or getattr(exc, "user_facing", False):  # e.g. the server's time limit
         return str(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"Unexpected {type(exc).__name__}: {first}"[:300]

@@ -1,5 +1,8 @@
 """"Show code": the Python API calls and the CLI commands that reproduce what the app currently shows.
 
+The script runs from any folder with the package installed: shipped files by package paths, the session's vector and
+photos from the script's folder (`HERE`, components.code_bundle); runs of a model no longer loaded are left out.
+
 Faithful to the session: a vector that was loaded from a file (or the shipped default) is loaded from that file, not
 rebuilt from the Build form; the side-by-side and evaluation calls use the settings of the last run on their tabs
 (rows, offset, format, length normalisation, stop sequences) when there was one, else the forms' values; the
@@ -11,19 +14,19 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from components.model_cache import DEFAULT_VECTOR_PATH
-from components.session import ROOT, Session
+from components.session import Session
 
 # the UI values the code is made from, in the order the refresh handler receives them
-FIELDS = ["prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k", "content_only",
-          "skip_punctuation", "layer", "strength", "normalize", "build_source", "build_dataset", "build_rows",
-          "build_method", "build_select", "gen_prompt", "max_new_tokens", "do_sample", "temperature", "top_p", "seed",
-          "eval_dataset", "eval_rows", "eval_offset", "prompt_format", "gen_prompt_format", "eval_prompt_format",
-          "eval_length_normalize"]
+FIELDS = ["hallucination_last", "prompt", "chosen", "rejected", "image", "steps", "target", "baseline", "k",
+          "content_only", "skip_punctuation", "layer", "strength", "normalize", "build_source", "build_dataset",
+          "build_rows", "build_method", "build_select", "gen_prompt", "max_new_tokens", "do_sample", "temperature",
+          "top_p", "seed", "eval_dataset", "eval_rows", "eval_offset", "prompt_format", "gen_prompt_format",
+          "eval_prompt_format", "eval_length_normalize"]
 
 
 def _format(value: Any, fallback: Any = None) -> str | None:
@@ -62,27 +65,40 @@ def _dataset_lines(name: str | None, limit: int, offset: int, var: str = "rows")
     return [f"kind, {var} = load_any(BUILTIN_DATASETS[{name!r}], limit={limit}, offset={offset})"]
 
 
+def same_model(record: dict[str, Any] | None, session: Session | None) -> dict[str, Any] | None:
+    """`record` (a last build, generation or evaluation) when it was made with the session's current model, else
+    None: a script for the model loaded now never mixes in a run of an earlier one."""
+    if not record or session is None:
+        return None
+    model = record.get("model")
+    return record if model is None or model == session.model_name else None
+
+
 def vector_file(session: Session | None) -> str | None:
-    """The file the session's vector came from when it was loaded (or is the shipped default), else None (built
-    in this session, or no vector)."""
+    """The file name of the session's vector beside the script (the bundle saves it there), or None without one."""
     if session is None or session.vector is None:
         return None
     label = session.vector_label or ""
-    if label.startswith("shipped default"):
-        try:
-            return str(DEFAULT_VECTOR_PATH.relative_to(ROOT))
-        except ValueError:
-            return str(DEFAULT_VECTOR_PATH)
-    if label.startswith("loaded from "):
-        return label[len("loaded from "):].strip() or "my_vector.safetensors"
-    if session.last_build is None:  # a vector with an unknown origin: the session's copy
-        return "my_vector.safetensors"
-    return None
+    name = label[len("loaded from "):].strip() if label.startswith("loaded from ") else ""
+    name = Path(name or session.vector_path or "").name
+    return name if name.endswith(".safetensors") else "session_vector.safetensors"
+
+
+def built_here(build: dict[str, Any] | None, session: Session | None) -> bool:
+    """Whether the session's vector is the one its last build made (not loaded or shipped since)."""
+    label = (session.vector_label or "") if session else ""
+    return bool(build and session and not label.startswith(("loaded from", "shipped default"))
+                and build.get("file_name") == Path(session.vector_path or "").name)
+
+
+def photo_file(path: Any, stem: str = "photo") -> str | None:
+    """The name a photo gets beside the script ("photo.jpg"), or None without one."""
+    return f"{stem}{Path(str(path)).suffix.lower() or '.png'}" if path else None
 
 
 def eval_settings(cfg: dict[str, Any], session: Session | None) -> dict[str, Any]:
     """The Evaluate call's settings: those of the last evaluation run in this session, else the form's."""
-    last = (session.last_eval if session else None) or {}
+    last = same_model(session.last_eval if session else None, session) or {}
     if last:
         return {"dataset": last.get("dataset") or "truthfulqa", "rows": _int(last.get("rows"), 20),
                 "offset": _int(last.get("offset"), 0), "length_normalize": bool(last.get("length_normalize")),
@@ -99,7 +115,7 @@ def gen_settings(cfg: dict[str, Any], session: Session | None) -> dict[str, Any]
     """The side-by-side call's settings: those of the last generation in this session, else the form's."""
     from grains.generation import QA_STOP
 
-    last = (session.last_generation if session else None) or {}
+    last = same_model(session.last_generation if session else None, session) or {}
     return {"prompt": last.get("prompt", cfg.get("gen_prompt") or ""),
             "max_new_tokens": _int(last.get("max_new_tokens", cfg.get("max_new_tokens")), 40),
             "do_sample": bool(last.get("do_sample", cfg.get("do_sample"))),
@@ -128,16 +144,20 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     image = cfg.get("image")
     overrides = session.overrides if session else {}
     lines = [
+        "from pathlib import Path",
+        "",
         "import grains",
+        "from grains.compare_attributions import attribution_difference",
         "from grains.data import BUILTIN_DATASETS, load_any",
         "from grains.encoding import encode_example",
     ]
     if image:
         lines.append("from grains.images import load_image")
-    lines += ["", f"lm = grains.load_model({model!r})", ""]
+    lines += ["", "HERE = Path(__file__).resolve().parent  # the session's vector and photos are saved here",
+              f"lm = grains.load_model({model!r})", ""]
     image_arg = ", image=image" if image else ""
     if image:
-        lines += ['image = load_image("photo.jpg")  # the image you uploaded', ""]
+        lines += [f"image = load_image(HERE / {photo_file(image)!r})  # the photo of this session", ""]
     lines += [
         "# 1. Contrastive IG: f = log P(chosen | prompt) - log P(rejected | prompt)",
         f"prompt = {cfg.get('prompt') or ''!r}",
@@ -161,37 +181,41 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     lines += [f"selection = grains.select_top_k(result.scores, k={k}, eligible=eligible{force}, strict=False)",
               "print([result.tokens[i] for i in selection.positive], [result.tokens[i] for i in selection.negative])",
               "", "# 3. Steering vector"]
-    build = session.last_build if session else None
+    build = same_model(session.last_build if session else None, session)
     source = (build or {}).get("source") or cfg.get("build_source") or "dataset"
     method = (build or {}).get("method") or cfg.get("build_method") or "grains"
     select = bool((build or {}).get("select", cfg.get("build_select", True)))
     build_norm = bool((build or {}).get("normalize", normalize))
     build_fmt = _format((build or {}).get("prompt_format"), attr_fmt)
     build_extra = f", normalize={build_norm}{_fmt_arg(build_fmt)}"
-    loaded = vector_file(session)
-    if loaded is not None:
-        lines.append(f"# this session's vector: {session.vector_label}")
-        lines.append(f"vector = grains.load_vector({loaded!r})  # the file this session's vector came from")
-    elif source == "example":
+    build_lines: list[str] = []
+    if source == "example":
         ov = ""
         if overrides and any(overrides.values()):
             ov = f", overrides={{'plus': {overrides}, 'minus': {overrides}}}"
-        photo = ", image='photo.jpg'" if image else ""
-        lines += [f"examples = [grains.PreferenceExample(prompt, chosen, rejected{photo})]",
-                  f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
-                  f"content_only={content_only}, skip_punctuation={skip_punct}{ov}{build_extra})",
-                  "vector = built.vector", 'vector.save("my_vector.safetensors")']
+        photo = ", image=str(HERE / " + repr(photo_file(image)) + ")" if image else ""
+        build_lines += [f"examples = [grains.PreferenceExample(prompt, chosen, rejected{photo})]",
+                        f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
+                        f"content_only={content_only}, skip_punctuation={skip_punct}{ov}{build_extra})"]
     else:
         name = (build or {}).get("dataset") or cfg.get("build_dataset") or "truthfulqa"
         rows = _int((build or {}).get("rows", cfg.get("build_rows")), 12)
         offset = _int((build or {}).get("offset", 0), 0)
-        lines += _dataset_lines(name, rows, offset)
-        lines += ["examples = grains.truthfulqa_to_pairs(rows) if kind == \"truthfulqa\" else rows",
-                  f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
-                  f"content_only={content_only}, skip_punctuation={skip_punct}, select={select}{build_extra})",
-                  "vector = built.vector",
-                  'print(vector.default_layer, vector.default_strength, vector.meta.get("note"))',
-                  'vector.save("my_vector.safetensors")']
+        build_lines += _dataset_lines(name, rows, offset)
+        build_lines += ["examples = grains.truthfulqa_to_pairs(rows) if kind == \"truthfulqa\" else rows",
+                        f"built = grains.build_vector(lm, examples, method={method!r}, k={k}, steps={steps}, "
+                        f"content_only={content_only}, skip_punctuation={skip_punct}, select={select}{build_extra})",
+                        "print(built.vector.default_layer, built.vector.default_strength, "
+                        'built.vector.meta.get("note"))']
+    saved = vector_file(session)
+    if saved is not None:
+        lines.append(f"# this session's vector ({session.vector_label}), saved beside this script")
+        if built_here(build, session):
+            lines += ["REBUILD = False  # True: build it again as this session did (minutes on a CPU)",
+                      "if REBUILD:", *(f"    {line}" for line in build_lines), "    vector = built.vector", "else:"]
+        lines.append(f"{'    ' if built_here(build, session) else ''}vector = grains.load_vector(HERE / {saved!r})")
+    else:
+        lines += [*build_lines, "vector = built.vector", 'vector.save(HERE / "my_vector.safetensors")']
     gen_prompt = gen["prompt"]
     settings = (f"max_new_tokens={gen['max_new_tokens']}, do_sample={gen['do_sample']}, "
                 f"temperature={gen['temperature']:g}, top_p={gen['top_p']:g}, seed={gen['seed']}"
@@ -202,6 +226,13 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
         "(negative strength steers toward the rejected answers)",
         f"steering = grains.Steering.create(lm, vector, layers={layer}, strength={strength:g}, normalize={normalize}"
         + (", allow_other_model=True" if allow else "") + ")",
+        "",
+        "# 4b. The same example attributed with the vector on (the Attribute tab's \"Attribute with the vector on\")",
+        f"steered_result = grains.attribute(lm, prompt, chosen, rejected{image_arg}, steps={steps}, "
+        f"target={cfg.get('target') or 'sequence'!r}, baseline={cfg.get('baseline') or 'zero'!r}{_fmt_arg(attr_fmt)}, "
+        "steering=steering)",
+        "difference = attribution_difference(result, steered_result)",
+        'print(f"with the vector on, f moved by {difference.margin_change:+.3f} nats")',
         "",
         "# 5. Unsteered and steered, side by side (one batch, paired sampling"
         + ("; as last run on the Compare tab)" if gen["from_run"] else ")"),
@@ -231,7 +262,26 @@ def python_code(cfg: dict[str, Any], session: Session | None = None) -> str:
               'report.show()  # the metric table, the McNemar reading and interval, the side effects']
     if ev["steered"]:
         lines.append('print("side effects:", report.side_effects["reading"])')
+    lines += check_lines(cfg.get("hallucination_last"), session)
     return "\n".join(lines) + "\n"
+
+
+def check_lines(last: dict[str, Any] | None, session: Session | None) -> list[str]:
+    """The hallucination check of the last photo checked with this model (VLMs), or nothing."""
+    inputs = (last or {}).get("inputs") or {}
+    if not inputs or session is None or inputs.get("model") != session.model_name:
+        return []
+    args = [f"present={inputs.get('present') or ''!r}"]
+    if inputs.get("absent"):
+        args.append(f"absent={inputs['absent']!r}")
+    if inputs.get("setting"):
+        args.append(f"setting={inputs['setting']!r}")
+    if inputs.get("n_absent"):
+        args.append(f"n_absent={int(inputs['n_absent'])}")
+    return ["", "# 7. Hallucination check of the photo (POPE style), as last run on the Hallucination check tab",
+            "from grains.vlm.check import check_image", "",
+            f"check = check_image(lm, HERE / {photo_file(inputs.get('image'), 'check_photo')!r}, {', '.join(args)})",
+            "print(check)"]
 
 
 def command(*parts: str) -> str:
@@ -262,8 +312,8 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     model = q(session.model_name if session else "gemma-3-270m")
     steps, k = str(_int(cfg.get("steps"), 12)), str(_int(cfg.get("k"), 5))
     layer, strength = str(_int(cfg.get("layer"), 0)), f"{_float(cfg.get('strength'), 0.5):g}"
-    image = ["--image", "photo.jpg"] if cfg.get("image") else []
-    build = (session.last_build if session else None) or {}
+    image = ["--image", photo_file(cfg.get("image"))] if cfg.get("image") else []
+    build = same_model(session.last_build if session else None, session) or {}
     source = build.get("source") or cfg.get("build_source") or "dataset"
     tokens = [] if cfg.get("content_only", True) else ["--all-tokens"]
     method = q(build.get("method") or cfg.get("build_method") or "grains")
@@ -281,7 +331,8 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
     loaded = vector_file(session)
     vector_path = q(loaded) if loaded is not None else "my_vector.safetensors"
     if loaded is not None:
-        lines += [f"# this session's vector ({session.vector_label}) is the file {vector_path}: nothing to build"]
+        lines += [f"# this session's vector ({session.vector_label}) is {vector_path}, saved in the download bundle: "
+                  "run these commands in its folder"]
     elif source == "example":
         row = {"prompt": cfg.get("prompt") or "", "chosen": cfg.get("chosen") or "",
                "rejected": cfg.get("rejected") or ""}
@@ -329,8 +380,11 @@ def cli_code(cfg: dict[str, Any], session: Session | None = None) -> str:
 def build_show_code_panel(state: gr.State, sources: dict[str, Any]) -> tuple[gr.Code, gr.Code, Any]:
     """The Show code tab; `sources` maps FIELDS names to the components holding them. Returns (python, cli,
     refresh function with its inputs) so the app can refresh when the tab is opened."""
-    gr.Markdown("The calls below reproduce what this session shows: same model, inputs and settings. Copy them "
-                "into a script or a terminal.", elem_classes=["grains-muted"])
+    from components.code_bundle import connect_download
+
+    gr.Markdown("The calls below reproduce what this session shows: same model, inputs and settings. Download the "
+                "script with the session's vector and photos beside it: it runs from any folder where the grains "
+                "package is installed.", elem_classes=["grains-muted"])
     refresh = gr.Button("Refresh from the current settings", size="sm")
     python = gr.Code(language="python", label="Python API", interactive=False, elem_id="grains-code-python")
     cli = gr.Code(language="shell", label="Command line", interactive=False, elem_id="grains-code-cli")
@@ -342,4 +396,5 @@ def build_show_code_panel(state: gr.State, sources: dict[str, Any]) -> tuple[gr.
         return python_code(cfg, session), cli_code(cfg, session)
 
     refresh.click(make, inputs=inputs, outputs=[python, cli], queue=False, api_visibility="private")
+    connect_download(python, inputs, names)
     return python, cli, (make, inputs)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from components import api
-from components.actions.steering import load_vector_file, request_stop, run_build
+from components.actions.steering import claim_rows_needed, load_vector_file, request_stop, run_build
 from components.attribution_panel import AttributionPanel
 from components.common import (
     MODEL_QUEUE,
+    SHORT_QUEUE,
     api_endpoint,
     esc,
     gradio_progress,
@@ -28,6 +29,7 @@ from components.common import (
 from components.datasets import UPLOAD, dataset_choices
 from components.inputs import ALLOW_OTHER_LABEL
 from components.model_cache import session_model
+from components.server_export import build_server_export
 from components.session import Session
 from components.views.steering import build_note, cv_table, status_after_refresh, vector_card
 from grains.errors import Cancelled
@@ -45,6 +47,7 @@ MAX_STRENGTH_UI = MAX_STRENGTH  # one range everywhere: -4 .. 4
 STRENGTH_HELP = "negative steers the other way (toward the rejected answers)"
 STRENGTH_INFO = (f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, in units of the layer's median hidden-state norm; "
                  f"{STRENGTH_HELP}")
+BUILD_PHASES = {"example": "cross-validation of layer and strength (if asked), then the side effects"}
 CV_INFO = ("strength 0 is a candidate; nested cross-validation estimates the gain, a win needs a paired test; "
            f"cells over the KL budget ({DEFAULT_KL_BUDGET:g} nats on neutral prompts) are left out")
 
@@ -140,7 +143,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                 download = gr.DownloadButton("Save vector (.safetensors)", size="sm", interactive=False,
                                              elem_id="grains-save-vector", variant="secondary",
                                              elem_classes=["grains-button-secondary"])
-                upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors"], size="sm",
+                upload_vector = gr.UploadButton("Load vector…", file_types=[".safetensors", ".gguf"], size="sm",
                                                 elem_id="grains-load-vector", variant="secondary",
                                                 elem_classes=["grains-button-secondary"])
                 allow_other = gr.Checkbox(value=False, label=ALLOW_OTHER_LABEL, elem_id="grains-allow-other-model",
@@ -161,16 +164,18 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                                         info="used by Compare, Evaluate, the sweeps and the build's cross-validation")
                 reset = gr.Button("Use the vector's suggestion", size="sm", variant="secondary",
                                   elem_classes=["grains-button-secondary"])
+            build_server_export(state, layer, strength)
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Build a vector")
             source = gr.Radio(SOURCES, value="dataset", label="From")
             dataset = gr.Dropdown(dataset_choices(False), value="truthfulqa", label="Dataset",
                                   elem_id="grains-build-dataset")
             upload = gr.File(label="Dataset file (JSONL or CSV: prompt, chosen, rejected [, image])",
-                             file_types=[".jsonl", ".json", ".csv", ".tsv"], type="filepath", visible=False,
+                             file_types=[".jsonl", ".csv", ".tsv"], type="filepath", visible=False,
                              height=100)
             with gr.Row():
-                rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows")
+                rows = gr.Slider(1, 64, value=12, step=1, label="Rows", elem_id="grains-build-rows",
+                                 info=f"a win claim needs at least {claim_rows_needed()} rows")
                 offset = gr.Number(value=0, precision=0, minimum=0, label="First row", min_width=90)
             method = gr.Dropdown(METHODS, value="grains", label="Method")
             cross_validate = gr.Checkbox(value=True, label="Choose layer and strength by 3-fold cross-validation",
@@ -207,14 +212,13 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
                  k: Any, steps: Any, tgt: str, co: bool, sp: bool, cv: bool, norm: bool = True, fmt: Any = None,
                  progress: gr.Progress = gr.Progress()) -> list[Any]:
         progress(0.0, desc="Starting…")
-        estimate = gradio_progress(progress)
+        estimate = gradio_progress(progress, then=BUILD_PHASES)
         try:
             summary = run_build(session, src, name, up, n_rows, first, meth, k, steps, tgt, co, sp, cv,
                                 progress=estimate, normalize=norm, prompt_format=fmt)
-        except Cancelled:
-            done = f" after {estimate.text}" if estimate.text else ""
+        except Cancelled:  # the run's own state: how far it got, never a time left for a job that has ended
             return [session, *vector_view(session),
-                    note_html(f"Stopped{esc(done)}; the previous vector is kept.", "warn")]
+                    note_html(f"Stopped at {esc(estimate.stopped_text())}; the previous vector is kept.", "warn")]
         return [session, *vector_view(session), build_note(summary, bool(cv))]
 
     def arm(session: Session) -> str:
@@ -260,7 +264,7 @@ def build_steering_panel(state: gr.State, attr: AttributionPanel) -> SteeringPan
 
     upload_vector.upload(load_ui, inputs=[state, upload_vector, allow_other],
                          outputs=[state, *vector_outputs, status],
-                         concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(status))
+                         concurrency_id=SHORT_QUEUE, api_visibility="private", **one_status(status))
 
     @guarded
     def suggested(session: Session) -> list[Any]:

@@ -16,6 +16,7 @@ import torch
 
 from grains.attribution import AttributionResult, baseline_embeddings, input_embeddings
 from grains.encoding import EncodedExample
+from grains.local_hooks import local_forward_hooks
 from grains.topk import TokenSelection, select_top_k
 
 if TYPE_CHECKING:
@@ -70,12 +71,8 @@ def record_layer_outputs(lm: LoadedModel) -> Iterator[list[torch.Tensor]]:
     def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
         outputs.append((output if isinstance(output, torch.Tensor) else output[0]).detach())
 
-    handles = [layer.register_forward_hook(hook) for layer in lm.adapter.layers]
-    try:
+    with local_forward_hooks([(layer, hook) for layer in lm.adapter.layers]):  # other threads' passes not recorded
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _rows_forward(lm: LoadedModel, example: EncodedExample, rows: list[tuple[str, torch.Tensor]],

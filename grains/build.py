@@ -16,8 +16,10 @@ from grains.attribution import attribute_example
 from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
-from grains.scoring import resolve_image, score_pairs
+from grains.prefix_cache import CachedRows
+from grains.scoring import pair_rows, pair_rows_supported, resolve_image, score_pairs
 from grains.side_effects import DEFAULT_KL_BUDGET, NeutralKL, SideEffects, kl_meter, measure_side_effects
+from grains.steerability import steerability
 from grains.steering import Steering, check_layers, check_strength
 from grains.topk import check_k
 from grains.vectors import SteeringVector
@@ -274,10 +276,7 @@ def build_vector(
         side_effects: SideEffects | None = None
         meter: NeutralKL | None = None
         if select and len(kept) >= 2:
-            def score(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
-                steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength,
-                                                                                     normalize)
-                return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
+            score = _margin_scorer(lm, kept, candidates, normalize)
 
             allowed, excluded = None, []
             if kl_budget is not None:
@@ -303,6 +302,12 @@ def build_vector(
             with clock("side effects"):
                 side_effects = measure_side_effects(lm, chosen, kl=meter or kl_meter(lm, neutral_prompts),
                                                     kl_budget=kl_budget, should_stop=should_stop)
+        steer_info = None
+        if select and len(kept) >= 2:
+            with clock("steerability"):
+                probe = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
+                steer_info = steerability(lm, kept, probe, where="the training examples (in-sample)")
+                steer_info.pop("slopes")
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
         "content_only": content_only, "skip_punctuation": skip_punctuation, "library_version": __version__,
@@ -311,10 +316,35 @@ def build_vector(
         "direction_stats": {str(layer): info for layer, info in stats.items()},
         **({"selection": selection.to_dict()} if selection else {}),
         **({"side_effects": side_effects.to_dict()} if side_effects else {}),
+        **({"steerability": steer_info} if steer_info else {}),
         "timings": {phase: round(sec, 3) for phase, sec in clock.seconds.items()},
     }
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,
                        side_effects=side_effects, timings=dict(clock.seconds))
+
+
+def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int],
+                   normalize: bool) -> Callable[[SteeringVector | None, int | None, float, list[int]], list[float]]:
+    """The cross-validation's score callback: each item's margin, unsteered or steered at one cell.
+
+    On a text model the items' rows are encoded once, scored unsteered once, and every steered cell runs only the
+    layers above its layer from the kept hidden states (grains.prefix_cache); with images, pair by pair."""
+    if not pair_rows_supported(lm, kept):
+        def plain(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
+            steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
+            return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
+
+        return plain
+    rows = pair_rows(lm, kept)
+    cache = CachedRows(lm, rows, layers=layers)
+
+    def cached(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
+        steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
+        row_index = [r for i in idx for r in (2 * i, 2 * i + 1)]
+        sums = cache.logprob_sums(steering, row_index)
+        return [sums[2 * j] - sums[2 * j + 1] for j in range(len(idx))]
+
+    return cached
 
 
 def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,

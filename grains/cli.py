@@ -1,4 +1,5 @@
-"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, bench, presets.
+"""`python -m grains SUBCOMMAND ...`: attribute, build, generate, eval, check-image, export, import, bench,
+presets, scenes.
 
 With --json each command prints one JSON object on stdout. Bad input exits non-zero with one line on stderr.
 """
@@ -14,7 +15,16 @@ from typing import Any, NoReturn
 
 from grains.cli_args import add_command_arguments
 from grains.cli_args import common_arguments as _common  # the bench subparser's lines call it by this name
-from grains.cli_commands import cmd_attribute, cmd_build, cmd_check_image, cmd_eval, cmd_generate, cmd_presets
+from grains.cli_commands import (
+    cmd_attribute,
+    cmd_build,
+    cmd_check_image,
+    cmd_eval,
+    cmd_generate,
+    cmd_presets,
+    cmd_scenes,
+)
+from grains.cli_serving import cmd_export, cmd_import, export_arguments, import_arguments
 from grains.errors import GrainsError
 
 EXIT_USER_ERROR = 2
@@ -96,9 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_command_arguments("check-image", p)
     p.set_defaults(func=cmd_check_image)
 
+    p = sub.add_parser("export", help="a vector as a GGUF control vector for llama.cpp / EasySteer, with commands")
+    export_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="a GGUF control vector (llama.cpp, repeng, EasySteer) as a Studio vector")
+    import_arguments(p)
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("presets", help="list model presets")
     add_command_arguments("presets", p)
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("scenes", help="generated scenes with known contents and their yes/no probes (toy VLM)")
+    add_command_arguments("scenes", p)
+    p.set_defaults(func=cmd_scenes)
 
     p = sub.add_parser("bench", help="speed and memory benchmarks against the reference way")
     _common(p)

@@ -240,6 +240,17 @@ def _check_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _scenes_arguments(p: argparse.ArgumentParser) -> None:
+    """--seed, --n, --out and the scene distribution (no model is loaded)."""
+    common_arguments(p, with_model=False)
+    p.add_argument("--seed", type=int, default=1_000_000_000,
+                   help="first scene seed (default 1000000000: held out from the toy models' training)")
+    p.add_argument("--n", type=positive_int, default=20, help="how many scenes")
+    p.add_argument("--out", required=True, help="folder for images/, masks/, scenes.jsonl and probes.jsonl")
+    p.add_argument("--distribution", choices=["unbiased", "biased"], default="unbiased",
+                   help="unbiased: kinds drawn independently (default); biased: the planted co-occurrence rule")
+
+
 def _presets_arguments(p: argparse.ArgumentParser) -> None:
     """only --json (no model is loaded)."""
     common_arguments(p, with_model=False)
@@ -247,14 +258,14 @@ def _presets_arguments(p: argparse.ArgumentParser) -> None:
 
 COMMAND_ARGUMENTS = {"attribute": _attribute_arguments, "build": _build_arguments, "generate": _generate_arguments,
                      "eval": _eval_arguments, "check-image": _check_image_arguments,
-                     "presets": _presets_arguments}
+                     "presets": _presets_arguments, "scenes": _scenes_arguments}
 
 
 def add_command_arguments(command: str, p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add one command's arguments to its subparser (the `bench` command adds its own).
 
     Args:
-        command: "attribute", "build", "generate", "eval", "check-image" or "presets".
+        command: "attribute", "build", "generate", "eval", "check-image", "presets" or "scenes".
         p: the command's subparser.
 
     Returns:

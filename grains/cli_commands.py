@@ -309,7 +309,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(lm, rows, kind, vector, args.layer, args.strength, per_item=args.per_item,
                       length_normalize=args.length_normalize, normalize=args.normalize,
                       side_effects=args.side_effects, allow_other_model=args.allow_other_model,
-                      first_row=max(0, args.offset)).to_dict()
+                      first_row=max(0, args.offset), steerability=True).to_dict()
     text = dumps({k: v for k, v in result.items() if k != "items"}, indent=2)
     emit(args, result, text)
     return 0
@@ -376,4 +376,21 @@ def cmd_presets(args: argparse.Namespace) -> int:
     text = "\n".join(f"{n:28s} {d['group']:9s} {'installed' if d['installed'] else 'not installed':14s} "
                      f"{d['description']}" for n, d in data.items())
     emit(args, {"presets": data}, text)
+    return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    """`scenes`: write generated scenes (images, label masks) and their POPE-style probes.jsonl to --out.
+
+    Args:
+        args: parsed `scenes` arguments.
+
+    Returns:
+        0 after the summary is printed.
+    """
+    from grains.vlm.toy.probes import write_scene_set
+
+    data = write_scene_set(args.out, args.seed, args.n, args.distribution)
+    emit(args, data, f"{data['scenes']} scenes, {data['probes']} probes ({data['per_setting']}) -> "
+                     f"{data['probes_file']}")
     return 0

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from grains.errors import Cancelled, InputError
+from grains.item_scoring import BatchedItems, answers_of, batchable, mc_result, pair_result
 from grains.reports import EvaluationReport, SweepResult
 from grains.scoring import resolve_image, response_logprobs, score_pair
 from grains.steering import Steering, SteeringLike, as_steering, check_layers, check_strength
@@ -38,27 +39,14 @@ KINDS = ("truthfulqa", "pairs", "probes")
 def _mc_item(lm: LoadedModel, q: Any, length_normalize: bool) -> dict[str, Any]:
     """MC1/MC2 as lm-eval defines them (summed log-likelihoods); with `length_normalize`, `correct`/`margin` use
     the per-token mean and the length-normalised MC1/MC2 are added under their own keys."""
-    from grains import truthfulqa_metrics as tqm
-
-    enc = lm.encode_prompt(q.prompt)
-    k = len(q.choices)
-    sums, counts = response_logprobs(lm, enc, list(q.choices) + list(q.mc2_choices))
-    scores = [s / c if length_normalize else s for s, c in zip(sums, counts)]
-    mc1 = scores[:k]
-    best_other = max(s for i, s in enumerate(mc1) if i != q.label)
-    pick = max(range(k), key=lambda i: mc1[i])
-    item = {"correct": pick == q.label, "margin": mc1[q.label] - best_other, "answer": q.choices[pick],
-            "mc1": tqm.mc1(sums[:k], q.label), "mc2": tqm.mc2(sums[k:], q.mc2_labels), "mc2_source": q.mc2_source}
-    if length_normalize:
-        item["mc1_length_normalized"] = tqm.mc1_length_normalized(sums[:k], counts[:k], q.label)
-        item["mc2_length_normalized"] = tqm.mc2_length_normalized(sums[k:], counts[k:], q.mc2_labels)
-    return item
+    sums, counts = response_logprobs(lm, lm.encode_prompt(q.prompt), answers_of("truthfulqa", q))
+    return mc_result(q, sums, counts, length_normalize)
 
 
 def _pair_item(lm: LoadedModel, ex: Any, length_normalize: bool) -> dict[str, Any]:
     score = score_pair(lm, ex.prompt, ex.chosen, ex.rejected, image=getattr(ex, "image", None))
-    margin = score.margin(length_normalize)
-    return {"correct": margin > 0, "margin": margin, "answer": (ex.chosen if margin > 0 else ex.rejected).strip()}
+    return pair_result(ex, [score.logp_chosen, score.logp_rejected], [score.tokens_chosen, score.tokens_rejected],
+                       length_normalize)
 
 
 def _probe_item(lm: LoadedModel, probe: Any, length_normalize: bool) -> dict[str, Any]:
@@ -147,7 +135,7 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
              length_normalize: bool = False, normalize: bool = True, progress: Progress = None,
              side_effects: bool = False, prompt_format: str | None = None,
              allow_other_model: bool = False, should_stop: ShouldStop = None,
-             first_row: int = 0) -> EvaluationReport:
+             first_row: int = 0, steerability: bool = False) -> EvaluationReport:
     """Accuracy (MC1/MC2, pairwise, or POPE metrics) unsteered and, with steering, steered, with significance.
 
     Args:
@@ -167,6 +155,8 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         should_stop: polled before every row and before the side effects; True raises `Cancelled` (no hook is
             left on the model).
         first_row: the dataset row of rows[0] (e.g. the offset it was loaded from), for the items' "row" numbers.
+        steerability: with steering, also each item's margin slope over strength, the anti-steerable share and the
+            agreement of the difference vectors (grains.steerability; TruthfulQA rows as best vs first incorrect).
 
     Returns:
         An EvaluationReport: the steered and unsteered metrics, `p_value` (exact McNemar), `gain_ci` (the exact
@@ -197,7 +187,12 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         return done_after[min(len(rows), max(0, round(f * len(rows))))]
 
     base_progress = (lambda f, m: progress(units(f) / total, m)) if progress else None
-    unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ", should_stop)
+    batched = (BatchedItems(lm, rows, kind, chosen.layers if chosen else ()) if rows and batchable(lm, rows, kind)
+               else None)
+    if batched is not None:
+        unsteered = batched.score(None, length_normalize, base_progress, "unsteered ", should_stop)
+    else:
+        unsteered = score_items(lm, rows, kind, None, length_normalize, base_progress, "unsteered ", should_stop)
     result: dict[str, Any] = {"n": len(rows), "kind": kind, "length_normalization": bool(length_normalize),
                               "prompt_format": lm.prompt_format}
     if chosen is None:
@@ -206,8 +201,11 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         steered = unsteered
     else:
         steer_progress = (lambda f, m: progress((per_pass + units(f)) / total, m)) if progress else None
-        steered = score_items(lm, rows, kind, steering_context(lm, chosen), length_normalize, steer_progress,
-                              "steered ", should_stop)
+        if batched is not None:
+            steered = batched.score(chosen, length_normalize, steer_progress, "steered ", should_stop)
+        else:
+            steered = score_items(lm, rows, kind, steering_context(lm, chosen), length_normalize, steer_progress,
+                                  "steered ", should_stop)
         result.update(_summary(steered, kind, ""))
         result.update(_summary(unsteered, kind, "_unsteered"))
         result["layer"] = list(chosen.layers)
@@ -222,6 +220,13 @@ def evaluate(lm: LoadedModel, rows: Sequence[Any], kind: str = "truthfulqa", ste
         note = margin_accuracy_note(unsteered, steered)
         if note:
             result["margin_note"] = note
+    if steerability and chosen is not None and kind in ("truthfulqa", "pairs") and len(rows) >= 2:
+        from grains.data import truthfulqa_to_pairs
+        from grains.steerability import steerability as measure_steerability
+
+        info = measure_steerability(lm, truthfulqa_to_pairs(list(rows)) if kind == "truthfulqa" else rows, chosen,
+                                    where="the evaluated items")
+        result["steerability"] = info if per_item else {k: v for k, v in info.items() if k != "slopes"}
     if side_effects and chosen is not None:
         from grains.side_effects import measure_side_effects
 
@@ -333,8 +338,15 @@ def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | 
             return None
         return lambda f, m: progress((done_cells + f) / total, f"{what}: row {round(f * n_rows)}/{n_rows}")
 
-    unsteered = score_items(lm, rows, kind, None, length_normalize, cell_progress(0, f"cell 1/{total} unsteered"),
-                            should_stop=should_stop)
+    batched = BatchedItems(lm, rows, kind, layers) if rows and batchable(lm, rows, kind) else None
+
+    def scored(cell: Steering | None, cell_bar: Progress) -> list[dict[str, Any]]:
+        if batched is not None:
+            return batched.score(cell, length_normalize, cell_bar, "", should_stop)
+        return score_items(lm, rows, kind, steering_context(lm, cell), length_normalize, cell_bar,
+                           should_stop=should_stop)
+
+    unsteered = scored(None, cell_progress(0, f"cell 1/{total} unsteered"))
     base_correct = [i["correct"] for i in unsteered]
     base_acc = sum(base_correct) / len(rows)
     base_margin = sum(i["margin"] for i in unsteered) / len(rows)
@@ -344,9 +356,7 @@ def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | 
         row_gain, row_margin, row_p, row_acc, row_kl = [], [], [], [], []
         for strength in strengths:
             cell = base_setting.at(lm, layer, strength)
-            items = score_items(lm, rows, kind, steering_context(lm, cell), length_normalize,
-                                cell_progress(done, f"cell {done + 1}/{total} layer {layer}, strength {strength:g}"),
-                                should_stop=should_stop)
+            items = scored(cell, cell_progress(done, f"cell {done + 1}/{total} layer {layer}, strength {strength:g}"))
             stats = significance_summary(base_correct, [i["correct"] for i in items], "mcnemar")
             row_gain.append(stats["gain"])
             row_acc.append(stats["accuracy"])

@@ -6,6 +6,7 @@ texts are identical and any difference between them comes from steering.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,7 @@ from grains.decoding import (  # noqa: F401 - GenerationSettings, cut_at_stop, Q
     pair_seed,
 )
 from grains.errors import Cancelled
+from grains.lanes import sampling_turn
 from grains.memory import oom_guard
 from grains.steering import Steering, SteeringLike, as_steering
 
@@ -111,8 +113,8 @@ def _generate(lm: LoadedModel, inputs: dict[str, Any], prompt_len: int, steering
               ) -> list[tuple[str, str | None]]:
     """One generate call (the caller holds the model's lock); per row, the text cut before its stop sequence and
     the stop sequence found."""
-    torch.manual_seed(settings.seed)
-    with _steering_context(lm, steering, steer_rows), torch.no_grad():
+    with sampling_turn(settings.do_sample), _steering_context(lm, steering, steer_rows), torch.no_grad():
+        torch.manual_seed(settings.seed)
         out = lm.model.generate(**inputs, **_generate_kwargs(lm, settings, rows_per_group),
                                 **_stopping(lm, settings, prompt_len, extra))
     return [cut_at_stop(t, settings.stop) for t in _decode(lm, out, prompt_len)]
@@ -301,15 +303,17 @@ def stream_pair(lm: LoadedModel, prompt: str, steering: SteeringLike = None, lay
         try:
             with lm.lock:
                 inputs, _, prompt_len = _batch_inputs(lm, prompt, image, 2)
-                torch.manual_seed(settings.seed)
-                with _steering_context(lm, chosen, [False, True]), torch.no_grad():
+                with sampling_turn(settings.do_sample), _steering_context(lm, chosen, [False, True]), \
+                        torch.no_grad():
+                    torch.manual_seed(settings.seed)
                     lm.model.generate(**inputs, **_generate_kwargs(lm, settings), streamer=streamer,
                                       **_stopping(lm, settings, prompt_len, [StopWhen(stop.is_set)]))
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.queue.put(None)
 
-    worker = threading.Thread(target=run, daemon=True)
+    # a copy of this context: the worker stays in the caller's lane (grains.lanes)
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
     worker.start()
     try:
         while True:

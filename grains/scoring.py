@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,17 +11,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grains.errors import InputError
-from grains.prompts import PromptEncoding, encode_response, pad_aligned, pad_right
+from grains.prefix_cache import CachedRows
+from grains.prompts import PromptEncoding, encode_response, pad_right
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
     from grains.steering import Steering
 
 ROWS_PER_FORWARD = 8
-LOGIT_FLOATS_PER_FORWARD = 48_000_000  # rows x kept positions x vocabulary: ~190 MB of fp32 logits at a time
-# Rows x padded length per pass: bounds the attention scores (rows x heads x length^2). On the CPU smaller passes of
-# long prompts are faster (a 24-pair cross-validation on long prompts: 39 s unbounded, 24 s at 8192, 18 s at 2048).
-TOKENS_PER_FORWARD = 2048
 
 
 def resolve_image(image: Any) -> Any:
@@ -192,8 +189,29 @@ def score_pairs(lm: LoadedModel, pairs: Sequence[Any], steering: Steering | None
     Example:
         >>> [s.margin() for s in score_pairs(lm, dataset_rows, steering=steering)]
     """
-    if lm.adapter.is_vlm or any(getattr(p, "image", None) is not None for p in pairs):
+    if not pair_rows_supported(lm, pairs):
         return [score_pair(lm, p.prompt, p.chosen, p.rejected, getattr(p, "image", None), steering) for p in pairs]
+    rows = pair_rows(lm, pairs)
+    with lm.lock:
+        sums = CachedRows(lm, rows, enabled=False).logprob_sums(steering)
+    return pair_scores(rows, sums)
+
+
+def pair_rows_supported(lm: LoadedModel, pairs: Sequence[Any]) -> bool:
+    """Whether pairs can share aligned forward passes: a text model and no images."""
+    return not lm.adapter.is_vlm and all(getattr(p, "image", None) is None for p in pairs)
+
+
+def pair_rows(lm: LoadedModel, pairs: Sequence[Any]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) rows, chosen then rejected for each pair, in the model's prompt format.
+
+    Args:
+        lm: a text model.
+        pairs: items with `prompt`, `chosen` and `rejected`.
+
+    Returns:
+        2 rows per pair; identical answers raise InputError.
+    """
     rows: list[tuple[list[int], list[int]]] = []
     for p in pairs:
         if p.chosen.strip() == p.rejected.strip():
@@ -201,50 +219,18 @@ def score_pairs(lm: LoadedModel, pairs: Sequence[Any], steering: Steering | None
         enc = lm.encode_prompt(p.prompt)
         for response in (p.chosen, p.rejected):
             rows.append((enc.ids, encode_response(lm.tokenizer, response, lm.prompt_style, after=enc.text).ids))
-    vocab = int(lm.model.get_output_embeddings().weight.shape[0])
-    # Rows of similar length share a pass (each pass pads to its longest prompt and response); sums go back in order.
-    order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), len(rows[i][1])))
-    sorted_sums: list[float] = []
-    with steering.apply(lm) if steering is not None else nullcontext():
-        for chunk in _chunks([rows[i] for i in order], vocab):
-            sorted_sums.extend(_aligned_logprobs(lm, chunk))
-    sums = [0.0] * len(rows)
-    for position, i in enumerate(order):
-        sums[i] = sorted_sums[position]
+    return rows
+
+
+def pair_scores(rows: Sequence[tuple[list[int], list[int]]], sums: Sequence[float]) -> list[PairScore]:
+    """PairScores from the rows of `pair_rows` (whole pairs, in order) and their log-probability sums.
+
+    Args:
+        rows: 2 rows per pair (chosen, rejected).
+        sums: one log-probability sum per row.
+
+    Returns:
+        One PairScore per pair.
+    """
     return [PairScore(sums[2 * i], sums[2 * i + 1], len(rows[2 * i][1]), len(rows[2 * i + 1][1]))
-            for i in range(len(pairs))]
-
-
-def _chunks(rows: list[tuple[list[int], list[int]]], vocab: int) -> Iterator[list[tuple[list[int], list[int]]]]:
-    """Consecutive rows, as many per forward pass as keep the kept logits under LOGIT_FLOATS_PER_FORWARD and the
-    padded tokens under TOKENS_PER_FORWARD (a single row may exceed either: it gets a pass of its own)."""
-    chunk: list[tuple[list[int], list[int]]] = []
-    widest, longest_prompt = 0, 0
-    for prompt, response in rows:
-        wider, longer = max(widest, len(response) + 1), max(longest_prompt, len(prompt))
-        rows_after = len(chunk) + 1
-        if chunk and (rows_after * wider * vocab > LOGIT_FLOATS_PER_FORWARD
-                      or rows_after * (longer + wider) > TOKENS_PER_FORWARD):
-            yield chunk
-            chunk, wider, longer = [], len(response) + 1, len(prompt)
-        chunk.append((prompt, response))
-        widest, longest_prompt = wider, longer
-    if chunk:
-        yield chunk
-
-
-def _aligned_logprobs(lm: LoadedModel, rows: list[tuple[list[int], list[int]]]) -> list[float]:
-    """Sum of log P(response | prompt) per (prompt ids, response ids) row, all rows in one forward pass."""
-    response_width = max(len(r) for _, r in rows)
-    ids, mask, positions = pad_aligned([p for p, _ in rows], [r for _, r in rows], lm.tokenizer.pad_token_id or 0)
-    device = lm.adapter.input_device
-    with torch.no_grad():
-        out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       use_cache=False, logits_to_keep=response_width + 1)
-        logits = out.logits[:, :response_width].float()  # column j predicts response token j
-        targets = torch.zeros((len(rows), response_width), dtype=torch.long)
-        for i, (_, response) in enumerate(rows):
-            targets[i, : len(response)] = torch.tensor(response)
-        picked = logits.gather(-1, targets.to(logits.device).unsqueeze(-1)).squeeze(-1)
-        logprobs = picked - torch.logsumexp(logits, dim=-1)
-    return [float(logprobs[i, : len(response)].sum()) for i, (_, response) in enumerate(rows)]
+            for i in range(len(rows) // 2)]

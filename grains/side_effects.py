@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grains.errors import Cancelled, InputError
+from grains.prefix_cache import CachedRows, supports
 from grains.steering import Steering
 
 if TYPE_CHECKING:
@@ -123,21 +124,31 @@ class NeutralKL:
         self.prompts = prompts if prompts is not None else load_neutral_prompts()
         if not self.prompts:
             raise InputError("There are no neutral prompts to measure side effects on.")
+        self._indices = list(range(len(self.prompts)))
+        self._cache: CachedRows | None = None
         with lm.lock:
-            self.unsteered = _last_logprobs(lm, self.prompts)
+            if supports(lm):  # the hidden states below a steered layer are kept: each cell runs the layers above it
+                self._cache = CachedRows(lm, [(lm.encode_prompt(p).ids, []) for p in self.prompts])
+                self.unsteered = self._cache.last_logprobs()
+            else:
+                self.unsteered = _last_logprobs(lm, self.prompts)
 
     def first(self, n: int) -> NeutralKL:
         """The same measure over the first `n` prompts, reusing the unsteered side."""
         part = copy.copy(self)
-        part.prompts, part.unsteered = self.prompts[:n], self.unsteered[:n]
+        part.prompts, part.unsteered, part._indices = self.prompts[:n], self.unsteered[:n], self._indices[:n]
         return part
 
     def per_prompt(self, steering: Steering | None) -> list[float]:
         """KL in nats for each prompt (all 0 without steering or at strength 0)."""
         if steering is None or steering.is_identity:
             return [0.0] * len(self.prompts)
-        with self.lm.lock, steering.apply(self.lm):
-            steered = _last_logprobs(self.lm, self.prompts)
+        if self._cache is not None:
+            with self.lm.lock:
+                steered = self._cache.last_logprobs(steering, self._indices)
+        else:
+            with self.lm.lock, steering.apply(self.lm):
+                steered = _last_logprobs(self.lm, self.prompts)
         p = self.unsteered.exp()
         kl = (p * (self.unsteered - steered)).sum(dim=-1).clamp_min(0.0)
         return kl.tolist()

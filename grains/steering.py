@@ -5,6 +5,9 @@ hidden dimension, per token), so each token's representation keeps its length. W
 return a tensor (transformers 5) or a tuple, at every decoded token under a KV cache, and only on the batch rows
 selected by `rows`. A negative lambda steers the other way (toward the rejected answers).
 
+The hooks act only in the context that installed them (`local_forward_hooks`): on a model shared by a server's
+threads, another job running at the same moment is not steered by this one (grains.local_hooks).
+
 Every path that steers (generation, scoring, evaluation, sweeps, cross-validation) takes one `Steering`, created and
 checked once, so all of them apply the same formula under the same model-compatibility rule:
 
@@ -16,14 +19,15 @@ checked once, so all of them apply the same formula under the same model-compati
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
+from grains.local_hooks import local_forward_hooks
 from grains.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -135,18 +139,11 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
     return hook
 
 
-@contextmanager
 def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,
-            rows: Sequence[bool] | None) -> Iterator[None]:
+            rows: Sequence[bool] | None) -> AbstractContextManager[None]:
     row_mask = torch.tensor(list(rows), dtype=torch.bool) if rows is not None else None
-    handles = []
-    try:
-        for layer, add in adds.items():
-            handles.append(lm.adapter.layers[layer].register_forward_hook(_make_hook(add, normalize, row_mask)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return local_forward_hooks([(lm.adapter.layers[layer], _make_hook(add, normalize, row_mask))
+                                for layer, add in adds.items()])
 
 
 @dataclass(frozen=True)

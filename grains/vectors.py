@@ -144,6 +144,24 @@ class SteeringVector:
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
 
+    def export_gguf(self, path: str | Path, layers: list[int] | None = None, strength: float | None = None,
+                    model_type: str | None = None) -> Any:
+        """Write a GGUF control vector for llama.cpp, EasySteer and repeng (see grains.export): `direction.k` holds
+        one unit of strength at layer k, so the engines' scale equals the Studio's strength (rescale off).
+
+        Args:
+            path: the .gguf file.
+            layers: the layers to write (default: the suggested layer; layer 0 is refused).
+            strength: the suggested engine scale (default: the vector's suggested strength).
+            model_type: the model's `config.model_type`, for `controlvector.model_hint`.
+
+        Returns:
+            A grains.export.GGUFExport.
+        """
+        from grains.export import export_gguf
+
+        return export_gguf(self, path, layers=layers, strength=strength, model_type=model_type)
+
     def check_fits(self, model_id: str, hidden_size: int, num_layers: int, allow_other_model: bool = False) -> None:
         """Raise VectorError when this vector was built for another model."""
         if self.hidden_size != hidden_size:

@@ -12,7 +12,6 @@ from components.model_cache import session_model
 from components.session import Session
 from grains.errors import Cancelled
 from grains.fluency import degeneracy
-from grains.side_effects import SELECTION_PROMPTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from grains.steering import Steering
 
 STOP_FLAGS: dict[int, bool] = {}  # id(session) -> stop requested for this session's running strength sweep
+GENERATING: dict[int, int] = {}  # id(session) -> tokens so far of its running side-by-side run (gone once finished)
 
 
 def model_input_text(session: Session, prompt: str, image: Any, prompt_format: Any) -> str:
@@ -57,7 +57,8 @@ def stream_texts(session: Session, prompt: str, image_path: str | None, steering
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,
                         prompt_format: Any) -> None:
     """Record the last side-by-side run's settings (Show code reproduces it)."""
-    session.last_generation = {"prompt": prompt, "layer": steering.layers[0], "strength": steering.strength,
+    session.last_generation = {"model": session.model_name, "prompt": prompt,
+                               "layer": steering.layers[0], "strength": steering.strength,
                                "max_new_tokens": settings.max_new_tokens, "normalize": steering.normalize,
                                "do_sample": settings.do_sample, "seed": settings.seed,
                                "temperature": settings.temperature, "top_p": settings.top_p,
@@ -113,13 +114,13 @@ def eta_text(start: float, done: int, total: int) -> str:
     return f", {elapsed:.0f} s elapsed, about {left:.0f} s left"
 
 
-def strength_sweep(session: Session, prompt: str, image_path: str | None, steerings: list[Steering],
-                   settings: GenerationSettings, progress: Any = None, prompt_format: Any = None,
-                   kl: bool = True, should_stop: Any = None) -> list[list[Any]]:
-    """One steered continuation per Steering (strength 0 = unsteered), same seed and stop sequences, each with its
-    mean KL on neutral prompts (its side effect) and what changed against the unsteered text (generated once more
-    when 0 is not in the list), degenerate text flagged. No row is named best: the rows are for reading side by
-    side.
+def sweep_rows(session: Session, prompt: str, image_path: str | None, steerings: list[Steering],
+               settings: GenerationSettings, progress: Any = None, prompt_format: Any = None, kl: bool = True,
+               should_stop: Any = None) -> Iterator[list[list[Any]]]:
+    """The strength sweep, row by row: one steered continuation per Steering (strength 0 = unsteered), same seed and
+    stop sequences, each with its mean KL on neutral prompts (its side effect) and what changed against the
+    unsteered text (generated first, once more when 0 is not in the list), degenerate text flagged. No row is named
+    best: the rows are for reading side by side.
 
     Args:
         session: whose model.
@@ -130,64 +131,95 @@ def strength_sweep(session: Session, prompt: str, image_path: str | None, steeri
         progress: gr.Progress-like callback (fraction, desc=...).
         prompt_format: raw / qa / chat (None: the model's).
         kl: measure each strength's mean KL on neutral prompts.
-        should_stop: polled before each generation; True raises Cancelled.
+        should_stop: polled before each generation; True raises Cancelled (the rows yielded so far stay valid).
 
     Returns:
-        Rows [strength, text, what changed, KL].
+        An iterator of the finished rows so far [strength, text, what changed, KL], in the order asked, after each
+        generation (the last item is the whole table).
     """
     from grains.generation import generate_one
 
     lm = session_model(session).with_format(chosen_format(prompt_format))
     values = [steering.strength for steering in steerings]
     image = open_image(image_path, lm) if lm.is_vlm else None
-    meter = quick_kl(lm) if kl else None
-    table = []
-    base = None
+    meter = neutral_kl(session_model(session)) if kl else None
     total = len(values) + (0 if 0 in values else 1)
     start = time.perf_counter()
+    finished: dict[int, list[Any]] = {}
 
     def tick(done: int, what: str) -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"Sweep stopped by the user after {done} of {total} generations.")
         if progress:
             progress(done / total, desc=f"{what} · {done}/{total} done{eta_text(start, done, total)}")
 
-    if 0 not in values:
-        tick(0, "unsteered (for comparison)")
-        base = generate_one(lm, prompt, None, settings=settings, image=image)
-    for i, (value, steering) in enumerate(zip(values, steerings)):
-        done = i + (0 if 0 in values else 1)
-        tick(done, f"strength {value:g}")
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"Sweep stopped by the user after {done} of {total} generations.")
-        text = generate_one(lm, prompt, None if steering.is_identity else steering, settings=settings, image=image)
+    tick(0, "unsteered (for comparison)")
+    base = generate_one(lm, prompt, None, settings=settings, image=image)
+    done = 1
+    for i, value in enumerate(values):  # the unsteered row is already there
         if value == 0:
-            base = text
+            finished[i] = [value, base, "unsteered", 0.0 if meter is not None else None]
+    yield [finished[i] for i in sorted(finished)]
+    for i, (value, steering) in enumerate(zip(values, steerings)):
+        if i in finished:
+            continue
+        tick(done, f"strength {value:g}")
+        text = (base if steering.is_identity else
+                generate_one(lm, prompt, steering, settings=settings, image=image))
         kl_value = (0.0 if steering.is_identity else round(meter.mean(steering), 4)) if meter is not None else None
-        table.append([value, text, kl_value])
-    rows = []
-    for value, text, kl_value in table:
-        versus = "unsteered" if value == 0 else change_summary(text, base)
+        versus = change_summary(text, base)
         reason = degeneracy(text)
         if reason:
             versus = f"{versus}; DEGENERATE ({reason})"
-        rows.append([value, text, versus, kl_value])
+        finished[i] = [value, text, versus, kl_value]
+        done += 1
+        yield [finished[i] for i in sorted(finished)]
+
+
+def strength_sweep(session: Session, prompt: str, image_path: str | None, steerings: list[Steering],
+                   settings: GenerationSettings, progress: Any = None, prompt_format: Any = None,
+                   kl: bool = True, should_stop: Any = None) -> list[list[Any]]:
+    """The whole strength sweep at once (the API): the last table of `sweep_rows`, same arguments.
+
+    Returns:
+        Rows [strength, text, what changed, KL], in the order asked.
+    """
+    *_, rows = sweep_rows(session, prompt, image_path, steerings, settings, progress, prompt_format, kl, should_stop)
     return rows
 
 
-def quick_kl(lm: LoadedModel) -> NeutralKL:
-    """KL on the first neutral prompts (as many as the build's budget check uses), for the quick views on this tab;
-    the Evaluate tab measures on all of them."""
-    from grains.side_effects import NeutralKL, load_neutral_prompts
+_METERS: dict[int, tuple[Any, NeutralKL]] = {}  # id(weights) -> their meter (the unsteered side, computed once)
 
-    return NeutralKL(lm, load_neutral_prompts(limit=SELECTION_PROMPTS))
+
+def neutral_kl(lm: LoadedModel) -> NeutralKL:
+    """The side-effect meter of every figure in the app (grains.side_effects.kl_meter: mean KL on all the shipped
+    neutral prompts), as the vector card, the build's budget and the Evaluate tab measure it: one prompt set, one
+    figure for one setting. The unsteered side is computed once per loaded model.
+
+    Args:
+        lm: the session's model (as loaded, in its own format).
+
+    Returns:
+        The grains.side_effects.NeutralKL.
+    """
+    from grains.side_effects import kl_meter
+
+    held = _METERS.get(id(lm.model))
+    if held is None or held[0] is not lm.model:
+        while len(_METERS) >= 2:  # the model cache keeps few models; so does this
+            _METERS.pop(next(iter(_METERS)))
+        held = _METERS[id(lm.model)] = (lm.model, kl_meter(lm))
+    return held[1]
 
 
 def side_effect_line(lm: LoadedModel, steering: Steering, prompt_format: Any = None) -> str:
-    """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget."""
+    """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget (the
+    same figure as the vector card's for the same setting: neutral_kl)."""
     from grains.side_effects import DEFAULT_KL_BUDGET
 
+    meter = neutral_kl(lm)
     if steering.is_identity:
-        return "At strength 0 the model is not steered: no side effect (KL 0)."
-    meter = quick_kl(lm.with_format(chosen_format(prompt_format)))
+        return f"At strength 0 the model is not steered: no side effect (KL 0 on {len(meter.prompts)} neutral prompts)."
     kl = meter.mean(steering)
     over = "over" if kl > DEFAULT_KL_BUDGET else "within"
     return (f"Side effect of this setting: mean KL {kl:.3f} nats on {len(meter.prompts)} neutral prompts "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from components.datasets import check_kind_fits, load_rows
 from components.inputs import chosen_format, first_row
 from components.model_cache import session_model
+from components.progress import ProgressEstimate
 from components.session import Session, scratch_dir
 from grains.serialize import to_jsonable
 
@@ -23,30 +24,18 @@ SWEEP_HEADERS = ["layer", "strength", "accuracy gain", "accuracy", "margin gain"
                  "p value (Holm-adjusted)", "significant (Holm, 0.05)", "mean KL on neutral prompts (nats)"]
 
 
-class EtaProgress:
-    """Feeds gr.Progress from the library's (fraction, message) callback, adding the time elapsed and an estimate
-    of the time left (elapsed / fraction x what is left; none before the first step). `first_eta` keeps the first
-    estimate shown, to compare with the time the run took."""
+EVALUATION_PHASES = {"unsteered": "the steered rows", "steered": "the side effects on neutral prompts (KL, then "
+                     "greedy continuations)"}
+
+
+class EtaProgress(ProgressEstimate):
+    """Feeds gr.Progress from the library's (fraction, message) callback with the time elapsed and the time left
+    measured per row (components.common.ProgressEstimate), saying what runs after the last steered row; `first_eta`
+    keeps the first estimate shown, to compare with the time the run took."""
 
     def __init__(self, progress: Any, clock: Any = time.perf_counter):
-        self.progress, self.clock = progress, clock
-        self.start = clock()
-        self.first_eta: float | None = None
-
-    def text(self, fraction: float, message: str) -> str:
-        """The message with the time elapsed and, once something is done, the time left."""
-        elapsed = self.clock() - self.start
-        if 0 < fraction < 1:
-            left = elapsed / fraction * (1 - fraction)
-            if self.first_eta is None:
-                self.first_eta = left
-            return f"{message} · {elapsed:.0f} s elapsed, about {left:.0f} s left"
-        return f"{message} · {elapsed:.0f} s elapsed"
-
-    def __call__(self, fraction: float, message: str) -> None:
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        if self.progress is not None:
-            self.progress(fraction, desc=self.text(fraction, message))
+        super().__init__(lambda f, text: progress(f, desc=text) if progress is not None else None, clock=clock,
+                         then=EVALUATION_PHASES)
 
 
 def run_evaluation(session: Session, dataset: str | None, upload: str | None, rows: Any, offset: Any,
@@ -83,7 +72,8 @@ def run_evaluation(session: Session, dataset: str | None, upload: str | None, ro
     result["dataset"] = description
     for item, row in zip(result.get("items", []), data):
         item["question"] = getattr(row, "question", None) or getattr(row, "prompt", "")
-    session.last_eval = {"dataset": dataset, "rows": len(data), "offset": first, "steered": steering is not None,
+    session.last_eval = {"model": session.model_name, "dataset": dataset, "rows": len(data), "offset": first,
+                         "steered": steering is not None,
                          "layer": steering.layers[0] if steering else None,
                          "strength": steering.strength if steering else None, "kind": kind,
                          "normalize": steering.normalize if steering else True,

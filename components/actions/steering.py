@@ -3,6 +3,7 @@ one from a file, save a named copy for download, stop a running build, and the v
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,36 @@ def build_examples(session: Session, lm: LoadedModel, source: str, dataset: str 
     return examples, description, None
 
 
+def claim_rows_needed() -> int:
+    """The fewest rows with which a cross-validated build can claim a win (grains.crossval.min_items_for_claim at
+    the build's folds and significance level)."""
+    from grains.build import build_vector
+    from grains.crossval import min_items_for_claim
+
+    folds = inspect.signature(build_vector).parameters["folds"].default
+    return min_items_for_claim(folds=folds)
+
+
+def check_claim_possible(n_rows: int) -> None:
+    """Refuse, before any model work, a cross-validated build whose claim test cannot reject with `n_rows` rows, and
+    say the two ways on: more rows, or building without the claim.
+
+    Args:
+        n_rows: the rows the build would use.
+
+    Raises:
+        InputError: with fewer rows than claim_rows_needed().
+    """
+    need = claim_rows_needed()
+    if n_rows < need:
+        raise InputError(
+            f"A win claim needs at least {need} rows: with {n_rows}, the held-out test of the cross-validated "
+            f"choice can never reject \"no gain\", so the build would run for minutes and end with \"the model "
+            f"did not move\". Set Rows to {need} or more (a dataset with that many rows), or untick \"Choose layer "
+            "and strength by cross-validation\" to build without a claim (a middle layer and strength 0.5, "
+            "untested). Nothing was started.")
+
+
 def run_build(session: Session, source: str, dataset: str | None, upload: str | None, rows: Any, offset: Any,
               method: str, k: Any, steps: Any, target: str, content_only: bool, skip_punctuation: bool,
               cross_validate: bool, progress: Any = None, normalize: Any = True, prompt_format: Any = None) -> dict:
@@ -103,6 +134,8 @@ def run_build(session: Session, source: str, dataset: str | None, upload: str | 
 
     lm = session_model(session)
     examples, description, overrides = build_examples(session, lm, source, dataset, upload, rows, offset)
+    if cross_validate and source != "example":
+        check_claim_possible(len(examples))
     fmt = session.inputs.get("prompt_format") if source == "example" else chosen_format(prompt_format)
     if source == "example" and session.inputs.get("image"):
         open_image(session.inputs["image"], lm)  # validate once, with a clear message
@@ -137,9 +170,14 @@ def load_vector_file(session: Session, path: str | None, allow_other_model: Any 
     from grains.vectors import load_vector
 
     if not path:
-        raise InputError("Choose a .safetensors vector file to load.")
+        raise InputError("Choose a .safetensors vector (or a .gguf control vector) to load.")
     lm = session_model(session)
-    vector = load_vector(path)
+    if str(path).lower().endswith(".gguf"):  # llama.cpp / repeng / EasySteer control vector: imported for this model
+        from grains.control_vectors import import_control_vector
+
+        vector = import_control_vector(path, lm, allow_other_model=bool(allow_other_model))
+    else:
+        vector = load_vector(path)
     check_vector_model(vector, lm, bool(allow_other_model))
     warnings = []
     other = vector.model_id != lm.model_id

@@ -109,17 +109,41 @@ def render(result: AttributionResult, example: EncodedExample | None, sel: Selec
     labels = result_labels(result, example)
     hidden = template_indices(result, hide=not show_template)
     heat = render_token_heatmap(result.tokens, result.scores, sel.prompt.positive, sel.prompt.negative,
-                                sel.prompt.excluded, title="Prompt tokens (score in s+ plus score in s−)",
-                                labels=labels, hidden=hidden)
+                                sel.prompt.excluded, title="Prompt tokens (score in s+ plus score in s−; outlines: "
+                                "top-k of these sums)", labels=labels, hidden=hidden)
     chart = attribution_chart(result.tokens, result.scores, selected=sel.prompt.positive + sel.prompt.negative,
                               excluded=sel.prompt.excluded, hidden=hidden, labels=labels,
                               title="Attribution per prompt token")
-    lines = [f"Top-{sel.k}: {len(sel.prompt.positive)} positive, {len(sel.prompt.negative)} negative of "
-             f"{sel.eligible} selectable prompt tokens."] + sel.notes
+    lines = [f"Top-{sel.k}: {len(sel.prompt.positive)} in I+ (highest), {len(sel.prompt.negative)} in I− (lowest) of "
+             f"{sel.eligible} selectable prompt tokens, ranked by the summed score shown."] + sel.notes
+    lines += rank_only_notes(result, sel, labels)
+    lines.append("A vector built from this example picks top-k in s+ and in s− separately (see \"What a vector "
+                 "built from this example ablates\"), so its sets can differ from these outlines.")
     if any(overrides.values()):
         lines.append("Overrides: " + "; ".join(f"{OVERRIDE_NAMES[key]} {', '.join(map(str, v))}"
                                                for key, v in overrides.items() if v) + ".")
     return heat, sequences_html(result, sel), chart, " ".join(lines)
+
+
+def rank_only_notes(result: AttributionResult, sel: SelectionView, labels: list[str]) -> list[str]:
+    """Sentences for the tokens whose top-k set goes against their colour: red tokens in I− (fewer than k tokens
+    score below 0, so the k lowest include positive ones) and blue tokens in I+."""
+    def names(indices: list[int]) -> str:
+        return ", ".join(f"\"{labels[i].strip()}\" ({result.scores[i]:+.3f})" for i in indices[:6])
+
+    out = []
+    red_low = [i for i in sel.prompt.negative if result.scores[i] > 0]
+    blue_high = [i for i in sel.prompt.positive if result.scores[i] < 0]
+    if red_low:
+        out.append(f"Dashed blue outline on red: {names(red_low)} score above 0 (they push toward the chosen answer) "
+                   f"but are among the {sel.k} lowest, so they are in I− by rank only: fewer than k = {sel.k} "
+                   "selectable tokens score below 0. Lower k to keep only tokens that push toward the rejected "
+                   "answer.")
+    if blue_high:
+        out.append(f"Dashed red outline on blue: {names(blue_high)} score below 0 but are among the {sel.k} "
+                   f"highest, so they are in I+ by rank only. Lower k to keep only tokens that push toward the "
+                   "chosen answer.")
+    return out
 
 
 def _convergence_cell(result: AttributionResult) -> str:

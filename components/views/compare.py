@@ -35,18 +35,34 @@ def outdated_html(value: Any, what: str = "an input") -> Any:
             + f'<div class="grains-outdated-body" style="opacity:0.45">{text}</div></div>')
 
 
-def degenerate_note(text: str) -> str:
-    """A visible warning for a degenerate continuation (grains.fluency.degeneracy), or ""."""
+def degenerate_note(text: str, unsteered: str | None = None) -> str:
+    """A visible warning for a degenerate continuation (grains.fluency.degeneracy), or "". For a steered text,
+    `unsteered` is the unsteered row of the same run: when it repeats too, the note says the model repeats without
+    steering as well, instead of blaming steering.
+
+    Args:
+        text: the continuation.
+        unsteered: the unsteered continuation it is compared with (None: `text` is the unsteered row).
+
+    Returns:
+        The note's HTML, or "".
+    """
     reason = degeneracy(text)
     if not reason:
         return ""
-    return note_html(f"<b>Degenerate output</b> ({esc(reason)}): steering this hard breaks the text; read it as a "
-                     "side effect, not an answer.", "warn")
+    if unsteered is None:
+        return note_html(f"<b>Degenerate output</b> ({esc(reason)}): the unsteered model repeats itself on this "
+                         "prompt; steering is not the cause of repetition in either row.", "warn")
+    if degeneracy(unsteered):
+        return note_html(f"<b>Degenerate output</b> ({esc(reason)}), but the unsteered row repeats too: the model "
+                         "does this without steering, so it is not a sign that steering is too hard.", "info")
+    return note_html(f"<b>Degenerate output</b> ({esc(reason)}) while the unsteered row is fluent: steering this "
+                     "hard breaks the text; read it as a side effect, not an answer.", "warn")
 
 
-def sweep_table_html(rows: list[list[Any]]) -> str:
+def sweep_table_html(rows: list[list[Any]], waiting: list[float] = ()) -> str:
     """The sweep as an HTML table: fixed column widths (the header never wraps), long words broken inside their
-    cell, degenerate rows marked."""
+    cell, degenerate rows marked; `waiting` strengths (still running) as greyed placeholder rows."""
     cell = "padding:4px 8px;vertical-align:top;border-bottom:1px solid #e5e7eb;"
     wrap = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;"
     head = "".join(f'<th style="{cell}white-space:nowrap;text-align:left;">{esc(h)}</th>' for h in SWEEP_HTML_HEADERS)
@@ -60,6 +76,10 @@ def sweep_table_html(rows: list[list[Any]]) -> str:
                     f'<td style="{cell}{wrap}">{esc(text)}</td>'
                     f'<td style="{cell}white-space:nowrap;text-align:right;">{kl_text}</td>'
                     f'<td style="{cell}{wrap}">{"⚠ " if flag else ""}{esc(versus)}</td></tr>')
+    for value in waiting:
+        body.append(f'<tr class="grains-sweep-waiting" style="color:#9ca3af;">'
+                    f'<td style="{cell}white-space:nowrap;text-align:right;">{float(value):g}</td>'
+                    f'<td style="{cell}" colspan="3">waiting…</td></tr>')
     colgroup = ('<colgroup><col style="width:80px"><col><col style="width:110px"><col style="width:28%"></colgroup>')
     return (f'<div class="grains-sweep-table" style="max-width:100%;overflow-x:hidden;">'
             f'<table style="width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.92em;">{colgroup}'

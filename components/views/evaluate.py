@@ -80,7 +80,9 @@ def result_html(result: dict) -> str:
 
 
 def interval_sentence(result: dict, changed: int) -> str:
-    """One sentence saying what the p-value and the interval are, and why they agree."""
+    """One sentence saying what the p-value and the interval are, and why they agree (or why there are none)."""
+    if result.get("gain_ci") is None:
+        return "With this few items no test is run and no interval is given: evaluate more rows to test the gain."
     if "McNemar" in str(result.get("gain_ci_method", "")):
         return (f"The p-value is the exact McNemar test on the {changed} item{'s' if changed != 1 else ''} whose "
                 "answer changed between right and wrong; the 95% interval inverts that same test (exact, given how "
@@ -202,7 +204,7 @@ def sweep_figure(result: dict) -> Any:
 
 
 def timing_note(took: float, first_eta: float | None) -> str:
-    """How long the run took, beside the first estimate of the time left (to compare them)."""
+    """How long the run took, beside the first estimate (measured on the first rows, for the rows of that pass)."""
     return (f"<div class='grains-muted'>Took {took:.0f} s" + (
-        f" (the first estimate, after one row, was {first_eta:.0f} s left)" if first_eta is not None
-        else "") + ".</div>")
+        f" (the first estimate, measured on the first rows, was {first_eta:.0f} s for the unsteered rows)"
+        if first_eta is not None else "") + ".</div>")

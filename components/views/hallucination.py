@@ -65,6 +65,9 @@ def split_html(data: dict | None) -> str:
     if not split:
         return ""
     build = data.get("build") or {}
+    if split.get("source") == "vector":
+        return note_html(f"<b>No build:</b> {esc(split['note'])}<br>Checked on: "
+                         f"{esc(', '.join(split['check_objects']))}", "info")
     return note_html(
         f"<b>Split kept:</b> {esc(split['note'])}<br>Built from: {esc(', '.join(split['build_objects']))}<br>"
         f"Checked on: {esc(', '.join(split['check_objects']))}<br>Vector: {esc(build.get('method', ''))}, "
@@ -110,9 +113,53 @@ def probe_note(probe: dict, info: dict, steps: int) -> str:
         html += note_html(f"<b>Large convergence delta</b> ({rel:.0%} of f(x) − f(baseline) at {steps} steps): the "
                           "patch scores do not add up to the change in f; read them with care or raise the steps.",
                           "warn")
-    return html
+    return html + grounding_note(info.get("grounding"))
 
 
+def grounding_note(grounding: dict | None) -> str:
+    """What the heatmap's numbers mean on a generated scene: the share of the relevance inside the true box against
+    the box's share of the image (what a heatmap blind to the picture scores), and the pointing game."""
+    if not grounding:
+        return ""
+    asked = grounding["object"]
+    if grounding["truth"] == "yes":
+        s = grounding["scores"][asked]
+        mass = "no red patch" if s["mass_inside"] is None else f"<b>{s['mass_inside']:.0%}</b>"
+        ratio = (f" ({s['mass_inside'] / s['area_share']:.1f}x chance)" if s["mass_inside"] is not None
+                 and s["area_share"] > 0 else "")
+        point = {True: "on", False: "off", None: "undefined (no red patch) for"}[s["pointing_hit"]]
+        html = (f"<b>Against the true box</b> (outlined): {mass} of the red relevance lies inside the {esc(asked)}'s "
+                f"box, which covers {s['area_share']:.0%} of the image: a heatmap blind to the picture would put "
+                f"{s['area_share']:.0%} there{ratio}. The strongest patch is {point} the box (a random patch "
+                f"touches it {s['pointing_chance']:.0%} of the time).")
+    else:
+        parts = []
+        for name, s in grounding["scores"].items():
+            if s["negative_mass_inside"] is not None:
+                tag = " (often seen with it in training)" if name == grounding.get("partner") else ""
+                parts.append(f"{s['negative_mass_inside']:.0%} on the {esc(name)}{tag}, whose box covers "
+                             f"{s['area_share']:.0%} of the image")
+        html = (f"<b>Against the true boxes</b> (outlined): of the blue relevance (the patches pushing toward a "
+                f"false yes for the absent {esc(asked)}), " + ("; ".join(parts) if parts else "none is on an object")
+                + ". A heatmap blind to the picture would put each box's area share there.")
+    legend = ("Outlines: <span style='color:#00a651'><b>green</b></span> the asked object, "
+              "<span style='color:#7b2cbf'><b>purple</b></span> the object the asked one was planted to come with, "
+              "dark grey the other objects.")
+    return f'<div class="grains-hc-grounding">{html} {legend}</div>'
+
+
+def scene_note_html(scene: dict | None) -> str:
+    """What a generated scene holds and why its absent objects were chosen."""
+    if not scene:
+        return ""
+    from grains.vlm.toy.scenes import PLANTED_PROB
+
+    pairs = "; ".join(f"<b>{esc(b)}</b> came with {esc(a)} in {PLANTED_PROB:.0%} of the biased model's training scenes"
+                      for b, a in scene.get("adversarial", {}).items())
+    return (f'<div class="grains-muted">Generated scene {esc(scene["seed"])} (held out: never seen in training). '
+            f"In it: {esc(', '.join(scene['present']))}. Not in it: {esc(', '.join(scene['absent']))} ({pairs}: the "
+            "adversarial probe; the other absent object is random). Run the check, then pick a probe: the heatmap "
+            "outlines the true boxes.</div>")
 
 
 def stale_updates(data: dict | None, image: str | None) -> list[Any]:

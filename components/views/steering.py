@@ -132,6 +132,8 @@ def vector_card(session: Session) -> str:
     for warning in v.warnings():
         html += note_html(esc(warning), "warn")
     html += side_effects_html(v)
+    if meta.get("steerability"):
+        html += f'<div class="grains-muted"><b>Steerability:</b> {esc(meta["steerability"]["reading"])}</div>'
     return html
 
 

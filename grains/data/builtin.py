@@ -15,6 +15,7 @@ BUILTIN_DATASETS: dict[str, Path] = {
     "hallucination_pairs": BUILTIN_DATA_DIR / "hallucination_pairs.jsonl",
     "pope_style": BUILTIN_DATA_DIR / "pope_style.jsonl",
     "sentiment_pairs": BUILTIN_DATA_DIR / "sentiment_pairs.jsonl",
+    "toy_scenes": BUILTIN_DATA_DIR / "toy_scenes" / "probes.jsonl",
 }
 """The shipped datasets by name (provenance in assets/NOTICE.md), e.g. `load_any(BUILTIN_DATASETS["truthfulqa"])`.
 

@@ -19,7 +19,9 @@ from grains.viz.overlay import DIVERGING_STOPS, diverging_rgb, format_score, rgb
 POS_BORDER = "#67001f"  # dark red: top-k positive
 NEG_BORDER = "#053061"  # dark blue: top-k negative
 DEFAULT_CAPTION = ("Red tokens push toward the chosen answer, blue toward the rejected one. "
-                   "Outlined: the top-k selected tokens (red outline positive, blue outline negative). "
+                   "Outlined: the top-k of the scores shown (red outline: I+, the k highest; blue outline: I−, the k "
+                   "lowest). A dashed outline is a token in a set by rank only, against its colour (e.g. a red token "
+                   "in I− when fewer than k tokens are negative). "
                    "Grey, hatched, dashed outline: excluded from top-k (special or template tokens). "
                    "Hover a token for its score.")
 EXCLUDED_STYLE = ["background:repeating-linear-gradient(135deg,#f1f1f1 0 4px,#e2e2e2 4px 8px)", "color:#8a8a8a",
@@ -81,10 +83,23 @@ def _legend(vmax: float) -> str:
     keys = (f'<span class="grains-legend-key" style="margin-left:12px;font-size:11px">'
             f'<span style="border:2px solid {POS_BORDER};padding:0 4px">top-k +</span> '
             f'<span style="border:2px solid {NEG_BORDER};padding:0 4px">top-k −</span> '
+            f'<span style="border:2px dashed {NEG_BORDER};padding:0 4px">by rank only</span> '
             f'<span style="{";".join(EXCLUDED_STYLE)};padding:0 4px">excluded</span>'
             f'</span>')
     return (f'<div class="grains-legend" style="margin-top:8px;display:flex;align-items:center;flex-wrap:wrap;'
             f'gap:4px"><span style="display:inline-flex;flex-direction:column">{bar}{labels}</span>{keys}</div>')
+
+
+def _set_reason(positive: bool, negative: bool, against: bool) -> str:
+    """The hover's words for a token's top-k set and why it is there."""
+    if positive:
+        return " · in I+ (top-k +): among the k highest scores" + (
+            "; its score is negative: it is in I+ by rank only (fewer than k tokens score above 0)" if against else "")
+    if negative:
+        return " · in I− (top-k −): among the k lowest scores" + (
+            "; its score is positive, so it pushes toward the chosen answer, only less than the others: it is in I− "
+            "by rank only (fewer than k tokens score below 0)" if against else "")
+    return ""
 
 
 def render_token_heatmap(tokens: Sequence[str], scores: Sequence[float], selected_positive: Iterable[int] = (),
@@ -155,14 +170,18 @@ def render_token_heatmap(tokens: Sequence[str], scores: Sequence[float], selecte
             style += EXCLUDED_STYLE
         else:
             style += [f"background:{rgb_hex(colours[i])}", f"color:{_text_colour(colours[i])}"]
+        against = (i in pos and score < 0) or (i in neg and score > 0)  # in a set by rank, against its sign
         if i in pos:
             classes.append("grains-sel-pos")
             style.append(f"border-color:{POS_BORDER}")
         if i in neg:
             classes.append("grains-sel-neg")
             style.append(f"border-color:{NEG_BORDER}")
+        if against:
+            classes.append("grains-sel-by-rank")
+            style.append("border-style:dashed")
         score_text = f"{score:+.4g}" if math.isfinite(score) else "nan"
-        hover = f"index {i} · {tok} · {score_text}"
+        hover = f"index {i} · {tok} · {score_text}" + _set_reason(i in pos, i in neg, against)
         parts.append(
             f'<span class="{" ".join(classes)}" data-index="{i}" data-score="{html.escape(score_text)}" '
             f'title="{html.escape(hover, quote=True)}" style="{";".join(style)}">'

@@ -110,8 +110,8 @@ def test_build_vector_from_the_current_example(built):
 
 def test_build_vector_from_a_dataset_with_cross_validation(url):
     c = client(url)
-    summary, path = c.predict("dataset", "truthfulqa", None, 6, 0, "caa", 2, 2, True, api_name="/build_vector")
-    assert summary["n_examples"] == 6 and summary["method"] == "caa"
+    summary, path = c.predict("dataset", "truthfulqa", None, 12, 0, "caa", 2, 2, True, api_name="/build_vector")
+    assert summary["n_examples"] == 12 and summary["method"] == "caa"
     assert summary["selection"]["folds"] == 3 and summary["selection"]["table"]
     assert Path(path).suffix == ".safetensors"
 
@@ -445,7 +445,7 @@ def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
     assert "baseline='zero', prompt_format='raw')" in code and "settings=settings, prompt_format='qa')" in code
     assert "side_effects=True, prompt_format='raw')" in code
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
+    namespace: dict = {"__file__": str(tmp_path / "show_code.py")}  # the script reads and writes beside itself
     exec(compile(code, "show_code.py", "exec"), namespace)  # noqa: S102 - our own generated code
     assert namespace["report"].n == 2 and (tmp_path / "my_vector.safetensors").is_file()
     assert namespace["result"].prompt_text == cfg["prompt"]  # raw: exactly what was typed

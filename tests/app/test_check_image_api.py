@@ -53,3 +53,30 @@ def test_bad_input_is_one_error_and_the_app_keeps_serving(url):
     c.predict("tiny-random-llava", api_name="/load_model")
     report = c.predict(handle_file(str(PHOTO)), "cup", "fork", "", "", None, api_name="/check_image")
     assert report["n"] == 2
+
+
+def test_new_scene_check_and_heatmap_against_the_true_boxes(url):
+    c = Client(url, verbose=False)
+    picture, scene = c.predict(1_200_000_000, api_name="/new_scene")
+    assert scene["seed"] >= 1_200_000_000 and len(scene["absent"]) == 2
+    b = scene["absent"][0]
+    assert scene["adversarial"][b] in scene["present"] and set(scene["boxes"]) == set(scene["present"])
+    report = c.predict(handle_file(picture), scene["present_text"], scene["absent_text"], "", "", None,
+                       api_name="/check_image")
+    assert report["image"]["digest"] == scene["digest"]
+    assert [p["object"] for p in report["probes"]] == scene["present"] + scene["absent"]
+
+    asked = scene["present"][0]
+    overlay, info = c.predict(handle_file(picture), asked, "yes", scene, 4, api_name="/probe_heatmap")
+    scores = info["grounding"]["scores"]
+    x0, y0, x1, y1 = scene["boxes"][asked]
+    # the tiny LLaVA resizes the 64 px scene to 48 px and crops nothing: the grid covers the whole picture
+    assert scores[asked]["area_share"] == pytest.approx((x1 - x0) * (y1 - y0) / 64**2)
+    assert 0 <= scores[asked]["mass_inside"] <= 1 and set(scores) == set(scene["present"])
+    from PIL import Image
+
+    assert Image.open(overlay).size == (384, 384)  # enlarged 6x so the outlines and labels are legible
+    _, plain = c.predict(handle_file(picture), asked, "yes", None, 4, api_name="/probe_heatmap")
+    assert "grounding" not in plain  # no scene given: no boxes
+    _, other = c.predict(handle_file(str(PHOTO)), "cup", "yes", scene, 4, api_name="/probe_heatmap")
+    assert "grounding" not in other  # a scene's boxes are never laid on another picture

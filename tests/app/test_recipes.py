@@ -56,16 +56,16 @@ def test_heldout_evaluation_that_did_not_move_says_so():
 
 
 def test_every_recipe_is_complete_and_honest_about_its_vector():
-    assert set(recipes.RECIPES) == {"sentiment", "hallucination", "truthfulqa", "pope"}
+    assert set(recipes.RECIPES) == {"sentiment", "hallucination", "truthfulqa", "toy_vlm"}
     assert recipes.RECIPES["sentiment"].vector_path == DEFAULT_VECTOR_PATH
     for key, r in recipes.RECIPES.items():
         assert r.prompt and r.chosen and r.rejected and r.compare_prompt and r.look_for
         if r.vector_path is None:
             assert "No prebuilt vector: build one in step 2" in r.look_for, key
-    assert "Random weights" in recipes.RECIPES["pope"].look_for and "random weights" in recipes.RECIPES["pope"].title
-    assert Path(recipes.RECIPES["pope"].image).is_file()
-    assert {r.model for r in recipes.RECIPES.values()} == {"gemma-3-270m", "qwen2.5-0.5b-instruct",
-                                                           "tiny-random-llava"}
+    toy = recipes.RECIPES["toy_vlm"]
+    assert "trained on generated shapes: watch it hallucinate" in toy.title and toy.vector_path.is_file()
+    assert Path(toy.image).is_file() and (toy.prompt, toy.chosen) == ("Is there a moon in the image?", "No")
+    assert {r.model for r in recipes.RECIPES.values()} == {"gemma-3-270m", "qwen2.5-0.5b-instruct", "toy-vlm-shapes"}
 
 
 def test_a_missing_model_says_how_to_install_it_and_changes_nothing(monkeypatch):
@@ -76,17 +76,42 @@ def test_a_missing_model_says_how_to_install_it_and_changes_nothing(monkeypatch)
     assert "pip install -r requirements-extra.txt" in html and "not installed" in html
     assert recipes.recipe_values(session, "hallucination") == {}
     labels = dict((key, label) for label, key in recipes.recipe_choices())
-    assert "not installed" in labels["hallucination"] and "not installed" not in labels["pope"]
+    assert "not installed" in labels["hallucination"] and "not installed" not in labels["toy_vlm"]
 
 
-def test_pope_recipe_loads_the_tiny_vlm_without_a_vector():
+def test_toy_recipe_loads_the_trained_toy_vlm_with_its_shipped_vector():
     session = Session(model_name="tiny-random-llama")
-    session, html, applied = recipes.apply_recipe(session, "pope")
-    assert applied and session.model_name == "tiny-random-llava" and session.vector is None
-    assert "No prebuilt vector" in html and "Random weights" in html
-    values = recipes.recipe_values(session, "pope")
-    assert values["image"] == values["compare_image"] == recipes.RECIPES["pope"].image
-    assert values["build_dataset"] == values["eval_dataset"] == "pope_style"
+    session, html, applied = recipes.apply_recipe(session, "toy_vlm")
+    assert applied and session.model_name == "toy-vlm-shapes" and session.vector is not None
+    assert session.vector.model_id.endswith("toy-vlm-shapes") and "Random weights" not in html
+    assert "false “yes” on adversarial probes" in html and "McNemar p = " in html and "on neutral text" in html
+    values = recipes.recipe_values(session, "toy_vlm")
+    assert values["image"] == values["compare_image"] == recipes.RECIPES["toy_vlm"].image
+    assert values["build_dataset"] == values["eval_dataset"] == "toy_scenes"
+
+
+PROBE_HELDOUT = {"layer": 2, "strength": 0.5,
+                 "adversarial": {"n": 100, "yes_unsteered": 40, "yes_steered": 12, "p_value": 1e-7,
+                                 "accuracy_unsteered": 0.6, "accuracy": 0.88, "side_effects": {"kl_mean": 0.02}},
+                 "planted": {"n": 30, "yes_unsteered": 25, "yes_steered": 6},
+                 "present": {"n": 90, "accuracy_unsteered": 0.95, "accuracy": 0.92},
+                 "random": {"n": 90, "yes_unsteered": 3, "yes_steered": 2},
+                 "kl_at_probe_answers": {"kl_mean": 0.11}, "kl_at_caption_answers": {"kl_mean": 0.05}}
+
+
+def test_probe_heldout_evaluation_shows_false_yes_recall_and_kl_for_both_methods():
+    ev = {"probe_evaluation": PROBE_HELDOUT, "caa_same_split": {"note": "strength 0: the vector does not move"},
+          "split": {"test_scenes": [1_000_000_000, 1_000_000_299]}}
+    html = recipes.heldout_html(fake_vector({"heldout_evaluation": ev}))
+    for text in ("false “yes” on adversarial probes 40 → 12 of 100 (McNemar p = 1e-07)", "25 → 6 of 30",
+                 "95% → 92% (-3.0 points)", "3 → 2 of 90", "0.020 on neutral text", "0.110 at the yes/no answers",
+                 "0.050 at “What is in the image?”", "1000000000–1000000299", "CAA, same split",
+                 "strength 0: the vector does not move"):
+        assert text in html, text
+    assert html.count("grains-note-ok") == 1  # GrAInS passes (p < 0.01, recall within 5 points); CAA is a warning
+    worse = {**PROBE_HELDOUT, "present": {"n": 90, "accuracy_unsteered": 0.95, "accuracy": 0.80}}
+    html = recipes.heldout_html(fake_vector({"heldout_evaluation": {"probe_evaluation": worse}}))
+    assert "-15.0 points" in html and "grains-note-ok" not in html
 
 
 @pytest.mark.slow

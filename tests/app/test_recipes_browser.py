@@ -51,17 +51,43 @@ def choose_recipe(page, key: str) -> None:
 
 
 @pytest.mark.browser
-def test_pope_recipe_loads_the_tiny_vlm_with_its_photo_and_no_vector(page, app_server):
+def test_toy_recipe_new_scene_check_heatmap_with_boxes_and_steered_recheck(page, app_server, test_output_dir):
+    """Recipe d: the toy VLM and its shipped vector; New scene -> check -> an absent object's heatmap with the true
+    boxes outlined and scored -> re-check steered with the loaded vector."""
     page.goto(app_server("tiny-random-llama"))
     page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
-    choose_recipe(page, "pope")
-    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llava')")
-    page.wait_for_selector("#grains-recipe-box:has-text('No prebuilt vector')")
-    assert "Random weights" in page.inner_text("#grains-recipe-box")
-    page.wait_for_function(value_is("#grains-prompt textarea", RECIPES["pope"].prompt))
-    page.wait_for_selector("#grains-image img")  # the probe's photo, in the (now visible) image input
-    page.click("#grains-tab-steer-button")
-    page.wait_for_selector("#grains-vector-card:has-text('No steering vector')")
+    choose_recipe(page, "toy_vlm")
+    page.wait_for_selector("#grains-model-card:has-text('toy-vlm-shapes')")
+    page.wait_for_selector("#grains-recipe-box:has-text('false “yes” on adversarial probes')")
+    assert "Random weights" not in page.inner_text("#grains-recipe-box")
+    page.wait_for_function(value_is("#grains-prompt textarea", RECIPES["toy_vlm"].prompt))
+
+    page.click("#grains-tab-hallucination-button")
+    page.wait_for_selector("#grains-hc-main", state="visible")
+    page.click("#grains-hc-new-scene")
+    page.wait_for_selector("#grains-hc-scene-note:has-text('Generated scene')")
+    page.wait_for_selector("#grains-hc-image img")
+    present = page.input_value("#grains-hc-present textarea").split(", ")
+    absent = page.input_value("#grains-hc-absent textarea").split(", ")
+    assert len(absent) == 2 and not set(present) & set(absent)
+    page.click("#grains-hc-run")
+    page.wait_for_selector("#grains-hc-summary table.grains-summary")
+    assert f"n = {len(present) + 2} probes" in page.inner_text("#grains-hc-summary")
+
+    page.locator(f"#grains-hc-probe label:has-text('{absent[0]} (not in photo)')").click()  # the adversarial one
+    page.wait_for_selector("#grains-hc-heat-note .grains-hc-grounding")
+    note = page.inner_text("#grains-hc-heat-note")
+    assert "Against the true boxes" in note and "often seen with it in training" in note and "covers" in note
+    width = page.evaluate("document.querySelector('#grains-hc-heatmap img').naturalWidth")
+    assert width == 384  # the 64 px scene enlarged 6x under its outlines
+    page.screenshot(path=str(test_output_dir / "toy_scene_heatmap_boxes.png"), full_page=True)
+
+    page.locator("#grains-hc-source label:has-text('the loaded vector')").click()
+    page.click("#grains-hc-recheck")
+    page.wait_for_selector("#grains-hc-split:has-text('No build')")
+    summary = page.inner_text("#grains-hc-summary")
+    assert "McNemar" in summary and "steered answer" in page.inner_text("#grains-hc-table")
+    page.screenshot(path=str(test_output_dir / "toy_scene_recheck.png"), full_page=True)
     assert page.dialogs == []
 
 

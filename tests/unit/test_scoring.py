@@ -78,7 +78,7 @@ PAIRS = [SimpleNamespace(prompt=p, chosen=c, rejected=r) for p, c, r in [
 
 @pytest.mark.parametrize("steered", [False, True])
 def test_batched_pairs_equal_one_pair_at_a_time(lm, steered, monkeypatch):
-    from grains import scoring
+    from grains import prefix_cache
 
     steering = Steering.create(lm, random_vector(lm, norm=1.0), 2, 1.5) if steered else None
     one_by_one = [score_pair(lm, p.prompt, p.chosen, p.rejected, steering=steering) for p in PAIRS]
@@ -87,7 +87,7 @@ def test_batched_pairs_equal_one_pair_at_a_time(lm, steered, monkeypatch):
     assert [(s.tokens_chosen, s.tokens_rejected) for s in together] == [
         (s.tokens_chosen, s.tokens_rejected) for s in one_by_one]
     assert len({round(s.logp_chosen, 3) for s in together}) == len(PAIRS)  # the rows are not mixed up
-    monkeypatch.setattr(scoring, "LOGIT_FLOATS_PER_FORWARD", 1)  # one row per forward pass: same numbers
+    monkeypatch.setattr(prefix_cache, "LOGIT_FLOATS_PER_FORWARD", 1)  # one row per forward pass: same numbers
     assert [s.margin() for s in score_pairs(lm, PAIRS, steering)] == pytest.approx(
         [s.margin() for s in together], abs=1e-4, rel=1e-4)
 
@@ -95,19 +95,21 @@ def test_batched_pairs_equal_one_pair_at_a_time(lm, steered, monkeypatch):
 def test_batched_pairs_sort_by_length_and_cap_the_tokens_of_a_pass(lm, monkeypatch):
     """Rows are grouped by length (less padding) and each pass stays under TOKENS_PER_FORWARD; the scores come back
     in the pairs' order, equal to one pair at a time."""
-    from grains import scoring
+    from grains import prefix_cache
 
     passes: list[tuple[int, int]] = []
     longest_prompts: list[int] = []
-    real = scoring._aligned_logprobs
+    real = prefix_cache.chunks
 
-    def counting(lm_, rows):
-        passes.append((len(rows), max(len(p) for p, _ in rows) + max(len(r) for _, r in rows) + 1))
-        longest_prompts.append(max(len(p) for p, _ in rows))
-        return real(lm_, rows)
+    def counting(order, rows, vocab):
+        for chunk in real(order, rows, vocab):
+            picked = [rows[i] for i in chunk]
+            passes.append((len(picked), max(len(p) for p, _ in picked) + max(len(r) for _, r in picked) + 1))
+            longest_prompts.append(max(len(p) for p, _ in picked))
+            yield chunk
 
-    monkeypatch.setattr(scoring, "_aligned_logprobs", counting)
-    monkeypatch.setattr(scoring, "TOKENS_PER_FORWARD", 60)
+    monkeypatch.setattr(prefix_cache, "chunks", counting)
+    monkeypatch.setattr(prefix_cache, "TOKENS_PER_FORWARD", 60)
     capped = score_pairs(lm, PAIRS)
     one_by_one = [score_pair(lm, p.prompt, p.chosen, p.rejected) for p in PAIRS]
     assert [s.margin() for s in capped] == pytest.approx([s.margin() for s in one_by_one], abs=1e-4, rel=1e-4)

@@ -146,3 +146,26 @@ def test_box_reaching_past_the_photo_keeps_the_grid_geometry():
     out = np.asarray(patch_overlay(photo, grid, alpha=1.0, colorbar=False, box=(0, 0, 100, 100))).astype(int)
     assert out.shape[:2] == (50, 100)
     assert (out[..., 0] - out[..., 2] > 100).all()  # all of the photo is under the red top cell
+
+
+def test_outline_boxes_draws_each_box_in_its_colour_and_leaves_the_rest():
+    from grains.viz.overlay import outline_boxes
+
+    img = Image.new("RGB", (100, 100), (255, 255, 255))
+    out = outline_boxes(img, [("a", (20, 30, 60, 70), "#00a000"), ("", (70, 70, 90, 90), "#7b2cbf")], width=2)
+    assert out.getpixel((20, 50)) == (0, 160, 0)  # left edge of box a
+    assert out.getpixel((70, 80)) == (123, 44, 191)  # left edge of box b
+    assert out.getpixel((40, 50)) == (255, 255, 255)  # inside a box: untouched
+    assert img.getpixel((20, 50)) == (255, 255, 255)  # the input is not drawn on
+
+
+def test_scene_overlay_enlarges_a_small_scene_and_keeps_the_grid_on_its_box():
+    from grains.viz.overlay import scene_overlay
+
+    img = Image.new("RGB", (64, 64), (128, 128, 128))
+    grid = np.array([[1.0, 0.0], [0.0, 0.0]])
+    out = scene_overlay(img, grid, (0, 0, 64, 64), [("x", (40, 40, 60, 60), "#000000")], alpha=1.0, min_side=256)
+    assert out.size == (256, 256)
+    assert out.getpixel((100, 60)) == (178, 24, 43)  # the red top-left patch: 128 px once enlarged 4x
+    assert out.getpixel((200, 60)) == (255, 255, 255)  # a zero patch is white at full opacity
+    assert out.getpixel((160, 200)) == (0, 0, 0)  # the outline at x = 40 * 4

@@ -1,6 +1,7 @@
-"""Issue 16 in headless Chromium (Debian's chromium through Playwright): the build status is not left stale after
-a model switch, a long build shows its progress with the time left and stops cleanly, one bad input shows one
-error badge (not one per output), and a text file named .jpg gives one plain sentence.
+"""Statuses and errors in headless Chromium (Debian's chromium through Playwright): the build status is not left
+stale after a model switch, a long build shows its progress with the time left measured per step and stops with a
+true status, one bad input shows one error badge (not one per output), a text file named .jpg gives one plain
+sentence, a recipe or preset list follows what is installed now.
 
 Screenshots go to test-output/ (gitignored)."""
 
@@ -15,6 +16,8 @@ pytest.importorskip("playwright")
 from playwright.sync_api import Page  # noqa: E402
 
 from components.model_cache import MODELS  # noqa: E402
+from components.scheduling import LONG_QUEUE  # noqa: E402
+from grains.lanes import in_lane  # noqa: E402
 from grains.steering import active_hook_count  # noqa: E402
 from tests.app.test_app_browser import SEEN_ANY, watch_for_text  # noqa: E402
 
@@ -39,10 +42,12 @@ def ended(page: Page) -> bool:
 
 
 def model_idle(lm: object, timeout: float) -> bool:
-    """True when no job holds the model's lock within `timeout` seconds (the lock is released again at once)."""
-    if lm.lock.acquire(timeout=timeout):  # type: ignore[attr-defined]
-        lm.lock.release()  # type: ignore[attr-defined]
-        return True
+    """True when no build holds the model's lock (the long lane's, where builds run) within `timeout` seconds (the
+    lock is released again at once)."""
+    with in_lane(LONG_QUEUE):
+        if lm.lock.acquire(timeout=timeout):  # type: ignore[attr-defined]
+            lm.lock.release()  # type: ignore[attr-defined]
+            return True
     return False
 
 
@@ -61,7 +66,7 @@ def test_model_switch_leaves_no_stale_build_status(page, app_server, test_output
     status = page.inner_text("#grains-build-status")
     assert "Built in" in status and "reused the attribution on screen" in status
     assert "the current example" in page.inner_text("#grains-vector-card")
-    page.screenshot(path=str(test_output_dir / "ux16_stale_before_switch.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_stale_before_switch.png"), full_page=True)
 
     page.fill("#grains-custom-model textarea, #grains-custom-model input", "tiny-random-qwen2")
     page.click("#grains-load-model")
@@ -70,7 +75,7 @@ def test_model_switch_leaves_no_stale_build_status(page, app_server, test_output
     status = page.inner_text("#grains-build-status")
     assert "Built in" not in status and "tiny-random-llama" in status
     assert "the current example" not in page.inner_text("#grains-vector-card")  # the llama vector is gone
-    page.screenshot(path=str(test_output_dir / "ux16_stale_after_switch.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_stale_after_switch.png"), full_page=True)
 
 
 def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_output_dir):
@@ -84,8 +89,9 @@ def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_outpu
     page.wait_for_function(SEEN_ANY, polling=100)
     page.click("#grains-cancel")  # at once: a 64-row build on the tiny model can finish within seconds
     page.wait_for_selector("#grains-build-status:has-text('Stopped')")
-    page.screenshot(path=str(test_output_dir / "ux16_build_stopped.png"), full_page=True)
-    assert "previous vector is kept" in page.inner_text("#grains-build-status")
+    page.screenshot(path=str(test_output_dir / "status_build_stopped.png"), full_page=True)
+    status = page.inner_text("#grains-build-status")
+    assert "previous vector is kept" in status and "left" not in status  # no time left for a job that ended
     assert "No steering vector" in page.inner_text("#grains-vector-card")
     assert visible_error_badges(page) == 0
 
@@ -98,7 +104,7 @@ def test_one_bad_input_shows_one_error_badge(page, app_server, test_output_dir):
     page.click("#grains-build")  # nothing attributed yet: a validation error
     page.wait_for_selector(ERROR_BADGE)
     page.wait_for_timeout(500)
-    page.screenshot(path=str(test_output_dir / "ux16_one_error_badge.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_one_error_badge.png"), full_page=True)
     assert visible_error_badges(page) == 1
     assert page.locator(f"#grains-build-status {ERROR_BADGE}").count() == 1
     assert page.inner_text("#grains-vector-card") == card_before  # the other outputs are not blanked
@@ -119,7 +125,7 @@ def test_a_text_file_named_jpg_gives_one_plain_sentence(page, app_server, tmp_pa
     toast = page.locator("[data-testid='toast-body']").first
     toast.wait_for()
     message = toast.inner_text()
-    page.screenshot(path=str(test_output_dir / "ux16_not_an_image.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_not_an_image.png"), full_page=True)
     assert "That file is not an image we can read" in message
     assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
     assert page.locator("[data-testid='toast-body']").count() == 1
@@ -144,7 +150,7 @@ def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):
         b.wait_for_function("/queue/i.test(document.querySelector('#grains-build-status').innerText)")
         text = b.inner_text("#grains-build-status")
         assert re.search(r"queue:?\s*1\s*/\s*1", text), text
-        b.screenshot(path=str(test_output_dir / "ux16_queued_place.png"), full_page=True)
+        b.screenshot(path=str(test_output_dir / "status_queued_place.png"), full_page=True)
         # stop the running build first, at once (a 64-row build on the tiny model can finish within seconds when
         # the machine is quiet, and a finished build says "Built", not "Stopped"), then the queued one
         # b first, while a's build surely still runs, so b is still queued: its Stop answers at once, without
@@ -181,8 +187,36 @@ def test_attribute_tab_marks_its_heatmap_outdated_when_the_example_changes(page,
     page.wait_for_selector("#grains-heatmap .grains-outdated")
     assert "Outdated: the example changed" in page.inner_text("#grains-heatmap")
     assert "grains-outdated" in (page.get_attribute("#grains-attr-chart", "class") or "")
-    page.screenshot(path=str(test_output_dir / "ux16_attribute_outdated.png"), full_page=True)
+    page.screenshot(path=str(test_output_dir / "status_attribute_outdated.png"), full_page=True)
     page.click("#grains-attribute")  # a new attribution clears both marks
     page.wait_for_function("!document.querySelector('#grains-heatmap .grains-outdated')")
     page.wait_for_function("!document.querySelector('#grains-attr-chart').className.includes('grains-outdated')")
     assert visible_error_badges(page) == 0
+
+
+def test_lists_follow_what_is_installed_now(page, app_server, monkeypatch, test_output_dir):
+    import components.model_panel
+    import components.recipes
+    from components.recipes import RECIPES
+
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    # the optional model "goes missing" while the app runs: opening the lists shows it, choosing says so and
+    # leaves nothing selected
+    monkeypatch.setattr(components.model_panel, "is_installed", lambda name: False)
+    monkeypatch.setattr(components.recipes, "is_installed", lambda name: name.startswith("tiny"))
+    page.click("#grains-preset input")
+    page.wait_for_selector("[role=option]:has-text('qwen2.5-0.5b-instruct'):has-text('not installed')")
+    page.keyboard.press("Escape")
+    page.click("#grains-recipe input")
+    title = RECIPES["truthfulqa"].title
+    page.get_by_role("option", name=f"{title}  (model not installed)").click()
+    page.wait_for_selector("#grains-recipe-box:has-text('Nothing was changed')")
+    page.wait_for_function("document.querySelector('#grains-recipe input').value === ''")
+    page.screenshot(path=str(test_output_dir / "status_recipe_not_installed.png"), full_page=True)
+    # installed again (as after `pip install` while the app runs): the labels follow without a restart
+    monkeypatch.setattr(components.model_panel, "is_installed", lambda name: True)
+    page.click("#grains-preset input")
+    page.wait_for_selector("[role=option]:has-text('qwen2.5-0.5b-instruct')")
+    page.wait_for_function("![...document.querySelectorAll('[role=option]')].some(o => "
+                           "o.innerText.includes('qwen2.5') && o.innerText.includes('not installed'))")
+    page.keyboard.press("Escape")

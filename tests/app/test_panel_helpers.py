@@ -1,4 +1,4 @@
-"""Issue 16 helpers: outdated marking, one-status event options, progress with an estimate, the image upload
+"""Panel helpers: outdated marking, one-status event options, progress with an estimate, the image upload
 check, token labels for image patches, collapsed template tokens, excluded tokens drawn apart, the bar chart,
 vector file names, the strength-0 note, the preset label and the reuse of the attribution on screen."""
 
@@ -45,20 +45,55 @@ def test_one_status_puts_progress_and_errors_on_one_component():
     assert options == {"show_progress": "full", "show_progress_on": [marker]}
 
 
-def test_progress_estimate_extrapolates_the_time_left():
+def test_progress_estimate_measures_the_cost_per_step():
     now = [100.0]
     seen = []
-    est = ProgressEstimate(lambda f, t: seen.append((f, t)), clock=lambda: now[0])
-    est(0.0, "example 0/10")
+    est = ProgressEstimate(lambda f, t: seen.append((f, t)), clock=lambda: now[0],
+                           then={"example": "cross-validation"})
+    est(0.0, "Starting")
     assert "left" not in seen[-1][1]  # nothing to extrapolate from yet
-    now[0] = 130.0
-    est(0.25, "example 2/10")  # 30 s for a quarter: 90 s left
-    assert seen[-1][0] == 0.25
-    assert seen[-1][1] == "example 2/10 · 30 s so far, about 1 min 30 s left"
-    now[0] = 160.0
+    now[0] = 140.0
+    est(0.05, "example 1/6")  # the first example took 40 s: 5 more take 200 s, whatever share the phase has
+    assert seen[-1] == (0.05, "example 1/6 · 40 s so far, about 3 min 20 s left for the example steps (40 s each, "
+                              "measured)")
+    assert est.first_eta == 200.0
+    now[0] = 340.0
+    est(0.3, "example 6/6")
+    assert seen[-1][1] == "example 6/6 · 4 min 00 s so far, example done; now cross-validation…"
+    now[0] = 400.0
+    est(0.5, "fold 1 of 3")  # not a counted phase: extrapolated from the fraction
+    assert seen[-1][1] == "fold 1 of 3 · 5 min 00 s so far, about 5 min 00 s left"
+    now[0] = 430.0
+    assert est.stopped_text() == "fold 1 of 3, after 5 min 30 s" and "left" not in est.stopped_text()
     est(1.5, "done")  # clamped
-    assert seen[-1][0] == 1.0 and "about 0 s left" in seen[-1][1]
+    assert seen[-1][0] == 1.0
     assert duration_text(59.4) == "59 s" and duration_text(3725) == "1 h 02 min"
+
+
+def test_the_degenerate_warning_compares_with_the_unsteered_row():
+    from components.views.compare import degenerate_note
+
+    stuck = "the cat the cat the cat the cat the cat the cat the cat the cat"
+    fluent = "A short walk in the park made the afternoon calm and bright for everyone there."
+    assert "steering this hard breaks the text" in degenerate_note(stuck, unsteered=fluent)
+    both = degenerate_note(stuck, unsteered=stuck)
+    assert "unsteered row repeats too" in both and "steering this hard" not in both
+    assert "steering is not the cause" in degenerate_note(stuck)  # the unsteered column itself
+    assert degenerate_note(fluent, unsteered=stuck) == ""
+
+
+def test_compare_measures_kl_on_the_vector_cards_prompt_set(tiny_llama):
+    from components.actions.compare import neutral_kl, side_effect_line
+    from grains.side_effects import load_neutral_prompts, measure_side_effects
+    from grains.steering import Steering
+    from tests.factories import random_vector
+
+    steering = Steering.create(tiny_llama, random_vector(tiny_llama), layers=1, strength=1.0)
+    card = measure_side_effects(tiny_llama, steering, generations=0)  # what the vector card reports
+    meter = neutral_kl(tiny_llama)
+    assert len(meter.prompts) == card.n_prompts == len(load_neutral_prompts()) > 24
+    assert abs(meter.mean(steering) - card.kl_mean) < 1e-6
+    assert f"{card.kl_mean:.3f} nats on {card.n_prompts} neutral prompts" in side_effect_line(tiny_llama, steering)
 
 
 def test_a_text_file_named_jpg_is_refused_in_plain_words(tmp_path):
