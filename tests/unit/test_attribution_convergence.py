@@ -76,8 +76,10 @@ def test_completeness_within_five_percent_on_tiny_models(name, target):
     gap = result.f_input - result.f_baseline
     total = sum(result.plus_scores) + sum(result.minus_scores)
     assert total - gap == pytest.approx(result.delta, abs=1e-5)
-    assert result.converged, (result.relative_delta, result.abs_relative_delta, result.gradient_evals)
-    assert abs(result.delta) <= 0.05 * abs(gap) or abs(result.delta) <= 0.05
+    # converged, or (a gap under 0.05 nats, as for llama's last token) "gap too small to judge" by the absolute rule
+    assert result.convergence != "not converged", (gap, result.relative_delta, result.abs_relative_delta)
+    assert result.converged == (abs(result.delta) <= 0.05 * abs(gap))
+    assert abs(result.delta) <= 0.05 * abs(gap) or (abs(gap) < 0.05 and abs(result.delta) <= 0.0025)
 
 
 def test_tolerance_mode_stops_once_reached():
