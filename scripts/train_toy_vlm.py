@@ -16,6 +16,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(MODELS), default=None, help="train one of the two")
     parser.add_argument("--small", action="store_true", help="a tiny model (for the recipe's test)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patch-size", type=int, default=ToyVLMConfig.patch_size)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = TrainingRecipe(steps=args.steps, scenes_per_step=args.scenes_per_step, learning_rate=args.learning_rate)
-    config = SMALL if args.small else ToyVLMConfig()
+    config = replace(SMALL if args.small else ToyVLMConfig(), patch_size=args.patch_size)
     summary = {}
     every = max(1, recipe.steps // 20)
     for name, distribution in MODELS.items():
