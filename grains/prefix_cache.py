@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grains.local_hooks import local_forward_hook, local_forward_overrides
 from grains.packing import pack, packable, packed_sums
 from grains.prompts import pad_aligned
 
@@ -96,7 +97,6 @@ def start_at_layer(lm: LoadedModel, layer: int, hidden: torch.Tensor) -> Iterato
         A context manager; the layers' own forwards come back on every path.
     """
     layers = lm.adapter.layers
-    saved: list[tuple[torch.nn.Module, Any]] = []
 
     def skip(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden_states
@@ -104,18 +104,9 @@ def start_at_layer(lm: LoadedModel, layer: int, hidden: torch.Tensor) -> Iterato
     def kept(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden
 
-    try:
-        for index in range(layer + 1):
-            module = layers[index]
-            saved.append((module, module.__dict__.get("forward")))
-            module.forward = kept if index == layer else skip
+    # only this context's forwards skip (grains.local_hooks): another job on the same model runs every layer
+    with local_forward_overrides([(layers[index], kept if index == layer else skip) for index in range(layer + 1)]):
         yield
-    finally:
-        for module, original in saved:
-            if original is None:
-                del module.forward
-            else:
-                module.forward = original
 
 
 class CachedRows:
@@ -307,7 +298,7 @@ class CachedRows:
                 if stop_after is not None and layer == stop_after:
                     raise _Stop
 
-            handles.append(lm.adapter.layers[layer].register_forward_hook(hook))
+            handles.append(local_forward_hook(lm.adapter.layers[layer], hook))  # this context's passes only
         skip = nullcontext()
         if start is not None:
             kept = self.hidden[start]
