@@ -253,6 +253,8 @@ if (!window.__grainsClampNotes) {
     note.textContent = `${raw} is outside ${min} to ${max}: set to ${to}, the ${value > max ? 'largest' : 'smallest'}`
       + ' value this slider allows.';
     block.appendChild(note);
+    input.value = String(to);  // Enter would otherwise send the typed value to the server before any clamp
+    input.dispatchEvent(new Event('input', {bubbles: true}));
   };
   document.addEventListener('blur', (event) => check(event.target), true);
   document.addEventListener('keydown', (event) => { if (event.key === 'Enter') check(event.target); }, true);

@@ -54,7 +54,7 @@ from components.views.compare import (
     vector_line,
 )
 from grains.errors import Cancelled
-from grains.side_effects import load_neutral_prompts
+from grains.side_effects import KL_PROMPT_COUNT
 from grains.steering import MAX_STRENGTH
 from grains.viz.diff import render_diff
 
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 DEFAULT_PROMPT = "For lunch I had a sandwich, and"
 MAX_TOKENS_UI = 256
 MAX_SWEEP = 8
-NEUTRAL_PROMPT_COUNT = len(load_neutral_prompts())
+NEUTRAL_PROMPT_COUNT = KL_PROMPT_COUNT
 STOP_HELP = ("one per line; write \\n for a line break (e.g. \\nUser:). A row ends as soon as its continuation "
              "contains one, and the text is cut before it: the same check on both rows.")
 

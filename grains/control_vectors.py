@@ -222,6 +222,9 @@ def import_control_vector(path: str | Path, lm: LoadedModel, allow_other_model: 
                     "strength is what the engine's scale 1 adds at the suggested layer."}
     from grains.steering import MAX_STRENGTH
 
+    if relative[layer] > MAX_STRENGTH:
+        meta["note"] += (f" The engine's scale 1 is strength {relative[layer]:.3g} here, beyond the Studio's range: "
+                         f"the suggestion is capped at {MAX_STRENGTH:g}.")
     return SteeringVector(
         directions={k: d / d.norm().clamp_min(1e-12) for k, d in directions.items()}, layer_norms=norms,
         model_id=lm.model_id, hidden_size=lm.hidden_size, num_layers=lm.num_layers, method="imported",

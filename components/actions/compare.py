@@ -192,9 +192,9 @@ _METERS: dict[int, tuple[Any, NeutralKL]] = {}  # id(weights) -> their meter (th
 
 
 def neutral_kl(lm: LoadedModel) -> NeutralKL:
-    """The side-effect meter of every figure in the app: mean KL on ALL the shipped neutral prompts, in the model's
-    own prompt format, as the vector card and the Evaluate tab measure it (one prompt set, one figure for one
-    setting). The unsteered side is computed once per loaded model.
+    """The side-effect meter of every figure in the app (grains.side_effects.kl_meter: mean KL on all the shipped
+    neutral prompts), as the vector card, the build's budget and the Evaluate tab measure it: one prompt set, one
+    figure for one setting. The unsteered side is computed once per loaded model.
 
     Args:
         lm: the session's model (as loaded, in its own format).
@@ -202,13 +202,13 @@ def neutral_kl(lm: LoadedModel) -> NeutralKL:
     Returns:
         The grains.side_effects.NeutralKL.
     """
-    from grains.side_effects import NeutralKL
+    from grains.side_effects import kl_meter
 
     held = _METERS.get(id(lm.model))
     if held is None or held[0] is not lm.model:
         while len(_METERS) >= 2:  # the model cache keeps few models; so does this
             _METERS.pop(next(iter(_METERS)))
-        held = _METERS[id(lm.model)] = (lm.model, NeutralKL(lm))
+        held = _METERS[id(lm.model)] = (lm.model, kl_meter(lm))
     return held[1]
 
 

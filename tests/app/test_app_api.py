@@ -445,7 +445,7 @@ def test_show_code_runs_and_reproduces_the_settings(tmp_path, monkeypatch):
     assert "baseline='zero', prompt_format='raw')" in code and "settings=settings, prompt_format='qa')" in code
     assert "side_effects=True, prompt_format='raw')" in code
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
+    namespace: dict = {"__file__": str(tmp_path / "show_code.py")}  # the script reads and writes beside itself
     exec(compile(code, "show_code.py", "exec"), namespace)  # noqa: S102 - our own generated code
     assert namespace["report"].n == 2 and (tmp_path / "my_vector.safetensors").is_file()
     assert namespace["result"].prompt_text == cfg["prompt"]  # raw: exactly what was typed

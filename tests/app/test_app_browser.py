@@ -105,6 +105,18 @@ def test_example_attribution_vector_and_side_by_side(page, app_server, test_outp
     page.wait_for_selector(f"#grains-heatmap .grains-tok.grains-sel-pos[data-index='{index}']")
     field = page.locator("label:has-text('Force positive') textarea, label:has-text('Force positive') input").first
     assert field.input_value() == index
+    # an index out of range: one toast, one error badge, and the chart and raw scores stay
+    field.fill("999")
+    page.get_by_text("Apply indices").click()
+    page.locator("[data-testid='toast-body']").first.wait_for()
+    page.wait_for_timeout(500)
+    assert "token index 999 is out of range" in page.locator("[data-testid='toast-body']").first.inner_text()
+    assert page.locator("[data-testid='toast-body']").count() == 1
+    badges = [b for b in page.locator("[data-testid='status-tracker'] span.error").all() if b.is_visible()]
+    assert len(badges) <= 1
+    assert page.locator("#grains-attr-chart .js-plotly-plot").count() == 1
+    assert page.locator("#grains-heatmap .grains-tok").count() > 0
+    page.locator("[data-testid='toast-body'] ~ button, [data-testid='toast-close']").first.click()
 
     page.click("#grains-tab-steer-button")
     page.get_by_text("the current example (Attribute tab)").click()

@@ -1,6 +1,7 @@
 """In headless Chromium: Compare's own controls (the session's vector, layer and strength kept in step with
 the Steer tab, stop sequences, chat by default on a chat model, one sweep table that fits), results marked outdated
-when their inputs change, an Evaluate run stopped midway, and Show code that loads the session's vector file.
+when their inputs change, statuses that follow the job (Stop, a sweep shown row by row and kept when stopped, a
+strength typed out of range), an Evaluate run stopped midway, and Show code that loads the session's vector file.
 
 Screenshots go to test-output/ (gitignored)."""
 
@@ -52,7 +53,7 @@ def set_number(page, elem_id: str, value: str) -> None:
     box.press("Enter")
 
 
-def test_compare_controls_stop_sequences_and_stale_marks(page, app_server, vector_file, test_output_dir):
+def test_compare_controls_stop_sequences_and_stale_marks(page, app_server, vector_file, monkeypatch, test_output_dir):
     open_app(page, app_server(MODEL), MODEL)
     load_vector(page, vector_file)
     page.click("#grains-tab-compare-button")
@@ -95,6 +96,7 @@ def test_compare_controls_stop_sequences_and_stale_marks(page, app_server, vecto
         page.click("#grains-gen-sweep")
         page.wait_for_selector("#grains-sweep-table table")
         page.wait_for_function("!document.querySelector('#grains-sweep-table .grains-outdated')")
+        page.wait_for_function("!document.querySelector('#grains-sweep-table .grains-sweep-waiting')")  # all rows
     assert page.locator("#grains-sweep-table table").count() == 1
     header = page.locator("#grains-sweep-table th").first
     assert header.inner_text() == "strength"
@@ -105,7 +107,69 @@ def test_compare_controls_stop_sequences_and_stale_marks(page, app_server, vecto
     last = page.locator("#grains-sweep-table tbody tr").nth(1).locator("td").nth(3).inner_text()
     assert "unsteered" in last  # what changed, against the unsteered text
     page.screenshot(path=str(test_output_dir / "compare_sweep_table.png"), full_page=True)
+    check_statuses_follow_the_job(page, monkeypatch, test_output_dir)
     assert page.dialogs == []
+
+
+def slowed(fn, seconds: float):
+    """`fn` (a function or a generator function of the in-process app) taking `seconds` longer per call or item."""
+    import inspect
+    import time
+
+    if inspect.isgeneratorfunction(fn):
+        def slow_items(*args, **kwargs):
+            for item in fn(*args, **kwargs):
+                time.sleep(seconds)
+                yield item
+        return slow_items
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return fn(*args, **kwargs)
+    return slow
+
+
+def check_statuses_follow_the_job(page, monkeypatch, test_output_dir) -> None:
+    """On the Compare tab with a vector loaded: a clamped strength says so, Stop leaves a true status, the sweep
+    shows its rows as they finish and keeps them when stopped."""
+    import components.compare_panel
+    import grains.generation
+
+    page.fill("#grains-gen-stop textarea", "")
+    # a strength typed out of range is clamped by the slider: the page says so
+    set_number(page, "grains-gen-strength", "1000")
+    page.wait_for_selector("#grains-gen-strength .grains-clamp-note:has-text('1000 is outside -4 to 4: set to 4')")
+    assert page.input_value("#grains-gen-strength input[type=number]") == "4"
+    set_number(page, "grains-gen-strength", "0.5")
+
+    # Stop while generating: the status says where it stopped, and stays so
+    monkeypatch.setattr(components.compare_panel, "stream_texts", slowed(components.compare_panel.stream_texts, 0.15))
+    set_number(page, "grains-max-tokens", "60")
+    page.click("#grains-generate")
+    page.wait_for_selector("#grains-gen-status:has-text('Generating')")
+    page.click("#grains-stop")
+    page.wait_for_selector("#grains-gen-status:has-text('Stopped after')")
+    page.wait_for_timeout(1500)
+    status = page.inner_text("#grains-gen-status")
+    assert "Stopped after" in status and "Generating" not in status, status
+
+    # the sweep shows each row as it finishes; Stop keeps the rows done
+    set_number(page, "grains-max-tokens", "6")
+    monkeypatch.setattr(grains.generation, "generate_one", slowed(grains.generation.generate_one, 0.4))
+    strengths = page.locator("#grains-gen-sweep-strengths textarea, #grains-gen-sweep-strengths input").first
+    strengths.fill("0, 0.5, 1, 2, 3, 4")  # 4 rows still to come when Stop is pressed
+    page.click("#grains-gen-sweep")
+    page.wait_for_selector("#grains-sweep-table tr.grains-sweep-waiting")  # rows shown before the sweep ends
+    page.wait_for_function("document.querySelectorAll('#grains-sweep-table tbody tr:not(.grains-sweep-waiting)')"
+                           ".length >= 2")
+    page.screenshot(path=str(test_output_dir / "compare_sweep_streaming.png"), full_page=True)
+    page.click("#grains-gen-sweep-stop")
+    page.wait_for_selector("#grains-sweep-table:has-text('Sweep stopped by the user')")
+    text = page.inner_text("#grains-sweep-table")
+    assert "kept below" in text and "Nothing was kept" not in text
+    assert page.locator("#grains-sweep-table tbody tr").count() >= 2
+    assert page.locator("#grains-sweep-table tr.grains-sweep-waiting").count() == 0
+    page.screenshot(path=str(test_output_dir / "compare_sweep_stopped.png"), full_page=True)
 
 
 def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_file, test_output_dir):

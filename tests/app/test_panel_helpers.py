@@ -96,16 +96,6 @@ def test_compare_measures_kl_on_the_vector_cards_prompt_set(tiny_llama):
     assert f"{card.kl_mean:.3f} nats on {card.n_prompts} neutral prompts" in side_effect_line(tiny_llama, steering)
 
 
-def test_preset_labels_follow_what_is_installed_now(monkeypatch):
-    from components import model_panel
-
-    monkeypatch.setattr(model_panel, "is_installed", lambda name: False)
-    missing = dict((v, k) for k, v in model_panel.preset_choices())["qwen2.5-0.5b-instruct"]
-    monkeypatch.setattr(model_panel, "is_installed", lambda name: True)
-    present = dict((v, k) for k, v in model_panel.preset_choices())["qwen2.5-0.5b-instruct"]
-    assert "not installed" in missing and "not installed" not in present
-
-
 def test_a_text_file_named_jpg_is_refused_in_plain_words(tmp_path):
     fake = tmp_path / "photo.jpg"
     fake.write_text("not a picture at all")

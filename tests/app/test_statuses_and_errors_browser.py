@@ -90,7 +90,8 @@ def test_a_long_build_shows_the_time_left_and_stops(page, app_server, test_outpu
     page.click("#grains-cancel")  # at once: a 64-row build on the tiny model can finish within seconds
     page.wait_for_selector("#grains-build-status:has-text('Stopped')")
     page.screenshot(path=str(test_output_dir / "status_build_stopped.png"), full_page=True)
-    assert "previous vector is kept" in page.inner_text("#grains-build-status")
+    status = page.inner_text("#grains-build-status")
+    assert "previous vector is kept" in status and "left" not in status  # no time left for a job that ended
     assert "No steering vector" in page.inner_text("#grains-vector-card")
     assert visible_error_badges(page) == 0
 
@@ -191,3 +192,31 @@ def test_attribute_tab_marks_its_heatmap_outdated_when_the_example_changes(page,
     page.wait_for_function("!document.querySelector('#grains-heatmap .grains-outdated')")
     page.wait_for_function("!document.querySelector('#grains-attr-chart').className.includes('grains-outdated')")
     assert visible_error_badges(page) == 0
+
+
+def test_lists_follow_what_is_installed_now(page, app_server, monkeypatch, test_output_dir):
+    import components.model_panel
+    import components.recipes
+    from components.recipes import RECIPES
+
+    open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
+    # the optional model "goes missing" while the app runs: opening the lists shows it, choosing says so and
+    # leaves nothing selected
+    monkeypatch.setattr(components.model_panel, "is_installed", lambda name: False)
+    monkeypatch.setattr(components.recipes, "is_installed", lambda name: name.startswith("tiny"))
+    page.click("#grains-preset input")
+    page.wait_for_selector("[role=option]:has-text('qwen2.5-0.5b-instruct'):has-text('not installed')")
+    page.keyboard.press("Escape")
+    page.click("#grains-recipe input")
+    title = RECIPES["truthfulqa"].title
+    page.get_by_role("option", name=f"{title}  (model not installed)").click()
+    page.wait_for_selector("#grains-recipe-box:has-text('Nothing was changed')")
+    page.wait_for_function("document.querySelector('#grains-recipe input').value === ''")
+    page.screenshot(path=str(test_output_dir / "status_recipe_not_installed.png"), full_page=True)
+    # installed again (as after `pip install` while the app runs): the labels follow without a restart
+    monkeypatch.setattr(components.model_panel, "is_installed", lambda name: True)
+    page.click("#grains-preset input")
+    page.wait_for_selector("[role=option]:has-text('qwen2.5-0.5b-instruct')")
+    page.wait_for_function("![...document.querySelectorAll('[role=option]')].some(o => "
+                           "o.innerText.includes('qwen2.5') && o.innerText.includes('not installed'))")
+    page.keyboard.press("Escape")
