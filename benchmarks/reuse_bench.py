@@ -4,7 +4,9 @@ TruthfulQA questions per second (unsteered + steered evaluation) and the whole b
 "Before" is the plain path the library keeps for VLMs (every steered cell a full forward of every layer, evaluation
 one question at a time with its prompt in a KV cache, KL on neutral prompts from full forwards), forced with
 `plain_paths()`; "after" is the default: hidden states below the steered layer kept (grains.prefix_cache), questions
-many per pass (grains.item_scoring). Each pair of figures also reports how far apart the two paths' numbers are.
+many per pass (grains.item_scoring). Each pair of figures also reports how far apart the two paths' numbers are, and
+the process CPU seconds beside the wall seconds: on a shared machine with one thread the CPU-time ratio is the
+steadier one (`cpu_speedup`).
 """
 
 from __future__ import annotations
@@ -60,16 +62,18 @@ def bench_cv_cells(lm: Any, pairs: list[Any], layers: list[int], strengths: list
     margins: dict[str, list[float]] = {}
     for name in ("before", "after"):
         with plain_paths() if name == "before" else contextlib.nullcontext():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             score = _margin_scorer(lm, pairs, layers, True)
             score(None, None, 0.0, every)
             got: list[float] = []
             for layer, strength in cells:
                 got += score(vector, layer, strength, every)
             out[f"{name}_seconds"] = time.perf_counter() - start
+            out[f"{name}_cpu_seconds"] = time.process_time() - cpu
         out[f"{name}_cells_per_second"] = len(cells) / out[f"{name}_seconds"]
         margins[name] = got
     out["speedup"] = out["after_cells_per_second"] / out["before_cells_per_second"]
+    out["cpu_speedup"] = out["before_cpu_seconds"] / out["after_cpu_seconds"]
     out["max_abs_diff"] = max(abs(a - b) for a, b in zip(margins["before"], margins["after"]))
     return out
 
@@ -86,11 +90,13 @@ def bench_eval(lm: Any, questions: list[Any], vector: Any, layer: int, strength:
     reports = {}
     for name in ("before", "after"):
         with plain_paths() if name == "before" else contextlib.nullcontext():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             reports[name] = evaluate(lm, questions, "truthfulqa", vector, layer=layer, strength=strength)
             out[f"{name}_seconds"] = time.perf_counter() - start
+            out[f"{name}_cpu_seconds"] = time.process_time() - cpu
         out[f"{name}_questions_per_second"] = len(questions) / out[f"{name}_seconds"]
     out["speedup"] = out["after_questions_per_second"] / out["before_questions_per_second"]
+    out["cpu_speedup"] = out["before_cpu_seconds"] / out["after_cpu_seconds"]
     before, after = reports["before"].to_dict(), reports["after"].to_dict()
     out["max_abs_diff_mc2"] = max(abs(before[k] - after[k]) for k in ("mc2", "mc2_unsteered", "mc1", "mc1_unsteered"))
     return out
@@ -109,14 +115,16 @@ def bench_build_selection(lm: Any, pairs: list[Any], method: str = "grains") -> 
     choice = {}
     for name in ("before", "after"):
         with plain_paths() if name == "before" else contextlib.nullcontext():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             built = build_vector(lm, pairs, method=method)
             seconds = time.perf_counter() - start
+            out[f"{name}_cpu_minutes"] = (time.process_time() - cpu) / 60
         out[f"{name}_minutes"] = seconds / 60
         out[f"{name}_examples_per_minute"] = len(pairs) / (seconds / 60)
         out[f"{name}_timings"] = {k: round(v, 1) for k, v in built.timings.items()}
         choice[name] = (built.vector.default_layer, built.vector.default_strength)
     out["speedup"] = out["before_minutes"] / out["after_minutes"]
+    out["cpu_speedup"] = out["before_cpu_minutes"] / out["after_cpu_minutes"]
     out["same_choice"] = choice["before"] == choice["after"]
     out["choice"] = {"layer": choice["after"][0], "strength": choice["after"][1]}
     return out

@@ -3,7 +3,7 @@ per-user limits checked when a job joins the queue, a per-job time limit, and ca
 
 Why two lanes and not one queue: with one slot, a student's 8-minute build held the model and every other student's
 5-second Generate waited behind it. Jobs of the two lanes now run at the same time on the same model; that is safe
-because steering hooks act only for the job that installed them (grains.steering.local_forward_hooks) and the
+because steering hooks act only for the job that installed them (grains.local_hooks) and the
 model's lock is one lock per lane (grains.lanes). The lanes are Gradio concurrency groups (`concurrency_id`), so
 Gradio itself shows every waiting job its place in its lane and an estimate from that lane's past run times.
 """
@@ -27,7 +27,7 @@ LONG_QUEUE = "long"  # build, evaluate, sweeps, check an image, load a model, re
 LANES = (SHORT_QUEUE, LONG_QUEUE)
 # Named API endpoints by lane (an endpoint not listed runs in the long lane).
 API_LANES = {"attribute": SHORT_QUEUE, "attribute_steered": SHORT_QUEUE, "generate": SHORT_QUEUE,
-             "load_vector": SHORT_QUEUE}
+             "load_vector": SHORT_QUEUE, "probe_heatmap": SHORT_QUEUE}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,24 @@ INTRO = ("The file holds one unit of Studio strength per layer (the layer's medi
          "direction), so the engines' scale is the strength on the slider. llama.cpp cannot steer layer 0.")
 
 
+def server_export_outputs(done: dict[str, Any], path: str) -> list[Any]:
+    """What the accordion shows after an export: the note (file, layers, scale, the rescale warning), the file, the
+    llama.cpp command lines and the EasySteer request body.
+
+    Args:
+        done: the export's JSON (components.actions.server_export.export_for_server).
+        path: the .gguf file.
+
+    Returns:
+        [note HTML, file path, commands text, request JSON text].
+    """
+    warning = note_html(f"Rescale: {esc(done['warning'])}", "warn")
+    note = note_html(f"Wrote {esc(done['file_name'])}: layers {esc(done['layers'])}, scale {esc(done['strength'])} "
+                     "(= the Studio strength).", "ok")
+    return [note + warning, path, "\n".join(done["llama_cpp"].values()),
+            json.dumps(done["easysteer_request"], indent=2)]
+
+
 def build_server_export(state: gr.State, layer: gr.Slider, strength: gr.Slider) -> None:
     """The "Use it in a server" accordion, steered by the Steer tab's layer and strength sliders, and the
     /export_gguf API endpoint.
@@ -40,12 +58,7 @@ def build_server_export(state: gr.State, layer: gr.Slider, strength: gr.Slider) 
 
     @guarded
     def export_ui(session: Session, at_layer: Any, at_strength: Any) -> list[Any]:
-        done, path = export_for_server(session, at_layer, at_strength)
-        commands = "\n".join(done["llama_cpp"].values())
-        warning = note_html(f"Rescale: {esc(done['warning'])}", "warn")
-        return [note_html(f"Wrote {esc(done['file_name'])}: layers {esc(done['layers'])}, scale "
-                          f"{esc(done['strength'])}.", "ok") + warning,
-                path, commands, json.dumps(done["easysteer_request"], indent=2)]
+        return server_export_outputs(*export_for_server(session, at_layer, at_strength))
 
     export.click(export_ui, inputs=[state, layer, strength], outputs=[note, file, llama, easysteer],
                  concurrency_id=MODEL_QUEUE, api_visibility="private", **one_status(note))

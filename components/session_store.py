@@ -207,8 +207,9 @@ def connect_restore(demo: Any, state: Any, refresh: Callable[[Session], list[Any
     """
     browser = gr.BrowserState(None, storage_key="grains-studio-browser")
     targets = list({c._id: c for c in (*refresh_outputs, *restorable)}.values())
-    inputs_of_jobs = {c._id for fn in demo.fns.values() for c in fn.inputs}
-    results = [c for c in restorable if c._id not in inputs_of_jobs]
+    outputs_of_jobs = {c._id for fn in demo.fns.values() if getattr(fn.fn, "_grains_remembers", False)
+                       for c in fn.outputs}
+    results = [c for c in restorable if c._id in outputs_of_jobs]
 
     def restore(browser_id: Any, session: Session, request: gr.Request) -> list[Any]:
         username = getattr(request, "username", None)

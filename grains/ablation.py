@@ -16,7 +16,7 @@ import torch
 
 from grains.attribution import AttributionResult, baseline_embeddings, input_embeddings
 from grains.encoding import EncodedExample
-from grains.steering import local_forward_hooks
+from grains.local_hooks import local_forward_hooks
 from grains.topk import TokenSelection, select_top_k
 
 if TYPE_CHECKING:

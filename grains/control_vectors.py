@@ -20,6 +20,7 @@ import torch
 
 from grains.errors import VectorError
 from grains.export import ARCHITECTURE, KEY_GRAINS_VECTOR, KEY_LAYER_COUNT, KEY_MODEL_HINT, same_model_family
+from grains.local_hooks import local_forward_hook
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -152,7 +153,7 @@ def median_layer_norms(lm: LoadedModel, prompts: list[str] | None = None) -> dic
         return hook
 
     with lm.lock, torch.no_grad():
-        handles = [lm.adapter.layers[k].register_forward_hook(recorder(k)) for k in range(lm.num_layers)]
+        handles = [local_forward_hook(lm.adapter.layers[k], recorder(k)) for k in range(lm.num_layers)]
         try:
             for text in texts:
                 ids = torch.tensor([lm.encode_prompt(text).ids], device=lm.adapter.input_device)
@@ -221,6 +222,9 @@ def import_control_vector(path: str | Path, lm: LoadedModel, allow_other_model: 
                     "strength is what the engine's scale 1 adds at the suggested layer."}
     from grains.steering import MAX_STRENGTH
 
+    if relative[layer] > MAX_STRENGTH:
+        meta["note"] += (f" The engine's scale 1 is strength {relative[layer]:.3g} here, beyond the Studio's range: "
+                         f"the suggestion is capped at {MAX_STRENGTH:g}.")
     return SteeringVector(
         directions={k: d / d.norm().clamp_min(1e-12) for k, d in directions.items()}, layer_norms=norms,
         model_id=lm.model_id, hidden_size=lm.hidden_size, num_layers=lm.num_layers, method="imported",

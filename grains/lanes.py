@@ -1,7 +1,7 @@
 """Lanes: model calls in different lanes may run at the same time on one shared model; calls in one lane take turns.
 
 A server shares each loaded model between all its users. Steering and recording hooks act only in the context that
-installed them (`grains.steering.local_forward_hooks`), so a steered call and an unsteered one can run on the same
+installed them (`grains.local_hooks`), so a steered call and an unsteered one can run on the same
 model at once without seeing each other's hooks. What is still shared is the CPU, memory and PyTorch's global random
 generator, so the model's lock (`LoadedModel.lock`, a `LaneLock`) is one lock per lane: a short interactive job in
 the "short" lane never waits for a build holding the "long" lane's lock, while two jobs of one lane still take turns.

@@ -57,7 +57,7 @@ class LoadedModel:
     random_weights: bool = False
     prompt_style: PromptFormat = "raw"
     notes: list[str] = field(default_factory=list)
-    # Hooks act only in the context that installed them (grains.steering.local_forward_hooks); this lock makes model
+    # Hooks act only in the context that installed them (grains.local_hooks); this lock makes model
     # calls of one lane take turns (grains.lanes: a short job's lane never waits for a long job's).
     lock: LaneLock = field(default_factory=LaneLock, repr=False)
 

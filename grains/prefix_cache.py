@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grains.local_hooks import local_forward_hook, local_forward_overrides
+from grains.packing import pack, packable, packed_sums
 from grains.prompts import pad_aligned
 
 if TYPE_CHECKING:
@@ -95,7 +97,6 @@ def start_at_layer(lm: LoadedModel, layer: int, hidden: torch.Tensor) -> Iterato
         A context manager; the layers' own forwards come back on every path.
     """
     layers = lm.adapter.layers
-    saved: list[tuple[torch.nn.Module, Any]] = []
 
     def skip(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden_states
@@ -103,29 +104,23 @@ def start_at_layer(lm: LoadedModel, layer: int, hidden: torch.Tensor) -> Iterato
     def kept(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden
 
-    try:
-        for index in range(layer + 1):
-            module = layers[index]
-            saved.append((module, module.__dict__.get("forward")))
-            module.forward = kept if index == layer else skip
+    # only this context's forwards skip (grains.local_hooks): another job on the same model runs every layer
+    with local_forward_overrides([(layers[index], kept if index == layer else skip) for index in range(layer + 1)]):
         yield
-    finally:
-        for module, original in saved:
-            if original is None:
-                del module.forward
-            else:
-                module.forward = original
 
 
 class CachedRows:
     """Fixed (prompt ids, response ids) rows, scored unsteered once and under steering from kept hidden states.
+
+    Consecutive rows with the same prompt (chosen and rejected, a question's answers) are packed after one copy of
+    it (grains.packing) where the model allows; the kept hidden states are then per packed row.
 
     Args:
         lm: a text model (see `supports`).
         rows: (prompt ids, response ids) per row; an empty response reads the next-token distribution at the
             prompt's end instead (`last_logprobs`).
         layers: layers whose outputs are kept at the first unsteered pass (others are kept when first needed).
-        enabled: False scores every steered call with a full forward (the plain path, for comparison).
+        enabled: False scores every call with full forwards of one row per prompt (the plain path, for comparison).
 
     Example:
         >>> cache = CachedRows(lm, rows, layers=[6, 9])
@@ -137,13 +132,25 @@ class CachedRows:
         self.lm = lm
         self.rows = [(list(p), list(r)) for p, r in rows]
         self.enabled = enabled and supports(lm)
-        self.hidden: dict[int, list[torch.Tensor | None]] = {}
+        groups: list[list[int]] = []
+        for i, (prompt, _) in enumerate(self.rows):
+            if groups and self.rows[groups[-1][0]][0] == prompt:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        longest = max((len(self.rows[g[0]][0]) + sum(len(self.rows[i][1]) for i in g) for g in groups), default=0)
+        self.packed = (self.enabled and any(len(g) > 1 for g in groups) and all(r for _, r in self.rows)
+                       and packable(lm.model.config, longest))
+        self.groups = groups if self.packed else [[i] for i in range(len(self.rows))]
+        self.group_of = {i: g for g, members in enumerate(self.groups) for i in members}
+        self.hidden: dict[int, list[torch.Tensor | None]] = {}  # per layer, per group: its real tokens' states
         self.wanted = sorted(set(layers)) if self.enabled else []
         self._sums: list[float] | None = None
         self._last: torch.Tensor | None = None
         self._pending: dict[int, list[torch.Tensor | None]] = {}  # layers being kept during a pass
         self.vocab = int(lm.model.get_output_embeddings().weight.shape[0])
-        self.order = sorted(range(len(self.rows)), key=lambda i: (len(self.rows[i][0]), len(self.rows[i][1])))
+        self.units = [(self.rows[g[0]][0], [t for i in g for t in self.rows[i][1]]) for g in self.groups]
+        self.order = sorted(range(len(self.groups)), key=lambda g: (len(self.units[g][0]), len(self.units[g][1])))
         self.full_passes = 0  # forward passes over the whole network (for tests and benchmarks)
         self.partial_passes = 0  # passes that started above a kept layer
 
@@ -166,11 +173,11 @@ class CachedRows:
         chosen = list(range(len(self.rows))) if indices is None else list(indices)
         if steering is None or steering.is_identity:
             if self._sums is None:
-                self._sums = self._run(list(range(len(self.rows))), None, _response_sums, should_stop, progress)
+                self._sums = self._run(list(range(len(self.rows))), None, self._read_sums, should_stop, progress)
             elif progress:
                 progress(1.0)
             return [self._sums[i] for i in chosen]
-        return self._run(chosen, steering, _response_sums, should_stop, progress)
+        return self._run(chosen, steering, self._read_sums, should_stop, progress)
 
     def last_logprobs(self, steering: Steering | None = None, indices: Sequence[int] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
@@ -189,88 +196,122 @@ class CachedRows:
         chosen = list(range(len(self.rows))) if indices is None else list(indices)
         if steering is None or steering.is_identity:
             if self._last is None:
-                self._last = torch.stack(self._run(list(range(len(self.rows))), None, _last_row, should_stop))
+                self._last = torch.stack(self._run(list(range(len(self.rows))), None, _last_rows, should_stop))
             return self._last[chosen]
-        return torch.stack(self._run(chosen, steering, _last_row, should_stop))
+        return torch.stack(self._run(chosen, steering, _last_rows, should_stop))
+
+    def last_hidden(self, layer: int, row: int) -> torch.Tensor:
+        """The kept output of `layer` at the last token of row `row` (prompt + its response).
+
+        Args:
+            layer: a kept layer (scored unsteered first).
+            row: the row.
+
+        Returns:
+            The hidden state [hidden size].
+        """
+        group = self.groups[self.group_of[row]]
+        kept = self.hidden[layer][self.group_of[row]]
+        assert kept is not None
+        end = len(self.rows[group[0]][0])
+        for i in group:
+            end += len(self.rows[i][1])
+            if i == row:
+                return kept[end - 1]
+        raise KeyError(row)
 
     # ------------------------------------------------------------------ passes
 
-    def _start_layer(self, steering: Steering | None) -> int | None:
-        if not self.enabled or steering is None:
-            return None
-        return min(steering.layers)
-
-    def _run(self, indices: list[int], steering: Steering | None, read: Callable[..., list[Any]],
+    def _run(self, indices: list[int], steering: Steering | None, read: Callable[..., list[list[Any]]],
              should_stop: Callable[[], bool] | None,
              progress: Callable[[float], None] | None = None) -> list[Any]:
         from grains.errors import Cancelled
 
-        start = self._start_layer(steering)
+        start = min(steering.layers) if self.enabled and steering is not None else None
         if start is not None and start not in self.hidden:
             self.wanted = sorted(set(self.wanted) | {start})
             self._capture(start, should_stop)
-        wanted = set(indices)
-        order = [i for i in self.order if i in wanted]
+        needed = {self.group_of[i] for i in indices}
+        order = [g for g in self.order if g in needed]
         values: dict[int, Any] = {}
+        done = 0
         context = steering.apply(self.lm) if steering is not None else nullcontext()
         with torch.no_grad(), context:
-            for chunk in chunks(order, self.rows, self.vocab):
+            for chunk in chunks(order, self.units, self.vocab):
                 if should_stop and should_stop():
                     raise Cancelled("Cancelled while scoring.")
                 capture = [la for la in self.wanted if la not in self.hidden] if steering is None else []
-                values.update(zip(chunk, self._pass(chunk, read, start, capture)))
+                for g, group_values in zip(chunk, self._pass(chunk, read, start, capture)):
+                    values.update(zip(self.groups[g], group_values))
+                done += len(chunk)
                 if progress:
-                    progress(len(values) / max(1, len(order)))
+                    progress(done / max(1, len(order)))
         if steering is None:
             for layer in self.wanted:
-                self.hidden.setdefault(layer, self._pending.pop(layer, [None] * len(self.rows)))
+                self.hidden.setdefault(layer, self._pending.pop(layer, [None] * len(self.groups)))
         return [values[i] for i in indices]
 
     def _capture(self, layer: int, should_stop: Callable[[], bool] | None) -> None:
-        """Keep every row's output of `layer`, computing no layer above it."""
+        """Keep every group's output of `layer`, computing no layer above it."""
         from grains.errors import Cancelled
 
         with torch.no_grad():
-            for chunk in chunks(self.order, self.rows, self.vocab):
+            for chunk in chunks(self.order, self.units, self.vocab):
                 if should_stop and should_stop():
                     raise Cancelled("Cancelled while scoring.")
                 self._pass(chunk, None, None, [layer], stop_after=layer)
         self.hidden[layer] = self._pending.pop(layer)
 
-    def _pass(self, chunk: list[int], read: Callable[..., list[Any]] | None,
-              start: int | None, capture: list[int], stop_after: int | None = None) -> list[Any]:
+    def _batch(self, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """ids, attention mask, position ids, real-token columns and the layout the reader needs."""
         lm = self.lm
-        prompts = [self.rows[i][0] for i in chunk]
-        responses = [self.rows[i][1] for i in chunk]
-        ids, mask, positions = pad_aligned(prompts, responses, lm.tokenizer.pad_token_id or 0)
-        real = mask.bool()
-        width = max(len(r) for r in responses) + 1
+        pad = lm.tokenizer.pad_token_id or 0
+        if self.packed:
+            responses = [[self.rows[i][1] for i in self.groups[g]] for g in chunk]
+            batch = pack([self.units[g][0] for g in chunk], responses, pad, lm.model.dtype)
+            return batch.ids, batch.mask, batch.positions, batch.real, (batch, responses)
+        prompts = [self.rows[self.groups[g][0]][0] for g in chunk]
+        responses = [self.rows[self.groups[g][0]][1] for g in chunk]
+        ids, mask, positions = pad_aligned(prompts, responses, pad)
+        return ids, mask, positions, mask.bool(), (None, [[r] for r in responses])
+
+    def _read_sums(self, logits: torch.Tensor, layout: Any) -> list[list[float]]:
+        batch, responses = layout
+        if batch is not None:
+            return packed_sums(logits, batch, responses)
+        return [[s] for s in _response_sums(logits, [r[0] for r in responses])]
+
+    def _pass(self, chunk: list[int], read: Callable[..., list[list[Any]]] | None,
+              start: int | None, capture: list[int], stop_after: int | None = None) -> list[list[Any]]:
+        lm = self.lm
+        ids, mask, positions, real, layout = self._batch(chunk)
+        keep = max(sum(len(r) for r in group) for group in layout[1]) + 1
         device = lm.adapter.input_device
         handles = []
         for layer in capture:
-            store = self._pending.setdefault(layer, [None] * len(self.rows))
+            store = self._pending.setdefault(layer, [None] * len(self.groups))
 
             def hook(module: Any, args: Any, output: Any, store: list = store, layer: int = layer) -> None:
                 hidden = output if isinstance(output, torch.Tensor) else output[0]
-                for row, i in enumerate(chunk):
-                    store[i] = hidden[row][real[row].to(hidden.device)].detach().clone()
+                for row, g in enumerate(chunk):
+                    store[g] = hidden[row][real[row].to(hidden.device)].detach().clone()
                 if stop_after is not None and layer == stop_after:
                     raise _Stop
 
-            handles.append(lm.adapter.layers[layer].register_forward_hook(hook))
+            handles.append(local_forward_hook(lm.adapter.layers[layer], hook))  # this context's passes only
         skip = nullcontext()
         if start is not None:
             kept = self.hidden[start]
             first = kept[chunk[0]]
             assert first is not None
             hidden = torch.zeros((len(chunk), ids.shape[1], first.shape[-1]), dtype=first.dtype, device=first.device)
-            for row, i in enumerate(chunk):
-                hidden[row][real[row].to(first.device)] = kept[i]  # type: ignore[assignment]
+            for row, g in enumerate(chunk):
+                hidden[row][real[row].to(first.device)] = kept[g]  # type: ignore[assignment]
             skip = start_at_layer(lm, start, hidden)
         try:
             with skip:
                 out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), use_cache=False, logits_to_keep=width)
+                               position_ids=positions.to(device), use_cache=False, logits_to_keep=keep)
         except _Stop:
             return []
         finally:
@@ -281,7 +322,7 @@ class CachedRows:
         else:
             self.partial_passes += 1
         assert read is not None
-        return read(out.logits, responses)
+        return read(out.logits, layout)
 
 
 def _response_sums(logits: torch.Tensor, responses: list[list[int]]) -> list[float]:
@@ -293,10 +334,9 @@ def _response_sums(logits: torch.Tensor, responses: list[list[int]]) -> list[flo
         targets[i, : len(response)] = torch.tensor(response, dtype=torch.long)
     picked = kept.gather(-1, targets.to(kept.device).unsqueeze(-1)).squeeze(-1)
     logprobs = picked - torch.logsumexp(kept, dim=-1)
-    return [float(logprobs[i, : len(r)].sum()) for i, r in enumerate(responses)]
+    return [float(logprobs[i, : len(r)].double().sum()) for i, r in enumerate(responses)]
 
 
-def _last_row(logits: torch.Tensor, responses: list[list[int]]) -> list[torch.Tensor]:
-    """log-softmax of the last prompt position per row (rows without a response)."""
-    last = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
-    return list(last)
+def _last_rows(logits: torch.Tensor, layout: Any) -> list[list[torch.Tensor]]:
+    """log-softmax of the last prompt position per row (rows without a response, never packed)."""
+    return [[row] for row in torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()]

@@ -112,8 +112,7 @@ def steerability(lm: LoadedModel, pairs: Sequence[Any], steering: Steering, scal
         with lm.lock:
             base = cache.logprob_sums()
             columns = [cache.logprob_sums(steering.at(lm, strength=s)) for s in strengths]
-        kept = cache.hidden[layer]
-        diffs = torch.stack([kept[2 * i][-1].float() - kept[2 * i + 1][-1].float()  # type: ignore[index]
+        diffs = torch.stack([cache.last_hidden(layer, 2 * i).float() - cache.last_hidden(layer, 2 * i + 1).float()
                              for i in range(len(pairs))])
         cosine = mean_pairwise_cosine(diffs)
         margin_columns = [[c[2 * i] - c[2 * i + 1] for i in range(len(pairs))] for c in [base, *columns]]

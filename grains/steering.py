@@ -6,7 +6,7 @@ return a tensor (transformers 5) or a tuple, at every decoded token under a KV c
 selected by `rows`. A negative lambda steers the other way (toward the rejected answers).
 
 The hooks act only in the context that installed them (`local_forward_hooks`): on a model shared by a server's
-threads, another job running at the same moment is not steered by this one.
+threads, another job running at the same moment is not steered by this one (grains.local_hooks).
 
 Every path that steers (generation, scoring, evaluation, sweeps, cross-validation) takes one `Steering`, created and
 checked once, so all of them apply the same formula under the same model-compatibility rule:
@@ -18,17 +18,16 @@ checked once, so all of them apply the same formula under the same model-compati
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grains.errors import InputError
+from grains.local_hooks import local_forward_hooks
 from grains.vectors import SteeringVector
 
 if TYPE_CHECKING:
@@ -138,48 +137,6 @@ def _make_hook(add: torch.Tensor, normalize: bool, rows: torch.Tensor | None):
         return (steer_hidden(output[0], add, normalize, rows), *output[1:])
 
     return hook
-
-
-_OWNED_HOOKS: ContextVar[frozenset[int]] = ContextVar("grains_owned_hooks", default=frozenset())
-_HOOK_KEYS = itertools.count(1)
-
-
-@contextmanager
-def local_forward_hooks(hooks: Sequence[tuple[torch.nn.Module, Callable[..., Any]]]) -> Iterator[None]:
-    """Forward hooks that act only in the context that installed them (this thread, or a thread started with a
-    copy of its context): on a model shared by several threads, a call that did not install them runs as if they
-    were not there. The hooks come off on every path.
-
-    Why: a server runs a short unsteered job and a long steered one on the same model at once; a plain forward hook
-    is global to the module and would steer both.
-
-    Args:
-        hooks: (module, forward hook) pairs, as for `register_forward_hook`.
-
-    Returns:
-        A context manager.
-    """
-    key = next(_HOOK_KEYS)
-
-    def local(hook: Callable[..., Any]) -> Callable[..., Any]:
-        def run(module: torch.nn.Module, args: Any, output: Any) -> Any:
-            return hook(module, args, output) if key in _OWNED_HOOKS.get() else None
-
-        return run
-
-    token = _OWNED_HOOKS.set(_OWNED_HOOKS.get() | {key})
-    handles = []
-    try:
-        for module, hook in hooks:
-            handles.append(module.register_forward_hook(local(hook)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        try:
-            _OWNED_HOOKS.reset(token)
-        except ValueError:  # left in another context (a generator closed elsewhere): drop just this key
-            _OWNED_HOOKS.set(_OWNED_HOOKS.get() - {key})
 
 
 def _hooked(lm: LoadedModel, adds: dict[int, torch.Tensor], normalize: bool,

@@ -156,7 +156,8 @@ def main() -> int:
                                 setattr(quadrature, k, v)
                         row = {"model": model_name, "target": target, "dataset": dataset, "index": index,
                                "scheme": scheme, "rel_delta": r.relative_delta, "abs_rel_delta": r.abs_relative_delta,
-                               "converged": r.converged, "gap": r.f_input - r.f_baseline, "delta": r.delta,
+                               "converged": r.converged, "convergence": r.convergence,
+                               "gap": r.f_input - r.f_baseline, "delta": r.delta,
                                "points_used": r.points_used, "gradient_evals": r.gradient_evals,
                                "forward_evals": r.forward_evals, "seconds": time.perf_counter() - start,
                                "tokens": len(r.plus_tokens) + len(r.minus_tokens), "panel_error": r.panel_error}

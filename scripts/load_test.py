@@ -124,16 +124,27 @@ def started_at(job: Any) -> float | None:
     return None
 
 
-def run_job(client: Any, kind: str, user: int, rng: random.Random, mix: Mix, run: Run) -> JobRecord:
-    """Submit one job and wait for it, recording when it started and finished."""
+UNFINISHED = "unfinished: still waiting or running when the test ended (cancelled)"
+
+
+def run_job(client: Any, kind: str, user: int, rng: random.Random, mix: Mix, run: Run,
+            give_up: float = float("inf")) -> JobRecord:
+    """Submit one job and wait for it (at most until `give_up`, perf_counter), recording when it started and
+    finished."""
     api_name, args = job_call(kind, rng, mix)
     record = JobRecord(kind=kind, user=user, submitted=time.perf_counter())
+    job = None
     try:
         job = client.submit(*args, api_name=api_name)
-        job.result(timeout=3600)
+        while not job.done() and time.perf_counter() < give_up:
+            time.sleep(0.2)
+        if not job.done():
+            job.cancel()
+            record.error = UNFINISHED
+        else:
+            job.result()
     except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the test
         record.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:200]
-        job = locals().get("job")
     record.finished = time.perf_counter()
     if job is not None:
         record.started = started_at(job)
@@ -145,8 +156,9 @@ def run_job(client: Any, kind: str, user: int, rng: random.Random, mix: Mix, run
 
 
 def user_loop(url: str, user: int, builder: bool, until: float, seed: int, mix: Mix, run: Run,
-              auth: tuple[str, str] | None, first_delay: float) -> None:
-    """One simulated user: connect, then jobs with pauses until `until` (perf_counter)."""
+              auth: tuple[str, str] | None, first_delay: float, drain: float = 180.0) -> None:
+    """One simulated user: connect, then jobs with pauses until `until` (perf_counter); a job not done `drain`
+    seconds after that is cancelled and counted as unfinished."""
     from gradio_client import Client, handle_file
 
     rng = random.Random(seed * 1000 + user)
@@ -165,7 +177,9 @@ def user_loop(url: str, user: int, builder: bool, until: float, seed: int, mix: 
         else:
             roll = rng.random()
             kind = "evaluate" if roll < mix.evaluate else ("attribute" if roll < (1 + mix.evaluate) / 2 else "generate")
-        run_job(client, kind, user, rng, mix, run)
+        run_job(client, kind, user, rng, mix, run, give_up=until + drain)
+        if time.perf_counter() >= until:
+            break
         time.sleep(rng.uniform(*mix.think) if not builder else rng.uniform(1.0, 3.0))
     client.close()
 
@@ -201,23 +215,28 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize(records: list[JobRecord]) -> dict[str, dict[str, Any]]:
-    """Per kind of job: count, errors, completed, p50/p95 wait and run time (seconds)."""
+    """Per kind of job: count, errors, unfinished, p50/p95 wait and run time (seconds) of the finished ones."""
     out: dict[str, dict[str, Any]] = {}
     for kind in sorted({r.kind for r in records}):
         mine = [r for r in records if r.kind == kind]
         ok = [r for r in mine if not r.error]
+        unfinished = [r for r in mine if r.error == UNFINISHED]
         waits = [r.wait for r in ok if r.wait is not None]
         runs = [r.run for r in ok if r.run is not None]
-        out[kind] = {"jobs": len(mine), "errors": len(mine) - len(ok), "wait_p50": percentile(waits, 50),
+        # a job cancelled unstarted at the end waited at least until then: a lower bound, so the p95 is one too
+        censored = waits + [r.finished - r.submitted for r in unfinished if r.started is None and r.finished]
+        out[kind] = {"jobs": len(mine), "wait_p95_with_unfinished": percentile(censored, 95),
+                     "errors": len(mine) - len(ok) - len(unfinished),
+                     "unfinished": len(unfinished), "wait_p50": percentile(waits, 50),
                      "wait_p95": percentile(waits, 95), "wait_max": max(waits) if waits else None,
                      "run_p50": percentile(runs, 50), "run_p95": percentile(runs, 95),
-                     "error_examples": sorted({r.error for r in mine if r.error})[:3]}
+                     "error_examples": sorted({r.error for r in mine if r.error and r.error != UNFINISHED})[:3]}
     return out
 
 
 def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0, mix: Mix | None = None,
              server_pid: int | None = None, auth: tuple[str, str] | None = None, ramp: float = 20.0,
-             memory_every: float = 5.0) -> dict[str, Any]:
+             memory_every: float = 5.0, drain: float = 180.0) -> dict[str, Any]:
     """Run the simulated class and return the report (per kind of job, memory over time, settings).
 
     Args:
@@ -231,6 +250,7 @@ def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0,
         auth: (user, password) when the app asks for a login.
         ramp: users connect spread over this many seconds.
         memory_every: seconds between memory samples.
+        drain: seconds after the end a job may still take before it is cancelled and counted as unfinished.
 
     Returns:
         A JSON-ready report.
@@ -243,7 +263,7 @@ def run_load(url: str, users: int, seconds: float, builders: int, seed: int = 0,
     watcher = threading.Thread(target=watch_memory, args=(server_pid, start, stop, run, memory_every), daemon=True)
     watcher.start()
     threads = [threading.Thread(target=user_loop, args=(url, i, i < builders, until, seed, mix, run, auth,
-                                                        ramp * i / max(users, 1)), daemon=True)
+                                                        ramp * i / max(users, 1), drain), daemon=True)
                for i in range(users)]
     for t in threads:
         t.start()
@@ -264,11 +284,14 @@ def table(report: dict[str, Any]) -> str:
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    lines = ["| job | jobs | errors | wait p50 (s) | wait p95 (s) | wait max (s) | run p50 (s) | run p95 (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| job | jobs | errors | unfinished | wait p50 (s) | wait p95 (s) | wait max (s) | run p50 (s) | "
+             "run p95 (s) | wait p95 with unfinished (s, at least) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, s in report["kinds"].items():
-        lines.append(f"| {kind} | {s['jobs']} | {s['errors']} | {f(s['wait_p50'])} | {f(s['wait_p95'])} | "
-                     f"{f(s['wait_max'])} | {f(s['run_p50'])} | {f(s['run_p95'])} |")
+        lines.append(f"| {kind} | {s['jobs']} | {s['errors']} | {s['unfinished']} | {f(s['wait_p50'])} | "
+                     f"{f(s['wait_p95'])} | "
+                     f"{f(s['wait_max'])} | {f(s['run_p50'])} | {f(s['run_p95'])} | "
+                     f"{f(s['wait_p95_with_unfinished'])} |")
     mem = report["memory_mb"]
     lines.append(f"\nServer memory (RSS): first {f(mem['first'])} MB, max {f(mem['max'])} MB, "
                  f"last {f(mem['last'])} MB ({len(mem['samples'])} samples).")
@@ -315,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--auth", help="user:password for an app behind a login")
+    parser.add_argument("--drain", type=float, default=180.0,
+                        help="seconds after the end before a job still waiting or running is cancelled")
     parser.add_argument("--json", help="write the full report (every job) here")
     args = parser.parse_args(argv)
     proc = None
@@ -325,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     try:
         report = run_load(url, args.users, args.minutes * 60, args.builders, args.seed, server_pid=pid,
-                          auth=auth)  # type: ignore[arg-type]
+                          auth=auth, drain=args.drain)  # type: ignore[arg-type]
     finally:
         if proc is not None:
             proc.terminate()

@@ -16,10 +16,12 @@ built from the first `--rows` shipped sentiment pairs (`build_vector(..., select
   greedy text loops by itself); the pick is the selectable cell with the highest mean VADER gain.
   That gain is a best of N (42 cells by default) and is biased upwards, so it is not the estimate.
 - `heldout` (estimate): each method's pick, on the 40 held-out neutral prompts (assets/data/
-  neutral_prompts_heldout.jsonl, never used to build or pick), with the mean gain, a 95% bootstrap interval, the
-  exact sign test and the fluency measures (one JSON file per method; the picks share one generate call
-  per prompt with the unsteered row). The first three prompts are also generated
-  through `grains.generate_pair` and compared with the batched texts.
+  neutral_prompts_heldout.jsonl, never used to build or pick a cell), with the mean gain, a 95% bootstrap interval,
+  the exact sign test and the fluency measures (one JSON file per method; the picks share one generate call
+  per prompt with the unsteered row). Comparing the methods' figures here is how CAA was chosen over GrAInS for the
+  default vector, so these prompts took part in that choice: the default vector's own held-out figure is measured
+  on assets/data/neutral_prompts_unseen.jsonl instead (scripts/build_default_vector.py). The first three prompts
+  are also generated through `grains.generate_pair` and compared with the batched texts.
 
 Speed: a generate call per prompt holds the unsteered row and one row per cell (the library's `grains.steering.steer`
 hook on that row only, via its `rows` mask), so one prompt costs one batched generation instead of 42 paired ones;

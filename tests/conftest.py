@@ -177,10 +177,13 @@ SLOWEST_FILES = (
     "tests/app/test_app_api.py",  # 80
     "tests/app/test_check_image_browser.py",  # 58
     "tests/app/test_compare_evaluate_browser.py",  # 55
+    "tests/app/test_classroom_browser.py",  # ~50 on a loaded machine: a reload, two browsers, a login
     "tests/robustness/test_soak.py",  # 48
     "tests/robustness/test_bad_inputs_app.py",  # 47
+    "tests/real_weights/test_llama_cpp_engine.py",  # ~55: two llama-server runs, the Studio, cvector-generator
     "tests/unit/test_crossval.py",  # 45
     "tests/unit/test_bench.py",  # 29
+    "tests/app/test_classroom_scheduling.py",  # ~29 on a loaded machine: short jobs while a build runs
 )
 
 

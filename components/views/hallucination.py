@@ -44,6 +44,8 @@ def summary_html(data: dict | None) -> str:
         if mc["power_note"]:
             html += note_html(esc(mc["power_note"]), "warn")
     notes = list(data.get("notes") or [])
+    if data.get("absent_means") and u.get("absent"):
+        html += note_html(esc(data["absent_means"]), "info")
     if data.get("proposal"):
         prop = data["proposal"]
         notes.append(f"Absent objects proposed in the {prop['setting']} setting: {', '.join(prop['objects'])}. "

@@ -41,6 +41,12 @@ def test_gguf_upload_then_export_for_a_server(url, tmp_path):
     assert ":0.5 --control-vector-layer-range 2 2" in done["llama_cpp"]["llama-server"]
     assert done["easysteer_request"]["steering"]["vectors"][0]["layers"] == [2]
     assert done["rescale_gap"]["mean_kl"] >= 0 and "mean KL" in done["warning"]
+    from components.server_export import server_export_outputs
+
+    note, file, commands, request = server_export_outputs(done, path)
+    assert "Rescale: llama.cpp adds the vector" in note and file == path
+    assert commands.splitlines()[0].startswith("llama-server -m MODEL.gguf --control-vector-scaled ")
+    assert '"normalize": true' in request
 
 
 def test_export_and_gguf_upload_refuse_bad_input_with_one_sentence(url, tmp_path):

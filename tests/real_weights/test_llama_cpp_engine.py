@@ -4,7 +4,8 @@ requirements-engine.txt) on the embedded Gemma-3-270M GGUF, steered by the expor
 Greedy continuations of unseen neutral prompts, with and without `--control-vector-scaled`, must turn more positive
 (VADER), as the Studio's own steering does; how often the engine's steered text equals the Studio's steered text
 with the norm rescale off is reported (the engine runs the Q4_K_M weights with its own kernels, the Studio the
-dequantised weights in fp32, so equality is measured, not asserted). Skipped only when llama.cpp is not installed.
+dequantised weights in fp32, so equality is measured, not asserted). A vector written by llama.cpp's own
+cvector-generator imports into the Studio. Skipped only when llama.cpp is not installed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = 8  # unseen neutral prompts (the vector was built and chosen on others)
-NEW_TOKENS = 24
+NEW_TOKENS = 20
 HELDOUT = ROOT / "assets" / "data" / "neutral_prompts_heldout.jsonl"
 
 
@@ -119,3 +120,22 @@ def test_llama_server_steered_by_the_exported_vector_turns_unseen_prompts_positi
     assert engine_steered != engine_plain  # the control vector reached the model
     assert engine_gain.mean_gain > 0 and engine_gain.positive > engine_gain.negative
     assert studio_gain.mean_gain > 0  # the same direction as the Studio
+
+
+def test_a_vector_from_llama_cpps_cvector_generator_imports_for_the_studio(gemma, gemma_gguf, tmp_path):
+    from grains.control_vectors import import_control_vector
+
+    generator = llama_server_binary().parent / "llama-cvector-generator"
+    (tmp_path / "pos.txt").write_text("I love this, it is wonderful\nWhat a great and happy day\n")
+    (tmp_path / "neg.txt").write_text("I hate this, it is awful\nWhat a terrible and sad day\n")
+    out = tmp_path / "happy.gguf"
+    subprocess.run([str(generator), "-m", str(gemma_gguf), "--positive-file", str(tmp_path / "pos.txt"),
+                    "--negative-file", str(tmp_path / "neg.txt"), "-o", str(out), "--method", "mean", "-t", "1"],
+                   check=True, capture_output=True, timeout=300)
+    vector = import_control_vector(out, gemma)
+    assert vector.layers == list(range(1, gemma.num_layers))  # llama.cpp writes direction.1 .. direction.{n-1}
+    assert vector.meta["provenance"] == "imported from happy.gguf (llama.cpp/repeng/other, model hint gemma3)"
+    assert vector.meta["source_layer_count"] == gemma.num_layers - 1
+    assert 0 < vector.default_strength and vector.default_layer in vector.layers
+    assert vector.layer_norms[12] == pytest.approx(load_vector(ROOT / "assets" / "default_vector.safetensors")
+                                                   .layer_norms[12], rel=0.1)

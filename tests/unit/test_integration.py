@@ -90,3 +90,26 @@ def test_a_linear_objective_adds_up_to_float_precision_at_every_point_count(rule
                                                                integrator.diff))
     gap = outcome.f_input - outcome.f_baseline
     assert abs(phi - gap) <= 1e-5 * abs(gap)  # fp32 gradient sums: float precision, not 4.5%
+
+
+def _result(delta, gap, plus_scores, tolerance=None):
+    from grains.attribution import AttributionResult
+
+    return AttributionResult(
+        tokens=["a"], scores=[0.0], offsets=[(0, 1)], content_mask=[True], special_mask=[False], image_mask=[False],
+        prompt_text="a", plus_tokens=["a"] * len(plus_scores), plus_scores=plus_scores, minus_tokens=[],
+        minus_scores=[], prompt_len=1, f_input=gap, f_baseline=0.0, delta=delta, steps=16, target="sequence",
+        baseline="zero", points="graded", chunk_size=4, seconds=0.0, tolerance=tolerance)
+
+
+def test_an_attribution_says_converged_only_by_the_relative_rule_at_its_tolerance():
+    """Old: 10% of a 0.3-nat gap said converged (0.3% of sum|phi|, under 0.05 nats), and a 3% delta said converged
+    at a 1% tolerance (the property always used 5%)."""
+    assert not _result(0.03, 0.3, [5.0, -4.7]).converged
+    assert _result(0.03, 0.3, [5.0, -4.7]).convergence == "not converged"
+    assert not _result(0.009, 0.3, [5.0, -4.7], tolerance=0.01).converged
+    assert _result(0.009, 0.3, [5.0, -4.7], tolerance=0.05).converged
+    small = _result(0.0015, 0.02, [0.1, -0.08])
+    assert not small.converged and small.convergence == "gap too small to judge"
+    assert "too small to judge" in small.convergence_reading and "of sum|phi|" in small.convergence_reading
+    assert small.to_dict()["convergence"] == "gap too small to judge"

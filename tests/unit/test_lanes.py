@@ -120,3 +120,28 @@ def test_lane_lock_is_reentrant_and_release_matches_acquire():
         pass
     with pytest.raises(RuntimeError):
         lock.release()
+
+
+def test_layers_skipped_by_one_thread_still_run_for_another(lm):
+    """grains.prefix_cache.start_at_layer replaces layer forwards for its own thread only: a job scoring from kept
+    hidden states and another job's full forward on the same model, at the same time."""
+    from grains.prefix_cache import start_at_layer
+
+    other_text = "A different and clearly longer sentence for the second thread."
+    plain_other = logits(lm, other_text)
+    with torch.no_grad(), record_layer_outputs(lm) as kept:
+        plain_alone = logits(lm)
+    barrier = threading.Barrier(2, timeout=30)
+    handle = lm.adapter.layers[0].register_forward_pre_hook(lambda module, args: barrier.wait() and None)
+
+    def skipping():
+        with start_at_layer(lm, 1, kept[1]):
+            return logits(lm)
+
+    try:
+        out = run_pair({"skipping": skipping, "other": lambda: logits(lm, other_text)})
+    finally:
+        handle.remove()
+    assert torch.equal(out["other"], plain_other)  # a global patch handed it the other thread's kept states
+    assert torch.allclose(out["skipping"], plain_alone, atol=1e-5)
+    assert all("forward" not in layer.__dict__ for layer in lm.adapter.layers)

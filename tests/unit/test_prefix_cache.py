@@ -117,3 +117,19 @@ def test_a_vlm_keeps_its_plain_path():
     lm = load_model("tiny-random-llava")
     cache = CachedRows(lm, [([1, 2, 3], [4, 5])], layers=[0])
     assert not cache.enabled and cache.wanted == []
+
+
+def test_shared_prompts_run_once_packed(pairs):
+    """Chosen and rejected share one copy of their prompt (grains.packing) and score as when run apart; a model whose
+    sliding window is shorter than a packed row keeps one row per response."""
+    lm = load_model("tiny-random-llama")
+    rows = pair_rows(lm, pairs)
+    packed = CachedRows(lm, rows)
+    assert packed.packed and len(packed.groups) == len(pairs)
+    apart = CachedRows(lm, rows, enabled=False)
+    assert not apart.packed and len(apart.groups) == len(rows)
+    assert packed.logprob_sums() == pytest.approx(apart.logprob_sums(), abs=1e-5)
+    steering = Steering.create(lm, _vector(lm), 2, 1.0)
+    assert packed.logprob_sums(steering, [3, 8]) == pytest.approx(apart.logprob_sums(steering, [3, 8]), abs=1e-5)
+    windowed = load_model("tiny-random-gemma3-text")  # sliding window 16 tokens
+    assert not CachedRows(windowed, pair_rows(windowed, pairs)).packed

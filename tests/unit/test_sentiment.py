@@ -85,6 +85,12 @@ def test_shipped_sentiment_pairs_point_the_right_way() -> None:
 
 
 def test_shipped_neutral_prompts_have_no_sentiment() -> None:
-    for name in ("neutral_prompts.jsonl", "neutral_prompts_heldout.jsonl"):
+    for name in ("neutral_prompts.jsonl", "neutral_prompts_heldout.jsonl", "neutral_prompts_unseen.jsonl"):
         rows = _rows(name)
         assert all(score == 0.0 for score in vader_compound([r["prompt"] for r in rows])), name
+
+
+def test_the_unseen_neutral_prompts_share_none_with_the_sets_that_made_choices() -> None:
+    unseen = {r["prompt"] for r in _rows("neutral_prompts_unseen.jsonl")}
+    seen = {r["prompt"] for name in ("neutral_prompts.jsonl", "neutral_prompts_heldout.jsonl") for r in _rows(name)}
+    assert len(unseen) == 40 and not unseen & seen

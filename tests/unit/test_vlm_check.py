@@ -260,6 +260,11 @@ def test_check_image_report(lm):
     assert "<table>" in html and "Random weights" in html and "fork" in html
     text = str(report)
     assert "RANDOM WEIGHTS" in text and "laptop" in text
+    # what "absent" means: not in the user's list; the picture is not checked (library, CLI text, JSON, app view)
+    from components.views.hallucination import summary_html
+
+    for shown in (text, html, data["absent_means"], summary_html(data)):
+        assert "not in your list" in shown and "check the picture" in shown
 
 
 def test_report_renders_user_text_as_text(lm):

@@ -19,6 +19,10 @@ def _pct(value: Any) -> str:
     return percent(value)
 
 
+ABSENT_MEANING = ("\"Absent\" means not in your list of objects that are in the photo; the picture itself is not "
+                  "checked. A \"yes\" to an object you did not list counts as a hallucination even if the object is "
+                  "there, so check the picture for every flagged object.")
+
 METRIC_ROWS = (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
                ("yes ratio", "yes_ratio"), ("hallucinations (false yes)", "hallucinations"))
 
@@ -90,6 +94,7 @@ class CheckReport:
             "unsteered": self.unsteered.metrics, "steered": self.steered.metrics if self.steered else None,
             "mcnemar": self.comparison, "steering": self.steering, "side_effects": self.side_effects,
             "split": self.split, "build": self.build, "probes": rows, "notes": self.notes, "seconds": self.seconds,
+            "absent_means": ABSENT_MEANING,
         }
         return json_safe(data)
 
@@ -156,7 +161,8 @@ class CheckReport:
                 f"{'<ul>' + notes + '</ul>' if notes else ''}</div>")
 
     def _all_notes(self) -> list[str]:
-        notes = list(self.notes)
+        notes = [ABSENT_MEANING] if self.unsteered.metrics.get("absent") else []
+        notes += self.notes
         if self.proposal:
             notes += [f"Absent objects proposed in the {self.proposal.setting} setting. " + " ".join(
                 self.proposal.notes)]
