@@ -305,14 +305,10 @@ class SafeImage(gr.Image):
     session (after an update) keep the check; `is_template` makes the frontend draw a plain image input.
 
     Args:
-        kwargs: gr.Image's arguments (type is always "filepath").
+        kwargs: gr.Image's arguments (safe_image sets type="filepath").
     """
 
-    is_template = True
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs["type"] = "filepath"
-        super().__init__(*args, **kwargs)
+    is_template = True  # no __init__ of its own: Gradio reads a component's props from its __init__ signature
 
     def preprocess(self, payload: Any) -> str | None:
         """The uploaded file's path once grains.images has decoded it; one plain gr.Error otherwise."""
@@ -339,7 +335,7 @@ def safe_image(**kwargs: Any) -> gr.Image:
     Returns:
         The component.
     """
-    return SafeImage(**kwargs)
+    return SafeImage(**{**kwargs, "type": "filepath"})
 
 
 # ------------------------------------------------------------------------------------------- attribution chart

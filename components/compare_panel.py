@@ -20,6 +20,7 @@ from components import api
 from components.actions.compare import (
     GENERATING,
     STOP_FLAGS,
+    job_key,
     model_input_text,
     remember_generation,
     side_effect_line,
@@ -216,13 +217,13 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         start = time.perf_counter()
         u = s = ""
         count = 0
-        GENERATING[id(session)] = 0
+        GENERATING[job_key(session)] = 0
         for u, s in stream_texts(session, p, img, steering, settings, fmt):
             count += 1
-            GENERATING[id(session)] = count
+            GENERATING[job_key(session)] = count
             left, right = render_diff(u, s)
             yield [left, right, title, note_html(f"Generating… {count} tokens", "info"), shown]
-        GENERATING.pop(id(session), None)
+        GENERATING.pop(job_key(session), None)
         seconds = time.perf_counter() - start
         left, right = render_diff(u, s)
         left, right = degenerate_note(u) + left, degenerate_note(s, unsteered=u) + right
@@ -241,7 +242,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
 
     def stopped(session: Session) -> Any:
         """The status after Stop, from the run's own state: how far it got, or unchanged when it had finished."""
-        count = GENERATING.pop(id(session), None)
+        count = GENERATING.pop(job_key(session), None)
         if count is None:
             return gr.update()
         return note_html(f"Stopped after {count} token{'s' if count != 1 else ''}: the texts above are what was "
@@ -255,12 +256,12 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                  stop_custom: str = "", progress: gr.Progress = gr.Progress()) -> Any:
         settings = settings_from(n, sample, temp, tp, sd, parse_stop(stop_qa, stop_custom))
         steerings = sweep_steerings(session, session_model(session), layer, values, norm, MAX_SWEEP)
-        STOP_FLAGS[id(session)] = False
+        STOP_FLAGS[job_key(session)] = False
         rows: list[list[Any]] = []
         total = len(steerings)
         try:
             for rows in sweep_rows(session, p, img, steerings, settings, progress=progress, prompt_format=fmt,
-                                   should_stop=lambda: STOP_FLAGS.get(id(session), False)):
+                                   should_stop=lambda: STOP_FLAGS.get(job_key(session), False)):
                 if len(rows) < total:  # each row as it finishes, with what is still to come
                     yield sweep_table_html(rows, waiting=[s.strength for s in steerings][len(rows):])
         except Cancelled as exc:
@@ -269,7 +270,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
             yield note_html(esc(str(exc)) + kept, "warn") + (sweep_table_html(rows) if rows else "")
             return
         finally:
-            STOP_FLAGS.pop(id(session), None)
+            STOP_FLAGS.pop(job_key(session), None)
         yield sweep_table_html(rows)
 
     sweep_button.click(
@@ -280,8 +281,8 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                     queue=False, api_visibility="private", show_progress="hidden")
 
     def request_stop(session: Session) -> None:
-        if id(session) in STOP_FLAGS:
-            STOP_FLAGS[id(session)] = True  # checked before each generation; the hook is never left on
+        if job_key(session) in STOP_FLAGS:
+            STOP_FLAGS[job_key(session)] = True  # checked before each generation; the hook is never left on
 
     sweep_stop.click(request_stop, inputs=state, queue=False, api_visibility="private")
 

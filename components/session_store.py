@@ -230,7 +230,8 @@ def connect_restore(demo: Any, state: Any, refresh: Callable[[Session], list[Any
         time.sleep(RESULTS_AGAIN_AFTER)
         return [session.ui_values.get(c._id, gr.skip()) for c in results]
 
+    quiet = {"show_progress": "hidden", "show_progress_on": [browser]}  # no status tracker over the page's fields
     demo.load(restore, inputs=[browser, state], outputs=[browser, state, *targets], queue=False,
-              api_visibility="private", show_progress="hidden").then(
-        results_again, inputs=state, outputs=results, queue=False, api_visibility="private", show_progress="hidden")
+              api_visibility="private", **quiet).then(
+        results_again, inputs=state, outputs=results, queue=False, api_visibility="private", **quiet)
     return browser

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server-pid", type=int, help="its process id, for the memory samples")
     parser.add_argument("--app-dir", default=str(ROOT), help="checkout whose app.py is started (default: this one)")
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--app-args", default="", help="extra app.py flags, e.g. \"--classroom\"")
+    parser.add_argument("--app-args", default="", help="extra app.py flags, e.g. --app-args=--classroom (with =)")
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--builders", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=10.0)

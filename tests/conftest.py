@@ -182,7 +182,9 @@ SLOWEST_FILES = (
     "tests/robustness/test_bad_inputs_app.py",  # 47
     "tests/real_weights/test_llama_cpp_engine.py",  # ~55: two llama-server runs, the Studio, cvector-generator
     "tests/unit/test_crossval.py",  # 45
+    "tests/unit/test_prefix_cache.py",  # ~47 on a loaded machine (load 7-9 on 2 cores): cached = plain, 3 models
     "tests/unit/test_bench.py",  # 29
+    "tests/unit/test_steerability.py",  # ~28 on a loaded machine
     "tests/app/test_classroom_scheduling.py",  # ~29 on a loaded machine: short jobs while a build runs
 )
 

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from grains.side_effects import NeutralKL
     from grains.steering import Steering
 
-STOP_FLAGS: dict[int, bool] = {}  # id(session) -> stop requested for this session's running strength sweep
-GENERATING: dict[int, int] = {}  # id(session) -> tokens so far of its running side-by-side run (gone once finished)
+STOP_FLAGS: dict[Any, bool] = {}  # job_key(session) -> stop requested for this session's running strength sweep
+GENERATING: dict[Any, int] = {}  # job_key(session) -> tokens so far of its running side-by-side run (gone when done)
+
+
+def job_key(session: Session) -> Any:
+    """The key of a session's running job: its browser's store key when it has one (the Session object a Stop
+    handler receives need not be the one the job holds), else the object's id."""
+    return getattr(session, "store_key", "") or id(session)
 
 
 def model_input_text(session: Session, prompt: str, image: Any, prompt_format: Any) -> str:

@@ -130,6 +130,21 @@ def test_a_text_file_named_jpg_gives_one_plain_sentence(page, app_server, tmp_pa
     assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
     assert page.locator("[data-testid='toast-body']").count() == 1
     assert visible_error_badges(page) <= 1
+    # the same file on the Attribute and Compare tabs: the same one sentence
+    for tab, image, button in (("attribute", "grains-image", "grains-attribute"),
+                               ("compare", "grains-gen-image", "grains-generate")):
+        for close in page.locator("[data-testid='toast-close']").all():
+            close.click()
+        page.click(f"#grains-tab-{tab}-button")
+        page.set_input_files(f"#{image} input[type=file]", str(fake))
+        page.wait_for_timeout(800)
+        page.click(f"#{button}")
+        toast = page.locator("[data-testid='toast-body']").first
+        toast.wait_for()
+        message = toast.inner_text()
+        assert "That file is not an image we can read" in message, (tab, message)
+        assert "/tmp" not in message and "preprocess" not in message and "Unidentified" not in message
+    assert page.dialogs == []
 
 
 def test_a_queued_user_sees_their_place(browser, app_server, test_output_dir):

@@ -113,10 +113,19 @@ def test_build_score_callback_equals_plain_scoring(pairs):
     assert steered == pytest.approx([s.margin() for s in plain], abs=1e-5)
 
 
-def test_a_vlm_keeps_its_plain_path():
+def test_a_vlm_keeps_its_plain_path(pairs):
+    from grains.evaluation import evaluate
+    from grains.item_scoring import batchable
+
     lm = load_model("tiny-random-llava")
     cache = CachedRows(lm, [([1, 2, 3], [4, 5])], layers=[0])
-    assert not cache.enabled and cache.wanted == []
+    assert not cache.enabled and cache.wanted == [] and not batchable(lm, pairs, "pairs")
+    steering = Steering.create(lm, _vector(lm), 1, 1.0)
+    report = evaluate(lm, pairs[:2], "pairs", steering, per_item=True, steerability=True).to_dict()
+    with steering.apply(lm):
+        plain = [_pair_item(lm, p, False)["margin"] for p in pairs[:2]]
+    assert [i["margin"] for i in report["items"]] == pytest.approx(plain, abs=1e-5)
+    assert report["steerability"]["difference_cosine_mean"] is None  # no kept states on the plain path
 
 
 def test_shared_prompts_run_once_packed(pairs):

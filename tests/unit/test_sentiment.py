@@ -94,3 +94,17 @@ def test_the_unseen_neutral_prompts_share_none_with_the_sets_that_made_choices()
     unseen = {r["prompt"] for r in _rows("neutral_prompts_unseen.jsonl")}
     seen = {r["prompt"] for name in ("neutral_prompts.jsonl", "neutral_prompts_heldout.jsonl") for r in _rows(name)}
     assert len(unseen) == 40 and not unseen & seen
+
+
+def test_the_shipped_default_vector_is_within_its_budget_by_the_figure_it_reports() -> None:
+    """The old default read kl_mean 0.60, budget 0.5, within_budget false (screened on 24 prompts, reported on 60);
+    its held-out sentiment figure came from prompts that had chosen CAA over GrAInS."""
+    from grains.side_effects import KL_PROMPT_COUNT
+
+    meta = json.loads((ROOT / "assets" / "default_vector.json").read_text())["meta"]
+    side = meta["side_effects"]
+    assert side["within_budget"] is True and side["kl_mean"] <= meta["kl_budget"]
+    assert side["n_prompts"] == KL_PROMPT_COUNT
+    assert meta["heldout_evaluation"]["continuations"]["prompts"] == "assets/data/neutral_prompts_unseen.jsonl"
+    assert "no choice" in meta["data_used"]["heldout_continuations"]
+    assert meta["selection"]["estimate"] == "held-out claim split"
