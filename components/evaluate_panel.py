@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from components import api
+from components.actions.compare import job_key
 from components.actions.evaluate import STOP_FLAGS, EtaProgress, evaluation_csv, run_evaluation, run_sweep
 from components.actions.evaluate import sweep_csv as sweep_csv_file
 from components.common import (
@@ -132,8 +133,8 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
                    api_visibility="private")
 
     def stop_flag(session: Session) -> Any:
-        STOP_FLAGS[id(session)] = False
-        return lambda: STOP_FLAGS.get(id(session), False)
+        STOP_FLAGS[job_key(session)] = False
+        return lambda: STOP_FLAGS.get(job_key(session), False)
 
     @guarded
     def evaluate_ui(session: Session, name: str, up: str | None, n: Any, first: Any, steered: bool, layer: Any,
@@ -151,14 +152,14 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
             return [note_html(f"<b>{esc(exc)}</b> No result is shown for a stopped run; the model is unsteered "
                               "again.", "warn"), "", gr.update(value=None, interactive=False)]
         finally:
-            STOP_FLAGS.pop(id(session), None)
+            STOP_FLAGS.pop(job_key(session), None)
         timing = timing_note(time.perf_counter() - meter.start, meter.first_eta)
         return [result_html(result) + timing, items_html(result),
                 gr.update(value=evaluation_csv(result), interactive=True)]
 
     def request_stop(session: Session) -> None:
-        if id(session) in STOP_FLAGS:
-            STOP_FLAGS[id(session)] = True  # polled before each row: the run ends with no hook left on
+        if job_key(session) in STOP_FLAGS:
+            STOP_FLAGS[job_key(session)] = True  # polled before each row: the run ends with no hook left on
 
     eval_stop.click(request_stop, inputs=state, queue=False, api_visibility="private")
     sweep_stop.click(request_stop, inputs=state, queue=False, api_visibility="private")
@@ -180,7 +181,7 @@ def build_evaluate_panel(state: gr.State, steer: SteeringPanel) -> EvaluatePanel
             return [None, note_html(f"<b>{esc(exc)}</b> No result is shown for a stopped sweep.", "warn"),
                     gr.update(value=None, interactive=False), None]
         finally:
-            STOP_FLAGS.pop(id(session), None)
+            STOP_FLAGS.pop(job_key(session), None)
         fig = sweep_figure(result)
         csv_path = sweep_csv_file(result)
         return [fig, sweep_note(result), gr.update(value=csv_path, interactive=True),

@@ -185,7 +185,7 @@ def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_f
     for rows in ("200", "199"):
         set_number(page, "grains-eval-rows", rows)
         # progress shows rows done and an estimate of the time left (the unsteered pass, or already the steered one)
-        watch_for_text(page, rf"steered \d+/{rows} · \d+ s elapsed, about \d+ s left")
+        watch_for_text(page, rf"steered \d+/{rows} · .* so far, about .* left")
         page.click("#grains-evaluate")
         page.wait_for_function(SEEN_ANY, polling=100)
         page.locator("#grains-eval-stop").dispatch_event("click")  # at once, whatever the page is drawing
@@ -193,7 +193,8 @@ def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_f
                                f"#grains-eval-summary:has-text('n = {rows} ·')")
         if "Stopped by the user" in page.inner_text("#grains-eval-summary"):
             break
-    assert re.search(r"after \d+ of (200|199) rows", page.inner_text("#grains-eval-summary"))
+    summary = page.inner_text("#grains-eval-summary")  # the batched scoring stops between passes
+    assert re.search(r"after \d+ of (200|199) rows|Stopped by the user \((unsteered|steered)\)", summary), summary
     page.screenshot(path=str(test_output_dir / "evaluate_stopped.png"), full_page=True)
 
     set_number(page, "grains-eval-rows", "3")
@@ -202,7 +203,7 @@ def test_evaluate_progress_stop_stale_and_row_numbers(page, app_server, vector_f
     page.click("#grains-evaluate")
     page.wait_for_selector("#grains-eval-summary:has-text('Took')")
     summary = page.inner_text("#grains-eval-summary")
-    assert "inverts that same test" in summary and "Took" in summary
+    assert "too few items to test" in summary and "no interval is given" in summary and "Took" in summary  # 3 rows
     page.click("text=Per-item results (numbered by dataset row)")
     first_cells = [page.locator("#grains-eval-items tbody tr").nth(i).locator("td").first.inner_text()
                    for i in range(3)]
