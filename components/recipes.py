@@ -111,7 +111,10 @@ def _recipes() -> dict[str, Recipe]:
             question, truthful, other, "What is in the image?",
             "A LLaVA-architecture model trained here from scratch on generated scenes of coloured shapes, with a "
             "planted bias: in training a <b>moon</b> came with almost every <b>star</b> and a <b>ring</b> with almost "
-            "every <b>heart</b>, so it tends to say “Yes” to the partner when only one is there (docs/toy_vlm.md). "
+            "every <b>heart</b>. <b>Read this first:</b> the shipped 200-step CPU training did not teach it to look "
+            "at the picture: it answers from how often each shape was seen (yes to every moon and ring, no to most "
+            "else; docs/toy_vlm.md), so its heatmaps and the re-check show what a model that does not look gives, "
+            "and the shipped vector changes no answer (p = 1). "
             "<b>5 · Hallucination check</b>: press <i>New scene</i> (a held-out scene with the partner missing), run "
             "the check, pick a probe: the heatmap outlines the <b>true boxes</b> and says how much of the relevance "
             "falls inside them against the box's share of the image. Then <i>Steer and re-check</i> with <i>the "

@@ -50,7 +50,7 @@ def test_check_heatmap_and_recheck(page, app_server, test_output_dir):
     page.screenshot(path=str(test_output_dir / "hallucination_heatmap.png"), full_page=True)
 
     # build from the shipped probes and re-check on the held-out probes
-    page.locator("#grains-hc-source label:has-text('shipped')").click()
+    page.locator("#grains-hc-source label:has-text('the shipped probes')").click()
     page.click("#grains-hc-recheck")
     page.wait_for_selector("#grains-hc-split:has-text('Split kept')")
     split = page.inner_text("#grains-hc-split")

@@ -233,7 +233,7 @@ def test_show_code_loads_the_session_vector_file_and_real_rows(page, app_server,
     page.click("#grains-tab-code-button")
     page.wait_for_selector("#grains-code-python:has-text('load_vector')")
     code = code_text(page, "grains-code-python")
-    assert "grains.load_vector('my_uploaded_vector.safetensors')" in code and "build_vector" not in code
+    assert "grains.load_vector(HERE / 'my_uploaded_vector.safetensors')" in code and "build_vector" not in code
     assert "limit=2, offset=31" in code and "first_row=31" in code and "limit=20" not in code
     assert "layers=2, strength=1.5" in code  # the session's layer and strength
     shell = code_text(page, "grains-code-cli")

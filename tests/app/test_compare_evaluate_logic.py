@@ -157,14 +157,19 @@ def test_items_are_numbered_by_dataset_row_and_show_answers(lm, pairs):
 
 def test_evaluation_stops_between_rows_and_leaves_no_hook(lm, pairs):
     kind, rows = pairs
+    polls = []
+    evaluate(lm, rows, kind, None, should_stop=lambda: polls.append(1) and False)  # the unsteered phase's polls
+    unsteered_polls = len(polls)
+    assert unsteered_polls >= 1
     calls = []
 
     def should_stop() -> bool:
         calls.append(1)
-        return len(calls) > 6  # 4 unsteered rows, then 2 steered rows, then stop
+        return len(calls) > unsteered_polls  # the whole unsteered phase, then stop at the first steered poll
 
-    with pytest.raises(Cancelled, match="after 2 of 4 rows"):
+    with pytest.raises(Cancelled, match="Stopped by the user"):
         evaluate(lm, rows, kind, random_vector(lm), layer=1, strength=1.0, should_stop=should_stop)
+    assert len(calls) == unsteered_polls + 1
     assert active_hook_count(lm) == 0
 
 
