@@ -53,9 +53,12 @@ def choose_recipe(page, key: str) -> None:
 @pytest.mark.browser
 def test_toy_recipe_new_scene_check_heatmap_with_boxes_and_steered_recheck(page, app_server, test_output_dir):
     """Recipe d: the toy VLM and its shipped vector; New scene -> check -> an absent object's heatmap with the true
-    boxes outlined and scored -> re-check steered with the loaded vector."""
-    page.goto(app_server("tiny-random-llama"))
-    page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
+    boxes outlined and scored -> re-check steered with the loaded vector.
+
+    On a server of its own: after this recipe, recipe (a) opened in a new page on the same server did not fill the
+    Attribute example (seen when the two tests shared the tiny-random-llama server; not yet understood)."""
+    page.goto(app_server("tiny-random-qwen2"))
+    page.wait_for_selector("#grains-model-card:has-text('tiny-random-qwen2')")
     choose_recipe(page, "toy_vlm")
     page.wait_for_selector("#grains-model-card:has-text('toy-vlm-shapes')")
     page.wait_for_selector("#grains-recipe-box:has-text('false “yes” on adversarial probes')")
