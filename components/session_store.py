@@ -218,7 +218,9 @@ def connect_restore(demo: Any, state: Any, refresh: Callable[[Session], list[Any
         if stored is None:
             browser_id = browser_id if key is not None else new_browser_id()
             STORE.put(STORE.key(browser_id, username) or "", session)
-            return [browser_id, session, *[gr.skip()] * len(targets)]
+            # the State already holds this very session: sending it back could overwrite what a job the user started
+            # meanwhile stored in it
+            return [browser_id, gr.skip(), *[gr.skip()] * len(targets)]
         updates = dict(zip([c._id for c in refresh_outputs], refresh(stored), strict=True))
         for cid, value in stored.ui_values.items():
             updates[cid] = _merged(updates[cid], value) if cid in updates else value

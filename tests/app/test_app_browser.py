@@ -91,7 +91,11 @@ def test_example_attribution_vector_and_side_by_side(page, app_server, test_outp
     page.on("request", lambda r: events.append(r.url) if "/run/" in r.url or "/queue/join" in r.url else None)
     open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
     assert "Random weights" in page.inner_text("#grains-model-card")
-    page.wait_for_timeout(300)
+    for _ in range(100):  # the baked card shows before the load events are sent: wait for them, then for quiet
+        if len(events) >= 2:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
     assert len(events) == 2 and all("/run/predict" in e for e in events), events
     page.click("#grains-text-examples button:has-text('fortune cookies')")
     page.wait_for_function("document.querySelector('#grains-prompt textarea').value.includes('fortune')")

@@ -16,7 +16,7 @@ from tests.conftest import free_port
 from tests.factories import random_vector
 
 LIMITS = ServerLimits(long_per_user=1, queued_per_user=2, max_rows=40)
-BUILD = ("dataset", "sentiment_pairs", None, 40, 0, "grains", 3, 32, False)  # ~1.5 min on the tiny model: stopped
+BUILD = ("dataset", "sentiment_pairs", None, 40, 0, "grains", 3, 64, True)  # minutes on the tiny model: stopped
 
 
 @pytest.fixture(scope="module")
