@@ -21,6 +21,7 @@ import torch
 from grains.errors import VectorError
 from grains.export import ARCHITECTURE, KEY_GRAINS_VECTOR, KEY_LAYER_COUNT, KEY_MODEL_HINT, same_model_family
 from grains.local_hooks import local_forward_hook
+from grains.vectors import checked_file
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -81,13 +82,7 @@ def read_control_vector(path: str | Path) -> ControlVectorFile:
     """
     import gguf
 
-    path = Path(path)
-    if not path.is_file():
-        raise VectorError(f"No control vector file at {path}.")
-    size = path.stat().st_size
-    if size > MAX_GGUF_BYTES:
-        raise VectorError(f"The control vector file is {size / 1e6:.0f} MB; the limit is "
-                          f"{MAX_GGUF_BYTES / 1e6:.0f} MB.")
+    path = checked_file(path, "control vector file", MAX_GGUF_BYTES)
     with path.open("rb") as fh:
         if fh.read(4) != b"GGUF":
             raise VectorError("This is not a GGUF file (a control vector starts with the bytes 'GGUF').")

@@ -177,6 +177,26 @@ def _looks_like_pickle(head: bytes) -> bool:
     return head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"(", b"c", b"]", b"}")
 
 
+
+def checked_file(path: str | Path, what: str, max_bytes: int) -> Path:
+    """`path` as a Path once it names an existing file no larger than `max_bytes` (checked before any read).
+
+    Args:
+        path: the file.
+        what: its kind in the message ("vector file", "control vector file").
+        max_bytes: the size cap.
+
+    Returns:
+        The Path; a missing or oversized file raises VectorError with one sentence.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VectorError(f"No {what} at {path}.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise VectorError(f"The {what} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+    return path
+
 def load_vector(path: str | Path) -> SteeringVector:
     """Read a vector saved by `SteeringVector.save`. Pickles and other formats are refused, never unpickled.
 
@@ -194,12 +214,8 @@ def load_vector(path: str | Path) -> SteeringVector:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise VectorError(f"No vector file at {path}.")
+    path = checked_file(path, "vector file", MAX_VECTOR_BYTES)
     size = path.stat().st_size
-    if size > MAX_VECTOR_BYTES:
-        raise VectorError(f"The vector file is {size / 1e6:.0f} MB; the limit is {MAX_VECTOR_BYTES / 1e6:.0f} MB.")
     with path.open("rb") as fh:
         head = fh.read(16)
     if len(head) < 10:
