@@ -3,16 +3,19 @@
     python scripts/train_toy_vlm.py                       # both models into assets/models/ (the shipped recipe)
     python scripts/train_toy_vlm.py --out /tmp/toy --steps 5 --scenes-per-step 4 --small   # a quick check
 
+The two models train side by side in two processes of one thread each (--jobs 1 trains them one after the other);
+the shipped recipe takes about 10 minutes on a quiet 2-core CPU.
+
 `toy-vlm-shapes` is trained on the BIASED distribution (the planted pairs star -> moon and heart -> ring, B present in
 ~90% of the scenes that hold A); `toy-vlm-shapes-control` on the UNBIASED one, with the same recipe, seeds and
 initialisation. Each folder gets a `training.json` (recipe, sizes, scene seeds, loss curve, wall time, versions).
-Run it through /work/bin/heavy on the shared machine; one thread by default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import sys
 import time
@@ -41,6 +44,33 @@ def save(model: object, processor: object, folder: Path, info: dict) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
 
 
+def train_one(name: str, recipe: TrainingRecipe, config: ToyVLMConfig, out: str, threads: int) -> dict:
+    """Train and save model `name`; return its summary (seconds, weights' bytes, first and last loss)."""
+    torch.set_num_threads(threads)
+    distribution = MODELS[name]
+    every = max(1, recipe.steps // 20)
+
+    def report(step: int, loss: float) -> None:
+        if step % every == 0 or step == recipe.steps - 1:
+            print(f"{name} step {step + 1}/{recipe.steps} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    model, processor, log = train_toy_vlm(distribution, recipe, config, progress=report)
+    info = {"name": name, "distribution": "biased" if distribution is BIASED else "unbiased",
+            "planted_pairs": [list(p) for p in distribution.pairs] if distribution.pair_prob is not None else [],
+            "pair_prob": distribution.pair_prob, "recipe": recipe.to_dict(), "sizes": config.to_dict(),
+            "scene_seeds": list(log.seeds), "losses": [round(v, 4) for v in log.losses],
+            "patch_label_losses": [round(v, 4) for v in log.patch_losses],
+            "train_seconds": round(log.seconds, 1), "threads": threads, "started_utc": started,
+            "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__, "python": platform.python_version()}
+    size = save(model, processor, Path(out) / name, info)
+    summary = {"train_seconds": info["train_seconds"], "weights_bytes": size,
+               "first_loss": info["losses"][0], "last_loss": info["losses"][-1]}
+    print(json.dumps({name: summary}), flush=True)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "assets" / "models"), help="folder for the model folders")
@@ -49,33 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=TrainingRecipe.learning_rate)
     parser.add_argument("--only", choices=sorted(MODELS), default=None, help="train one of the two")
     parser.add_argument("--small", action="store_true", help="a tiny model (for the recipe's test)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patch-label-weight", type=float, default=TrainingRecipe.patch_label_weight,
+                        help="weight of the auxiliary patch-label loss (0: answers only)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per model")
+    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="models trained at once")
     parser.add_argument("--patch-size", type=int, default=ToyVLMConfig.patch_size)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    recipe = TrainingRecipe(steps=args.steps, scenes_per_step=args.scenes_per_step, learning_rate=args.learning_rate)
+    recipe = TrainingRecipe(steps=args.steps, scenes_per_step=args.scenes_per_step, learning_rate=args.learning_rate,
+                            patch_label_weight=args.patch_label_weight)
     config = replace(SMALL if args.small else ToyVLMConfig(), patch_size=args.patch_size)
-    summary = {}
-    every = max(1, recipe.steps // 20)
-    for name, distribution in MODELS.items():
-        if args.only and name != args.only:
-            continue
-        def report(step: int, loss: float, name: str = name) -> None:
-            if step % every == 0 or step == recipe.steps - 1:
-                print(f"{name} step {step + 1}/{recipe.steps} loss {loss:.4f}", file=sys.stderr, flush=True)
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        model, processor, log = train_toy_vlm(distribution, recipe, config, progress=report)
-        info = {"name": name, "distribution": "biased" if distribution is BIASED else "unbiased",
-                "planted_pairs": [list(p) for p in distribution.pairs] if distribution.pair_prob is not None else [],
-                "pair_prob": distribution.pair_prob, "recipe": recipe.to_dict(), "sizes": config.to_dict(),
-                "scene_seeds": list(log.seeds), "losses": [round(v, 4) for v in log.losses],
-                "train_seconds": round(log.seconds, 1), "threads": args.threads, "started_utc": started,
-                "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-                "transformers": __import__("transformers").__version__, "python": platform.python_version()}
-        size = save(model, processor, Path(args.out) / name, info)
-        summary[name] = {"train_seconds": info["train_seconds"], "weights_bytes": size,
-                         "first_loss": info["losses"][0], "last_loss": info["losses"][-1]}
-        print(json.dumps({name: summary[name]}), flush=True)
+    names = [n for n in MODELS if args.only in (None, n)]
+    jobs = [(n, recipe, config, args.out, args.threads) for n in names]
+    if args.jobs == 1 or len(jobs) == 1:
+        for job in jobs:
+            train_one(*job)
+    else:
+        with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+            pool.starmap(train_one, jobs)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""The toy VLM (grains.vlm.toy): a short run of scripts/train_toy_vlm.py reproduces the recipe (the loss falls, the
-saved checkpoint loads through grains.load_model like a hub VLM and answers the probe format), and the shipped
-weights load by preset name and answer the probe format."""
+"""The toy VLM (grains.vlm.toy): a short run of scripts/train_toy_vlm.py reproduces the recipe (both losses fall, the
+run is deterministic, the saved checkpoint loads through grains.load_model like a hub VLM and answers the probe
+format), the patch labels of the auxiliary loss match the scene's masks, and the shipped weights (both models) load
+by preset name, answer from the picture and show the planted bias against the control."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 import grains
 from grains.vlm.pope import evaluate_probes, score_yes_no
 from grains.vlm.toy.probes import QUESTION, scene_probes
-from grains.vlm.toy.scenes import make_scene
-from grains.vlm.toy.training import prompt_ids
+from grains.vlm.toy.scenes import PLANTED_PAIRS, make_scene
+from grains.vlm.toy.shapes import KINDS
+from grains.vlm.toy.training import TrainingRecipe, patch_labels, prompt_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = 1_000_000_000
@@ -32,9 +34,11 @@ def test_a_short_run_of_the_script_reproduces_the_recipe(tmp_path) -> None:
     assert _script().main(argv) == 0
     folder = tmp_path / "toy-vlm-shapes"
     info = json.loads((folder / "training.json").read_text())
-    losses = info["losses"]
+    losses, patch_losses = info["losses"], info["patch_label_losses"]
     assert len(losses) == 20 and info["distribution"] == "biased" and info["scene_seeds"] == [0, 119]
     assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3  # the answers' cross-entropy falls
+    assert sum(patch_losses[-3:]) < sum(patch_losses[:3])  # and so does the patch-label loss
+    assert info["recipe"]["patch_label_weight"] == TrainingRecipe.patch_label_weight > 0
     lm = grains.load_model(str(folder))
     assert type(lm.model).__name__ == "LlavaForConditionalGeneration" and lm.prompt_format == "chat"
     assert lm.is_vlm and not lm.random_weights
@@ -47,18 +51,76 @@ def test_a_short_run_of_the_script_reproduces_the_recipe(tmp_path) -> None:
     assert math.exp(lp_yes) + math.exp(lp_no) > 0.5  # it learned to answer with Yes or No
 
 
-def test_the_shipped_preset_loads_and_answers_the_probe_format() -> None:
-    """The shipped weights (assets/models/toy-vlm-shapes) load by preset name from any folder and put most of the
-    answer's probability on Yes or No. (Whether it answers from the picture is measured in docs/toy_vlm.md: this
-    recipe's 200 steps were not enough for it to learn to look.)"""
+def test_a_short_run_is_deterministic(tmp_path) -> None:
+    """The same recipe gives the same losses, step for step (seeds fix the scenes, the questions and the weights)."""
+    runs = []
+    for name in ("a", "b"):
+        argv = ["--out", str(tmp_path / name), "--steps", "4", "--scenes-per-step", "3", "--small", "--only",
+                "toy-vlm-shapes-control"]
+        assert _script().main(argv) == 0
+        runs.append(json.loads((tmp_path / name / "toy-vlm-shapes-control" / "training.json").read_text()))
+    assert runs[0]["losses"] == runs[1]["losses"] and runs[0]["patch_label_losses"] == runs[1]["patch_label_losses"]
+    assert runs[0]["distribution"] == "unbiased" and runs[0]["planted_pairs"] == []
+
+
+def test_patch_labels_mark_the_patches_each_kind_covers() -> None:
+    scene = make_scene(HELDOUT + 7)
+    labels = patch_labels(scene, 8, 0.1)
+    label_map = scene.label_map()
+    assert labels.shape == (64, len(KINDS))
+    for i, obj in enumerate(scene.objects):
+        column = labels[:, KINDS.index(obj.kind)].reshape(8, 8)
+        for r in range(8):
+            for c in range(8):
+                share = (label_map[8 * r:8 * r + 8, 8 * c:8 * c + 8] == i + 1).mean()
+                assert bool(column[r, c]) == (share >= 0.1)
+    absent = [KINDS.index(k) for k in KINDS if k not in scene.kinds]
+    assert labels[:, absent].sum() == 0
+
+
+def _answers(lm, seeds: range) -> dict[str, list[bool]]:
+    """Said-yes flags per kind of probe over held-out scenes: present, planted B (A present, B absent), other
+    absent."""
+    out: dict[str, list[bool]] = {"present": [], "planted": [], "other absent": []}
+    for seed in seeds:
+        scene = make_scene(seed)
+        for kind in KINDS:
+            lp_yes, lp_no = score_yes_no(lm, scene.image, QUESTION.format(object=kind))
+            if kind in scene.kinds:
+                key = "present"
+            elif any(b == kind and a in scene.kinds for a, b in PLANTED_PAIRS):
+                key = "planted"
+            else:
+                key = "other absent"
+            out[key].append(lp_yes > lp_no)
+    return out
+
+
+def test_the_shipped_models_answer_from_the_picture_and_only_the_biased_one_shows_the_plant() -> None:
+    """Both shipped models load by preset name, put their answer's probability on Yes or No, and answer from the
+    picture on held-out scenes (present objects mostly "yes", other absent ones mostly "no"); the biased model says
+    "yes" to a planted B whose A is present far more often than the control does (docs/toy_vlm.md has the full
+    tables on 150 scenes)."""
+    said = {}
+    for name in ("toy-vlm-shapes", "toy-vlm-shapes-control"):
+        lm = grains.load_model(name)
+        assert lm.model_id == name and type(lm.model).__name__ == "LlavaForConditionalGeneration"
+        scene = make_scene(HELDOUT + 500)
+        lp_yes, lp_no = score_yes_no(lm, scene.image, QUESTION.format(object=scene.kinds[0]))
+        assert math.exp(lp_yes) + math.exp(lp_no) > 0.9
+        said[name] = _answers(lm, range(HELDOUT + 500, HELDOUT + 560))
+        rates = {k: sum(v) / len(v) for k, v in said[name].items()}
+        assert rates["present"] > 0.65 and rates["other absent"] < 0.35, (name, rates)
+    biased, control = said["toy-vlm-shapes"]["planted"], said["toy-vlm-shapes-control"]["planted"]
+    assert len(biased) >= 15
+    assert sum(biased) / len(biased) > 0.8 and sum(control) / len(control) < 0.5
+
+
+def test_the_probe_rows_of_a_scene_evaluate_end_to_end() -> None:
     lm = grains.load_model("toy-vlm-shapes")
-    assert lm.model_id == "toy-vlm-shapes" and type(lm.model).__name__ == "LlavaForConditionalGeneration"
     rows = []
-    for seed in range(HELDOUT + 500, HELDOUT + 503):
+    for seed in range(HELDOUT + 600, HELDOUT + 603):
         scene = make_scene(seed)
         rows += [dict(r, image=scene.image) for r in scene_probes(scene, "x.png") if r["setting"] != "popular"]
-    for row in rows[:6]:
-        lp_yes, lp_no = score_yes_no(lm, row["image"], row["question"])
-        assert math.exp(lp_yes) + math.exp(lp_no) > 0.9
     result = evaluate_probes(lm, rows)
     assert result["n"] == len(rows) and 0.0 < result["yes_ratio"] < 1.0

@@ -2,6 +2,12 @@
 asks about an object present ("Yes"), an absent kind picked at random ("No") and sometimes "What is in the image?"
 (the list of kinds), and minimises the cross-entropy of the answers. Prompts are tokenised exactly as
 grains.load_model's VLM adapter tokenises them in the chat format, so the trained model answers the library's probes.
+
+An auxiliary loss teaches the vision tower where things are: a linear head on its patch features predicts which kinds
+cover each patch (known exactly from the scene's label map), with a binary cross-entropy; the head is discarded
+after training and the saved model is a plain LLaVA. Without it, answers alone (a few thousand scenes) do not teach
+a model this small to look: the first recipe's model (200 steps, no patch loss) said "Yes" to a kind whatever the
+picture held (recall 0.20, the same answer for every scene).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from grains.vlm.toy.model import CAPTION_QUESTION, ToyVLMConfig, build_model
@@ -34,21 +41,25 @@ class TrainingRecipe:
             uniformly).
         caption_share: the share of scenes also asked "What is in the image?".
         learning_rate, warmup, weight_decay: AdamW with linear warm-up then cosine decay to 10%.
+        patch_label_weight: the weight of the auxiliary patch-label loss (0 turns it off).
+        patch_label_cover: a patch is labelled with a kind when that kind's pixels cover at least this share of it.
         first_seed: the first training scene seed.
         init_seed: the weights' initialisation seed (also shuffles the questions).
 
     Example:
         >>> TrainingRecipe(steps=10).scenes_per_step
-        32
+        8
     """
 
-    steps: int = 200
-    scenes_per_step: int = 48
+    steps: int = 2500
+    scenes_per_step: int = 8
     questions_per_scene: int = 2
-    caption_share: float = 0.5
-    learning_rate: float = 3e-3
-    warmup: int = 30
+    caption_share: float = 0.3
+    learning_rate: float = 1e-3
+    warmup: int = 50
     weight_decay: float = 0.01
+    patch_label_weight: float = 1.0
+    patch_label_cover: float = 0.1
     first_seed: int = 0
     init_seed: int = 0
 
@@ -59,9 +70,10 @@ class TrainingRecipe:
 
 @dataclass
 class TrainingLog:
-    """What a run did: the loss per step, the wall time and the scene seeds it saw."""
+    """What a run did: the answers' loss and the patch-label loss per step, the wall time and the scene seeds."""
 
     losses: list[float] = field(default_factory=list)
+    patch_losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     seeds: tuple[int, int] = (0, 0)
 
@@ -111,6 +123,27 @@ class QuestionBank:
         return out
 
 
+def patch_labels(scene: Scene, grid: int, cover: float) -> torch.Tensor:
+    """[grid * grid, kinds] 0/1: which kinds cover at least `cover` of each patch (row-major, as CLIP orders them).
+
+    Args:
+        scene: a generated scene (its label map is exact).
+        grid: patches per side.
+        cover: the share of a patch's pixels a kind must cover.
+
+    Returns:
+        The float tensor of labels.
+    """
+    label_map = scene.label_map()
+    side = label_map.shape[0] // grid
+    out = np.zeros((grid * grid, len(KINDS)), np.float32)
+    for i, obj in enumerate(scene.objects):
+        share = (label_map == i + 1).reshape(grid, side, grid, side).mean(axis=(1, 3)).reshape(-1)
+        column = KINDS.index(obj.kind)
+        out[:, column] = np.maximum(out[:, column], (share >= cover).astype(np.float32))
+    return torch.from_numpy(out)
+
+
 def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     """[scenes, image tokens, width]: the projected CLIP features the decoder sees for each scene."""
     cfg = model.config
@@ -121,11 +154,21 @@ def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[Scene], rng: random.Random,
-               recipe: TrainingRecipe) -> torch.Tensor:
-    """Mean over questions of the mean answer-token cross-entropy for one batch of scenes (the vision tower runs
-    once per scene; its features fill the image slots of every question about that scene)."""
+               recipe: TrainingRecipe, patch_head: torch.nn.Module | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answers' loss (mean over questions of the mean answer-token cross-entropy) and the patch-label loss for
+    one batch of scenes. The vision tower runs once per scene; its features fill the image slots of every question
+    about that scene, and `patch_head` reads its patch features (0 when there is no head)."""
     pixel_values = processor.image_processor(images=[s.image for s in scenes], return_tensors="pt")["pixel_values"]
-    feats = image_features(model, pixel_values)
+    cfg = model.config
+    vision = model.model.vision_tower(pixel_values, output_hidden_states=True)
+    patches = vision.hidden_states[cfg.vision_feature_layer][:, 1:]  # the "default" strategy drops CLS
+    feats = model.model.multi_modal_projector(patches)
+    patch_loss = torch.zeros(())
+    if patch_head is not None:
+        grid = int(round(patches.shape[1] ** 0.5))
+        labels = torch.stack([patch_labels(s, grid, recipe.patch_label_cover) for s in scenes])
+        patch_loss = torch.nn.functional.binary_cross_entropy_with_logits(patch_head(patches), labels)
     rows, owners = [], []
     for i, scene in enumerate(scenes):
         for row in bank.rows(scene, rng, recipe.questions_per_scene, recipe.caption_share):
@@ -148,7 +191,7 @@ def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[
     logits = model.lm_head(hidden)
     targets = torch.cat([ids[:, 1:], torch.full((len(rows), 1), pad)], dim=1)
     token_loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
-    return (token_loss * weights).sum() / len(rows)
+    return (token_loss * weights).sum() / len(rows), patch_loss
 
 
 def _schedule(step: int, recipe: TrainingRecipe) -> float:
@@ -177,14 +220,18 @@ def train_toy_vlm(distribution: SceneDistribution, recipe: TrainingRecipe = Trai
         >>> model, processor, log = train_toy_vlm(BIASED, TrainingRecipe(steps=5, scenes_per_step=4))
     """
     model, processor = build_model(config, seed=recipe.init_seed)
+    patch_head = torch.nn.Linear(config.vision_width, len(KINDS)) if recipe.patch_label_weight > 0 else None
     first = recipe.first_seed
     last = first + recipe.steps * recipe.scenes_per_step - 1
     if first < TRAIN_SEEDS.start or last >= TRAIN_SEEDS.stop:
         raise ValueError(f"Training scenes must use seeds {TRAIN_SEEDS.start} .. {TRAIN_SEEDS.stop - 1}.")
     bank = QuestionBank(processor, make_scene(first, distribution).image)
     rng = random.Random(recipe.init_seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    named = list(model.named_parameters())
+    if patch_head is not None:
+        named += [(f"patch_head.{n}", p) for n, p in patch_head.named_parameters()]
+    decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n]
+    other = [p for n, p in named if not (p.dim() >= 2 and "embed" not in n)]
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                                    {"params": other, "weight_decay": 0.0}], lr=recipe.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, recipe))
@@ -193,13 +240,15 @@ def train_toy_vlm(distribution: SceneDistribution, recipe: TrainingRecipe = Trai
     start = time.perf_counter()
     for step in range(recipe.steps):
         seeds = range(first + step * recipe.scenes_per_step, first + (step + 1) * recipe.scenes_per_step)
-        loss = batch_loss(model, processor, bank, [make_scene(s, distribution) for s in seeds], rng, recipe)
+        answers, patches = batch_loss(model, processor, bank, [make_scene(s, distribution) for s in seeds], rng,
+                                      recipe, patch_head)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        (answers + recipe.patch_label_weight * patches).backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         optimiser.step()
         scheduler.step()
-        log.losses.append(loss.item())
+        log.losses.append(answers.item())
+        log.patch_losses.append(patches.item())
         if progress is not None:
             progress(step, log.losses[-1])
     log.seconds = time.perf_counter() - start
