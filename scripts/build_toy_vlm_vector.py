@@ -14,7 +14,11 @@ The biased toy VLM (docs/toy_vlm.md) says "yes" to object B when its planted par
    effects: KL of the next-token distribution on the library's neutral text prompts, at the answer of every test
    probe, and at the answer of "What is in the image?" for every test scene;
 5. saves the GrAInS vector (assets/toy_vlm_vector.safetensors + .json) with the held-out evaluation in its metadata,
-   and the whole study as JSON.
+   and the whole study as JSON;
+6. with --grid-scenes N, answers every layer x strength of both vectors (built from all build pairs) on
+   N VALIDATION scenes (seeds 1,200,000,000 on: neither build nor test): how many planted, present and random-absent
+   probes get "yes". It shows what the strength does to the planted hallucination and to recall, without touching
+   the test scenes; it chooses nothing.
 
     OMP_NUM_THREADS=1 /work/bin/heavy python scripts/build_toy_vlm_vector.py --model toy-vlm-shapes
 """
@@ -36,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 BUILD_SEED = 1_100_000_000
 TEST_SEED = 1_000_000_000
+VALIDATION_SEED = 1_200_000_000
+GRID_STRENGTHS = (0.03, 0.1, 0.25, 0.5, 1.0)
 
 
 def scene_set(folder: Path, seed: int, n: int) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -213,6 +219,35 @@ def photo_checks(lm: Any, vector: Any, raw: list[dict[str, Any]], probes: list[A
             "recall_p_value": mcnemar_exact(recall_before, recall_after)}
 
 
+def strength_grid(lm: Any, vectors: dict[str, Any], raw: list[dict[str, Any]], probes: list[Any]
+                  ) -> list[dict[str, Any]]:
+    """Said-yes counts on planted, present and random-absent validation probes, unsteered and at every layer x
+    GRID_STRENGTHS of each vector."""
+    from grains.steering import Steering
+    from grains.vlm.pope import evaluate_probes
+
+    adv_raw, adv = unique_rows(raw, probes, "adversarial")
+    groups = {"planted": [p for r, p in zip(adv_raw, adv) if planted(r)],
+              "present": unique_rows(raw, probes, "present")[1], "random": unique_rows(raw, probes, "random")[1]}
+
+    def yes(steering: Any) -> dict[str, Any]:
+        factory = None if steering is None else (lambda: steering.apply(lm))
+        counts = {}
+        for name, items in groups.items():
+            answers = evaluate_probes(lm, items, factory)["items"]
+            counts[name] = f"{sum(1 for a in answers if a['answer'] == 'yes')}/{len(items)}"
+        return counts
+
+    rows = [{"vector": "none", "layer": None, "strength": 0.0, **yes(None)}]
+    for name, vector in vectors.items():
+        for layer in range(lm.num_layers):
+            for strength in GRID_STRENGTHS:
+                steering = Steering.create(lm, vector, layer, strength, True)
+                rows.append({"vector": name, "layer": layer, "strength": strength, **yes(steering)})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toy-vlm-shapes")
@@ -222,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                                                               "the absent ones together)")
     parser.add_argument("--test-scenes", type=int, default=300)
     parser.add_argument("--photos", type=int, default=100, help="test scenes checked with grains.check_image")
+    parser.add_argument("--grid-scenes", type=int, default=0,
+                        help="validation scenes for the layer x strength table of both vectors (0: none)")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--strength", type=float, default=None,
@@ -265,10 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, built in (("grains", grains_built), ("caa", caa_built)):
             if built.vector.default_strength:
                 results[name]["check_image"] = photo_checks(lm, built.vector, test_raw, test_probes, args.photos)
+        grid = []
+        if args.grid_scenes:
+            vectors = {"grains": grains_built.vector, "caa": caa_built.vector}  # the same vectors, every cell
+            grid = strength_grid(lm, vectors, *scene_set(Path(tmp) / "validation", VALIDATION_SEED, args.grid_scenes))
     split = {"build_scenes": [BUILD_SEED, BUILD_SEED + args.build_scenes - 1],
              "test_scenes": [TEST_SEED, TEST_SEED + args.test_scenes - 1], "distribution": "unbiased",
              "build_pairs": Counter("planted adversarial" if planted(r) else r["setting"] for r in pair_rows)}
-    study = {"model": args.model, "split": split, "topk_places": places, "heldout": results,
+    if args.grid_scenes:
+        split["validation_scenes"] = [VALIDATION_SEED, VALIDATION_SEED + args.grid_scenes - 1]
+    study = {"model": args.model, "split": split, "topk_places": places, "heldout": results, "strength_grid": grid,
              "builds": {"grains": grains_built.summary(), "caa": caa_built.summary()},
              "seconds": time.perf_counter() - start}
     vector = grains_built.vector
@@ -277,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "direction": "toward the truthful answer", "dataset": "toy scenes (generated; docs/toy_vlm.md)",
         "built_by": "scripts/build_toy_vlm_vector.py", "split": split,
         "heldout_evaluation": {"probe_evaluation": results["grains"], "caa_same_split": results["caa"],
-                               "topk_places": places},
+                               "topk_places": places, "strength_grid": grid},
     })
     out = vector.save(args.out)
     Path(args.study).parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['false_yes_steered']} of {c['absent_probes']} (p = {c['p_value']:.2g}); recall "
                   f"{c['recall_unsteered']:.3f} -> {c['recall_steered']:.3f}")
     print("top-k places:", json.dumps(places["share"]))
+    if grid:
+        print("\n| vector | layer | strength | planted: yes | present: yes | random absent: yes |")
+        print("|---|---|---|---|---|---|")
+        for row in grid:
+            print(f"| {row['vector']} | {row['layer']} | {row['strength']:g} | {row['planted']} | {row['present']} | "
+                  f"{row['random']} |")
     print(f"saved {out} and {args.study} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads per model")
     parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="models trained at once")
     parser.add_argument("--patch-size", type=int, default=ToyVLMConfig.patch_size)
+    parser.add_argument("--init-seed", type=int, default=TrainingRecipe.init_seed,
+                        help="seed of the weights' initialisation and of the questions' draws")
     args = parser.parse_args(argv)
     recipe = TrainingRecipe(steps=args.steps, scenes_per_step=args.scenes_per_step, learning_rate=args.learning_rate,
-                            patch_label_weight=args.patch_label_weight)
+                            patch_label_weight=args.patch_label_weight, init_seed=args.init_seed)
     config = replace(SMALL if args.small else ToyVLMConfig(), patch_size=args.patch_size)
     names = [n for n in MODELS if args.only in (None, n)]
     jobs = [(n, recipe, config, args.out, args.threads) for n in names]

@@ -84,7 +84,9 @@ def test_toy_recipe_loads_the_trained_toy_vlm_with_its_shipped_vector():
     session, html, applied = recipes.apply_recipe(session, "toy_vlm")
     assert applied and session.model_name == "toy-vlm-shapes" and session.vector is not None
     assert session.vector.model_id.endswith("toy-vlm-shapes") and "Random weights" not in html
-    assert "false “yes” on adversarial probes" in html and "McNemar p = " in html and "on neutral text" in html
+    # the shipped vector's honest selection chose strength 0: the card says so and shows the validation grid
+    assert "The suggested strength is 0" in html and "does not move this model" in html
+    assert "What stronger settings do" in html and "planted B (should be no)" in html
     values = recipes.recipe_values(session, "toy_vlm")
     assert values["image"] == values["compare_image"] == recipes.RECIPES["toy_vlm"].image
     assert values["build_dataset"] == values["eval_dataset"] == "toy_scenes"
@@ -109,6 +111,11 @@ def test_probe_heldout_evaluation_shows_false_yes_recall_and_kl_for_both_methods
                  "strength 0: the vector does not move"):
         assert text in html, text
     assert html.count("grains-note-ok") == 1  # GrAInS passes (p < 0.01, recall within 5 points); CAA is a warning
+    grid = [{"vector": "grains", "layer": 0, "strength": 0.25, "planted": "47/54", "present": "91/392",
+             "random": "26/392"}]
+    html = recipes.heldout_html(fake_vector({"heldout_evaluation": {**ev, "strength_grid": grid},
+                                             "split": {"validation_scenes": [1_200_000_000, 1_200_000_149]}}))
+    assert "<td>0.25</td><td>47/54</td><td>91/392</td><td>26/392</td>" in html and "1200000000–1200000149" in html
     worse = {**PROBE_HELDOUT, "present": {"n": 90, "accuracy_unsteered": 0.95, "accuracy": 0.80}}
     html = recipes.heldout_html(fake_vector({"heldout_evaluation": {"probe_evaluation": worse}}))
     assert "-15.0 points" in html and "grains-note-ok" not in html

@@ -61,7 +61,7 @@ def test_toy_recipe_new_scene_check_heatmap_with_boxes_and_steered_recheck(page,
     page.wait_for_selector("#grains-model-card:has-text('tiny-random-qwen2')")
     choose_recipe(page, "toy_vlm")
     page.wait_for_selector("#grains-model-card:has-text('toy-vlm-shapes')")
-    page.wait_for_selector("#grains-recipe-box:has-text('false “yes” on adversarial probes')")
+    page.wait_for_selector("#grains-recipe-box:has-text('What stronger settings do')")  # the vector's grid
     assert "Random weights" not in page.inner_text("#grains-recipe-box")
     page.wait_for_function(value_is("#grains-prompt textarea", RECIPES["toy_vlm"].prompt))
 

@@ -29,13 +29,13 @@ def _script():
 
 
 def test_a_short_run_of_the_script_reproduces_the_recipe(tmp_path) -> None:
-    argv = ["--out", str(tmp_path), "--steps", "20", "--scenes-per-step", "6", "--small", "--learning-rate", "0.01",
+    argv = ["--out", str(tmp_path), "--steps", "30", "--scenes-per-step", "6", "--small", "--learning-rate", "0.01",
             "--only", "toy-vlm-shapes"]
     assert _script().main(argv) == 0
     folder = tmp_path / "toy-vlm-shapes"
     info = json.loads((folder / "training.json").read_text())
     losses, patch_losses = info["losses"], info["patch_label_losses"]
-    assert len(losses) == 20 and info["distribution"] == "biased" and info["scene_seeds"] == [0, 119]
+    assert len(losses) == 30 and info["distribution"] == "biased" and info["scene_seeds"] == [0, 179]
     assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3  # the answers' cross-entropy falls
     assert sum(patch_losses[-3:]) < sum(patch_losses[:3])  # and so does the patch-label loss
     assert info["recipe"]["patch_label_weight"] == TrainingRecipe.patch_label_weight > 0
@@ -110,10 +110,13 @@ def test_the_shipped_models_answer_from_the_picture_and_only_the_biased_one_show
         assert math.exp(lp_yes) + math.exp(lp_no) > 0.9
         said[name] = _answers(lm, range(HELDOUT + 500, HELDOUT + 560))
         rates = {k: sum(v) / len(v) for k, v in said[name].items()}
-        assert rates["present"] > 0.65 and rates["other absent"] < 0.35, (name, rates)
-    biased, control = said["toy-vlm-shapes"]["planted"], said["toy-vlm-shapes-control"]["planted"]
-    assert len(biased) >= 15
-    assert sum(biased) / len(biased) > 0.8 and sum(control) / len(control) < 0.5
+        # a model blind to the picture says "yes" as often to absent kinds as to present ones
+        assert rates["present"] > 0.8 and rates["present"] - rates["other absent"] > 0.4, (name, rates)
+    biased, control = said["toy-vlm-shapes"], said["toy-vlm-shapes-control"]
+    assert len(biased["planted"]) >= 15
+    planted_rate = sum(biased["planted"]) / len(biased["planted"])
+    assert planted_rate > 0.8 and planted_rate > sum(biased["other absent"]) / len(biased["other absent"]) + 0.4
+    assert planted_rate > sum(control["planted"]) / len(control["planted"]) + 0.15  # the plant, not a yes-habit
 
 
 def test_the_probe_rows_of_a_scene_evaluate_end_to_end() -> None:

@@ -25,6 +25,12 @@ def test_the_shipped_vector_fits_the_toy_model_and_carries_its_heldout_evaluatio
         assert res["strength"] == 0 or res["adversarial"]["n"] >= 200 and res["present"]["n"] >= 200
     places = ev["topk_places"]
     assert abs(sum(places["share"].values()) - 1) < 1e-9 and "text" in places["share"]
+    grid = ev["strength_grid"]  # every layer x strength of both vectors on validation scenes (chose nothing)
+    validation = vector.meta["split"]["validation_scenes"]
+    assert all(validation[0] > other[1] or other[0] > validation[1] for other in (build, test))
+    assert grid[0]["vector"] == "none" and {r["vector"] for r in grid} == {"none", "grains", "caa"}
+    assert len(grid) == 1 + 2 * 4 * 5 and all(r["planted"].endswith("/" + grid[0]["planted"].split("/")[1])
+                                              for r in grid)
 
 
 def test_cli_eval_with_the_shipped_vector_on_generated_held_out_scenes(tmp_path, capsys):

@@ -40,7 +40,8 @@ class TrainingRecipe:
         questions_per_scene: yes/no questions per scene (half about present kinds, half about absent ones, drawn
             uniformly).
         caption_share: the share of scenes also asked "What is in the image?".
-        learning_rate, warmup, weight_decay: AdamW with linear warm-up then cosine decay to 10%.
+        learning_rate, warmup, weight_decay: AdamW (weight decay on every parameter) with a learning rate that
+            warms up linearly over `warmup` steps and follows a cosine from 1 to 0.1 over the run.
         patch_label_weight: the weight of the auxiliary patch-label loss (0 turns it off).
         patch_label_cover: a patch is labelled with a kind when that kind's pixels cover at least this share of it.
         first_seed: the first training scene seed.
@@ -61,7 +62,7 @@ class TrainingRecipe:
     patch_label_weight: float = 1.0
     patch_label_cover: float = 0.1
     first_seed: int = 0
-    init_seed: int = 0
+    init_seed: int = 1  # the shipped models: seed 1 beat seed 0 on validation scenes (docs/toy_vlm.md)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a dict."""
@@ -195,11 +196,10 @@ def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[
 
 
 def _schedule(step: int, recipe: TrainingRecipe) -> float:
+    """The learning-rate factor: a linear warm-up times a cosine from 1 to 0.1 over the whole run."""
     warmup = min(recipe.warmup, max(1, recipe.steps // 10))  # a short run warms up in its first tenth
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, recipe.steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / recipe.steps)))
+    return min(1.0, (step + 1) / warmup) * cosine
 
 
 def train_toy_vlm(distribution: SceneDistribution, recipe: TrainingRecipe = TrainingRecipe(),
@@ -230,10 +230,7 @@ def train_toy_vlm(distribution: SceneDistribution, recipe: TrainingRecipe = Trai
     named = list(model.named_parameters())
     if patch_head is not None:
         named += [(f"patch_head.{n}", p) for n, p in patch_head.named_parameters()]
-    decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n]
-    other = [p for n, p in named if not (p.dim() >= 2 and "embed" not in n)]
-    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                                   {"params": other, "weight_decay": 0.0}], lr=recipe.learning_rate)
+    optimiser = torch.optim.AdamW([p for _, p in named], lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, recipe))
     log = TrainingLog(seeds=(first, last))
     model.train()
