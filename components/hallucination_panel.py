@@ -50,6 +50,7 @@ from components.views.hallucination import (
     summary_html,
     table_rows,
 )
+from grains.attribution import DEFAULT_STEPS
 from grains.errors import Cancelled
 from grains.steering import MAX_STRENGTH
 
@@ -135,7 +136,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
                 probe = gr.Radio([], value=None, label="Probe", elem_id="grains-hc-probe")
-                heat_steps = gr.Slider(1, MAX_HEATMAP_STEPS, value=8, step=1, label="IG steps",
+                heat_steps = gr.Slider(1, MAX_HEATMAP_STEPS, value=DEFAULT_STEPS, step=1, label="IG steps",
                                        elem_id="grains-hc-heat-steps")
                 alpha = gr.Slider(0, 1, value=OVERLAY_ALPHA, step=0.05, label="Overlay opacity (for the next heatmap)")
                 heat_note = gr.HTML(elem_id="grains-hc-heat-note")
@@ -286,7 +287,7 @@ def build_hallucination_panel(state: gr.State) -> HallucinationPanel:
         scene_out = [gr.Image(type="filepath", label="scene"), gr.JSON(label="contents")]
         heat_in = [gr.File(label="image", type="filepath"), gr.Textbox(label="object"),
                    gr.Textbox(value="yes", label="truth"), gr.JSON(value=None, label="scene"),
-                   gr.Number(value=8, label="steps", precision=0)]
+                   gr.Number(value=DEFAULT_STEPS, label="steps", precision=0)]
         heat_out = [gr.Image(type="pil", label="heatmap"), gr.JSON(label="summary")]
     api_endpoint(new_scene_api, scene_in, scene_out, "new_scene", queue_id=None)
     api_endpoint(probe_heatmap_api, [state, *heat_in], heat_out, "probe_heatmap")

@@ -164,7 +164,7 @@ def probe_heatmap(session: Session, last: dict | None, index: Any, steps: Any,
 
 
 def probe_heatmap_api(session: Session, image: str | None, obj: str, truth: str, scene: dict | None,
-                      steps: Any = 8) -> tuple[Any, dict]:
+                      steps: Any = 16) -> tuple[Any, dict]:
     """/probe_heatmap: one object's patch heatmap over an uploaded photo; with the /new_scene JSON of that same
     picture, the true boxes are outlined and scored."""
     if not image:
