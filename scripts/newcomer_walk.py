@@ -1,8 +1,8 @@
 """Walk the app as a newcomer would, in headless Chromium, on real models, and keep a screenshot of every step.
 
 For each model: open the page, read the first screen, attribute the default example, compare unsteered and steered
-continuations, look at the Steer tab's vector card; on a VLM also the Hallucination tab (New scene on the toy model,
-the check, an absent object's heatmap with the true boxes, and the re-check with the loaded vector). Each step's
+continuations, look at the Steer tab's vector card; on the toy VLM, recipe (d) and the Hallucination tab (New scene,
+the check, an absent object's heatmap with the true boxes, the re-check with the recipe's vector). Each step's
 screenshot goes to test-output/walk/<model>/NN_<step>.png, and walk.json lists the steps, their seconds, and every
 page text that looks like a leak (a traceback, a server path, a Gradio internal).
 
@@ -74,6 +74,15 @@ def text_steps(walk: Walk, timeout_ms: int) -> None:
 def toy_steps(walk: Walk, timeout_ms: int) -> None:
     page = walk.page
     walk.step("first_screen", lambda: page.wait_for_selector("#grains-prompt textarea"))
+
+    def recipe() -> None:  # recipe (d): the toy model with its shipped vector
+        from components.recipes import RECIPES
+
+        page.click("#grains-recipe input")
+        page.get_by_role("option", name=RECIPES["toy_vlm"].title).click()
+        page.wait_for_selector("#grains-recipe-box:has-text('What stronger settings do')", timeout=timeout_ms)
+
+    walk.step("recipe_d_with_its_vector", recipe)
 
     def new_scene() -> None:
         page.click("#grains-tab-hallucination-button")
