@@ -51,51 +51,38 @@ class Walk:
         print(f"  {name}: {self.steps[-1]['seconds']} s{' ERROR ' + error if error else ''}"
               f"{' LEAKS ' + str(leaks) if leaks else ''}", flush=True)
 
+    def clicks(self, name: str, selectors: list[str], done: str, timeout_ms: int) -> None:
+        """A step that clicks `selectors` in turn, then waits for `done`."""
+        def action() -> None:
+            for selector in selectors:
+                self.page.click(selector)
+            self.page.wait_for_selector(done, timeout=timeout_ms)
+
+        self.step(name, action)
+
 
 def text_steps(walk: Walk, timeout_ms: int) -> None:
-    page = walk.page
-    walk.step("first_screen", lambda: page.wait_for_selector("#grains-prompt textarea"))
-
-    def attribute() -> None:
-        page.click("#grains-attribute")
-        page.wait_for_selector("#grains-attr-summary .grains-summary", timeout=timeout_ms)
-
-    walk.step("attribute_default_example", attribute)
-
-    def compare() -> None:
-        page.click("#grains-tab-compare-button")
-        page.click("#grains-generate")
-        page.wait_for_selector(GEN_DONE, timeout=timeout_ms)
-
-    walk.step("compare_generate", compare)
-    walk.step("steer_tab", lambda: page.click("#grains-tab-steer-button"))
+    walk.step("first_screen", lambda: walk.page.wait_for_selector("#grains-prompt textarea"))
+    walk.clicks("attribute_default_example", ["#grains-attribute"], "#grains-attr-summary .grains-summary", timeout_ms)
+    walk.clicks("compare_generate", ["#grains-tab-compare-button", "#grains-generate"], GEN_DONE, timeout_ms)
+    walk.step("steer_tab", lambda: walk.page.click("#grains-tab-steer-button"))
 
 
 def toy_steps(walk: Walk, timeout_ms: int) -> None:
+    from components.recipes import RECIPES
+
     page = walk.page
     walk.step("first_screen", lambda: page.wait_for_selector("#grains-prompt textarea"))
 
     def recipe() -> None:  # recipe (d): the toy model with its shipped vector
-        from components.recipes import RECIPES
-
         page.click("#grains-recipe input")
         page.get_by_role("option", name=RECIPES["toy_vlm"].title).click()
         page.wait_for_selector("#grains-recipe-box:has-text('What stronger settings do')", timeout=timeout_ms)
 
     walk.step("recipe_d_with_its_vector", recipe)
-
-    def new_scene() -> None:
-        page.click("#grains-tab-hallucination-button")
-        page.click("#grains-hc-new-scene")
-        page.wait_for_selector("#grains-hc-scene-note:has-text('Generated scene')", timeout=timeout_ms)
-
-    walk.step("hallucination_new_scene", new_scene)
-
-    def check() -> None:
-        page.click("#grains-hc-run")
-        page.wait_for_selector("#grains-hc-summary table.grains-summary", timeout=timeout_ms)
-
-    walk.step("hallucination_check", check)
+    walk.clicks("hallucination_new_scene", ["#grains-tab-hallucination-button", "#grains-hc-new-scene"],
+                "#grains-hc-scene-note:has-text('Generated scene')", timeout_ms)
+    walk.clicks("hallucination_check", ["#grains-hc-run"], "#grains-hc-summary table.grains-summary", timeout_ms)
 
     def heatmap() -> None:
         absent = page.input_value("#grains-hc-absent textarea").split(", ")[0]
@@ -103,20 +90,11 @@ def toy_steps(walk: Walk, timeout_ms: int) -> None:
         page.wait_for_selector("#grains-hc-heat-note .grains-hc-grounding", timeout=timeout_ms)
 
     walk.step("absent_object_heatmap_with_boxes", heatmap)
-
-    def recheck() -> None:
-        page.locator("#grains-hc-source label:has-text('the loaded vector')").click()
-        page.click("#grains-hc-recheck")
-        page.wait_for_selector("#grains-hc-split:has-text('No build')", timeout=timeout_ms)
-
-    walk.step("recheck_with_loaded_vector", recheck)
-
-    def attribute() -> None:
-        page.click("#grains-tab-attribute-button")
-        page.click("#grains-attribute")
-        page.wait_for_selector("#grains-attr-summary .grains-summary", timeout=timeout_ms)
-
-    walk.step("attribute_example_probe", attribute)
+    walk.clicks("recheck_with_loaded_vector", ["#grains-hc-source label:has-text('the loaded vector')",
+                                               "#grains-hc-recheck"], "#grains-hc-split:has-text('No build')",
+                timeout_ms)
+    walk.clicks("attribute_example_probe", ["#grains-tab-attribute-button", "#grains-attribute"],
+                "#grains-attr-summary .grains-summary", timeout_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
