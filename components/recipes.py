@@ -120,8 +120,7 @@ def _recipes() -> dict[str, Recipe]:
             "GrAInS vector's honest selection chose strength 0 (card below), so <i>Steer and re-check</i> with "
             "<i>the loaded vector</i> changes nothing; untick <i>Use the vector's cross-validated layer and "
             "strength</i> and try layer 0, strength 0.25 to see recall fall before the hallucination does (the "
-            "card's table). <b>1 · Attribute</b> shows the example "
-            "probe's patches beside its words.",
+            "card's table). <b>1 · Attribute</b> shows the example probe's patches beside its words.",
             vector_path=TOY_VECTOR_PATH, image=photo, eval_offset=0, build_rows=24),
     ]
     return {r.key: r for r in items}

@@ -15,7 +15,7 @@ from grains.vlm.pope import evaluate_probes, score_yes_no
 from grains.vlm.toy.probes import QUESTION, scene_probes
 from grains.vlm.toy.scenes import PLANTED_PAIRS, make_scene
 from grains.vlm.toy.shapes import KINDS
-from grains.vlm.toy.training import TrainingRecipe, patch_labels, prompt_ids
+from grains.vlm.toy.training import TrainingRecipe, image_features, patch_labels, prompt_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = 1_000_000_000
@@ -76,6 +76,25 @@ def test_patch_labels_mark_the_patches_each_kind_covers() -> None:
                 assert bool(column[r, c]) == (share >= 0.1)
     absent = [KINDS.index(k) for k in KINDS if k not in scene.kinds]
     assert labels[:, absent].sum() == 0
+
+
+def test_training_reads_the_image_features_the_model_sees_at_inference() -> None:
+    """The training path (patch features for the patch-label head, projected features for the decoder) gives exactly
+    what LlavaModel.get_image_features gives the decoder at inference."""
+    import torch
+
+    from grains.vlm.toy.model import ToyVLMConfig, build_model
+
+    model, processor = build_model(ToyVLMConfig(text_layers=1, vision_layers=1))
+    pixels = processor.image_processor(images=[make_scene(HELDOUT + i).image for i in range(2)],
+                                       return_tensors="pt")["pixel_values"]
+    patches, projected = image_features(model, pixels)
+    cfg = model.config
+    reference = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=cfg.vision_feature_layer,
+                                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                                               return_dict=True)
+    assert patches.shape == (2, 64, 128)
+    assert torch.equal(projected, torch.stack(list(reference.pooler_output)))
 
 
 def _answers(lm, seeds: range) -> dict[str, list[bool]]:

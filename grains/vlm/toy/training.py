@@ -145,13 +145,13 @@ def patch_labels(scene: Scene, grid: int, cover: float) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
-    """[scenes, image tokens, width]: the projected CLIP features the decoder sees for each scene."""
-    cfg = model.config
-    out = model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
-                                         vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-                                         return_dict=True)
-    return torch.stack(list(out.pooler_output))
+def image_features(model: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(patch features, projected features), each [scenes, image tokens, width]: the vision tower's patch features at
+    the model's feature layer (the "default" strategy drops CLS) and what the projector makes of them for the
+    decoder, as LlavaModel.get_image_features computes them."""
+    vision = model.model.vision_tower(pixel_values, output_hidden_states=True)
+    patches = vision.hidden_states[model.config.vision_feature_layer][:, 1:]
+    return patches, model.model.multi_modal_projector(patches)
 
 
 def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[Scene], rng: random.Random,
@@ -161,10 +161,7 @@ def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[
     one batch of scenes. The vision tower runs once per scene; its features fill the image slots of every question
     about that scene, and `patch_head` reads its patch features (0 when there is no head)."""
     pixel_values = processor.image_processor(images=[s.image for s in scenes], return_tensors="pt")["pixel_values"]
-    cfg = model.config
-    vision = model.model.vision_tower(pixel_values, output_hidden_states=True)
-    patches = vision.hidden_states[cfg.vision_feature_layer][:, 1:]  # the "default" strategy drops CLS
-    feats = model.model.multi_modal_projector(patches)
+    patches, feats = image_features(model, pixel_values)
     patch_loss = torch.zeros(())
     if patch_head is not None:
         grid = int(round(patches.shape[1] ** 0.5))
