@@ -178,6 +178,10 @@ def remember_all(demo: Any, state: Any) -> list[Any]:
     return list(restorable.values())
 
 
+RESTORING_CLASS = "grains-restoring"  # on <html> while a page load's restore runs (assets/app.css greys the page)
+HOLD_INPUT_JS = (f"() => {{ const root = document.documentElement; root.classList.add('{RESTORING_CLASS}'); "
+                 f"setTimeout(() => root.classList.remove('{RESTORING_CLASS}'), 20000); }}")  # never stuck for good
+RELEASE_INPUT_JS = f"() => {{ document.documentElement.classList.remove('{RESTORING_CLASS}'); }}"
 RESULTS_AGAIN_AFTER = 0.6  # s: results are sent again after the settings' .change events have marked them outdated
 
 
@@ -233,7 +237,11 @@ def connect_restore(demo: Any, state: Any, refresh: Callable[[Session], list[Any
         return [session.ui_values.get(c._id, gr.skip()) for c in results]
 
     quiet = {"show_progress": "hidden", "show_progress_on": [browser]}  # no status tracker over the page's fields
+    # A click before the restore has landed would be overwritten by it (the stored session and its fields arrive
+    # after the click's job started on the page's fresh session): the page takes no input until the restore is done.
+    demo.load(None, js=HOLD_INPUT_JS, queue=False, api_visibility="private")
     demo.load(restore, inputs=[browser, state], outputs=[browser, state, *targets], queue=False,
               api_visibility="private", **quiet).then(
-        results_again, inputs=state, outputs=results, queue=False, api_visibility="private", **quiet)
+        results_again, inputs=state, outputs=results, queue=False, api_visibility="private", **quiet).then(
+        None, js=RELEASE_INPUT_JS, queue=False, api_visibility="private")
     return browser
