@@ -11,6 +11,7 @@ checks in components.inputs and the API endpoints in components.api."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ from grains.errors import Cancelled
 from grains.side_effects import KL_PROMPT_COUNT
 from grains.steering import MAX_STRENGTH
 from grains.viz.diff import render_diff
+
+NO_VECTOR_COLUMN = ("this session has no steering vector. Build one or load one in the Steer tab (or choose a demo "
+                    "recipe), then Generate again to see the steered continuation beside this one.")
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -149,7 +153,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
             gr.Markdown("#### Unsteered")
             unsteered = gr.HTML(WAITING, elem_id="grains-unsteered")
         with gr.Column(elem_classes=["grains-card"]):
-            steered_title = gr.Markdown("#### Steered")
+            steered_title = gr.Markdown("#### Steered", elem_id="grains-steered-title")
             steered = gr.HTML(WAITING, elem_id="grains-steered")
     gr.Markdown("Red: words only in the unsteered text · green: words only in the steered text. Both rows are "
                 "generated in one batch and, when sampling, share the same random draw at every step, so every "
@@ -205,12 +209,32 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                 outputs=[unsteered, steered, status, sweep_table], queue=False, api_visibility="private",
                 show_progress="hidden")
 
+    def unsteered_only(session: Session, p: str, img: str | None, settings: Any, fmt: Any) -> Iterator[list[Any]]:
+        lm = session_model(session)
+        shown = model_input_text(session, p, open_image(img, lm) if lm.is_vlm else None, fmt)
+        title = "#### Steered · no vector in this session"
+        right = note_html(NO_VECTOR_COLUMN, "info")
+        start, count, u = time.perf_counter(), 0, ""
+        GENERATING[job_key(session)] = 0
+        for u, _ in stream_texts(session, p, img, None, settings, fmt):
+            count += 1
+            GENERATING[job_key(session)] = count
+            status = note_html(f"Generating… {count} tokens (unsteered only)", "info")
+            yield [render_diff(u, u)[0], right, title, status, shown]
+        GENERATING.pop(job_key(session), None)
+        yield [degenerate_note(u) + render_diff(u, u)[0], right, title,
+               note_html(f"{count} tokens in {time.perf_counter() - start:.1f} s, unsteered only: {NO_VECTOR_COLUMN}",
+                         "warn"), shown]
+
     @guarded
     def generate_ui(session: Session, p: str, img: str | None, layer: Any, strength: Any, norm: bool, n: Any,
                     sample: bool, temp: Any, tp: Any, sd: Any, fmt: Any = None, stop_qa: bool = True,
                     stop_custom: str = "") -> Any:
         settings = settings_from(n, sample, temp, tp, sd, parse_stop(stop_qa, stop_custom))
         lm = session_model(session)
+        if session.vector is None:  # nothing to steer with: the unsteered continuation alone, and why
+            yield from unsteered_only(session, p, img, settings, fmt)
+            return
         steering = session_steering(session, lm, layer, strength, norm)  # checked before anything runs
         shown = model_input_text(session, p, open_image(img, lm) if lm.is_vlm else None, fmt)
         title = f"#### Steered · {steering.describe()}"

@@ -89,7 +89,8 @@ def sweep_table_html(rows: list[list[Any]], waiting: list[float] = ()) -> str:
 def vector_line(session: Session) -> str:
     """Which vector this tab steers with: the session's (its layer and strength are the sliders below)."""
     if session.vector is None:
-        return note_html("No steering vector in this session: build or load one on the Steer tab.", "warn")
+        return note_html("No steering vector in this session: Generate shows the unsteered continuation alone; build "
+                         "or load a vector on the Steer tab to see the steered one beside it.", "warn")
     v = session.vector
     suggested = ""
     if getattr(v, "default_layer", None) is not None and getattr(v, "default_strength", None) is not None:

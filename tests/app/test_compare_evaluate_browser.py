@@ -240,3 +240,22 @@ def test_show_code_loads_the_session_vector_file_and_real_rows(page, app_server,
     assert "--vector my_uploaded_vector.safetensors" in shell and "grains build" not in shell
     page.screenshot(path=str(test_output_dir / "show_code_loaded_vector.png"), full_page=True)
     assert page.dialogs == []
+
+
+def test_generate_without_a_vector_shows_the_unsteered_continuation_and_says_why_the_other_is_missing(
+        page, app_server):
+    """A session with no vector (the tiny model has no shipped one): Generate is not refused; the unsteered column
+    fills, the steered column and the status say there is no vector and where to get one."""
+    open_app(page, app_server(MODEL), MODEL)
+    page.click("#grains-tab-compare-button")
+    page.wait_for_selector("#grains-gen-vector:has-text('No steering vector')")
+    assert "unsteered continuation alone" in page.inner_text("#grains-gen-vector")
+    page.click("#grains-generate")
+    page.wait_for_selector("#grains-gen-status:has-text('unsteered only')")
+    page.wait_for_selector("#grains-gen-status .grains-note-warn")
+    unsteered = page.inner_text("#grains-unsteered .grains-diff")
+    assert unsteered.strip()
+    steered = page.inner_text("#grains-steered")
+    assert "no steering vector" in steered and "Steer tab" in steered
+    assert "no vector in this session" in page.inner_text("#grains-steered-title")
+    assert page.dialogs == []
