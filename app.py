@@ -213,7 +213,9 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
                         max_rows=given(args.max_rows, base.max_rows),
                         job_seconds=given(args.job_time_limit, base.job_seconds),
                         queued_per_user=given(args.queued_per_user, base.queued_per_user),
-                        long_per_user=given(args.long_jobs_per_user, base.long_per_user))
+                        long_per_user=given(args.long_jobs_per_user, base.long_per_user),
+                        long_yield_seconds=(base.long_yield_seconds if args.long_yield_seconds is None
+                                            else args.long_yield_seconds))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -238,12 +240,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            "(0: no limit)")
     room.add_argument("--short-slots", type=int, help="short jobs (attribute, generate) run at once (default 1)")
     room.add_argument("--long-slots", type=int, help="long jobs run at once (default 1)")
+    room.add_argument("--long-yield-seconds", type=float, metavar="SECONDS",
+                      help="while a short job runs, a long job pauses up to this long before each forward pass, so "
+                           "the short job has the CPU (default 2; 0: never)")
     room.add_argument("--session-hours", type=float, default=12.0,
                       help="how long a browser's session is kept for a reload (default 12)")
     room.add_argument("--max-sessions", type=int, default=300, help="most browser sessions kept (default 300)")
     args = parser.parse_args(argv)
     for name in ("max_rows", "job_time_limit", "queued_per_user", "long_jobs_per_user", "short_slots",
-                 "long_slots", "max_sessions"):
+                 "long_slots", "max_sessions", "long_yield_seconds"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     try:

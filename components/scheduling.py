@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from grains.lanes import in_lane
+from grains.lanes import CURRENT_LANE, in_lane
 
 SHORT_QUEUE = "short"  # attribute one example, generate a pair, a probe heatmap, load a vector
 LONG_QUEUE = "long"  # build, evaluate, sweeps, check an image, load a model, recipes
@@ -41,6 +43,8 @@ class ServerLimits:
         job_seconds: a running job is stopped after this many seconds (None: no limit).
         queued_per_user: the most jobs one user may have waiting (None: no limit).
         long_per_user: the most long jobs one user may have waiting or running (None: no limit).
+        long_yield_seconds: while a short job runs, a long job waits up to this long at each of its forward passes
+            (0: never), so the short job has the CPU to itself (see `yield_to_short_jobs`).
     """
 
     short_slots: int = 1
@@ -49,6 +53,7 @@ class ServerLimits:
     job_seconds: float | None = None
     queued_per_user: int | None = None
     long_per_user: int | None = None
+    long_yield_seconds: float = 2.0
 
     @classmethod
     def classroom(cls) -> ServerLimits:
@@ -98,12 +103,63 @@ def check_deadline(*_: Any) -> None:
         raise TimeLimitReached(deadline[1])
 
 
+# --------------------------------------------------------------------------------- long jobs yield the CPU
+
+class RunningCount:
+    """How many jobs of a kind are running now, and a way to wait until none is."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._idle:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def wait_idle(self, seconds: float) -> bool:
+        """Wait until none runs, at most `seconds`; True if none runs."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=max(0.0, seconds))
+
+
+SHORT_JOBS = RunningCount()
+
+
+def yield_to_short_jobs(*_: Any) -> None:
+    """A forward pre-hook on every model: in the long lane, while a short job runs, wait (up to the server's
+    `long_yield_seconds`, and never past the job's deadline) before the next forward pass.
+
+    Why: the two lanes run at once on one CPU. With both running, PyTorch's threads of a build and of a Generate
+    share the two cores, so each Generate took about twice as long, and the short lane was busy 94% of the time in the
+    classroom load test (short jobs then wait behind each other). Pausing the long job between its forward passes
+    gives a short job the whole CPU; the cap keeps a long job moving when short jobs never stop."""
+    seconds = current_limits().long_yield_seconds
+    if not seconds or CURRENT_LANE.get() != LONG_QUEUE or not SHORT_JOBS.count:
+        return
+    deadline = JOB_DEADLINE.get()
+    if deadline is not None:
+        seconds = min(seconds, deadline[0] - time.monotonic())
+    SHORT_JOBS.wait_idle(seconds)
+
+
 _WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def watch_models() -> None:
-    """Put the deadline check on every loaded model's first decoder layer (once per model): a job over its time
-    limit stops at its next forward pass, whatever it is doing, and only that job (the deadline is context-local)."""
+    """Put the deadline check and the long lane's yield on every loaded model's first decoder layer (once per model):
+    a job over its time limit stops at its next forward pass, whatever it is doing, and only that job (the deadline
+    is context-local); a long job pauses there while a short job runs."""
     from components.model_cache import MODELS
 
     for name in MODELS.loaded():
@@ -111,6 +167,7 @@ def watch_models() -> None:
         layer = lm.adapter.layers[0] if lm is not None and len(lm.adapter.layers) else None
         if layer is not None and layer not in _WATCHED:
             layer.register_forward_pre_hook(check_deadline)
+            layer.register_forward_pre_hook(yield_to_short_jobs)
             _WATCHED.add(layer)
 
 
@@ -129,6 +186,11 @@ def run_in_lane(fn: Callable, lane: str) -> Callable:
         seconds = current_limits().job_seconds
         return None if not seconds else (time.monotonic() + seconds, seconds)
 
+    def counted() -> AbstractContextManager[None]:
+        # a streaming handler counts while each step runs (a step waits for the next token), not while Gradio holds
+        # it between steps: a generator that is never closed cannot keep long jobs waiting
+        return SHORT_JOBS.running() if lane == SHORT_QUEUE else nullcontext()
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -139,7 +201,7 @@ def run_in_lane(fn: Callable, lane: str) -> Callable:
                 while True:  # each step may run in another worker thread and context: enter the lane every time
                     token = JOB_DEADLINE.set(limit)
                     try:
-                        with in_lane(lane):
+                        with in_lane(lane), counted():
                             item = next(inner)
                     except StopIteration:
                         return
@@ -156,7 +218,7 @@ def run_in_lane(fn: Callable, lane: str) -> Callable:
         watch_models()
         token = JOB_DEADLINE.set(deadline())
         try:
-            with in_lane(lane):
+            with in_lane(lane), counted():
                 return fn(*args, **kwargs)
         finally:
             JOB_DEADLINE.reset(token)

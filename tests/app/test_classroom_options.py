@@ -51,6 +51,8 @@ def test_classroom_defaults_and_flags_that_override_them():
     tuned = app.limits_from(app.parse_args(["--classroom", "--max-rows", "8", "--job-time-limit", "0",
                                             "--short-slots", "2"]))
     assert (tuned.max_rows, tuned.job_seconds, tuned.short_slots, tuned.long_per_user) == (8, None, 2, 1)
+    assert room.long_yield_seconds == 2.0
+    assert app.limits_from(app.parse_args(["--long-yield-seconds", "0"])).long_yield_seconds == 0
 
 
 def test_auth_from_flags_and_a_file(tmp_path, capsys):
