@@ -22,6 +22,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from grains.lanes import CURRENT_LANE, in_lane
 
 SHORT_QUEUE = "short"  # attribute one example, generate a pair, a probe heatmap, load a vector
@@ -137,17 +139,23 @@ SHORT_JOBS = RunningCount()
 
 
 def yield_to_short_jobs(*_: Any) -> None:
-    """A forward pre-hook on every model: in the long lane, while a short job runs, wait (up to the server's
-    `long_yield_seconds`, and never past the job's deadline) before the next forward pass.
+    """A forward pre-hook on every decoder layer: in the long lane, while a short job runs, wait (up to the server's
+    `long_yield_seconds`, and never past the job's deadline) before the layer runs.
 
     Why: the two lanes run at once on one CPU. With both running, PyTorch's threads of a build and of a Generate
     share the two cores, so each Generate took about twice as long, and the short lane was busy 94% of the time in the
-    classroom load test (short jobs then wait behind each other). Pausing the long job between its forward passes
-    gives a short job the whole CPU; the cap keeps a long job moving when short jobs never stop."""
+    classroom load test (short jobs then wait behind each other). Pausing the long job between layers gives a short
+    job the whole CPU; the cap keeps a long job moving when short jobs never stop."""
+    if CURRENT_LANE.get() == LONG_QUEUE:
+        pause_for_short_jobs(JOB_DEADLINE.get())
+
+
+def pause_for_short_jobs(deadline: tuple[float, float] | None) -> None:
+    """Wait while a short job runs: at most the server's `long_yield_seconds` (0: not at all), never past
+    `deadline` (the job's (monotonic end, seconds) or None)."""
     seconds = current_limits().long_yield_seconds
-    if not seconds or CURRENT_LANE.get() != LONG_QUEUE or not SHORT_JOBS.count:
+    if not seconds or not SHORT_JOBS.count:
         return
-    deadline = JOB_DEADLINE.get()
     if deadline is not None:
         seconds = min(seconds, deadline[0] - time.monotonic())
     SHORT_JOBS.wait_idle(seconds)
@@ -156,19 +164,32 @@ def yield_to_short_jobs(*_: Any) -> None:
 _WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _yield_in_backward(module: Any, args: Any, output: Any) -> None:
+    """A forward hook: in the long lane, a pause point in the backward pass too (integrated gradients spend as long
+    there as in the forward), as a gradient hook on the layer's output that returns the gradient unchanged."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    if (CURRENT_LANE.get() == LONG_QUEUE and isinstance(hidden, torch.Tensor) and hidden.requires_grad
+            and current_limits().long_yield_seconds):
+        deadline = JOB_DEADLINE.get()  # read here: the gradient hook may run where the job's context is not set
+        hidden.register_hook(lambda grad: pause_for_short_jobs(deadline))
+
+
 def watch_models() -> None:
-    """Put the deadline check and the long lane's yield on every loaded model's first decoder layer (once per model):
-    a job over its time limit stops at its next forward pass, whatever it is doing, and only that job (the deadline
-    is context-local); a long job pauses there while a short job runs."""
+    """Put the deadline check on every loaded model's first decoder layer, and the long lane's pause points on every
+    decoder layer, forward and backward (once per model): a job over its time limit stops at its next forward pass,
+    whatever it is doing, and only that job (the deadline is context-local); a long job pauses at the next layer while
+    a short job runs."""
     from components.model_cache import MODELS
 
     for name in MODELS.loaded():
         lm = MODELS.peek(name)
-        layer = lm.adapter.layers[0] if lm is not None and len(lm.adapter.layers) else None
-        if layer is not None and layer not in _WATCHED:
-            layer.register_forward_pre_hook(check_deadline)
-            layer.register_forward_pre_hook(yield_to_short_jobs)
-            _WATCHED.add(layer)
+        layers = list(lm.adapter.layers) if lm is not None else []
+        if layers and layers[0] not in _WATCHED:
+            layers[0].register_forward_pre_hook(check_deadline)
+            for layer in layers:
+                layer.register_forward_pre_hook(yield_to_short_jobs)
+                layer.register_forward_hook(_yield_in_backward)
+            _WATCHED.add(layers[0])
 
 
 def run_in_lane(fn: Callable, lane: str) -> Callable:

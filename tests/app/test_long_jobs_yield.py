@@ -128,3 +128,43 @@ def test_a_long_job_on_a_real_model_pauses_at_its_forward_passes(limits):
     short.join()
     long.join(10)
     assert took and took[0] >= 0.4
+
+
+def test_the_backward_pass_pauses_too_and_its_gradients_are_unchanged(limits):
+    """Integrated gradients spend as long in the backward pass as in the forward: it has pause points too, and the
+    gradient hooks that make them return the gradient untouched."""
+    from components.model_cache import MODELS
+    from components.scheduling import watch_models
+
+    lm = MODELS.get("tiny-random-llama")
+    ids = lm.tokenizer("Q: Is the sky blue?\nA:", return_tensors="pt").input_ids
+
+    def gradient(lane: str):
+        embeds = lm.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        with in_lane(lane):
+            out = lm.model(inputs_embeds=embeds).logits[0, -1].logsumexp(-1)
+        return embeds, out
+
+    plain_embeds, plain_out = gradient("default")
+    plain_out.backward()
+    watch_models()
+    embeds, out = gradient(LONG_QUEUE)  # forward done before the short job starts: only the backward can pause
+    release = threading.Event()
+
+    def short_job():
+        with SHORT_JOBS.running():
+            release.wait(10)
+
+    short = threading.Thread(target=short_job)
+    short.start()
+    while not SHORT_JOBS.count:
+        time.sleep(0.01)
+    backward = threading.Thread(target=out.backward)
+    backward.start()
+    time.sleep(0.5)
+    assert backward.is_alive()  # paused in the backward pass
+    release.set()
+    short.join()
+    backward.join(10)
+    assert not backward.is_alive()
+    assert torch.equal(embeds.grad, plain_embeds.grad)
