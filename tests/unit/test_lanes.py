@@ -132,7 +132,10 @@ def test_layers_skipped_by_one_thread_still_run_for_another(lm):
     with torch.no_grad(), record_layer_outputs(lm) as kept:
         plain_alone = logits(lm)
     barrier = threading.Barrier(2, timeout=30)
-    handle = lm.adapter.layers[0].register_forward_pre_hook(lambda module, args: barrier.wait() and None)
+    def hold(module, args):
+        barrier.wait()  # returns the thread's index: a pre-hook that returned it would replace the layer's inputs
+
+    handle = lm.adapter.layers[0].register_forward_pre_hook(hold)
 
     def skipping():
         with start_at_layer(lm, 1, kept[1]):
