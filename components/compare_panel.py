@@ -60,6 +60,7 @@ from grains.side_effects import KL_PROMPT_COUNT
 from grains.steering import MAX_STRENGTH
 from grains.viz.diff import render_diff
 
+SERVED_FROM_MEMORY = "Served from this server's memory (the same prompt and settings were generated before)"
 NO_VECTOR_COLUMN = ("this session has no steering vector. Build one or load one in the Steer tab (or choose a demo "
                     "recipe), then Generate again to see the steered continuation beside this one.")
 
@@ -216,15 +217,17 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         right = note_html(NO_VECTOR_COLUMN, "info")
         start, count, u = time.perf_counter(), 0, ""
         GENERATING[job_key(session)] = 0
-        for u, _ in stream_texts(session, p, img, None, settings, fmt):
+        stream = stream_texts(session, p, img, None, settings, fmt)
+        for u, _ in stream:
             count += 1
             GENERATING[job_key(session)] = count
             status = note_html(f"Generating… {count} tokens (unsteered only)", "info")
             yield [render_diff(u, u)[0], right, title, status, shown]
         GENERATING.pop(job_key(session), None)
+        how = (SERVED_FROM_MEMORY if stream.finished is not None and stream.finished.cached
+               else f"{count} tokens in {time.perf_counter() - start:.1f} s")
         yield [degenerate_note(u) + render_diff(u, u)[0], right, title,
-               note_html(f"{count} tokens in {time.perf_counter() - start:.1f} s, unsteered only: {NO_VECTOR_COLUMN}",
-                         "warn"), shown]
+               note_html(f"{how}, unsteered only: {NO_VECTOR_COLUMN}", "warn"), shown]
 
     @guarded
     def generate_ui(session: Session, p: str, img: str | None, layer: Any, strength: Any, norm: bool, n: Any,
@@ -242,7 +245,8 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         u = s = ""
         count = 0
         GENERATING[job_key(session)] = 0
-        for u, s in stream_texts(session, p, img, steering, settings, fmt):
+        stream = stream_texts(session, p, img, steering, settings, fmt)
+        for u, s in stream:
             count += 1
             GENERATING[job_key(session)] = count
             left, right = render_diff(u, s)
@@ -252,7 +256,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         left, right = render_diff(u, s)
         left, right = degenerate_note(u) + left, degenerate_note(s, unsteered=u) + right
         remember_generation(session, p, steering, settings, fmt)
-        done = generation_summary(count, seconds, settings, u == s)
+        finished = stream.finished
+        cached = finished is not None and finished.cached
+        done = generation_summary(finished.steps or count if cached else count, seconds, settings, u == s, cached)
         yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
         line = side_effect_line(lm, steering, fmt)
         kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way

@@ -7,6 +7,7 @@ import difflib
 import time
 from typing import TYPE_CHECKING, Any
 
+from components.generation_cache import GENERATIONS, FinishedGeneration
 from components.inputs import chosen_format, open_image
 from components.model_cache import session_model
 from components.session import Session
@@ -37,27 +38,52 @@ def model_input_text(session: Session, prompt: str, image: Any, prompt_format: A
     return lm.encode_prompt(prompt, image=image).text
 
 
-def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering,
-                 settings: GenerationSettings, prompt_format: Any = None) -> Iterator[tuple[str, str]]:
-    """Yield (unsteered, steered) so far, token by token, one batch with paired sampling.
+class TextStream:
+    """Unsteered and steered continuations so far, step by step, in one batch with paired sampling; a run asked
+    before (components.generation_cache) comes back at once, as one step. After the loop, `finished` holds the run
+    (texts, streamed steps, whether it was served from memory); a run closed early is neither kept nor finished.
 
     Args:
         session: whose model.
         prompt: as the user typed it.
         image_path: a photo for a VLM (ignored by a text model).
-        steering: the checked setting (components.inputs.session_steering).
+        steering: the checked setting (components.inputs.session_steering), or None for two unsteered rows.
         settings: decoding settings.
         prompt_format: raw / qa / chat (None: the model's).
-
-    Returns:
-        An iterator of (unsteered text, steered text).
     """
-    from grains.generation import stream_pair
 
-    lm = session_model(session)
-    image = open_image(image_path, lm) if lm.is_vlm else None
-    yield from stream_pair(lm, prompt, steering, settings=settings, image=image,
-                           prompt_format=chosen_format(prompt_format))
+    def __init__(self, session: Session, prompt: str, image_path: str | None, steering: Steering | None,
+                 settings: GenerationSettings, prompt_format: Any = None):
+        self.session, self.prompt, self.image_path = session, prompt, image_path
+        self.steering, self.settings, self.prompt_format = steering, settings, chosen_format(prompt_format)
+        self.finished: FinishedGeneration | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        from grains.generation import PairedGeneration, stream_pair
+
+        lm = session_model(self.session)
+        image = open_image(self.image_path, lm) if lm.is_vlm else None
+        key = GENERATIONS.key(lm, self.prompt, self.prompt_format, self.image_path if lm.is_vlm else None,
+                              self.steering, self.settings)
+        found = GENERATIONS.get(lm, key)
+        if found is not None:
+            self.finished = found
+            yield found.pair.unsteered, found.pair.steered
+            return
+        steps, u, s = 0, "", ""
+        for u, s in stream_pair(lm, self.prompt, self.steering, settings=self.settings, image=image,
+                                prompt_format=self.prompt_format):
+            steps += 1
+            yield u, s
+        text = lm.with_format(self.prompt_format).encode_prompt(self.prompt, image=image).text
+        self.finished = FinishedGeneration(PairedGeneration(u, s, text), steps)
+        GENERATIONS.put(lm, key, self.finished)
+
+
+def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering | None,
+                 settings: GenerationSettings, prompt_format: Any = None) -> TextStream:
+    """Yield (unsteered, steered) so far, token by token, one batch with paired sampling (see TextStream)."""
+    return TextStream(session, prompt, image_path, steering, settings, prompt_format)
 
 
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,
@@ -89,10 +115,13 @@ def generate_texts(session: Session, prompt: str, image_path: str | None, steeri
     from grains.generation import generate_pair
 
     lm = session_model(session)
-    pair = generate_pair(lm, prompt, steering, settings=settings, image=open_image(image_path, lm),
-                         prompt_format=chosen_format(prompt_format))
+    key = GENERATIONS.key(lm, prompt, chosen_format(prompt_format), image_path if lm.is_vlm else None, steering,
+                          settings)
+    found = GENERATIONS.get_or_compute(lm, key, lambda: FinishedGeneration(generate_pair(
+        lm, prompt, steering, settings=settings, image=open_image(image_path, lm),
+        prompt_format=chosen_format(prompt_format)), None))
     remember_generation(session, prompt, steering, settings, prompt_format)
-    return pair
+    return found.pair
 
 
 def change_summary(text: str, base: str | None) -> str:

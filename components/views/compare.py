@@ -100,11 +100,14 @@ def vector_line(session: Session) -> str:
                      "them here changes them there.", "info")
 
 
-def generation_summary(count: int, seconds: float, settings: GenerationSettings, identical: bool) -> str:
-    """The finished side-by-side run in one line (HTML): tokens, time, how the rows were paired, stop sequences."""
+def generation_summary(count: int, seconds: float, settings: GenerationSettings, identical: bool,
+                       cached: bool = False) -> str:
+    """The finished side-by-side run in one line (HTML): tokens, time (or served from the server's memory), how the
+    rows were paired, stop sequences."""
     same = "The two continuations are identical." if identical else "Differences are highlighted."
     paired = "same random draw per step" if settings.do_sample else "greedy"
     stops = (" Stop sequences: " + ", ".join(repr(x) for x in settings.stop) + " (each row ends before one)."
              if settings.stop else "")
-    return (f"{count} tokens in {seconds:.1f} s (both rows in one batch, {paired}, seed {settings.seed}). "
-            f"{same}{esc(stops)}")
+    how = (f"{count} tokens, computed earlier; served from this server's memory" if cached
+           else f"{count} tokens in {seconds:.1f} s")
+    return f"{how} (both rows in one batch, {paired}, seed {settings.seed}). {same}{esc(stops)}"

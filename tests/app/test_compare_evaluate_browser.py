@@ -132,8 +132,8 @@ def slowed(fn, seconds: float):
 def check_statuses_follow_the_job(page, monkeypatch, test_output_dir) -> None:
     """On the Compare tab with a vector loaded: a clamped strength says so, Stop leaves a true status, the sweep
     shows its rows as they finish and keeps them when stopped."""
-    import components.compare_panel
     import grains.generation
+    from components.generation_cache import GENERATIONS
 
     page.fill("#grains-gen-stop textarea", "")
     # a strength typed out of range is clamped by the slider: the page says so
@@ -143,7 +143,8 @@ def check_statuses_follow_the_job(page, monkeypatch, test_output_dir) -> None:
     set_number(page, "grains-gen-strength", "0.5")
 
     # Stop while generating: the status says where it stopped, and stays so
-    monkeypatch.setattr(components.compare_panel, "stream_texts", slowed(components.compare_panel.stream_texts, 0.15))
+    GENERATIONS.clear()  # computed, not served from the server's memory
+    monkeypatch.setattr(grains.generation, "stream_pair", slowed(grains.generation.stream_pair, 0.15))
     set_number(page, "grains-max-tokens", "60")
     page.click("#grains-generate")
     page.wait_for_selector("#grains-gen-status:has-text('Generating')")
