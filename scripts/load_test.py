@@ -77,6 +77,8 @@ class Mix:
         build_steps: IG steps per build example.
         layer: the layer generate and evaluate steer at.
         vector_file: a vector each user loads first (None: the app's shipped default vector).
+        own_prompt: share of generations on a prompt of the user's own (a new one each time: never served from the
+            server's memory), the rest on one of PROMPTS.
     """
 
     think: tuple[float, float] = (10.0, 30.0)
@@ -89,6 +91,7 @@ class Mix:
     build_steps: int = 8
     layer: int = 6
     vector_file: str | None = None
+    own_prompt: float = 0.0
 
 
 @dataclass
@@ -104,7 +107,10 @@ def job_call(kind: str, rng: random.Random, mix: Mix) -> tuple[str, tuple[Any, .
         prompt, chosen, rejected = rng.choice(OWN_PAIRS) if rng.random() < mix.own_example else DEFAULT_PAIR
         return "/attribute", (prompt, chosen, rejected, mix.steps)
     if kind == "generate":
-        return "/generate", (rng.choice(PROMPTS), mix.layer, 0.5, mix.new_tokens)
+        prompt = rng.choice(PROMPTS)
+        if rng.random() < mix.own_prompt:
+            prompt = f"{prompt} (a note, number {rng.randrange(10**9)})"
+        return "/generate", (prompt, mix.layer, 0.5, mix.new_tokens)
     if kind == "build":
         return "/build_vector", ("dataset", "sentiment_pairs", None, mix.build_rows, rng.randrange(0, 100), "grains",
                                  3, mix.build_steps, False)
@@ -341,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain", type=float, default=180.0,
                         help="seconds after the end before a job still waiting or running is cancelled")
     parser.add_argument("--json", help="write the full report (every job) here")
+    parser.add_argument("--own-prompt", type=float, default=0.0,
+                        help="share of generations on a new prompt of the user's own (never served from memory)")
     args = parser.parse_args(argv)
     proc = None
     url, pid = args.url, args.server_pid
@@ -349,8 +357,9 @@ def main(argv: list[str] | None = None) -> None:
         pid = proc.pid
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     try:
-        report = run_load(url, args.users, args.minutes * 60, args.builders, args.seed, server_pid=pid,
-                          auth=auth, drain=args.drain)  # type: ignore[arg-type]
+        report = run_load(url, args.users, args.minutes * 60, args.builders, args.seed,
+                          mix=Mix(own_prompt=args.own_prompt), server_pid=pid, auth=auth,
+                          drain=args.drain)  # type: ignore[arg-type]
     finally:
         if proc is not None:
             proc.terminate()
