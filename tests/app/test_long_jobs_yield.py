@@ -36,18 +36,24 @@ def timed_hook(lane: str) -> float:
     return time.monotonic() - start
 
 
-def test_a_long_forward_waits_while_a_short_job_runs_and_goes_on_when_it_ends(limits):
-    done = threading.Event()
-    took: list[float] = []
+def running_short_job() -> tuple[threading.Event, threading.Thread]:
+    """A short job that runs until the returned event is set (started, and counted, when this returns)."""
+    release = threading.Event()
 
     def short_job():
         with SHORT_JOBS.running():
-            done.wait(10)
+            release.wait(10)
 
     short = threading.Thread(target=short_job)
     short.start()
     while not SHORT_JOBS.count:
         time.sleep(0.01)
+    return release, short
+
+
+def test_a_long_forward_waits_while_a_short_job_runs_and_goes_on_when_it_ends(limits):
+    took: list[float] = []
+    done, short = running_short_job()
     waiter = threading.Thread(target=lambda: took.append(timed_hook(LONG_QUEUE)))
     waiter.start()
     time.sleep(0.6)
@@ -103,7 +109,6 @@ def test_a_long_job_on_a_real_model_pauses_at_its_forward_passes(limits):
     lm = MODELS.get("tiny-random-llama")
     watch_models()
     ids = lm.tokenizer("Q: Is the sky blue?\nA:", return_tensors="pt").input_ids
-    release = threading.Event()
     took: list[float] = []
 
     def long_job():
@@ -112,14 +117,7 @@ def test_a_long_job_on_a_real_model_pauses_at_its_forward_passes(limits):
             lm.model(input_ids=ids)
         took.append(time.monotonic() - start)
 
-    def short_job():
-        with SHORT_JOBS.running():
-            release.wait(10)
-
-    short = threading.Thread(target=short_job)
-    short.start()
-    while not SHORT_JOBS.count:
-        time.sleep(0.01)
+    release, short = running_short_job()
     long = threading.Thread(target=run_in_lane(long_job, LONG_QUEUE))
     long.start()
     time.sleep(0.5)
@@ -149,16 +147,7 @@ def test_the_backward_pass_pauses_too_and_its_gradients_are_unchanged(limits):
     plain_out.backward()
     watch_models()
     embeds, out = gradient(LONG_QUEUE)  # forward done before the short job starts: only the backward can pause
-    release = threading.Event()
-
-    def short_job():
-        with SHORT_JOBS.running():
-            release.wait(10)
-
-    short = threading.Thread(target=short_job)
-    short.start()
-    while not SHORT_JOBS.count:
-        time.sleep(0.01)
+    release, short = running_short_job()
     backward = threading.Thread(target=out.backward)
     backward.start()
     time.sleep(0.5)
