@@ -1,5 +1,6 @@
 """Fair scheduling for a shared server: two lanes (short interactive jobs, long batch jobs) with their own slots,
-per-user limits checked when a job joins the queue, a per-job time limit, and cancelling one's waiting jobs.
+long jobs that pause at each decoder layer while a short job runs, per-user limits checked when a job joins the
+queue, a per-job time limit, and cancelling one's waiting jobs.
 
 Why two lanes and not one queue: with one slot, a student's 8-minute build held the model and every other student's
 5-second Generate waited behind it. Jobs of the two lanes now run at the same time on the same model; that is safe
