@@ -139,16 +139,24 @@ class RunningCount:
 SHORT_JOBS = RunningCount()
 
 
-def yield_to_short_jobs(*_: Any) -> None:
+def yield_to_short_jobs(module: Any = None, args: tuple = (), kwargs: dict | None = None) -> None:
     """A forward pre-hook on every decoder layer: in the long lane, while a short job runs, wait (up to the server's
-    `long_yield_seconds`, and never past the job's deadline) before the layer runs.
+    `long_yield_seconds`, and never past the job's deadline) before the layer runs; and when the layer's input takes
+    a gradient, the same pause point in the backward pass (a gradient hook that returns the gradient unchanged), since
+    integrated gradients spend as long there as in the forward.
 
     Why: the two lanes run at once on one CPU. With both running, PyTorch's threads of a build and of a Generate
     share the two cores, so each Generate took about twice as long, and the short lane was busy 94% of the time in the
     classroom load test (short jobs then wait behind each other). Pausing the long job between layers gives a short
     job the whole CPU; the cap keeps a long job moving when short jobs never stop."""
-    if CURRENT_LANE.get() == LONG_QUEUE:
-        pause_for_short_jobs(JOB_DEADLINE.get())
+    if CURRENT_LANE.get() != LONG_QUEUE:
+        return
+    deadline = JOB_DEADLINE.get()
+    pause_for_short_jobs(deadline)
+    hidden = args[0] if args else (kwargs or {}).get("hidden_states")
+    if isinstance(hidden, torch.Tensor) and hidden.requires_grad and current_limits().long_yield_seconds:
+        # the deadline is read here: the gradient hook may run where the job's context is not set
+        hidden.register_hook(lambda grad: pause_for_short_jobs(deadline))
 
 
 def pause_for_short_jobs(deadline: tuple[float, float] | None) -> None:
@@ -165,16 +173,6 @@ def pause_for_short_jobs(deadline: tuple[float, float] | None) -> None:
 _WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _yield_in_backward(module: Any, args: Any, output: Any) -> None:
-    """A forward hook: in the long lane, a pause point in the backward pass too (integrated gradients spend as long
-    there as in the forward), as a gradient hook on the layer's output that returns the gradient unchanged."""
-    hidden = output[0] if isinstance(output, tuple) else output
-    if (CURRENT_LANE.get() == LONG_QUEUE and isinstance(hidden, torch.Tensor) and hidden.requires_grad
-            and current_limits().long_yield_seconds):
-        deadline = JOB_DEADLINE.get()  # read here: the gradient hook may run where the job's context is not set
-        hidden.register_hook(lambda grad: pause_for_short_jobs(deadline))
-
-
 def watch_models() -> None:
     """Put the deadline check on every loaded model's first decoder layer, and the long lane's pause points on every
     decoder layer, forward and backward (once per model): a job over its time limit stops at its next forward pass,
@@ -187,9 +185,8 @@ def watch_models() -> None:
         layers = list(lm.adapter.layers) if lm is not None else []
         if layers and layers[0] not in _WATCHED:
             layers[0].register_forward_pre_hook(check_deadline)
-            for layer in layers:
-                layer.register_forward_pre_hook(yield_to_short_jobs)
-                layer.register_forward_hook(_yield_in_backward)
+            for layer in layers:  # pre-hooks only: the forward hooks on a layer are the steering ones
+                layer.register_forward_pre_hook(yield_to_short_jobs, with_kwargs=True)
             _WATCHED.add(layers[0])
 
 

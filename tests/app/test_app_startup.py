@@ -48,7 +48,9 @@ def test_a_preloaded_app_opens_in_the_state_its_refresh_would_set():
     on_load = [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
     # only the model card is refreshed on load (which other models are loaded changes while the app runs), besides
     # the session restore (components.session_store), which changes nothing on a new browser's page
-    assert sorted(fn.name for fn in on_load) == ["current_card", "restore"]
+    assert sorted(fn.name for fn in on_load if fn.fn is not None) == ["current_card", "restore"]
+    # and one that runs only in the browser: the page takes no click until the restore has landed
+    assert [bool(fn.js) for fn in on_load if fn.fn is None] == [True]
     assert [block.elem_id for block in next(fn for fn in on_load if fn.name == "current_card").outputs] == [
         "grains-model-card"]
     refresh = next(fn for fn in demo.fns.values() if fn.name == "refresh_all")

@@ -102,12 +102,14 @@ def test_short_handlers_are_counted_while_they_run_and_after_an_error_no_more(li
 
 
 def test_a_long_job_on_a_real_model_pauses_at_its_forward_passes(limits):
-    """The hook as installed by the app (watch_models puts it on layer 0 of every loaded model)."""
+    """The hook as installed by the app (watch_models puts it on every decoder layer of every loaded model)."""
     from components.model_cache import MODELS
     from components.scheduling import watch_models
+    from grains.steering import active_hook_count
 
     lm = MODELS.get("tiny-random-llama")
     watch_models()
+    assert active_hook_count(lm) == 0  # pre-hooks only: tests and users read forward hooks as steering left on
     ids = lm.tokenizer("Q: Is the sky blue?\nA:", return_tensors="pt").input_ids
     took: list[float] = []
 
