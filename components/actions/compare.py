@@ -82,7 +82,11 @@ class TextStream:
 
 def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering | None,
                  settings: GenerationSettings, prompt_format: Any = None) -> TextStream:
-    """Yield (unsteered, steered) so far, token by token, one batch with paired sampling (see TextStream)."""
+    """The (unsteered, steered) texts so far, token by token, one batch with paired sampling.
+
+    Returns:
+        A TextStream: iterate it for the texts; its `finished` says afterwards whether they came from memory.
+    """
     return TextStream(session, prompt, image_path, steering, settings, prompt_format)
 
 
