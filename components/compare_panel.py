@@ -21,6 +21,7 @@ from components import api
 from components.actions.compare import (
     GENERATING,
     STOP_FLAGS,
+    counted_steps,
     job_key,
     model_input_text,
     remember_generation,
@@ -52,6 +53,7 @@ from components.views.compare import (
     degenerate_note,
     generation_summary,
     outdated_html,
+    run_time_text,
     sweep_table_html,
     vector_line,
 )
@@ -60,7 +62,6 @@ from grains.side_effects import KL_PROMPT_COUNT
 from grains.steering import MAX_STRENGTH
 from grains.viz.diff import render_diff
 
-SERVED_FROM_MEMORY = "Served from this server's memory (the same prompt and settings were generated before)"
 NO_VECTOR_COLUMN = ("this session has no steering vector. Build one or load one in the Steer tab (or choose a demo "
                     "recipe), then Generate again to see the steered continuation beside this one.")
 
@@ -216,16 +217,12 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         title = "#### Steered · no vector in this session"
         right = note_html(NO_VECTOR_COLUMN, "info")
         start, count, u = time.perf_counter(), 0, ""
-        GENERATING[job_key(session)] = 0
         stream = stream_texts(session, p, img, None, settings, fmt)
-        for u, _ in stream:
-            count += 1
-            GENERATING[job_key(session)] = count
+        for count, u, _ in counted_steps(session, stream):
             status = note_html(f"Generating… {count} tokens (unsteered only)", "info")
             yield [render_diff(u, u)[0], right, title, status, shown]
-        GENERATING.pop(job_key(session), None)
-        how = (SERVED_FROM_MEMORY if stream.finished is not None and stream.finished.cached
-               else f"{count} tokens in {time.perf_counter() - start:.1f} s")
+        tokens, cached = stream.tokens(count)
+        how = run_time_text(tokens, time.perf_counter() - start, cached)
         yield [degenerate_note(u) + render_diff(u, u)[0], right, title,
                note_html(f"{how}, unsteered only: {NO_VECTOR_COLUMN}", "warn"), shown]
 
@@ -244,21 +241,16 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         start = time.perf_counter()
         u = s = ""
         count = 0
-        GENERATING[job_key(session)] = 0
         stream = stream_texts(session, p, img, steering, settings, fmt)
-        for u, s in stream:
-            count += 1
-            GENERATING[job_key(session)] = count
+        for count, u, s in counted_steps(session, stream):
             left, right = render_diff(u, s)
             yield [left, right, title, note_html(f"Generating… {count} tokens", "info"), shown]
-        GENERATING.pop(job_key(session), None)
         seconds = time.perf_counter() - start
         left, right = render_diff(u, s)
         left, right = degenerate_note(u) + left, degenerate_note(s, unsteered=u) + right
         remember_generation(session, p, steering, settings, fmt)
-        finished = stream.finished
-        cached = finished is not None and finished.cached
-        done = generation_summary(finished.steps or count if cached else count, seconds, settings, u == s, cached)
+        tokens, cached = stream.tokens(count)
+        done = generation_summary(tokens, seconds, settings, u == s, cached)
         yield [left, right, title, note_html(f"{done} Measuring the side effect on neutral prompts…", "info"), shown]
         line = side_effect_line(lm, steering, fmt)
         kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way

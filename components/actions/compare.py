@@ -75,9 +75,16 @@ class TextStream:
                                 prompt_format=self.prompt_format):
             steps += 1
             yield u, s
-        text = lm.with_format(self.prompt_format).encode_prompt(self.prompt, image=image).text
+        text = model_input_text(self.session, self.prompt, image, self.prompt_format)
         self.finished = FinishedGeneration(PairedGeneration(u, s, text), steps)
         GENERATIONS.put(lm, key, self.finished)
+
+    def tokens(self, seen: int) -> tuple[int, bool]:
+        """(tokens of the run, whether it came from memory), given the `seen` steps the caller counted: a run from
+        memory arrives as one step, so its own count is used when it has one."""
+        if self.finished is not None and self.finished.cached:
+            return self.finished.steps or seen, True
+        return seen, False
 
 
 def stream_texts(session: Session, prompt: str, image_path: str | None, steering: Steering | None,
@@ -88,6 +95,18 @@ def stream_texts(session: Session, prompt: str, image_path: str | None, steering
         A TextStream: iterate it for the texts; its `finished` says afterwards whether they came from memory.
     """
     return TextStream(session, prompt, image_path, steering, settings, prompt_format)
+
+
+def counted_steps(session: Session, stream: TextStream) -> Iterator[tuple[int, str, str]]:
+    """(steps so far, unsteered, steered) per step of `stream`, the count kept in GENERATING while it runs (Stop reads
+    it there: a stream closed early leaves it for Stop to take)."""
+    key = job_key(session)
+    GENERATING[key] = count = 0
+    for u, s in stream:
+        count += 1
+        GENERATING[key] = count
+        yield count, u, s
+    GENERATING.pop(key, None)
 
 
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,
@@ -119,11 +138,10 @@ def generate_texts(session: Session, prompt: str, image_path: str | None, steeri
     from grains.generation import generate_pair
 
     lm = session_model(session)
-    key = GENERATIONS.key(lm, prompt, chosen_format(prompt_format), image_path if lm.is_vlm else None, steering,
-                          settings)
+    fmt = chosen_format(prompt_format)
+    key = GENERATIONS.key(lm, prompt, fmt, image_path if lm.is_vlm else None, steering, settings)
     found = GENERATIONS.get_or_compute(lm, key, lambda: FinishedGeneration(generate_pair(
-        lm, prompt, steering, settings=settings, image=open_image(image_path, lm),
-        prompt_format=chosen_format(prompt_format)), None))
+        lm, prompt, steering, settings=settings, image=open_image(image_path, lm), prompt_format=fmt), None))
     remember_generation(session, prompt, steering, settings, prompt_format)
     return found.pair
 

@@ -108,6 +108,11 @@ def generation_summary(count: int, seconds: float, settings: GenerationSettings,
     paired = "same random draw per step" if settings.do_sample else "greedy"
     stops = (" Stop sequences: " + ", ".join(repr(x) for x in settings.stop) + " (each row ends before one)."
              if settings.stop else "")
-    how = (f"{count} tokens, computed earlier; served from this server's memory" if cached
-           else f"{count} tokens in {seconds:.1f} s")
-    return f"{how} (both rows in one batch, {paired}, seed {settings.seed}). {same}{esc(stops)}"
+    return f"{run_time_text(count, seconds, cached)} (both rows in one batch, {paired}, seed {settings.seed}). " \
+           f"{same}{esc(stops)}"
+
+
+def run_time_text(count: int, seconds: float, cached: bool = False) -> str:
+    """How long a side-by-side run took: its tokens and seconds, or that it was served from the server's memory."""
+    return (f"{count} tokens, computed earlier; served from this server's memory" if cached
+            else f"{count} tokens in {seconds:.1f} s")

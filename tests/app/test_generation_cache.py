@@ -46,6 +46,12 @@ def test_a_second_session_gets_the_same_texts_from_memory(steering):
     stream = stream_texts(Session(MODEL), PROMPT, None, steering, settings)
     steps = list(stream)
     assert steps == [(first.unsteered, first.steered)] and stream.finished.cached  # one step, at once
+    assert stream.tokens(len(steps)) == (1, True)  # stored by a call that did not stream: the steps seen stand
+    again = stream_texts(Session(MODEL), PROMPT + " again", None, steering, settings)
+    seen = len(list(again))
+    assert again.tokens(seen) == (seen, False)
+    replay = stream_texts(Session(MODEL), PROMPT + " again", None, steering, settings)
+    assert len(list(replay)) == 1 and replay.tokens(1) == (seen, True)  # one step from memory, the run's own count
     assert "served from this server's memory" in generation_summary(6, 0.0, settings, False, cached=True)
     assert "served from this server's memory" not in generation_summary(6, 0.0, settings, False)
 
