@@ -211,6 +211,10 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
                 outputs=[unsteered, steered, status, sweep_table], queue=False, api_visibility="private",
                 show_progress="hidden")
 
+    def stopped_note(count: int) -> str:
+        return note_html(f"Stopped after {count} token{'s' if count != 1 else ''}: the texts above are what was "
+                         "generated before Stop (no side effect was measured). Press Generate to run again.", "warn")
+
     def unsteered_only(session: Session, p: str, img: str | None, settings: Any, fmt: Any) -> Iterator[list[Any]]:
         lm = session_model(session)
         shown = model_input_text(session, p, open_image(img, lm) if lm.is_vlm else None, fmt)
@@ -221,6 +225,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         for count, u, _ in counted_steps(session, stream):
             status = note_html(f"Generating… {count} tokens (unsteered only)", "info")
             yield [render_diff(u, u)[0], right, title, status, shown]
+        if stream.stopped:  # Stop has written the status; the run's last message must say the same
+            yield [render_diff(u, u)[0], right, title, stopped_note(count), shown]
+            return
         tokens, cached = stream.tokens(count)
         how = run_time_text(tokens, time.perf_counter() - start, cached)
         yield [degenerate_note(u) + render_diff(u, u)[0], right, title,
@@ -245,6 +252,9 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         for count, u, s in counted_steps(session, stream):
             left, right = render_diff(u, s)
             yield [left, right, title, note_html(f"Generating… {count} tokens", "info"), shown]
+        if stream.stopped:  # Stop has written the status; the run's last message (Gradio sends it again) says the same
+            yield [*render_diff(u, s), title, stopped_note(count), shown]
+            return
         seconds = time.perf_counter() - start
         left, right = render_diff(u, s)
         left, right = degenerate_note(u) + left, degenerate_note(s, unsteered=u) + right
@@ -265,10 +275,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
     def stopped(session: Session) -> Any:
         """The status after Stop, from the run's own state: how far it got, or unchanged when it had finished."""
         count = GENERATING.pop(job_key(session), None)
-        if count is None:
-            return gr.update()
-        return note_html(f"Stopped after {count} token{'s' if count != 1 else ''}: the texts above are what was "
-                         "generated before Stop (no side effect was measured). Press Generate to run again.", "warn")
+        return gr.update() if count is None else stopped_note(count)
 
     stop.click(stopped, inputs=state, outputs=status, cancels=[gen_event], queue=False, api_visibility="private")
 

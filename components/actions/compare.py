@@ -57,6 +57,7 @@ class TextStream:
         self.session, self.prompt, self.image_path = session, prompt, image_path
         self.steering, self.settings, self.prompt_format = steering, settings, chosen_format(prompt_format)
         self.finished: FinishedGeneration | None = None
+        self.stopped = False  # Stop took the run (see counted_steps): nothing more is to be shown
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         from grains.generation import PairedGeneration, stream_pair
@@ -98,11 +99,18 @@ def stream_texts(session: Session, prompt: str, image_path: str | None, steering
 
 
 def counted_steps(session: Session, stream: TextStream) -> Iterator[tuple[int, str, str]]:
-    """(steps so far, unsteered, steered) per step of `stream`, the count kept in GENERATING while it runs (Stop reads
-    it there: a stream closed early leaves it for Stop to take)."""
+    """(steps so far, unsteered, steered) per step of `stream`, the count kept in GENERATING while it runs. Stop takes
+    the count from there and writes the final status; Gradio's cancel of the run lands a few steps later (or not at
+    all), so a step that finds its count taken ends the run here and sets `stream.stopped`: the caller then ends with
+    the same status instead of writing "Generating…" over Stop's."""
     key = job_key(session)
     GENERATING[key] = count = 0
-    for u, s in stream:
+    steps = iter(stream)
+    for u, s in steps:
+        if key not in GENERATING:
+            stream.stopped = True
+            steps.close()  # the generation's own finally stops the worker and takes the hooks off
+            return
         count += 1
         GENERATING[key] = count
         yield count, u, s
