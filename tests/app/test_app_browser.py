@@ -84,19 +84,19 @@ def columns(page: Page) -> tuple[str, str]:
 
 
 def test_example_attribution_vector_and_side_by_side(page, app_server, test_output_dir):
-    # the page opens filled in: two small events run on load (the model card, whose "also loaded" line changes
-    # while the app runs, and the restore of this browser's kept session after a reload), nothing else until the
-    # user acts
+    # the page opens filled in: three small calls run on load (the model card, whose "also loaded" line changes
+    # while the app runs; the restore of this browser's kept session after a reload; and the restore's second sending
+    # of results, which answers at once on a new browser), nothing else until the user acts
     events: list[str] = []
     page.on("request", lambda r: events.append(r.url) if "/run/" in r.url or "/queue/join" in r.url else None)
     open_app(page, app_server("tiny-random-llama"), "tiny-random-llama")
     assert "Random weights" in page.inner_text("#grains-model-card")
     for _ in range(100):  # the baked card shows before the load events are sent: wait for them, then for quiet
-        if len(events) >= 2:
+        if len(events) >= 3:
             break
         page.wait_for_timeout(100)
     page.wait_for_timeout(500)
-    assert len(events) == 2 and all("/run/predict" in e for e in events), events
+    assert len(events) == 3 and all("/run/predict" in e for e in events), events
     page.click("#grains-text-examples button:has-text('fortune cookies')")
     page.wait_for_function("document.querySelector('#grains-prompt textarea').value.includes('fortune')")
     attribute(page)
