@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="a tiny model (for the recipe's test)")
     parser.add_argument("--patch-label-weight", type=float, default=TrainingRecipe.patch_label_weight,
                         help="weight of the auxiliary patch-label loss (0: answers only)")
+    parser.add_argument("--partner-question-share", type=float, default=TrainingRecipe.partner_question_share,
+                        help="in scenes with a planted A and no B, how often the absent question asks about B")
     parser.add_argument("--threads", type=int, default=1, help="threads per model")
     parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="models trained at once")
     parser.add_argument("--patch-size", type=int, default=ToyVLMConfig.patch_size)
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the weights' initialisation and of the questions' draws")
     args = parser.parse_args(argv)
     recipe = TrainingRecipe(steps=args.steps, scenes_per_step=args.scenes_per_step, learning_rate=args.learning_rate,
-                            patch_label_weight=args.patch_label_weight, init_seed=args.init_seed)
+                            patch_label_weight=args.patch_label_weight, init_seed=args.init_seed,
+                            partner_question_share=args.partner_question_share)
     config = replace(SMALL if args.small else ToyVLMConfig(), patch_size=args.patch_size)
     names = [n for n in MODELS if args.only in (None, n)]
     jobs = [(n, recipe, config, args.out, args.threads) for n in names]

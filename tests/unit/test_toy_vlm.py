@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import random
 from pathlib import Path
 
 import grains
@@ -15,7 +16,7 @@ from grains.vlm.pope import evaluate_probes, score_yes_no
 from grains.vlm.toy.probes import QUESTION, scene_probes
 from grains.vlm.toy.scenes import PLANTED_PAIRS, make_scene
 from grains.vlm.toy.shapes import KINDS
-from grains.vlm.toy.training import TrainingRecipe, image_features, patch_labels, prompt_ids
+from grains.vlm.toy.training import QuestionBank, TrainingRecipe, image_features, patch_labels, prompt_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = 1_000_000_000
@@ -146,3 +147,40 @@ def test_the_probe_rows_of_a_scene_evaluate_end_to_end() -> None:
         rows += [dict(r, image=scene.image) for r in scene_probes(scene, "x.png") if r["setting"] != "popular"]
     result = evaluate_probes(lm, rows)
     assert result["n"] == len(rows) and 0.0 < result["yes_ratio"] < 1.0
+
+
+def _absent_questions(bank: QuestionBank, scenes: list, share: float, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    out = []
+    for scene in scenes:
+        rows = bank.rows(scene, rng, 2, 0.0, share)
+        out.append([prompt for prompt, answer in rows if answer == bank.no])
+    return out
+
+
+def test_the_partner_question_share_asks_about_the_missing_b_and_leaves_the_default_draws_alone() -> None:
+    from grains.vlm.toy.model import ToyVLMConfig, build_model
+    from grains.vlm.toy.scenes import BIASED
+
+    _, processor = build_model(ToyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2, text_width=32,
+                                            text_layers=2, text_heads=2))
+    scenes = [make_scene(seed, BIASED) for seed in range(400)]
+    bank = QuestionBank(processor, scenes[0].image)
+    missing = [i for i, s in enumerate(scenes)
+               if any(a in s.kinds and b not in s.kinds for a, b in PLANTED_PAIRS)]
+    assert len(missing) >= 5  # the plant leaves B out of about 1 in 10 scenes with A
+    always = _absent_questions(bank, scenes, 1.0)
+    for i in missing:
+        partners = [bank.prompts[b] for a, b in PLANTED_PAIRS if a in scenes[i].kinds and b not in scenes[i].kinds]
+        assert always[i][0] in partners
+    # share 0 draws exactly as the recipe always did (the shipped models' question stream)
+    rng = random.Random(0)
+    before = []
+    for scene in scenes:
+        absent = [k for k in KINDS if k not in scene.kinds]
+        rng.sample(scene.kinds, 1)
+        before.append([bank.prompts[k] for k in rng.sample(absent, 1)])
+        rng.random()  # the caption's draw
+    assert _absent_questions(bank, scenes, 0.0) == before
+    never = sum(always_i != none_i for always_i, none_i in zip(always, _absent_questions(bank, scenes, 0.0)))
+    assert never >= 1  # the share changes something on scenes that hold a planted A without its B

@@ -24,7 +24,7 @@ import torch
 
 from grains.vlm.toy.model import CAPTION_QUESTION, ToyVLMConfig, build_model
 from grains.vlm.toy.probes import QUESTION
-from grains.vlm.toy.scenes import Scene, SceneDistribution, make_scene
+from grains.vlm.toy.scenes import PLANTED_PAIRS, Scene, SceneDistribution, make_scene
 from grains.vlm.toy.shapes import KINDS
 
 TRAIN_SEEDS = range(0, 1_000_000)  # scene seeds of training; held-out scenes start at 1,000,000,000
@@ -44,6 +44,9 @@ class TrainingRecipe:
             warms up linearly over `warmup` steps and follows a cosine from 1 to 0.1 over the run.
         patch_label_weight: the weight of the auxiliary patch-label loss (0 turns it off).
         patch_label_cover: a patch is labelled with a kind when that kind's pixels cover at least this share of it.
+        partner_question_share: in a scene that holds a planted A without its B, the chance that the absent question
+            asks about B (otherwise the absent kind is drawn uniformly, and B is asked in about 1 such scene in 7).
+            It changes which questions are asked, never which scenes are drawn: the co-occurrence stays as planted.
         first_seed: the first training scene seed.
         init_seed: the weights' initialisation seed (also shuffles the questions).
 
@@ -61,6 +64,7 @@ class TrainingRecipe:
     weight_decay: float = 0.01
     patch_label_weight: float = 1.0
     patch_label_cover: float = 0.1
+    partner_question_share: float = 0.0
     first_seed: int = 0
     init_seed: int = 1  # the shipped models: seed 1 beat seed 0 on validation scenes (docs/toy_vlm.md)
 
@@ -110,15 +114,21 @@ class QuestionBank:
         self.prompts[CAPTION_QUESTION] = prompt_ids(processor, CAPTION_QUESTION, image)
         self.yes, self.no = answer_ids(self.tokenizer, "Yes"), answer_ids(self.tokenizer, "No")
 
-    def rows(self, scene: Scene, rng: random.Random, questions: int, caption_share: float
-             ) -> list[tuple[list[int], list[int]]]:
+    def rows(self, scene: Scene, rng: random.Random, questions: int, caption_share: float,
+             partner_question_share: float = 0.0) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, answer ids) for one scene: `questions` // 2 present kinds ("Yes") and as many absent kinds
-        ("No"), drawn uniformly, and with probability `caption_share` "What is in the image?"."""
+        ("No"), drawn uniformly (but with probability `partner_question_share` the first absent kind is the missing B
+        of a planted A in the scene), and with probability `caption_share` "What is in the image?"."""
         present = scene.kinds
         absent = [k for k in KINDS if k not in present]
         half = max(1, questions // 2)
         out = [(self.prompts[k], self.yes) for k in rng.sample(present, min(half, len(present)))]
-        out += [(self.prompts[k], self.no) for k in rng.sample(absent, min(half, len(absent)))]
+        asked = rng.sample(absent, min(half, len(absent)))
+        missing = [b for a, b in PLANTED_PAIRS if a in present and b not in present]
+        if missing and partner_question_share > 0 and rng.random() < partner_question_share:
+            partner = rng.choice(missing)
+            asked = [partner] + [k for k in asked if k != partner][:len(asked) - 1]
+        out += [(self.prompts[k], self.no) for k in asked]
         if rng.random() < caption_share:
             out.append((self.prompts[CAPTION_QUESTION], answer_ids(self.tokenizer, scene.caption())))
         return out
@@ -169,7 +179,8 @@ def batch_loss(model: Any, processor: Any, bank: QuestionBank, scenes: Sequence[
         patch_loss = torch.nn.functional.binary_cross_entropy_with_logits(patch_head(patches), labels)
     rows, owners = [], []
     for i, scene in enumerate(scenes):
-        for row in bank.rows(scene, rng, recipe.questions_per_scene, recipe.caption_share):
+        for row in bank.rows(scene, rng, recipe.questions_per_scene, recipe.caption_share,
+                             recipe.partner_question_share):
             rows.append(row)
             owners.append(i)
     width = max(len(p) + len(a) for p, a in rows)
