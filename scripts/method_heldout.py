@@ -8,7 +8,8 @@ MC2 / margin, with intervals), the side effects of the chosen setting, and the p
 items. The IG attributions are computed once and shared by grains and pca (the same top-k either way).
 
 Partial results are written after every step to --out (JSON) and --markdown, labelled "partial" until the run ends;
-a rerun with the same --out skips the (task, method) results already there (built vectors are saved in --vectors).
+a rerun with the same --out skips the (task, method) results already there (built vectors are saved in --vectors), and
+each IG attribution is kept in --attributions as it finishes, so a stopped run resumes at the next example.
 
     python scripts/method_heldout.py --model qwen2.5-0.5b-instruct --train 100 --out /tmp/heldout.json \\
         --markdown /tmp/heldout.md
@@ -25,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grains.attribution import attribute_example  # noqa: E402
+from grains.attribution import AttributionResult, attribute_example  # noqa: E402
 from grains.build import BUILD_STEPS, build_vector  # noqa: E402
 from grains.data import BUILTIN_DATASETS, load_pairs, load_truthfulqa, truthfulqa_to_pairs  # noqa: E402
 from grains.encoding import encode_example  # noqa: E402
@@ -56,6 +57,26 @@ def per_item(items: list[dict[str, Any]], kind: str) -> dict[str, list[Any]]:
     if kind == "truthfulqa":
         out["mc1"] = [float(i["mc1"]) for i in items]
         out["mc2"] = [float(i["mc2"]) for i in items]
+    return out
+
+
+def attribute_all(lm: Any, train: list[Any], folder: Path, task: str) -> list[AttributionResult]:
+    """The build's IG attribution of every training row, each read from `folder` when a run already made it (the same
+    tokens) and written there as soon as it is computed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, start = [], time.perf_counter()
+    for i, ex in enumerate(train):
+        enc = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
+        path = folder / f"{task}_{i:03d}.json"
+        kept = AttributionResult.from_json(path) if path.exists() else None
+        if kept is None or (kept.plus_tokens, kept.minus_tokens) != (enc.sequence_tokens("plus"),
+                                                                        enc.sequence_tokens("minus")):
+            kept = attribute_example(lm, enc, steps=BUILD_STEPS, target="sequence", baseline="zero",
+                                     points="graded", tolerance=None)
+            kept.to_json(path)
+        out.append(kept)
+        if i % 10 == 9:
+            log(f"{task}: attribution {i + 1}/{len(train)} ({time.perf_counter() - start:.0f} s)")
     return out
 
 
@@ -139,6 +160,8 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/method_heldout.json")
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--vectors", default="/tmp/method_heldout_vectors")
+    ap.add_argument("--attributions", default="/tmp/method_heldout_attributions",
+                    help="folder that keeps every IG attribution (a rerun reads them back)")
     args = ap.parse_args()
     path, markdown = Path(args.out), Path(args.markdown) if args.markdown else None
     out: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
@@ -163,14 +186,8 @@ def main() -> int:
                 continue
             if method in ("grains", "pca") and attributions is None:
                 start = time.perf_counter()
-                attributions = []
-                for i, ex in enumerate(train):
-                    enc = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
-                    attributions.append(attribute_example(lm, enc, steps=BUILD_STEPS, target="sequence",
-                                                          baseline="zero", points="graded", tolerance=None))
-                    if i % 10 == 9:
-                        log(f"{task}: attribution {i + 1}/{len(train)} ({time.perf_counter() - start:.0f} s)")
-                res["attribution_seconds"] = time.perf_counter() - start
+                attributions = attribute_all(lm, train, Path(args.attributions), task)
+                res["attribution_seconds"] = res.get("attribution_seconds") or time.perf_counter() - start
             log(f"{task}/{method}: building from {len(train)} rows ...")
             start = time.perf_counter()
             last = [0.0]
