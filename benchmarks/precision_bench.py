@@ -1,10 +1,14 @@
 """What bf16 changes, measured on a real model against fp32 in one run: pair margins, TruthfulQA MC1/MC2, the cell
 build's cross-validation chooses, IG scores, deltas and top-k tokens, and the time of a scoring pass.
 
-bf16 here is the whole model cast to bfloat16 (weights and activations; oneDNN's bf16 matmuls accumulate in fp32;
-log-softmax and the steering arithmetic stay in fp32, as the library computes them). Run through /work/bin/heavy:
+Two variants. `--variant cast`: bf16 is the whole model cast to bfloat16 (weights and activations; oneDNN's bf16
+matmuls accumulate in fp32; log-softmax and the steering arithmetic stay in fp32, as the library computes them).
+`--variant route`: the weights stay fp32 and only the route of fp32 products changes, strict against oneDNN's fast
+route (`torch.backends.mkldnn.matmul.fp32_precision = "bf16"`, what grains.matmul_precision adopts after its check).
+The JSON keeps the keys "fp32" (strict / fp32 weights) and "bf16" (the fast route / the cast). Run through
+/work/bin/heavy:
 
-    python -m benchmarks.precision_bench --model gemma-3-270m --out /tmp/precision.json
+    python -m benchmarks.precision_bench --model gemma-3-270m --variant route --out /tmp/precision_route.json
 """
 
 from __future__ import annotations
@@ -95,21 +99,29 @@ def compare(fp32: dict[str, Any], bf16: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(model: str, n_pairs: int = 32, n_questions: int = 32, n_ig: int = 3, n_build: int = 16,
-        rounds: int = 2) -> dict[str, Any]:
-    """Measure fp32 then bf16 on the same items; returns {"fp32", "bf16", "comparison"}."""
+        rounds: int = 2, variant: str = "cast") -> dict[str, Any]:
+    """Measure fp32 then bf16 (the cast or the fast route) on the same items; returns {"fp32", "bf16", "comparison"}."""
     from grains.data import BUILTIN_DATASETS, load_truthfulqa, truthfulqa_to_pairs
+    from grains.matmul_precision import FAST, _set, strict_fp32
     from grains.models import load_model
 
     lm = load_model(model)
     questions = load_truthfulqa(BUILTIN_DATASETS["truthfulqa"], limit=max(n_pairs, n_questions, n_build))
     pairs = truthfulqa_to_pairs(questions[:n_pairs])
     args = (pairs, questions[:n_questions], pairs[:n_ig], truthfulqa_to_pairs(questions[:n_build]), rounds)
-    fp32 = _measure(lm, *args)
-    lm.model.to(torch.bfloat16)
-    bf16 = _measure(lm, *args)
-    lm.model.to(torch.float32)
-    return {"model": model, "threads": torch.get_num_threads(), "fp32": fp32, "bf16": bf16,
-            "comparison": compare(fp32, bf16)}
+    if variant == "route":
+        with strict_fp32():
+            fp32 = _measure(lm, *args)
+        _set(FAST)
+        bf16 = _measure(lm, *args)
+    else:
+        with strict_fp32():
+            fp32 = _measure(lm, *args)
+            lm.model.to(torch.bfloat16)
+            bf16 = _measure(lm, *args)
+            lm.model.to(torch.float32)
+    return {"model": model, "variant": variant, "threads": torch.get_num_threads(), "notes": lm.notes,
+            "fp32": fp32, "bf16": bf16, "comparison": compare(fp32, bf16)}
 
 
 def main() -> int:
@@ -118,8 +130,10 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/precision.json")
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--build-rows", type=int, default=16)
+    ap.add_argument("--variant", choices=("cast", "route"), default="cast",
+                    help="cast: the whole model in bf16; route: fp32 weights, oneDNN's fast route for fp32 products")
     args = ap.parse_args()
-    result = run(args.model, n_pairs=args.pairs, n_build=args.build_rows)
+    result = run(args.model, n_pairs=args.pairs, n_build=args.build_rows, variant=args.variant)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
     json.dump(result["comparison"], sys.stdout, indent=2)

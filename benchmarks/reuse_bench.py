@@ -2,11 +2,12 @@
 TruthfulQA questions per second (unsteered + steered evaluation) and the whole build with nested cross-validation.
 
 "Before" is the plain path the library keeps for VLMs (every steered cell a full forward of every layer, evaluation
-one question at a time with its prompt in a KV cache, KL on neutral prompts from full forwards), forced with
-`plain_paths()`; "after" is the default: hidden states below the steered layer kept (grains.prefix_cache), questions
-many per pass (grains.item_scoring). Each pair of figures also reports how far apart the two paths' numbers are, and
-the process CPU seconds beside the wall seconds: on a shared machine with one thread the CPU-time ratio is the
-steadier one (`cpu_speedup`).
+one question at a time with its prompt in a KV cache, KL on neutral prompts from full forwards) with strict fp32
+products, forced with `plain_paths()`; "after" is the default: hidden states below the steered layer kept
+(grains.prefix_cache), questions many per pass (grains.item_scoring), and fp32 products through oneDNN's fast route
+where the model's check adopted it (grains.matmul_precision). Each pair of figures also reports how far apart the
+two paths' numbers are, and the process CPU seconds beside the wall seconds: on a shared machine with one thread the
+CPU-time ratio is the steadier one (`cpu_speedup`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from typing import Any
 
 @contextlib.contextmanager
 def plain_paths() -> Iterator[None]:
-    """Inside, build, evaluation and KL take the plain path (no kept hidden states, no batching across questions)."""
+    """Inside, build, evaluation and KL take the plain path (no kept hidden states, no batching across questions) with
+    strict fp32 products."""
     import grains.build as build
     import grains.evaluation as evaluation
     import grains.side_effects as side_effects
+    from grains.matmul_precision import strict_fp32
 
     saved = (build.pair_rows_supported, evaluation.batchable, side_effects.supports)
     build.pair_rows_supported = lambda lm, pairs: False  # type: ignore[assignment]
     evaluation.batchable = lambda lm, rows, kind: False  # type: ignore[assignment]
     side_effects.supports = lambda lm: False  # type: ignore[assignment]
     try:
-        yield
+        with strict_fp32():
+            yield
     finally:
         build.pair_rows_supported, evaluation.batchable, side_effects.supports = saved
 

@@ -90,6 +90,9 @@ def common_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> Non
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
         p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
         p.add_argument("--trust-remote-code", action="store_true", help="allow code from the model repo (off)")
+        p.add_argument("--strict-fp32", action="store_true",
+                       help="keep every fp32 product strict (default: oneDNN's faster route on a CPU where a check "
+                            "shows it gives the same numbers)")
         p.add_argument("--prompt-format", choices=["raw", "qa", "chat"], default=None,
                        help="raw: the text as written; qa: wrap in 'Q: ...\\nA:'; chat: the model's chat template "
                             "(default: chat when the model has a template, else raw)")

@@ -51,8 +51,11 @@ def load_lm(args: argparse.Namespace) -> LoadedModel:
     Example:
         >>> lm = load_lm(build_parser().parse_args(["generate", "--model", "tiny-random-llama", "--prompt", "Hi"]))
     """
+    from grains.matmul_precision import set_strict_fp32
     from grains.models import load_model
 
+    if getattr(args, "strict_fp32", False):
+        set_strict_fp32()
     return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                       use_chat_template=args.chat_template, prompt_format=args.prompt_format)
 

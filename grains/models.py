@@ -17,6 +17,7 @@ from grains.devices import gpu_count, pick_device, pick_dtype
 from grains.errors import GrainsError, InputError, ModelLoadError
 from grains.fastpaths import speed_up_output_head
 from grains.lanes import LaneLock
+from grains.matmul_precision import choose_cpu_matmul_precision
 from grains.presets import PRESETS, Preset
 from grains.prompts import PromptEncoding, PromptFormat, check_format, choose_style, encode_prompt, has_chat_template
 
@@ -119,6 +120,7 @@ class LoadedModel:
             "layers": self.num_layers, "hidden_size": self.hidden_size, "kind": "VLM" if self.is_vlm else "LLM",
             "random_weights": self.random_weights, "prompt_style": self.prompt_style,
             "prompt_format": self.prompt_style, "has_chat_template": has_chat_template(self.tokenizer),
+            "notes": list(self.notes),
         }
 
 
@@ -143,6 +145,7 @@ def _finish(model: Any, tokenizer: Any, adapter: TextAdapter, model_id: str, dev
     model.eval()
     model.requires_grad_(False)  # GrAInS never trains: gradients flow to the input embeddings only
     speed_up_output_head(model)
+    precision_note = None if random_weights else choose_cpu_matmul_precision(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     gen = getattr(model, "generation_config", None)
@@ -150,7 +153,8 @@ def _finish(model: Any, tokenizer: Any, adapter: TextAdapter, model_id: str, dev
         gen.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, model_id=model_id, device=device,
                        dtype=dtype, processor=processor, random_weights=random_weights,
-                       prompt_style=choose_style(tokenizer, use_chat_template))
+                       prompt_style=choose_style(tokenizer, use_chat_template),
+                       notes=[precision_note] if precision_note else [])
 
 
 def _load_built(preset: Preset, device: torch.device, dtype: torch.dtype,
