@@ -32,6 +32,7 @@ from components.session_store import STORE, connect_restore, remember_all
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
 from grains import __version__
+from grains.matmul_precision import set_strict_fp32
 from grains.presets import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent
@@ -224,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (use with --auth)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model loaded at start (preset, hub id or path)")
+    parser.add_argument("--strict-fp32", action="store_true",
+                        help="keep every fp32 product strict (default: oneDNN's faster route where a check on each "
+                             "model shows it gives the same numbers)")
     room = parser.add_argument_group("a shared server (README: A classroom on one server)")
     room.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                       help="require a login (repeat for more users); Gradio's own authentication")
@@ -264,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.share and not args.users:
         print("Warning: --share without --auth: anyone with the link can use this server and its CPU "
               "(add --auth USER:PASSWORD or --auth-file).", file=sys.stderr)
+    if args.strict_fp32:
+        set_strict_fp32()
     STORE.max_sessions, STORE.seconds = max(1, args.max_sessions), args.session_hours * 3600
     demo = build_app(args.model, limits=limits_from(args))
     launch_app(demo, server_name=args.host, server_port=args.port, share=args.share, auth=args.users or None)

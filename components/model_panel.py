@@ -104,6 +104,7 @@ def model_card(lm: LoadedModel) -> str:
     if info["random_weights"]:
         html += note_html("<b>Random weights:</b> a tiny test model. Its generations, heatmaps and vectors are "
                           "meaningless; use it to try the interface quickly.", "warn")
+    html += "".join(f'<div class="grains-muted">{esc(note)}</div>' for note in info.get("notes", []))
     others = [n for n in MODELS.loaded() if n != info["model_id"]]
     if others:
         html += f'<div class="grains-muted">Also loaded (shared by all users): {esc(", ".join(others))}</div>'

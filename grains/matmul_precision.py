@@ -115,7 +115,8 @@ def choose_cpu_matmul_precision(model: Any) -> str | None:
     if difference <= RELATIVE_TOLERANCE:
         _set(FAST)
         return (f"fp32 products go through oneDNN's fast route (checked on this model's output head: the largest "
-                f"difference from strict fp32 is {difference:.1e} of the largest product); --strict-fp32 turns it off.")
+                f"difference from strict fp32 is {difference:.1e} of the largest product); --strict-fp32 or "
+                f"GRAINS_STRICT_FP32=1 turns it off.")
     _set(STRICT)
     return (f"fp32 products stay strict: oneDNN's fast route changed this model's output head by {difference:.1e} "
             f"of the largest product, more than fp32 rounding ({RELATIVE_TOLERANCE:g}).")

@@ -274,3 +274,13 @@ def test_a_new_photo_marks_the_last_check_outdated():
     assert table["elem_classes"] == [OUTDATED_CLASS]
     assert stale_updates(data, "/a.jpg") == [{"__type__": "update"}, {"__type__": "update"}]
     assert stale_updates(None, "/b.jpg") == [{"__type__": "update"}, {"__type__": "update"}]
+
+
+def test_the_model_card_shows_what_loading_chose_about_arithmetic(tiny_llama):
+    from dataclasses import replace
+
+    from components.model_panel import model_card
+
+    note = "fp32 products go through oneDNN's fast route (checked on this model's output head: ...)."
+    assert "oneDNN" not in model_card(tiny_llama)
+    assert "fp32 products go through oneDNN&#x27;s fast route" in model_card(replace(tiny_llama, notes=[note]))
