@@ -5,9 +5,10 @@ PyTorch routes fp32 matrix products through oneDNN when `torch.backends.mkldnn.m
 oneDNN build, so it is never assumed: `choose_cpu_matmul_precision` multiplies the loaded model's own output head with
 a block of test rows both ways and keeps the fast route only when the largest difference stays at fp32 rounding
 (relative 1e-5 of the largest product). On this project's CPU (AVX-512 with bf16) the route gave the same logits to
-3e-5 (of values up to 30), TruthfulQA margins to 5e-5 nats and IG scores to 1e-5 of the largest, 1.2x faster in
-evaluation (benchmarks/README.md, "Precision"). A CPU whose oneDNN really rounds inputs to bf16 (differences of about
-1e-3 of the largest logit) fails the check and stays in strict fp32.
+3e-5 (of values up to 30), TruthfulQA margins to 5e-5 nats and IG scores to 1e-5 of the largest, 1.1-1.2x faster in
+scoring and builds (benchmarks/README.md, "Precision"). A CPU whose oneDNN really rounds inputs to bf16 (differences of
+a few 1e-3 of the largest logit) fails the check and stays in strict fp32; the route is one setting for the whole
+process, so once a model fails, no later model turns it back on.
 
 `set_strict_fp32()` (CLI: `--strict-fp32`, or GRAINS_STRICT_FP32=1) turns the fast route off for the process.
 """
@@ -25,6 +26,7 @@ FAST = "bf16"
 STRICT = "ieee"
 RELATIVE_TOLERANCE = 1e-5  # of the largest product: fp32 rounding of a sum of a few thousand terms is ~1e-6
 _strict_requested = os.environ.get("GRAINS_STRICT_FP32", "") not in ("", "0")
+_refused: float | None = None  # the difference of a model that failed the check (the route stays off)
 
 
 def _flag() -> Any:
@@ -111,6 +113,10 @@ def choose_cpu_matmul_precision(model: Any) -> str | None:
     if (_strict_requested or current() == "unavailable" or weight is None or weight.device.type != "cpu"
             or weight.dtype != torch.float32):
         return None
+    global _refused
+    if _refused is not None:
+        return (f"fp32 products stay strict: an earlier model's check in this process found oneDNN's fast route "
+                f"off by {_refused:.1e} of the largest product.")
     difference = product_difference(weight.detach())
     if difference <= RELATIVE_TOLERANCE:
         _set(FAST)
@@ -118,5 +124,6 @@ def choose_cpu_matmul_precision(model: Any) -> str | None:
                 f"difference from strict fp32 is {difference:.1e} of the largest product); --strict-fp32 or "
                 f"GRAINS_STRICT_FP32=1 turns it off.")
     _set(STRICT)
+    _refused = difference
     return (f"fp32 products stay strict: oneDNN's fast route changed this model's output head by {difference:.1e} "
             f"of the largest product, more than fp32 rounding ({RELATIVE_TOLERANCE:g}).")

@@ -10,9 +10,9 @@ import grains.matmul_precision as mp
 
 @pytest.fixture(autouse=True)
 def _restore_route():
-    before, strict = mp.current(), mp._strict_requested
+    before, strict, refused = mp.current(), mp._strict_requested, mp._refused
     yield
-    mp._strict_requested = strict
+    mp._strict_requested, mp._refused = strict, refused
     if before in (mp.FAST, mp.STRICT):
         mp._set(before)
 
@@ -33,16 +33,21 @@ needs_flag = pytest.mark.skipif(mp.current() == "unavailable", reason="this PyTo
 def test_a_route_that_changes_the_products_is_refused_and_one_that_does_not_is_adopted(monkeypatch) -> None:
     model = _Model(torch.randn(64, 16))
     mp.set_strict_fp32(False)
+    mp._refused = None
     monkeypatch.setattr(mp, "product_difference", lambda weight: 2e-3)  # what rounding inputs to bf16 gives
     note = mp.choose_cpu_matmul_precision(model)
     assert mp.current() == mp.STRICT and note is not None and "stay strict" in note and "2.0e-03" in note
     monkeypatch.setattr(mp, "product_difference", lambda weight: 1e-6)
+    note = mp.choose_cpu_matmul_precision(model)  # one setting per process: a refusal is not undone by a later pass
+    assert mp.current() == mp.STRICT and note is not None and "earlier model" in note
+    mp._refused = None
     note = mp.choose_cpu_matmul_precision(model)
     assert mp.current() == mp.FAST and note is not None and "1.0e-06" in note
 
 
 @needs_flag
 def test_strict_fp32_when_asked_and_for_models_that_are_not_cpu_fp32() -> None:
+    mp._refused = None
     mp.set_strict_fp32(True)
     assert mp.current() == mp.STRICT
     assert mp.choose_cpu_matmul_precision(_Model(torch.randn(64, 16))) is None and mp.current() == mp.STRICT
