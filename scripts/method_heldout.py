@@ -185,9 +185,8 @@ def main() -> int:
                 log(f"{task}/{method}: already done, skipped")
                 continue
             if method in ("grains", "pca") and attributions is None:
-                start = time.perf_counter()
                 attributions = attribute_all(lm, train, Path(args.attributions), task)
-                res["attribution_seconds"] = res.get("attribution_seconds") or time.perf_counter() - start
+                res["attribution_seconds"] = sum(a.seconds for a in attributions)  # every pass, resumed or not
             log(f"{task}/{method}: building from {len(train)} rows ...")
             start = time.perf_counter()
             last = [0.0]
