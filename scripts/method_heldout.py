@@ -212,7 +212,10 @@ def main() -> int:
             steering = Steering.create(lm, vector, vector.default_layer, vector.default_strength)
             if steering.layers[0] not in scorer.cache.hidden:
                 scorer.cache.wanted.append(steering.layers[0])
-            entry["items"] = per_item(scorer.score(steering), kind)
+            # strength 0 is the unsteered model: its own items (a second scoring pass differs by float noise, ~1e-6,
+            # which a sign-flip test would read as a consistent sign)
+            unchanged = vector.default_strength == 0
+            entry["items"] = res["unsteered"] if unchanged else per_item(scorer.score(steering), kind)
             entry["vs_unsteered"] = compare(res["unsteered"], entry["items"], kind)
             entry["side_effects"] = (measure_side_effects(lm, steering).to_dict()
                                      if vector.default_strength != 0 else None)
