@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -59,15 +59,20 @@ def set_strict_fp32(strict: bool = True) -> None:
 
 
 @contextmanager
-def strict_fp32() -> Iterator[None]:
-    """Inside, fp32 products take the strict route (benchmarks compare the two routes in one process)."""
+def _route(mode: str) -> Iterator[None]:
+    """Inside, fp32 products take route `mode`; the route before is put back after."""
     before = current()
-    _set(STRICT)
+    _set(mode)
     try:
         yield
     finally:
         if before in (FAST, STRICT):
             _set(before)
+
+
+def strict_fp32() -> AbstractContextManager[None]:
+    """Inside, fp32 products take the strict route (benchmarks compare the two routes in one process)."""
+    return _route(STRICT)
 
 
 def product_difference(weight: torch.Tensor, rows: int = 16, seed: int = 0) -> float:
@@ -84,16 +89,11 @@ def product_difference(weight: torch.Tensor, rows: int = 16, seed: int = 0) -> f
     """
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, weight.shape[1], generator=generator)
-    before = current()
-    try:
-        with torch.no_grad():
-            _set(STRICT)
+    with torch.no_grad():
+        with _route(STRICT):
             strict = torch.nn.functional.linear(x, weight)
-            _set(FAST)
+        with _route(FAST):
             fast = torch.nn.functional.linear(x, weight)
-    finally:
-        if before in (FAST, STRICT):
-            _set(before)
     return float((fast - strict).abs().max() / strict.abs().max().clamp_min(1e-30))
 
 
