@@ -27,7 +27,7 @@ from components.model_cache import MODELS, session_model
 from components.model_panel import build_model_panel
 from components.recipes import build_recipe_panel
 from components.scheduling import ServerLimits, cancel_waiting, configure_lanes
-from components.session import MAX_UPLOAD, new_session
+from components.session import MAX_UPLOAD, new_session, user_message
 from components.session_store import STORE, connect_restore, remember_all
 from components.show_code import build_show_code_panel
 from components.steering_panel import build_steering_panel
@@ -210,13 +210,27 @@ def limits_from(args: argparse.Namespace) -> ServerLimits:
             return default
         return None if value == 0 else value  # 0 turns a limit off
 
+    def seconds(value: float | None, default: float) -> float:
+        return default if value is None else value  # 0 is a setting here (never / first come, first served)
+
     return ServerLimits(short_slots=args.short_slots or base.short_slots, long_slots=args.long_slots or base.long_slots,
                         max_rows=given(args.max_rows, base.max_rows),
                         job_seconds=given(args.job_time_limit, base.job_seconds),
                         queued_per_user=given(args.queued_per_user, base.queued_per_user),
                         long_per_user=given(args.long_jobs_per_user, base.long_per_user),
-                        long_yield_seconds=(base.long_yield_seconds if args.long_yield_seconds is None
-                                            else args.long_yield_seconds))
+                        long_yield_seconds=seconds(args.long_yield_seconds, base.long_yield_seconds),
+                        overtake_seconds=seconds(args.overtake_seconds, base.overtake_seconds))
+
+
+def warm_up(model_name: str) -> None:
+    """The first screen's answers into the server's memory (components.warm_up); a failure is one line, and the
+    server starts anyway."""
+    from components.warm_up import warm_first_screen
+
+    try:
+        warm_first_screen(model_name, log=lambda line: print(line, file=sys.stderr))
+    except Exception as exc:  # noqa: BLE001 - the server is still useful without the warm answers
+        print(f"warm-up skipped: {user_message(exc)}", file=sys.stderr)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -247,12 +261,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     room.add_argument("--long-yield-seconds", type=float, metavar="SECONDS",
                       help="while a short job runs, a long job pauses up to this long before each forward pass, so "
                            "the short job has the CPU (default 2; 0: never)")
+    room.add_argument("--overtake-seconds", type=float, metavar="SECONDS",
+                      help="a job joining a lane goes ahead of waiting jobs expected to take longer, unless they have "
+                           "waited this long (default 30; 0: first come, first served)")
+    room.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=None,
+                      help="compute the first screen's attribution and generation before serving, so a class "
+                           "pressing the first buttons reads them from memory (default: on with --classroom)")
     room.add_argument("--session-hours", type=float, default=12.0,
                       help="how long a browser's session is kept for a reload (default 12)")
     room.add_argument("--max-sessions", type=int, default=300, help="most browser sessions kept (default 300)")
     args = parser.parse_args(argv)
     for name in ("max_rows", "job_time_limit", "queued_per_user", "long_jobs_per_user", "short_slots",
-                 "long_slots", "max_sessions", "long_yield_seconds"):
+                 "long_slots", "max_sessions", "long_yield_seconds", "overtake_seconds"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     try:
@@ -272,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         set_strict_fp32()
     STORE.max_sessions, STORE.seconds = max(1, args.max_sessions), args.session_hours * 3600
     demo = build_app(args.model, limits=limits_from(args))
+    if args.classroom if args.warm_up is None else args.warm_up:
+        warm_up(args.model)
     launch_app(demo, server_name=args.host, server_port=args.port, share=args.share, auth=args.users or None)
 
 

@@ -32,6 +32,7 @@ from components.inputs import (
     sweep_steerings,
 )
 from components.model_cache import session_model
+from components.queue_bypass import answers_from_memory
 from components.session import Session
 from components.views.attribution import render, steered_view_html
 from grains.attribution import DEFAULT_STEPS
@@ -49,6 +50,7 @@ def _heatmap(session: Session, k: Any = 5, content_only: bool = True, skip_punct
 
 # ------------------------------------------------------------------------------------------------ Attribute tab
 
+@answers_from_memory
 def attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: Any = DEFAULT_STEPS,
               image: str | None = None, target: str = "sequence", baseline: str = "zero",
               prompt_format: str = "") -> tuple[Session, str, dict, float]:
@@ -59,6 +61,7 @@ def attribute(session: Session, prompt: str, chosen: str, rejected: str, steps: 
     return session, _heatmap(session), attr_actions.scores_json(session), result.delta
 
 
+@answers_from_memory
 def attribute_steered(session: Session, layer: Any = None, strength: Any = None,
                       normalize: bool = True) -> tuple[str, dict]:
     """Re-attribute the session's last /attribute example with its vector on (layer, strength: None = the
@@ -132,6 +135,7 @@ def vector_info(session: Session) -> dict:
 
 # -------------------------------------------------------------------------------------------------- Compare tab
 
+@answers_from_memory
 def generate(session: Session, prompt: str, layer: Any = 0, strength: Any = 0.5, max_new_tokens: Any = 40,
              image: str | None = None, do_sample: bool = False, temperature: Any = 1.0, top_p: Any = 1.0,
              seed: Any = 0, normalize: bool = True, prompt_format: str = "", stop: str = "") -> tuple[str, str]:

@@ -39,6 +39,7 @@ from components.common import (
 from components.datasets import dataset_choices, image_examples, text_examples
 from components.inputs import cycle_override, parse_overrides, require_attribution, steering_or_suggestion
 from components.model_cache import session_model
+from components.queue_bypass import answers_from_memory
 from components.session import DEFAULT_EXAMPLE, Session
 from components.views.attribution import EMPTY_HEATMAP, image_html, render, steered_view_html, summary_html
 from grains.attribution import CAP_PER_STEP, DEFAULT_STEPS, DEFAULT_TOLERANCE
@@ -105,6 +106,7 @@ class AttributionPanel:
         """Wire "attribute with the vector on" to the Steer tab's controls (built after this panel): after each
         attribution, and when the box is ticked, the same example is attributed with the hook on."""
 
+        @answers_from_memory
         @guarded
         def steered_ui(session: Session, on: bool, layer_value: Any, strength_value: Any, norm: bool,
                        progress: gr.Progress = gr.Progress()) -> str:
@@ -239,6 +241,7 @@ def build_attribution_panel(state: gr.State) -> AttributionPanel:
         return [heat, seqs, gr.update(value=fig, elem_classes=[]), esc(note), scores_json(session, k_value, co, sp),
                 *override_texts(session)]
 
+    @answers_from_memory
     @guarded
     def attribute_ui(session: Session, p: str, c: str, r: str, img: str | None, n_steps: Any, tgt: str, base: str,
                      pts: str, tol: Any, k_value: Any, co: bool, sp: bool, st: bool, opacity: float,

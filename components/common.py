@@ -16,6 +16,7 @@ import gradio as gr
 import gradio.component_meta as _component_meta
 
 from components.progress import ProgressEstimate, duration_text, gradio_progress  # noqa: F401 - panels use these
+from components.queue_bypass import NotInMemory
 from components.scheduling import LONG_QUEUE, SHORT_QUEUE, lane_for_api  # noqa: F401 - SHORT_QUEUE for panels
 from components.session import user_message
 from grains.errors import GrainsError
@@ -88,6 +89,8 @@ def guarded(fn: Callable) -> Callable:
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 yield from fn(*args, **kwargs)
+            except NotInMemory:  # a queue probe's miss, not a failure (components.queue_bypass)
+                raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a message
                 raise translate(exc) from exc
 
@@ -97,6 +100,8 @@ def guarded(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except NotInMemory:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise translate(exc) from exc
 

@@ -45,8 +45,9 @@ from components.common import (
 )
 from components.inputs import open_image, parse_stop, session_steering, settings_from, sweep_steerings
 from components.model_cache import session_model
+from components.queue_bypass import answers_from_memory
 from components.session import Session
-from components.steering_panel import STRENGTH_HELP, SteeringPanel
+from components.steering_panel import STRENGTH_HELP, SteeringPanel, slider_updates
 from components.views.compare import (
     SWEEP_WAITING,
     WAITING,
@@ -101,15 +102,14 @@ class ComparePanel:
     @property
     def refresh_outputs(self) -> list[Any]:
         return [self.image_column, self.prompt_format, self.model_input, self.unsteered, self.steered, self.status,
-                self.sweep_table, self.layer, self.vector]
+                self.sweep_table, self.layer, self.strength, self.vector]
 
     def refresh(self, session: Session, lm: LoadedModel) -> list[Any]:
-        """A (new) model: every result of this tab is cleared (it came from the previous model or session)."""
-        v = session.vector
-        layer = v.default_layer if v is not None and v.default_layer is not None else lm.num_layers // 2
-        layer = min(max(int(layer), 0), lm.num_layers - 1)
+        """A (new) model: every result of this tab is cleared (it came from the previous model or session); the
+        layer and strength start at the vector's suggestions, as the Steer tab's do (the page opens with them baked
+        in, so no change event of the Steer sliders carries them over)."""
         return [gr.update(visible=bool(lm.is_vlm)), prompt_format_update(lm), "", WAITING, WAITING, "",
-                SWEEP_WAITING, gr.update(maximum=lm.num_layers - 1, value=layer), vector_line(session)]
+                SWEEP_WAITING, *slider_updates(session, lm), vector_line(session)]
 
 
 def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: SteeringPanel) -> ComparePanel:
@@ -233,6 +233,7 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         yield [degenerate_note(u) + render_diff(u, u)[0], right, title,
                note_html(f"{how}, unsteered only: {NO_VECTOR_COLUMN}", "warn"), shown]
 
+    @answers_from_memory
     @guarded
     def generate_ui(session: Session, p: str, img: str | None, layer: Any, strength: Any, norm: bool, n: Any,
                     sample: bool, temp: Any, tp: Any, sd: Any, fmt: Any = None, stop_qa: bool = True,

@@ -52,11 +52,12 @@ class GenerationCache(ResultCache[FinishedGeneration]):
     @staticmethod
     def key(lm: LoadedModel, prompt: str, prompt_format: str | None, image_path: str | None,
             steering: Steering | None, settings: GenerationSettings) -> tuple:
-        """The question: model object, prompt and format, image digest, steering and decoding settings (greedy
+        """The question: model object, prompt and resolved format, image digest, steering and decoding settings (greedy
         decoding ignores the temperature, top-p and seed, so they are left out of its key)."""
         sampling = ((float(settings.temperature), float(settings.top_p), int(settings.seed)) if settings.do_sample
                     else None)
-        return (id(lm.model), prompt, prompt_format, file_digest(image_path), steering_digest(steering),
+        fmt = lm.with_format(prompt_format).prompt_style  # "raw" and the model's default (None) are one question
+        return (id(lm.model), prompt, fmt, file_digest(image_path), steering_digest(steering),
                 settings.max_new_tokens, bool(settings.do_sample), sampling, tuple(settings.stop))
 
 

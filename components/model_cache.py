@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.queue_bypass import NotInMemory, memory_only
 from grains.errors import VectorError
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ def session_model(session: Session) -> LoadedModel:
     Returns:
         The loaded model.
     """
+    if memory_only() and MODELS.peek(session.model_name) is None:  # a queue probe never loads a model
+        raise NotInMemory
     return MODELS.get(session.model_name)
 
 

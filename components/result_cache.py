@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from components.queue_bypass import require_in_memory
+
 if TYPE_CHECKING:
     from grains.models import LoadedModel
     from grains.steering import Steering
@@ -76,7 +78,7 @@ class ResultCache(Generic[Result]):
         Returns:
             The copy, or None.
         """
-        return self._tally(self._find(lm, key))
+        return self._tally(require_in_memory(self._find(lm, key)))
 
     def _tally(self, found: Result | None) -> Result | None:
         with self._lock:
@@ -118,7 +120,7 @@ class ResultCache(Generic[Result]):
         Returns:
             The result (a copy when it came from the cache).
         """
-        found = self._find(lm, key)
+        found = require_in_memory(self._find(lm, key))  # a queue probe stops here on a miss (queue_bypass)
         if found is None:
             with lm.lock:
                 found = self._find(lm, key)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from components.queue_bypass import forbid_model_work_in_probe, join, marked, probe_first
+from components.queue_order import place_quicker_first
 from grains.lanes import CURRENT_LANE, in_lane
 
 SHORT_QUEUE = "short"  # attribute one example, generate a pair, a probe heatmap, load a vector
@@ -48,6 +50,8 @@ class ServerLimits:
         long_per_user: the most long jobs one user may have waiting or running (None: no limit).
         long_yield_seconds: while a short job runs, a long job waits up to this long at each of its forward passes
             (0: never), so the short job has the CPU to itself (see `yield_to_short_jobs`).
+        overtake_seconds: a job joining a lane goes ahead of waiting jobs expected to take longer, unless they have
+            waited this long (0: first come, first served; components.queue_order).
     """
 
     short_slots: int = 1
@@ -57,6 +61,7 @@ class ServerLimits:
     queued_per_user: int | None = None
     long_per_user: int | None = None
     long_yield_seconds: float = 2.0
+    overtake_seconds: float = 30.0
 
     @classmethod
     def classroom(cls) -> ServerLimits:
@@ -177,7 +182,7 @@ def watch_models() -> None:
     """Put the deadline check on every loaded model's first decoder layer, and the long lane's pause points on every
     decoder layer, forward and backward (once per model): a job over its time limit stops at its next forward pass,
     whatever it is doing, and only that job (the deadline is context-local); a long job pauses at the next layer while
-    a short job runs."""
+    a short job runs; a queue probe (components.queue_bypass) that reaches a forward pass is a miss."""
     from components.model_cache import MODELS
 
     for name in MODELS.loaded():
@@ -185,6 +190,7 @@ def watch_models() -> None:
         layers = list(lm.adapter.layers) if lm is not None else []
         if layers and layers[0] not in _WATCHED:
             layers[0].register_forward_pre_hook(check_deadline)
+            layers[0].register_forward_pre_hook(forbid_model_work_in_probe)
             for layer in layers:  # pre-hooks only: the forward hooks on a layer are the steering ones
                 layer.register_forward_pre_hook(yield_to_short_jobs, with_kwargs=True)
             _WATCHED.add(layers[0])
@@ -285,7 +291,9 @@ def user_jobs(queue: Any, username: str | None, session_hash: str | None) -> tup
 
 def guard_queue(demo: Any) -> None:
     """Refuse, when it joins the queue, a job that breaks the per-user limits: Gradio answers the join with our
-    sentence (HTTP 400), which the page shows as an error and gradio_client raises."""
+    sentence (HTTP 400), which the page shows as an error and gradio_client raises. A job that joins is answered
+    from memory when it can be (components.queue_bypass), else placed ahead of slower waiting jobs
+    (components.queue_order)."""
     queue = getattr(demo, "_queue", None)
     if queue is None or getattr(queue, "_grains_guarded", False):
         return
@@ -302,7 +310,10 @@ def guard_queue(demo: Any) -> None:
             reason = refusal(lane, waiting, running, current_limits())
             if reason is not None:
                 return False, reason, "error"
-            return await original(body, request, username)
+            joined = await join(original, queue, fn, body, request, username)  # answers in memory skip the lane
+            if joined[0]:
+                place_quicker_first(queue, joined[1], current_limits().overtake_seconds)
+            return joined
 
     queue.push = push
     queue._grains_guarded = True
@@ -336,6 +347,7 @@ async def cancel_waiting(demo: Any, session_hash: str | None) -> int:
 
 def configure_lanes(demo: Any, limits: ServerLimits | None = None) -> None:
     """After `demo.queue(...)`: give each lane its slots, run every lane handler in its lane under the time limit,
+    let the handlers marked `answers_from_memory` answer from memory without queueing (components.queue_bypass),
     and check the per-user limits when a job joins.
 
     Args:
@@ -348,6 +360,7 @@ def configure_lanes(demo: Any, limits: ServerLimits | None = None) -> None:
         lane = getattr(fn, "concurrency_id", None)
         if lane in LANES and fn.fn is not None and not getattr(fn.fn, "_grains_lane", None):
             fn.concurrency_limit = max(1, int(slots[lane]))
-            fn.fn = run_in_lane(fn.fn, lane)
+            wrapped = run_in_lane(fn.fn, lane)
+            fn.fn = probe_first(wrapped) if marked(fn.fn) else wrapped  # answers in memory skip the queue
             fn.fn._grains_lane = lane
     guard_queue(demo)

@@ -30,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT_KINDS = ("attribute", "generate")
+SHORT_TOGETHER = "short: attribute + generate"
 DEFAULT_PAIR = ("Honestly, the pizza from that new delivery app", " arrived hot and tasted fantastic.",
                 " arrived cold and tasted dreadful.")
 OWN_PAIRS = [  # what students type instead of the first screen's example
@@ -220,23 +221,30 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def summarize_jobs(mine: list[JobRecord]) -> dict[str, Any]:
+    """Count, errors, unfinished, p50/p95 wait, run and total time (seconds) of the finished ones among `mine`."""
+    ok = [r for r in mine if not r.error]
+    unfinished = [r for r in mine if r.error == UNFINISHED]
+    waits = [r.wait for r in ok if r.wait is not None]
+    runs = [r.run for r in ok if r.run is not None]
+    totals = [r.finished - r.submitted for r in ok if r.finished is not None]  # press to answer, as a user waits
+    # a job cancelled unstarted at the end waited at least until then: a lower bound, so the p95 is one too
+    censored = waits + [r.finished - r.submitted for r in unfinished if r.started is None and r.finished]
+    return {"jobs": len(mine), "wait_p95_with_unfinished": percentile(censored, 95),
+            "errors": len(mine) - len(ok) - len(unfinished),
+            "unfinished": len(unfinished), "wait_p50": percentile(waits, 50),
+            "wait_p95": percentile(waits, 95), "wait_max": max(waits) if waits else None,
+            "run_p50": percentile(runs, 50), "run_p95": percentile(runs, 95),
+            "total_p50": percentile(totals, 50), "total_p95": percentile(totals, 95),
+            "error_examples": sorted({r.error for r in mine if r.error and r.error != UNFINISHED})[:3]}
+
+
 def summarize(records: list[JobRecord]) -> dict[str, dict[str, Any]]:
-    """Per kind of job: count, errors, unfinished, p50/p95 wait and run time (seconds) of the finished ones."""
-    out: dict[str, dict[str, Any]] = {}
-    for kind in sorted({r.kind for r in records}):
-        mine = [r for r in records if r.kind == kind]
-        ok = [r for r in mine if not r.error]
-        unfinished = [r for r in mine if r.error == UNFINISHED]
-        waits = [r.wait for r in ok if r.wait is not None]
-        runs = [r.run for r in ok if r.run is not None]
-        # a job cancelled unstarted at the end waited at least until then: a lower bound, so the p95 is one too
-        censored = waits + [r.finished - r.submitted for r in unfinished if r.started is None and r.finished]
-        out[kind] = {"jobs": len(mine), "wait_p95_with_unfinished": percentile(censored, 95),
-                     "errors": len(mine) - len(ok) - len(unfinished),
-                     "unfinished": len(unfinished), "wait_p50": percentile(waits, 50),
-                     "wait_p95": percentile(waits, 95), "wait_max": max(waits) if waits else None,
-                     "run_p50": percentile(runs, 50), "run_p95": percentile(runs, 95),
-                     "error_examples": sorted({r.error for r in mine if r.error and r.error != UNFINISHED})[:3]}
+    """Per kind of job, and for all short jobs together ("short: attribute + generate"): see `summarize_jobs`."""
+    out = {kind: summarize_jobs([r for r in records if r.kind == kind]) for kind in sorted({r.kind for r in records})}
+    short = [r for r in records if r.kind in SHORT_KINDS]
+    if short:
+        out[SHORT_TOGETHER] = summarize_jobs(short)
     return out
 
 
@@ -291,12 +299,12 @@ def table(report: dict[str, Any]) -> str:
         return "-" if v is None else f"{v:.1f}"
 
     lines = ["| job | jobs | errors | unfinished | wait p50 (s) | wait p95 (s) | wait max (s) | run p50 (s) | "
-             "run p95 (s) | wait p95 with unfinished (s, at least) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "run p95 (s) | press to answer p95 (s) | wait p95 with unfinished (s, at least) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, s in report["kinds"].items():
         lines.append(f"| {kind} | {s['jobs']} | {s['errors']} | {s['unfinished']} | {f(s['wait_p50'])} | "
                      f"{f(s['wait_p95'])} | "
-                     f"{f(s['wait_max'])} | {f(s['run_p50'])} | {f(s['run_p95'])} | "
+                     f"{f(s['wait_max'])} | {f(s['run_p50'])} | {f(s['run_p95'])} | {f(s.get('total_p95'))} | "
                      f"{f(s['wait_p95_with_unfinished'])} |")
     mem = report["memory_mb"]
     lines.append(f"\nServer memory (RSS): first {f(mem['first'])} MB, max {f(mem['max'])} MB, "

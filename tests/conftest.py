@@ -48,6 +48,18 @@ def patient_gradio_clients() -> Iterator[None]:
 LAUNCH_ATTEMPTS = 3
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll `predicate` every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

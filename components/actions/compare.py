@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from components.generation_cache import GENERATIONS, FinishedGeneration
 from components.inputs import chosen_format, open_image
 from components.model_cache import session_model
+from components.result_cache import ResultCache, steering_digest
 from components.session import Session
 from grains.errors import Cancelled
 from grains.fluency import degeneracy
@@ -80,11 +81,12 @@ class TextStream:
         self.finished = FinishedGeneration(PairedGeneration(u, s, text), steps)
         GENERATIONS.put(lm, key, self.finished)
 
-    def tokens(self, seen: int) -> tuple[int, bool]:
+    def tokens(self, seen: int) -> tuple[int | None, bool]:
         """(tokens of the run, whether it came from memory), given the `seen` steps the caller counted: a run from
-        memory arrives as one step, so its own count is used when it has one."""
+        memory arrives as one step, so its own count is used (None when it was computed without streaming, by the
+        API, and its count was not kept)."""
         if self.finished is not None and self.finished.cached:
-            return self.finished.steps or seen, True
+            return self.finished.steps, True
         return seen, False
 
 
@@ -277,9 +279,18 @@ def neutral_kl(lm: LoadedModel) -> NeutralKL:
     return held[1]
 
 
+# the line for each setting, measured once per model: a class generating with one vector reads it from here
+SIDE_EFFECT_LINES: ResultCache[str] = ResultCache(max_entries=64)
+
+
 def side_effect_line(lm: LoadedModel, steering: Steering, prompt_format: Any = None) -> str:
     """One line: the setting's mean KL on the neutral prompts (0 exactly at strength 0), against the budget (the
-    same figure as the vector card's for the same setting: neutral_kl)."""
+    same figure as the vector card's for the same setting: neutral_kl); kept per model and setting."""
+    key = (id(lm.model), steering_digest(steering))
+    return SIDE_EFFECT_LINES.get_or_compute(lm, key, lambda: _measure_side_effect_line(lm, steering))
+
+
+def _measure_side_effect_line(lm: LoadedModel, steering: Steering) -> str:
     from grains.side_effects import DEFAULT_KL_BUDGET
 
     meter = neutral_kl(lm)

@@ -100,7 +100,7 @@ def vector_line(session: Session) -> str:
                      "them here changes them there.", "info")
 
 
-def generation_summary(count: int, seconds: float, settings: GenerationSettings, identical: bool,
+def generation_summary(count: int | None, seconds: float, settings: GenerationSettings, identical: bool,
                        cached: bool = False) -> str:
     """The finished side-by-side run in one line (HTML): tokens, time (or served from the server's memory), how the
     rows were paired, stop sequences."""
@@ -112,7 +112,10 @@ def generation_summary(count: int, seconds: float, settings: GenerationSettings,
            f"{same}{esc(stops)}"
 
 
-def run_time_text(count: int, seconds: float, cached: bool = False) -> str:
-    """How long a side-by-side run took: its tokens and seconds, or that it was served from the server's memory."""
-    return (f"{count} tokens, computed earlier; served from this server's memory" if cached
-            else f"{count} tokens in {seconds:.1f} s")
+def run_time_text(count: int | None, seconds: float, cached: bool = False) -> str:
+    """How long a side-by-side run took: its tokens and seconds, or that it was served from the server's memory
+    (`count` None: a run kept without its token count)."""
+    if cached:
+        return ("Computed earlier" if count is None else f"{count} tokens, computed earlier") + \
+            "; served from this server's memory"
+    return f"{count} tokens in {seconds:.1f} s"

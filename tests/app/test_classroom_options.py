@@ -53,6 +53,29 @@ def test_classroom_defaults_and_flags_that_override_them():
     assert (tuned.max_rows, tuned.job_seconds, tuned.short_slots, tuned.long_per_user) == (8, None, 2, 1)
     assert room.long_yield_seconds == 2.0
     assert app.limits_from(app.parse_args(["--long-yield-seconds", "0"])).long_yield_seconds == 0
+    assert room.overtake_seconds == 30.0
+    assert app.limits_from(app.parse_args(["--classroom", "--overtake-seconds", "0"])).overtake_seconds == 0
+
+
+def test_the_warm_up_runs_with_classroom_or_when_asked_and_a_failure_does_not_stop_the_server(monkeypatch, capsys):
+    warmed, launched = [], []
+    monkeypatch.setattr(app, "build_app", lambda *a, **k: "demo")
+    monkeypatch.setattr(app, "launch_app", lambda demo, **k: launched.append(k))
+    monkeypatch.setattr("components.warm_up.warm_first_screen", lambda name, log=print: warmed.append(name) or [])
+    app.main([])
+    app.main(["--classroom", "--model", "tiny-random-llama"])
+    app.main(["--classroom", "--no-warm-up"])
+    app.main(["--warm-up"])
+    assert warmed == ["tiny-random-llama", app.DEFAULT_MODEL] and len(launched) == 4
+
+    def broken(name, log=print):
+        raise RuntimeError("no model here")
+
+    monkeypatch.setattr("components.warm_up.warm_first_screen", broken)
+    app.main(["--classroom"])
+    assert len(launched) == 5
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warm-up skipped")]
+    assert len(err) == 1 and "Traceback" not in err[0]
 
 
 def test_auth_from_flags_and_a_file(tmp_path, capsys):

@@ -12,7 +12,7 @@ from gradio_client.utils import Status
 
 from components.scheduling import LONG_QUEUE, ServerLimits, current_limits, set_limits
 from scripts.load_test import Mix, run_load
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.factories import random_vector
 
 LIMITS = ServerLimits(long_per_user=1, queued_per_user=2, max_rows=40)
@@ -32,15 +32,6 @@ def server(tmp_path_factory):
     yield demo, f"http://127.0.0.1:{port}/", str(vector)
     demo.close()
     set_limits(ServerLimits())  # the process's other app servers keep one person's defaults
-
-
-def wait_until(predicate, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def long_lane(demo):

@@ -46,7 +46,7 @@ def test_a_second_session_gets_the_same_texts_from_memory(steering):
     stream = stream_texts(Session(MODEL), PROMPT, None, steering, settings)
     steps = list(stream)
     assert steps == [(first.unsteered, first.steered)] and stream.finished.cached  # one step, at once
-    assert stream.tokens(len(steps)) == (1, True)  # stored by a call that did not stream: the steps seen stand
+    assert stream.tokens(len(steps)) == (None, True)  # stored by a call that did not stream: no count is made up
     again = stream_texts(Session(MODEL), PROMPT + " again", None, steering, settings)
     seen = len(list(again))
     assert again.tokens(seen) == (seen, False)
@@ -54,6 +54,8 @@ def test_a_second_session_gets_the_same_texts_from_memory(steering):
     assert len(list(replay)) == 1 and replay.tokens(1) == (seen, True)  # one step from memory, the run's own count
     assert "served from this server's memory" in generation_summary(6, 0.0, settings, False, cached=True)
     assert "served from this server's memory" not in generation_summary(6, 0.0, settings, False)
+    # kept by the API's unstreamed run, whose token count was not kept: no count is made up
+    assert generation_summary(None, 0.0, settings, False, cached=True).startswith("Computed earlier; served")
 
 
 @pytest.mark.parametrize("change", [

@@ -245,3 +245,35 @@ def test_embedded_model_default_example_under_the_shipped_vector(app_server):
         assert data["margin_change"] == 0.0
     else:
         assert data["margin_change"] != 0.0 and max(abs(d) for d in data["scores"]) > 0
+
+
+@pytest.mark.slow
+def test_warm_up_answers_the_first_screens_buttons_from_memory(browser, app_server, test_output_dir):
+    """`--warm-up` (on with --classroom) computes exactly what a fresh page asks when Attribute and Generate are
+    pressed with nothing changed: both come back "served from this server's memory"."""
+    from components.actions.compare import SIDE_EFFECT_LINES
+    from components.attribution_cache import ATTRIBUTIONS
+    from components.generation_cache import GENERATIONS
+    from components.warm_up import warm_first_screen
+    from grains.presets import is_installed
+    from tests.conftest import open_page
+
+    if not is_installed("gemma-3-270m"):
+        pytest.skip("the embedded model is not installed")
+    url = app_server("gemma-3-270m")
+    for cache in (ATTRIBUTIONS, GENERATIONS, SIDE_EFFECT_LINES):
+        cache.clear()
+    lines = warm_first_screen("gemma-3-270m", log=lambda _: None)
+    assert len(lines) == 2 and "Compare tab" in lines[1]
+    fresh = open_page(browser, TIMEOUT)
+    try:
+        open_app(fresh, url, "gemma-3-270m")
+        attribute(fresh, timeout_ms=60_000)
+        assert "served from this server's memory" in fresh.inner_text("#grains-attr-summary")
+        generate(fresh)
+        status = fresh.inner_text("#grains-gen-status")
+        assert "tokens, computed earlier; served from this server's memory" in status
+        assert "Side effect of this setting" in status and "within the budget" in status  # the vector's own strength
+        fresh.screenshot(path=str(test_output_dir / "warm_up_side_by_side.png"), full_page=True)
+    finally:
+        fresh.context.close()
