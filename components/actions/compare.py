@@ -108,15 +108,17 @@ def counted_steps(session: Session, stream: TextStream) -> Iterator[tuple[int, s
     key = job_key(session)
     GENERATING[key] = count = 0
     steps = iter(stream)
-    for u, s in steps:
-        if key not in GENERATING:
-            stream.stopped = True
-            steps.close()  # the generation's own finally stops the worker and takes the hooks off
-            return
-        count += 1
-        GENERATING[key] = count
-        yield count, u, s
-    GENERATING.pop(key, None)
+    try:
+        for u, s in steps:
+            if key not in GENERATING:
+                stream.stopped = True
+                steps.close()  # the generation's own finally stops the worker and takes the hooks off
+                return
+            count += 1
+            GENERATING[key] = count
+            yield count, u, s
+    finally:  # also when the stream fails (a queue probe's miss): no count is left for Stop to find
+        GENERATING.pop(key, None)
 
 
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,

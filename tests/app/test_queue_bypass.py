@@ -130,3 +130,19 @@ def test_after_the_warm_up_the_first_screens_example_is_answered_at_once(server)
     finally:
         with in_lane(SHORT_QUEUE):
             lm.lock.release()
+
+
+def test_a_generation_probe_that_misses_leaves_no_count_for_stop():
+    from components.actions.compare import GENERATING, counted_steps, job_key
+
+    class Missing:
+        stopped = False
+
+        def __iter__(self):
+            raise NotInMemory
+            yield  # a generator, as TextStream is
+
+    session = Session(model_name=MODEL)
+    with pytest.raises(NotInMemory):
+        list(counted_steps(session, Missing()))
+    assert job_key(session) not in GENERATING  # Stop would otherwise report a run that never started
