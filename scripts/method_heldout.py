@@ -217,8 +217,7 @@ def main() -> int:
             unchanged = vector.default_strength == 0
             entry["items"] = res["unsteered"] if unchanged else per_item(scorer.score(steering), kind)
             entry["vs_unsteered"] = compare(res["unsteered"], entry["items"], kind)
-            entry["side_effects"] = (measure_side_effects(lm, steering).to_dict()
-                                     if vector.default_strength != 0 else None)
+            entry["side_effects"] = None if unchanged else measure_side_effects(lm, steering).to_dict()
             best = entry["selection"].get("best_of_n") or {}
             if vector.default_strength == 0 and best.get("layer") is not None and best.get("strength"):
                 # no win claimed, so the honest setting is unsteered; also report the plain CV's best cell, labelled
