@@ -1,9 +1,11 @@
 """Evaluation rows scored many at a time: TruthfulQA questions and preference pairs on a text model.
 
-Every answer of every row becomes one (prompt ids, answer ids) row of a `grains.prefix_cache.CachedRows`, so many
-questions share each forward pass (aligned on the end of their prompts, logits only at the answers' positions) and
-a steered pass reuses the unsteered pass's hidden states below the steered layer. The per-item results are those
-of `grains.evaluation`'s row-by-row scorers (tested to 1e-5 in fp32): MC1/MC2 as lm-eval defines them, pair margins.
+Every distinct answer of every row becomes one (prompt ids, answer ids) row of a `grains.prefix_cache.CachedRows`
+(an answer listed twice for one question, as TruthfulQA lists most MC1 choices again among its MC2 answers, is
+scored once: 1342 distinct of 2186 listed in the shipped 200 questions), so many questions share each forward pass
+(aligned on the end of their prompts, logits only at the answers' positions) and a steered pass reuses the
+unsteered pass's hidden states below the steered layer. The per-item results are those of `grains.evaluation`'s
+row-by-row scorers (tested to 1e-5 in fp32): MC1/MC2 as lm-eval defines them, pair margins.
 """
 
 from __future__ import annotations
@@ -89,14 +91,18 @@ class BatchedItems:
     def __init__(self, lm: LoadedModel, rows: Sequence[Any], kind: str, layers: Sequence[int] = ()):
         self.rows, self.kind = list(rows), kind
         cache_rows: list[tuple[list[int], list[int]]] = []
-        self.spans: list[tuple[int, int]] = []
+        self.answer_rows: list[list[int]] = []  # per row: the cache row of each listed answer, in order
         for row in self.rows:
             enc = lm.encode_prompt(row.prompt)
-            start = len(cache_rows)
+            seen: dict[tuple[int, ...], int] = {}
+            listed = []
             for answer in answers_of(kind, row):
-                cache_rows.append((enc.ids, encode_response(lm.tokenizer, answer, lm.prompt_style,
-                                                            after=enc.text).ids))
-            self.spans.append((start, len(cache_rows)))
+                ids = tuple(encode_response(lm.tokenizer, answer, lm.prompt_style, after=enc.text).ids)
+                if ids not in seen:  # the same answer again has the same log-probability: scored once
+                    seen[ids] = len(cache_rows)
+                    cache_rows.append((enc.ids, list(ids)))
+                listed.append(seen[ids])
+            self.answer_rows.append(listed)
         self.cache = CachedRows(lm, cache_rows, layers=layers)
         self.lm = lm
 
@@ -128,7 +134,7 @@ class BatchedItems:
             raise Cancelled(f"Stopped by the user ({label.strip() or 'scoring'}).") from exc
         build = mc_result if self.kind == "truthfulqa" else pair_result
         out = []
-        for row, (start, end) in zip(self.rows, self.spans):
-            counts = [len(self.cache.rows[i][1]) for i in range(start, end)]
-            out.append(build(row, sums[start:end], counts, length_normalize))
+        for row, answer_rows in zip(self.rows, self.answer_rows):
+            counts = [len(self.cache.rows[i][1]) for i in answer_rows]
+            out.append(build(row, [sums[i] for i in answer_rows], counts, length_normalize))
         return out

@@ -57,6 +57,25 @@ def local_forward_hook(module: torch.nn.Module, hook: Callable[..., Any]) -> Loc
     return LocalHookHandle(module.register_forward_hook(run), key)
 
 
+def local_forward_pre_hook(module: torch.nn.Module, hook: Callable[..., Any]) -> LocalHookHandle:
+    """Register `hook` as a forward pre-hook of `module` that acts only in the current context.
+
+    Args:
+        module: the module.
+        hook: a forward pre-hook (module, args) -> new args or None.
+
+    Returns:
+        A handle whose `remove()` takes it off.
+    """
+    key = next(_KEYS)
+
+    def run(mod: torch.nn.Module, args: Any) -> Any:
+        return hook(mod, args) if key in _OWNED.get() else None
+
+    _OWNED.set(_OWNED.get() | {key})
+    return LocalHookHandle(module.register_forward_pre_hook(run), key)
+
+
 @contextmanager
 def local_forward_hooks(hooks: Sequence[tuple[torch.nn.Module, Callable[..., Any]]]) -> Iterator[None]:
     """Forward hooks that act only in the current context, taken off on every path.

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grains.local_hooks import local_forward_hook, local_forward_overrides
-from grains.packing import pack, packable, packed_sums
+from grains.packing import pack, packable
 from grains.prompts import pad_aligned
+from grains.read_columns import only_read_columns, read_columns, read_sums
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -269,23 +270,20 @@ class CachedRows:
         if self.packed:
             responses = [[self.rows[i][1] for i in self.groups[g]] for g in chunk]
             batch = pack([self.units[g][0] for g in chunk], responses, pad, lm.model.dtype)
-            return batch.ids, batch.mask, batch.positions, batch.real, (batch, responses)
+            return batch.ids, batch.mask, batch.positions, batch.real, (responses, read_columns(responses, batch.spans))
         prompts = [self.rows[self.groups[g][0]][0] for g in chunk]
         responses = [self.rows[self.groups[g][0]][1] for g in chunk]
         ids, mask, positions = pad_aligned(prompts, responses, pad)
-        return ids, mask, positions, mask.bool(), (None, [[r] for r in responses])
+        return ids, mask, positions, mask.bool(), ([[r] for r in responses], read_columns([[r] for r in responses]))
 
     def _read_sums(self, logits: torch.Tensor, layout: Any) -> list[list[float]]:
-        batch, responses = layout
-        if batch is not None:
-            return packed_sums(logits, batch, responses)
-        return [[s] for s in _response_sums(logits, [r[0] for r in responses])]
+        return read_sums(logits, layout[1])
 
     def _pass(self, chunk: list[int], read: Callable[..., list[list[Any]]] | None,
               start: int | None, capture: list[int], stop_after: int | None = None) -> list[list[Any]]:
         lm = self.lm
         ids, mask, positions, real, layout = self._batch(chunk)
-        keep = max(sum(len(r) for r in group) for group in layout[1]) + 1
+        keep = max(sum(len(r) for r in group) for group in layout[0]) + 1
         device = lm.adapter.input_device
         handles = []
         for layer in capture:
@@ -308,8 +306,10 @@ class CachedRows:
             for row, g in enumerate(chunk):
                 hidden[row][real[row].to(first.device)] = kept[g]  # type: ignore[assignment]
             skip = start_at_layer(lm, start, hidden)
+        # the output layer only on the columns a sum reads (a response's last token and the padding are not)
+        head = only_read_columns(lm, layout[1]) if read == self._read_sums and layout[1].total else nullcontext()
         try:
-            with skip:
+            with skip, head:
                 out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                                position_ids=positions.to(device), use_cache=False, logits_to_keep=keep)
         except _Stop:
@@ -323,18 +323,6 @@ class CachedRows:
             self.partial_passes += 1
         assert read is not None
         return read(out.logits, layout)
-
-
-def _response_sums(logits: torch.Tensor, responses: list[list[int]]) -> list[float]:
-    """Sum of log P(response) per row; column j of the kept logits predicts response token j."""
-    width = max(len(r) for r in responses)
-    kept = logits[:, :width].float()
-    targets = torch.zeros((len(responses), width), dtype=torch.long)
-    for i, response in enumerate(responses):
-        targets[i, : len(response)] = torch.tensor(response, dtype=torch.long)
-    picked = kept.gather(-1, targets.to(kept.device).unsqueeze(-1)).squeeze(-1)
-    logprobs = picked - torch.logsumexp(kept, dim=-1)
-    return [float(logprobs[i, : len(r)].double().sum()) for i, r in enumerate(responses)]
 
 
 def _last_rows(logits: torch.Tensor, layout: Any) -> list[list[torch.Tensor]]:

@@ -9,7 +9,7 @@ import torch
 
 from grains.data import BUILTIN_DATASETS, load_pairs, load_truthfulqa
 from grains.evaluation import _mc_item, _pair_item
-from grains.item_scoring import BatchedItems
+from grains.item_scoring import BatchedItems, answers_of
 from grains.models import load_model
 from grains.prefix_cache import CachedRows
 from grains.scoring import pair_rows, score_pairs
@@ -97,6 +97,9 @@ def test_batched_evaluation_equals_row_by_row(pairs):
                 for key in ("mc1", "mc2", "mc1_length_normalized", "mc2_length_normalized"):
                     if key in w:
                         assert g[key] == pytest.approx(w[key], abs=1e-5)
+        if kind == "truthfulqa":  # MC1 choices listed again among the MC2 answers are scored once
+            listed = sum(len(answers_of(kind, row)) for row in rows)
+            assert len({a for r in batched.answer_rows for a in r}) == len(batched.cache.rows) < listed
     assert batched.cache.full_passes == 1
 
 
