@@ -67,7 +67,7 @@ def bench_cv_cells(lm: Any, pairs: list[Any], layers: list[int], strengths: list
     for name in ("before", "after"):
         with plain_paths() if name == "before" else contextlib.nullcontext():
             start, cpu = time.perf_counter(), time.process_time()
-            score = _margin_scorer(lm, pairs, layers, True)
+            score, _ = _margin_scorer(lm, pairs, layers, True)
             score(None, None, 0.0, every)
             got: list[float] = []
             for layer, strength in cells:

@@ -276,11 +276,11 @@ def build_vector(
         side_effects: SideEffects | None = None
         meter: NeutralKL | None = None
         if select and len(kept) >= 2:
-            score = _margin_scorer(lm, kept, candidates, normalize)
+            score, rows_cache = _margin_scorer(lm, kept, candidates, normalize)
 
             allowed, excluded = None, []
             if kl_budget is not None:
-                meter = kl_meter(lm, neutral_prompts)
+                meter = kl_meter(lm, neutral_prompts, layers=candidates)
                 with clock("budget"):
                     allowed, excluded = _within_budget(lm, vector, candidates, grid, normalize, kl_budget, meter,
                                                        should_stop)
@@ -306,7 +306,8 @@ def build_vector(
         if select and len(kept) >= 2:
             with clock("steerability"):
                 probe = Steering.create(lm, vector, vector.default_layer, vector.default_strength, normalize)
-                steer_info = steerability(lm, kept, probe, where="the training examples (in-sample)")
+                steer_info = steerability(lm, kept, probe, where="the training examples (in-sample)",
+                                          cache=rows_cache)
                 steer_info.pop("slopes")
     vector.meta = {
         "note": note, "target": target, "baseline": baseline, "position": position, "steps": steps,
@@ -323,9 +324,11 @@ def build_vector(
                        side_effects=side_effects, timings=dict(clock.seconds))
 
 
-def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int],
-                   normalize: bool) -> Callable[[SteeringVector | None, int | None, float, list[int]], list[float]]:
-    """The cross-validation's score callback: each item's margin, unsteered or steered at one cell.
+def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int], normalize: bool
+                   ) -> tuple[Callable[[SteeringVector | None, int | None, float, list[int]], list[float]],
+                              CachedRows | None]:
+    """The cross-validation's score callback (each item's margin, unsteered or steered at one cell) and the rows'
+    cache it scores from (None with images).
 
     On a text model the items' rows are encoded once, scored unsteered once, and every steered cell runs only the
     layers above its layer from the kept hidden states (grains.prefix_cache); with images, pair by pair."""
@@ -334,7 +337,7 @@ def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int],
             steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
             return [s.margin() for s in score_pairs(lm, [kept[i] for i in idx], steering)]
 
-        return plain
+        return plain, None
     rows = pair_rows(lm, kept)
     cache = CachedRows(lm, rows, layers=layers)
 
@@ -344,7 +347,7 @@ def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int],
         sums = cache.logprob_sums(steering, row_index)
         return [sums[2 * j] - sums[2 * j + 1] for j in range(len(idx))]
 
-    return cached
+    return cached, cache
 
 
 def _within_budget(lm: LoadedModel, vector: SteeringVector, layers: list[int], strengths: list[float], normalize: bool,

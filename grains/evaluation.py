@@ -329,7 +329,7 @@ def sweep(lm: LoadedModel, rows: Sequence[Any], kind: str, steering: Steering | 
     if kl:
         from grains.side_effects import kl_meter
 
-        meter = kl_meter(lm)
+        meter = kl_meter(lm, layers=layers)
     total = 1 + len(layers) * len(strengths)
     n_rows = len(rows)
 

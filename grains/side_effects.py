@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,13 +91,15 @@ def _last_logprobs(lm: LoadedModel, prompts: list[str]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def kl_meter(lm: LoadedModel, prompts: list[str] | None = None) -> NeutralKL:
+def kl_meter(lm: LoadedModel, prompts: list[str] | None = None, layers: Sequence[int] = ()) -> NeutralKL:
     """The KL meter every side-effect figure uses: build's budget screen, the vector card, Compare's meter and
     evaluate's side effects, all on the same neutral prompts (the full shipped set unless `prompts` is given).
 
     Args:
         lm: the model.
         prompts: neutral prompts (default: all of assets/data/neutral_prompts.jsonl, KL_PROMPT_COUNT of them).
+        layers: layers the unsteered pass keeps the hidden states of (the steered layers to come: each is then
+            reached without running the layers below it again).
 
     Returns:
         A NeutralKL with the unsteered side computed; `.mean(steering)` is the figure to enforce and to report.
@@ -104,7 +107,7 @@ def kl_meter(lm: LoadedModel, prompts: list[str] | None = None) -> NeutralKL:
     Example:
         >>> kl_meter(lm).mean(Steering.create(lm, vector, 9, 0.3))
     """
-    return NeutralKL(lm, prompts)
+    return NeutralKL(lm, prompts, layers)
 
 
 class NeutralKL:
@@ -113,13 +116,14 @@ class NeutralKL:
     Args:
         lm: the model.
         prompts: neutral prompts (default: the shipped set).
+        layers: layers the unsteered pass keeps (text models), so that steered cells there start from them.
 
     Example:
         >>> kl = NeutralKL(lm)
         >>> kl.mean(Steering.create(lm, vector, 9, 0.3))
     """
 
-    def __init__(self, lm: LoadedModel, prompts: list[str] | None = None):
+    def __init__(self, lm: LoadedModel, prompts: list[str] | None = None, layers: Sequence[int] = ()):
         self.lm = lm
         self.prompts = prompts if prompts is not None else load_neutral_prompts()
         if not self.prompts:
@@ -128,7 +132,7 @@ class NeutralKL:
         self._cache: CachedRows | None = None
         with lm.lock:
             if supports(lm):  # the hidden states below a steered layer are kept: each cell runs the layers above it
-                self._cache = CachedRows(lm, [(lm.encode_prompt(p).ids, []) for p in self.prompts])
+                self._cache = CachedRows(lm, [(lm.encode_prompt(p).ids, []) for p in self.prompts], layers=layers)
                 self.unsteered = self._cache.last_logprobs()
             else:
                 self.unsteered = _last_logprobs(lm, self.prompts)

@@ -82,7 +82,7 @@ def mean_pairwise_cosine(vectors: torch.Tensor) -> float:
 
 
 def steerability(lm: LoadedModel, pairs: Sequence[Any], steering: Steering, scale: float | None = None,
-                 where: str = "these items") -> dict[str, Any]:
+                 where: str = "these items", cache: CachedRows | None = None) -> dict[str, Any]:
     """Per-item margin slopes over strength, the anti-steerable share and the difference vectors' agreement.
 
     Args:
@@ -91,6 +91,8 @@ def steerability(lm: LoadedModel, pairs: Sequence[Any], steering: Steering, scal
         steering: the vector and layer(s) (its strength sets the scale unless `scale` is given).
         scale: the largest strength measured (default: |steering.strength|, or 0.5 when that is 0).
         where: how the reading names the items (e.g. "the training examples (in-sample)").
+        cache: a CachedRows of exactly `grains.scoring.pair_rows(lm, pairs)` already scored (the build's
+            cross-validation keeps one): its unsteered scores and kept hidden states are reused.
 
     Returns:
         {"layer", "strengths", "n", "slopes", "mean_slope", "median_slope", "anti_steerable_share",
@@ -107,8 +109,7 @@ def steerability(lm: LoadedModel, pairs: Sequence[Any], steering: Steering, scal
     layer = min(steering.layers)
     cosine: float | None = None
     if supports(lm) and all(getattr(p, "image", None) is None for p in pairs):
-        rows = pair_rows(lm, pairs)
-        cache = CachedRows(lm, rows, layers=[layer])
+        cache = cache or CachedRows(lm, pair_rows(lm, pairs), layers=[layer])
         with lm.lock:
             base = cache.logprob_sums()
             columns = [cache.logprob_sums(steering.at(lm, strength=s)) for s in strengths]

@@ -79,6 +79,11 @@ def test_neutral_kl_from_kept_states_equals_full_forwards():
     assert meter.per_prompt(steering) == pytest.approx(plain, abs=1e-5)
     assert meter.first(2).per_prompt(steering) == pytest.approx(plain[:2], abs=1e-5)
     assert min(plain) > 0
+    # the layers asked for up front are kept by the unsteered pass: a steered cell there runs no layer below it
+    early = NeutralKL(lm, meter.prompts, layers=[2])
+    assert 2 in early._cache.hidden and early._cache.full_passes == 1
+    assert early.per_prompt(steering) == pytest.approx(plain, abs=1e-5)
+    assert early._cache.full_passes == 1 and early._cache.partial_passes >= 1
 
 
 def test_batched_evaluation_equals_row_by_row(pairs):
@@ -108,7 +113,7 @@ def test_build_score_callback_equals_plain_scoring(pairs):
 
     lm = load_model("tiny-random-llama")
     vector = _vector(lm, 2)
-    score = _margin_scorer(lm, list(pairs), [1, 2], True)
+    score, _ = _margin_scorer(lm, list(pairs), [1, 2], True)
     base = score(None, None, 0.0, [0, 1, 2, 3, 4])
     assert base == pytest.approx([s.margin() for s in score_pairs(lm, pairs)], abs=1e-5)
     steered = score(vector, 2, 0.5, [4, 1])

@@ -53,6 +53,16 @@ def test_steerability_matches_the_plain_path():
     diffs = torch.stack([outputs[2 * i] - outputs[2 * i + 1] for i in range(len(pairs))])
     assert info["difference_cosine_mean"] == pytest.approx(mean_pairwise_cosine(diffs), abs=1e-4)
     assert "anti-steerable" in info["reading"]
+    # the build hands over its cross-validation's rows: the same figures, no new unsteered pass
+    from grains.prefix_cache import CachedRows
+    from grains.scoring import pair_rows
+
+    cache = CachedRows(lm, pair_rows(lm, pairs), layers=[2])
+    cache.logprob_sums()
+    reused = steerability(lm, pairs, steering, cache=cache)
+    assert reused["slopes"] == pytest.approx(info["slopes"], abs=1e-5)
+    assert reused["difference_cosine_mean"] == pytest.approx(info["difference_cosine_mean"], abs=1e-5)
+    assert cache.full_passes == 1
 
 
 def test_reported_by_build_and_eval():
