@@ -1,16 +1,18 @@
-"""The output layer on just the positions a score reads.
+"""The output layer on just the positions a score reads, each distinct one once.
 
 A response's log-probability reads the logits at the position before each of its tokens. In a batch of rows aligned
 on their prompts' ends (grains.prompts.pad_aligned) or packed after one copy of their prompt (grains.packing),
 `logits_to_keep` still leaves columns that nothing reads: the padding after shorter responses, and in a packed row
-the last token of every response. With a large vocabulary the output layer is most of a pass's arithmetic (Gemma-3's
-262k x 640 head has more weights than its decoder layers), so `only_read_columns` hands the output layer only the
-columns read, flattened into one row, and `read_sums` sums each response's log-probabilities from that row. Each read
-position's logits are those of the full layout (the same product, up to float rounding).
+the last token of every response. And responses that share a prompt read the same logits wherever their contexts
+agree: every first token is read at the prompt's end, and " The cat" and " The dog" both read " The"'s logits. With a
+large vocabulary the output layer is most of a pass's arithmetic (Gemma-3's 262k x 640 head has more weights than its
+decoder layers), so `only_read_columns` hands the output layer one column per distinct context read, flattened into
+one row, and `read_sums` sums each response's log-probabilities from it. Each position's logits are those of the full
+layout (the same product, up to float rounding).
 
     columns = read_columns(responses, spans)
     with only_read_columns(lm, columns):
-        logits = lm.model(..., logits_to_keep=keep).logits   # [1, columns read, vocabulary]
+        logits = lm.model(..., logits_to_keep=keep).logits   # [1, distinct contexts read, vocabulary]
     sums = read_sums(logits, columns)
 """
 
@@ -31,29 +33,31 @@ if TYPE_CHECKING:
 
 @dataclass
 class ReadColumns:
-    """The kept-logit positions a batch's responses read, in reading order.
+    """The kept-logit positions a batch's responses read: each distinct context once, and which one each token reads.
 
     Args:
-        rows: batch row of each position read [N].
-        columns: column of each position within the kept logits [N] (column 0: the prompt's last position).
-        targets: the token each position predicts [N].
-        lengths: per batch row, each response's token count (the positions are read response after response).
+        rows: batch row of each distinct position [U].
+        columns: its column within the kept logits [U] (column 0: the prompt's last position).
+        reads: for each response token, in reading order, the distinct position whose logits predict it [N].
+        targets: the token each of them is [N].
+        lengths: per batch row, each response's token count (the tokens are read response after response).
     """
 
     rows: torch.Tensor
     columns: torch.Tensor
+    reads: torch.Tensor
     targets: torch.Tensor
     lengths: list[list[int]]
 
     @property
     def total(self) -> int:
-        """How many positions are read."""
+        """How many distinct positions go through the output layer."""
         return int(self.rows.numel())
 
 
 def read_columns(responses: Sequence[Sequence[list[int]]],
                  spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> ReadColumns:
-    """Which kept-logit columns predict each response token.
+    """Which kept-logit columns predict each response token, a context shared by responses of one row read once.
 
     Args:
         responses: per batch row, its responses (one each unless packed).
@@ -65,17 +69,23 @@ def read_columns(responses: Sequence[Sequence[list[int]]],
     """
     rows: list[int] = []
     columns: list[int] = []
+    reads: list[int] = []
     targets: list[int] = []
     for b, group in enumerate(responses):
         starts = [start for start, _ in spans[b]] if spans is not None else [None] * len(group)
+        distinct: dict[tuple[int, ...], int] = {}  # the response tokens before a position -> its distinct index
         for response, start in zip(group, starts):
             for i, token in enumerate(response):
-                rows.append(b)
-                # packed: token 0 of every response is predicted at the prompt's last position
-                columns.append(i if start is None else (0 if i == 0 else start + i - 1))
+                context = tuple(response[:i])
+                if context not in distinct:  # after the same prompt, the same context gives the same logits
+                    distinct[context] = len(rows)
+                    rows.append(b)
+                    # packed: token 0 of every response is predicted at the prompt's last position
+                    columns.append(i if start is None else (0 if i == 0 else start + i - 1))
+                reads.append(distinct[context])
                 targets.append(token)
     return ReadColumns(rows=torch.tensor(rows, dtype=torch.long), columns=torch.tensor(columns, dtype=torch.long),
-                       targets=torch.tensor(targets, dtype=torch.long),
+                       reads=torch.tensor(reads, dtype=torch.long), targets=torch.tensor(targets, dtype=torch.long),
                        lengths=[[len(r) for r in group] for group in responses])
 
 
@@ -108,7 +118,7 @@ def read_sums(logits: torch.Tensor, columns: ReadColumns) -> list[list[float]]:
     """Sum of log P(response | prompt) for every response, from the logits of `only_read_columns`.
 
     Args:
-        logits: [1, N, vocabulary].
+        logits: [1, N, vocabulary] (overwritten when already float32).
         columns: the ReadColumns they were read at.
 
     Returns:
@@ -117,8 +127,13 @@ def read_sums(logits: torch.Tensor, columns: ReadColumns) -> list[list[float]]:
     if not columns.total:  # nothing to read: every response empty
         return [[0.0] * len(group) for group in columns.lengths]
     flat = logits[0].float()
-    picked = flat.gather(-1, columns.targets.to(flat.device).unsqueeze(-1)).squeeze(-1)
-    logprobs = (picked - torch.logsumexp(flat, dim=-1)).double().cpu()
+    reads = columns.reads.to(flat.device)
+    picked = flat[reads, columns.targets.to(flat.device)]
+    # logsumexp in place (the logits are not needed after this): a vocabulary-wide temporary per row is what made
+    # torch.logsumexp 2.8x slower here (300 x 262k: 0.32 s against 0.11 s, one thread, the same values)
+    top = flat.amax(dim=-1, keepdim=True)
+    log_total = flat.sub_(top).exp_().sum(dim=-1).log_() + top.squeeze(-1)
+    logprobs = (picked - log_total[reads]).double().cpu()
     out, at = [], 0
     for group in columns.lengths:
         sums = []
