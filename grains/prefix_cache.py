@@ -9,7 +9,8 @@ included) then acts on those states exactly as it acts on a full forward's. The 
 
 Rows share forward passes aligned on the end of their prompts (grains.prompts.pad_aligned): each row's outputs are
 its own, whatever else is in the pass, so a fold or a subset scores as the full set does (up to float rounding,
-tested to 1e-5 in fp32 against the plain path). Text models only: a VLM's merged image embeddings and position ids
+tested to 1e-5 in fp32 against the plain path); the output layer runs only at the positions a sum reads, each distinct
+context once (grains.read_columns). Text models only: a VLM's merged image embeddings and position ids
 are its own, so callers keep their plain path for it (`supports`).
 
 Memory: rows x tokens x hidden size floats per kept layer (100 TruthfulQA pairs on a 896-wide model: ~30 MB a layer).
@@ -306,7 +307,7 @@ class CachedRows:
             for row, g in enumerate(chunk):
                 hidden[row][real[row].to(first.device)] = kept[g]  # type: ignore[assignment]
             skip = start_at_layer(lm, start, hidden)
-        # the output layer only on the columns a sum reads (a response's last token and the padding are not)
+        # the output layer only at the positions a sum reads, each distinct context once (grains.read_columns)
         head = only_read_columns(lm, layout[1]) if read == self._read_sums and layout[1].total else nullcontext()
         try:
             with skip, head:
