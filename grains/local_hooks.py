@@ -48,13 +48,7 @@ def local_forward_hook(module: torch.nn.Module, hook: Callable[..., Any]) -> Loc
     Returns:
         A handle whose `remove()` takes it off.
     """
-    key = next(_KEYS)
-
-    def run(mod: torch.nn.Module, args: Any, output: Any) -> Any:
-        return hook(mod, args, output) if key in _OWNED.get() else None
-
-    _OWNED.set(_OWNED.get() | {key})
-    return LocalHookHandle(module.register_forward_hook(run), key)
+    return _register_local(module.register_forward_hook, hook)
 
 
 def local_forward_pre_hook(module: torch.nn.Module, hook: Callable[..., Any]) -> LocalHookHandle:
@@ -67,13 +61,19 @@ def local_forward_pre_hook(module: torch.nn.Module, hook: Callable[..., Any]) ->
     Returns:
         A handle whose `remove()` takes it off.
     """
+    return _register_local(module.register_forward_pre_hook, hook)
+
+
+def _register_local(register: Callable[..., Any], hook: Callable[..., Any]) -> LocalHookHandle:
+    """Register (with a module's `register_forward_hook` or `register_forward_pre_hook`) a hook that calls `hook` only
+    in the current context and does nothing in any other."""
     key = next(_KEYS)
 
-    def run(mod: torch.nn.Module, args: Any) -> Any:
-        return hook(mod, args) if key in _OWNED.get() else None
+    def run(*args: Any) -> Any:
+        return hook(*args) if key in _OWNED.get() else None
 
     _OWNED.set(_OWNED.get() | {key})
-    return LocalHookHandle(module.register_forward_pre_hook(run), key)
+    return LocalHookHandle(register(run), key)
 
 
 @contextmanager

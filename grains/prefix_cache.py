@@ -275,7 +275,8 @@ class CachedRows:
         prompts = [self.rows[self.groups[g][0]][0] for g in chunk]
         responses = [self.rows[self.groups[g][0]][1] for g in chunk]
         ids, mask, positions = pad_aligned(prompts, responses, pad)
-        return ids, mask, positions, mask.bool(), ([[r] for r in responses], read_columns([[r] for r in responses]))
+        alone = [[r] for r in responses]  # one response per row
+        return ids, mask, positions, mask.bool(), (alone, read_columns(alone))
 
     def _read_sums(self, logits: torch.Tensor, layout: Any) -> list[list[float]]:
         return read_sums(logits, layout[1])
