@@ -8,7 +8,10 @@ turns the planted "yes" into "no" before it has cost most of the recall. This sc
 2. **a planted-specific direction**: f_AB = mean hidden state at the last position for "Is there a B?" with A present
    and B absent, minus the same for B asked with neither A nor B present (BUILD scenes, seeds 1,100,000,000 on), so
    that subtracting it removes what A adds to a question about B; subtracted at the last position or at every text
-   position, with strength in units of the mean hidden-state norm there.
+   position, with strength in units of the mean hidden-state norm there;
+3. **directional ablation of f_AB** (not an addition): h <- h - alpha (h . u) u with u the unit f_AB, so each state
+   loses its own component along u (alpha 1 removes it, 2 reflects it), a state-dependent change rather than one
+   shift for every probe; at the last position, every text position or every position.
 
 Each cell counts "yes" answers (P(yes) > P(no) at the answer) on VALIDATION scenes (seeds 1,200,000,000 on: neither
 build nor test) for planted probes (should be no), present objects (should be yes) and random absent objects (should
@@ -73,7 +76,10 @@ class Probes:
             for handle in handles:
                 handle.remove()
 
-    def yes_counts(self, layer: int | None = None, add: Any = None, where: str = "all") -> dict[str, int]:
+    def yes_counts(self, layer: int | None = None, add: Any = None, where: str = "all",
+                   project: float | None = None) -> dict[str, int]:
+        """"Yes" answers per kind with `add` added (or, with `project`, h - project * (h . add) add for a unit
+        `add`) at `layer`, at the positions `where` names."""
         counts = dict.fromkeys(KINDS, 0)
         for kind, ids, extras, embeds, image_mask in self.items:
             hooks = []
@@ -84,7 +90,11 @@ class Probes:
 
                 def hook(module: Any, args: Any, out: Any, pos: Any = pos) -> Any:
                     h = out[0] if isinstance(out, tuple) else out
-                    steered = torch.where(pos, steer_hidden(h, add), h)
+                    if project is None:
+                        changed = steer_hidden(h, add)
+                    else:
+                        changed = h - project * (h @ add).unsqueeze(-1) * add
+                    steered = torch.where(pos, changed, h)
                     return (steered, *out[1:]) if isinstance(out, tuple) else steered
 
                 hooks.append((layer, hook))
@@ -175,6 +185,14 @@ def main() -> int:
                 cell = {"where": where, "layer": layer, "strength": s,
                         "yes": val.yes_counts(layer, -s * norm * unit, where)}
                 result["planted_direction"].append(cell)
+                print(cell, flush=True)
+    result["directional_ablation"] = []
+    for layer, (unit, _) in directions.items():
+        for where in ("last", "text", "all"):
+            for alpha in (0.5, 1.0, 2.0):
+                cell = {"where": where, "layer": layer, "alpha": alpha,
+                        "yes": val.yes_counts(layer, unit, where, project=alpha)}
+                result["directional_ablation"].append(cell)
                 print(cell, flush=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
