@@ -57,8 +57,9 @@ def supports(lm: LoadedModel) -> bool:
 
 
 def chunks(order: Sequence[int], rows: Sequence[Row], vocab: int) -> Iterator[list[int]]:
-    """Consecutive row indices of `order`, as many per pass as keep the kept logits (rows x (longest response + 1)
-    x vocabulary) under LOGIT_FLOATS_PER_FORWARD and the padded tokens under TOKENS_PER_FORWARD.
+    """Consecutive row indices of `order`, as many per pass as keep the logits (positions read x vocabulary: each
+    response token's position, or the prompt's end for a row without one, as grains.read_columns hands them to the
+    output layer) under LOGIT_FLOATS_PER_FORWARD and the padded tokens under TOKENS_PER_FORWARD.
 
     Args:
         order: row indices, in the order they should share passes (sorted by length pays).
@@ -69,17 +70,16 @@ def chunks(order: Sequence[int], rows: Sequence[Row], vocab: int) -> Iterator[li
         Lists of row indices, one per forward pass (a single row may exceed a bound: it gets a pass of its own).
     """
     chunk: list[int] = []
-    widest, longest = 0, 0
+    widest, longest, read = 0, 0, 0
     for i in order:
         prompt, response = rows[i]
-        wider, longer = max(widest, len(response) + 1), max(longest, len(prompt))
-        after = len(chunk) + 1
-        if chunk and (after * wider * vocab > LOGIT_FLOATS_PER_FORWARD
-                      or after * (longer + wider) > TOKENS_PER_FORWARD):
+        wider, longer, more = max(widest, len(response) + 1), max(longest, len(prompt)), read + max(len(response), 1)
+        if chunk and (more * vocab > LOGIT_FLOATS_PER_FORWARD
+                      or (len(chunk) + 1) * (longer + wider) > TOKENS_PER_FORWARD):
             yield chunk
-            chunk, wider, longer = [], len(response) + 1, len(prompt)
+            chunk, wider, longer, more = [], len(response) + 1, len(prompt), max(len(response), 1)
         chunk.append(i)
-        widest, longest = wider, longer
+        widest, longest, read = wider, longer, more
     if chunk:
         yield chunk
 

@@ -150,3 +150,18 @@ def test_shared_prompts_run_once_packed(pairs):
     assert packed.logprob_sums(steering, [3, 8]) == pytest.approx(apart.logprob_sums(steering, [3, 8]), abs=1e-5)
     windowed = load_model("tiny-random-gemma3-text")  # sliding window 16 tokens
     assert not CachedRows(windowed, pair_rows(windowed, pairs)).packed
+
+
+def test_passes_are_bounded_by_the_positions_the_output_layer_reads(monkeypatch):
+    """A pass holds as many rows as keep (positions read) x vocabulary under the bound: one long response beside
+    short ones costs its own length, not the longest length times every row (the padded layout's count)."""
+    from grains import prefix_cache
+
+    rows = [([1, 2], [5] * 10), ([1], [6]), ([1, 3], [7]), ([4], [])]  # reads 10 + 1 + 1 + 1 (prompt end) = 13
+    monkeypatch.setattr(prefix_cache, "TOKENS_PER_FORWARD", 10_000)
+    monkeypatch.setattr(prefix_cache, "LOGIT_FLOATS_PER_FORWARD", 13 * 7)
+    assert list(prefix_cache.chunks([0, 1, 2, 3], rows, 7)) == [[0, 1, 2, 3]]  # padded count: 4 x 11 x 7
+    monkeypatch.setattr(prefix_cache, "LOGIT_FLOATS_PER_FORWARD", 12 * 7)
+    assert list(prefix_cache.chunks([0, 1, 2, 3], rows, 7)) == [[0, 1, 2], [3]]
+    monkeypatch.setattr(prefix_cache, "LOGIT_FLOATS_PER_FORWARD", 1)
+    assert list(prefix_cache.chunks([0, 1, 2, 3], rows, 7)) == [[0], [1], [2], [3]]  # a row over the bound: alone
