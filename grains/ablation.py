@@ -35,6 +35,7 @@ class ExampleDeltas:
         caa: h(s+) - h(s-).
         norms: each layer's median token norm over the rows.
         selections: the top-k tokens removed per sequence.
+        attribution: the attribution the top-k came from (None for CAA), for its convergence.
 
     Example:
         >>> deltas = ablation_deltas(lm, example, select_for_example(example, attribute_example(lm, example), k=5))
@@ -47,6 +48,7 @@ class ExampleDeltas:
     caa: torch.Tensor
     norms: torch.Tensor
     selections: dict[str, TokenSelection] | None = None
+    attribution: AttributionResult | None = None
 
 
 @contextmanager

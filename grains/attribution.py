@@ -182,6 +182,30 @@ class AttributionResult(Renderable):
         return attribution_text(self)
 
 
+def convergence_summary(results: list[AttributionResult]) -> dict[str, Any]:
+    """How many of a build's attributions converged, by the same rule each result reports (`convergence`).
+
+    Args:
+        results: the attributions (one per example).
+
+    Returns:
+        {"examples", "converged", "gap too small to judge", "not converged", "points", "tolerance",
+        "median_relative_delta", "reading"}: counts, the points of the rule used, and one plain sentence.
+    """
+    counts = {status: sum(r.convergence == status for r in results)
+              for status in (CONVERGED, SMALL_GAP_STATUS, "not converged")}
+    deltas = sorted(r.relative_delta for r in results)
+    median = (deltas[(len(deltas) - 1) // 2] + deltas[len(deltas) // 2]) / 2 if deltas else None
+    points = sorted({r.points_used for r in results})
+    tolerance = (results[0].tolerance if results else None) or DEFAULT_TOLERANCE
+    reading = (f"IG converged on {counts[CONVERGED]} of {len(results)} examples "
+               f"(|delta| <= {tolerance:.0%} of the gap; {counts[SMALL_GAP_STATUS]} with a gap too small to judge, "
+               f"{counts['not converged']} not converged; median |delta| {median:.0%} of the gap) at "
+               f"{'/'.join(str(p) for p in points)} points" if results else "no example was attributed")
+    return {"examples": len(results), **counts, "points": points, "tolerance": tolerance,
+            "median_relative_delta": median, "reading": reading}
+
+
 def _check_settings(steps: int, target: str, baseline: str, points: str) -> None:
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
         raise InputError(f"IG steps must be a whole number from 1 to {MAX_STEPS}.")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from grains import __version__
 from grains.ablation import ExampleDeltas, ablation_deltas, caa_deltas, select_for_example
 from grains.aggregate import aggregate, direction_stats, layer_norms, resolve_method
-from grains.attribution import attribute_example
+from grains.attribution import attribute_example, convergence_summary
 from grains.crossval import CrossValidation, cross_validate
 from grains.encoding import encode_example
 from grains.errors import Cancelled, GrainsError, InputError
@@ -80,7 +80,8 @@ class BuildResult(Renderable):
                 "selection": self.selection.to_dict() if self.selection else None, "skipped": self.skipped,
                 "side_effects": self.side_effects.to_dict() if self.side_effects else None,
                 "warnings": v.warnings(), "prompt_format": v.meta.get("prompt_format"),
-                "note": v.meta.get("note", ""), "timings": dict(self.timings)}
+                "note": v.meta.get("note", ""), "timings": dict(self.timings),
+                "attribution_convergence": v.meta.get("attribution_convergence")}
 
     def to_dict(self) -> dict[str, Any]:
         """The summary (what `build --json` prints)."""
@@ -138,7 +139,9 @@ def _example_deltas(lm: LoadedModel, ex: Any, method: str, k: int, steps: int, t
     selections = select_for_example(encoded, result, k, content_only, skip_punctuation, strict=False,
                                     overrides=overrides, position=position)  # type: ignore[arg-type]
     with clock("ablation"):
-        return ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
+        deltas = ablation_deltas(lm, encoded, selections, baseline, position)  # type: ignore[arg-type]
+    deltas.attribution = result
+    return deltas
 
 
 def build_vector(
@@ -320,6 +323,9 @@ def build_vector(
         **({"steerability": steer_info} if steer_info else {}),
         "timings": {phase: round(sec, 3) for phase, sec in clock.seconds.items()},
     }
+    attributed = [d.attribution for d in deltas if d.attribution is not None]
+    if attributed:  # every attribution says whether it converged, the build's too (a fixed rule, for top-k only)
+        vector.meta["attribution_convergence"] = convergence_summary(attributed)
     return BuildResult(vector=vector, selection=selection, seconds=time.perf_counter() - start, skipped=skipped,
                        side_effects=side_effects, timings=dict(clock.seconds))
 

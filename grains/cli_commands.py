@@ -226,6 +226,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             + (f"\ntime: {summary['seconds']:.1f} s ({phases})" if phases else ""))
     if result.side_effects is not None:
         text += f"\nside effects: {result.side_effects.reading()}"
+    if summary["attribution_convergence"]:
+        text += f"\nattributions (for top-k): {summary['attribution_convergence']['reading']}"
     for warning in summary["warnings"]:
         text += f"\nwarning: {warning}"
     emit(args, summary, text)

@@ -135,6 +135,8 @@ def build_html(result: BuildResult) -> str:
     side = s.get("side_effects")
     if side:
         rows.append(_row(["side effects", html.escape(str(side.get("reading", "")))]))
+    if s.get("attribution_convergence"):
+        rows.append(_row(["attributions (for top-k)", html.escape(s["attribution_convergence"]["reading"])]))
     warnings = "".join(f'<div style="color:#b35900">⚠ {html.escape(w)}</div>' for w in s.get("warnings") or [])
     return f"{BOX}<b>Steering vector</b>{TABLE}{''.join(rows)}</table>{warnings}</div>"
 
@@ -150,6 +152,8 @@ def build_text(result: BuildResult) -> str:
                      f"unsteered: {'yes' if sel.get('beats_unsteered') else 'no (strength 0)'}")
     if s.get("side_effects"):
         lines.append(f"side effects: {s['side_effects'].get('reading', '')}")
+    if s.get("attribution_convergence"):
+        lines.append(f"attributions (for top-k): {s['attribution_convergence']['reading']}")
     lines += [f"warning: {w}" for w in s.get("warnings") or []]
     return "\n".join(lines)
 

@@ -209,3 +209,30 @@ def test_the_budget_is_screened_on_the_prompts_the_side_effects_report(lm):
     side = built.summary()["side_effects"]
     assert side is None or (side["n_prompts"] == 26 and side["kl_mean"] <= 0.02)
     assert len(kl_meter(lm).prompts) == KL_PROMPT_COUNT == len(load_neutral_prompts())
+
+
+def test_the_card_says_how_many_attributions_converged(lm, tmp_path):
+    """A GrAInS build reports, per example, whether its IG converged (by each attribution's own rule), on the card,
+    in the summary and in the saved vector; a CAA build attributes nothing and says nothing about IG."""
+    import html
+
+    from grains.attribution import attribute_example
+    from grains.encoding import encode_example
+    from grains.vectors import load_vector
+
+    result = build_vector(lm, EXAMPLES, method="grains", k=2, steps=64, select=False, report_side_effects=False)
+    got = result.summary()["attribution_convergence"]
+    statuses = []
+    for ex in EXAMPLES:  # the same fixed rule, attributed alone: the counts are these results' own verdicts
+        encoded = encode_example(lm, ex.prompt, ex.chosen, ex.rejected)
+        statuses.append(attribute_example(lm, encoded, steps=64, points="graded", tolerance=None).convergence)
+    assert "converged" in statuses and "not converged" in statuses  # at 64 points on this model: some of each
+    assert got["examples"] == len(EXAMPLES) and got["points"] == [64]
+    for status in ("converged", "gap too small to judge", "not converged"):
+        assert got[status] == statuses.count(status)
+    assert got["reading"].startswith(f"IG converged on {statuses.count('converged')} of {len(EXAMPLES)} examples")
+    assert got["reading"] in result.to_text() and html.escape(got["reading"]) in result.to_html()
+    result.vector.save(tmp_path / "v.safetensors")
+    assert load_vector(tmp_path / "v.safetensors").meta["attribution_convergence"] == got
+    caa = build_vector(lm, EXAMPLES, method="caa", select=False, report_side_effects=False)
+    assert caa.summary()["attribution_convergence"] is None and "IG converged" not in caa.to_text()
