@@ -108,7 +108,8 @@ def side_effects_html(v: SteeringVector) -> str:
 
 def vector_card(session: Session) -> str:
     """HTML: what the session's vector is, what it suggests, its nested cross-validated estimate, the direction's
-    raw norm and v+/v- cosine, its warnings and its side effects."""
+    raw norm and v+/v- cosine, its warnings, its side effects, its steerability and whether its attributions
+    converged."""
     v = session.vector
     if v is None:
         return note_html(esc(NO_VECTOR), "info")
@@ -134,6 +135,9 @@ def vector_card(session: Session) -> str:
     html += side_effects_html(v)
     if meta.get("steerability"):
         html += f'<div class="grains-muted"><b>Steerability:</b> {esc(meta["steerability"]["reading"])}</div>'
+    if meta.get("attribution_convergence"):
+        html += (f'<div class="grains-muted"><b>Attributions (for top-k):</b> '
+                 f'{esc(meta["attribution_convergence"]["reading"])}</div>')
     return html
 
 

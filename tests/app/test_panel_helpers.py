@@ -284,3 +284,21 @@ def test_the_model_card_shows_what_loading_chose_about_arithmetic(tiny_llama):
     note = "fp32 products go through oneDNN's fast route (checked on this model's output head: ...)."
     assert "oneDNN" not in model_card(tiny_llama)
     assert "fp32 products go through oneDNN&#x27;s fast route" in model_card(replace(tiny_llama, notes=[note]))
+
+
+def test_the_vector_card_says_whether_the_builds_attributions_converged(tiny_llama):
+    from components.session import Session
+    from components.views.steering import vector_card
+    from grains.build import build_vector
+    from grains.data import PreferenceExample
+
+    pairs = [PreferenceExample("Is fire hot?", "Yes.", "No."), PreferenceExample("Is ice hot?", "No.", "Yes.")]
+    session = Session(model_name="tiny-random-llama")
+    session.vector = build_vector(tiny_llama, pairs, method="grains", k=1, steps=4, select=False,
+                                  report_side_effects=False).vector
+    reading = session.vector.meta["attribution_convergence"]["reading"]
+    assert reading.startswith("IG converged on ") and "of 2 examples" in reading
+    assert "Attributions (for top-k):" in vector_card(session) and reading.replace(">", "&gt;").replace(
+        "<", "&lt;") in vector_card(session)
+    session.vector = build_vector(tiny_llama, pairs, method="caa", select=False, report_side_effects=False).vector
+    assert "Attributions (for top-k)" not in vector_card(session)
