@@ -205,12 +205,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         >>> cmd_build(build_parser().parse_args(["build", "--data", "truthfulqa", "--out", "v.safetensors"]))
     """
     from grains.build import build_vector
+    from grains.progress import ProgressBar
 
     kind, rows = load_rows(args.data, args.limit, args.offset)
     examples = as_pairs(kind, rows)
     lm = load_lm(args)
-    from grains.progress import ProgressBar
-
     progress = None if args.quiet else ProgressBar()  # stderr, so it shows with --json too
     result = build_vector(lm, examples, method=args.method, k=args.top_k, steps=args.steps, target=args.target,
                           position=args.position, content_only=not args.all_tokens, select=not args.no_select,
