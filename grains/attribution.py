@@ -10,6 +10,7 @@ the reported convergence delta."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -194,8 +195,7 @@ def convergence_summary(results: list[AttributionResult]) -> dict[str, Any]:
     """
     counts = {status: sum(r.convergence == status for r in results)
               for status in (CONVERGED, SMALL_GAP_STATUS, "not converged")}
-    deltas = sorted(r.relative_delta for r in results)
-    median = (deltas[(len(deltas) - 1) // 2] + deltas[len(deltas) // 2]) / 2 if deltas else None
+    median = statistics.median(r.relative_delta for r in results) if results else None
     points = sorted({r.points_used for r in results})
     tolerance = (results[0].tolerance if results else None) or DEFAULT_TOLERANCE
     reading = (f"IG converged on {counts[CONVERGED]} of {len(results)} examples "
