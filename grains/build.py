@@ -349,9 +349,7 @@ def _margin_scorer(lm: LoadedModel, kept: list[Any], layers: list[int], normaliz
 
     def cached(vec: SteeringVector | None, layer: int | None, strength: float, idx: list[int]) -> list[float]:
         steering = None if vec is None or strength == 0 else Steering.create(lm, vec, layer, strength, normalize)
-        row_index = [r for i in idx for r in (2 * i, 2 * i + 1)]
-        sums = cache.logprob_sums(steering, row_index)
-        return [sums[2 * j] - sums[2 * j + 1] for j in range(len(idx))]
+        return cache.margins(steering, idx)
 
     return cached, cache
 

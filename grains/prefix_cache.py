@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grains.contrast_columns import contrast_columns, margin_parts, only_contrast_columns, plain_output_layer
 from grains.local_hooks import local_forward_hook, local_forward_overrides
 from grains.packing import pack, packable
 from grains.prompts import pad_aligned
@@ -144,6 +145,9 @@ class CachedRows:
         self.packed = (self.enabled and any(len(g) > 1 for g in groups) and all(r for _, r in self.rows)
                        and packable(lm.model.config, longest))
         self.groups = groups if self.packed else [[i] for i in range(len(self.rows))]
+        # margins from the contexts one side reads (grains.contrast_columns): packed (chosen, rejected) pairs
+        self.contrast = (self.packed and all(g[0] % 2 == 0 and len(g) % 2 == 0 for g in groups)
+                         and plain_output_layer(lm))
         self.group_of = {i: g for g, members in enumerate(self.groups) for i in members}
         self.hidden: dict[int, list[torch.Tensor | None]] = {}  # per layer, per group: its real tokens' states
         self.wanted = sorted(set(layers)) if self.enabled else []
@@ -180,6 +184,30 @@ class CachedRows:
                 progress(1.0)
             return [self._sums[i] for i in chosen]
         return self._run(chosen, steering, self._read_sums, should_stop, progress)
+
+    def margins(self, steering: Steering | None = None, pairs: Sequence[int] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[float]:
+        """log P(chosen | prompt) - log P(rejected | prompt) per pair, rows 2j and 2j + 1 being pair j's chosen and
+        rejected (as grains.scoring.pair_rows lays them out).
+
+        Steered, packed pairs read the output layer only where the two sides' contexts differ
+        (grains.contrast_columns): the same margins as the difference of `logprob_sums`, for less arithmetic.
+
+        Args:
+            steering: the setting (None or strength 0: from the kept unsteered sums).
+            pairs: which pairs (default every pair).
+            should_stop: polled between passes; True raises grains.errors.Cancelled.
+
+        Returns:
+            One margin per pair asked for, in order.
+        """
+        chosen = list(range(len(self.rows) // 2)) if pairs is None else list(pairs)
+        rows = [r for j in chosen for r in (2 * j, 2 * j + 1)]
+        if steering is None or steering.is_identity or not self.contrast:
+            values = self.logprob_sums(steering, rows, should_stop)
+        else:
+            values = self._run(rows, steering, self._read_margins, should_stop)
+        return [values[2 * k] - values[2 * k + 1] for k in range(len(chosen))]
 
     def last_logprobs(self, steering: Steering | None = None, indices: Sequence[int] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
@@ -264,14 +292,16 @@ class CachedRows:
                 self._pass(chunk, None, None, [layer], stop_after=layer)
         self.hidden[layer] = self._pending.pop(layer)
 
-    def _batch(self, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    def _batch(self, chunk: list[int], contrast: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
         """ids, attention mask, position ids, real-token columns and the layout the reader needs."""
         lm = self.lm
         pad = lm.tokenizer.pad_token_id or 0
         if self.packed:
             responses = [[self.rows[i][1] for i in self.groups[g]] for g in chunk]
             batch = pack([self.units[g][0] for g in chunk], responses, pad, lm.model.dtype)
-            return batch.ids, batch.mask, batch.positions, batch.real, (responses, read_columns(responses, batch.spans))
+            columns = (contrast_columns if contrast else read_columns)(responses, batch.spans)
+            return batch.ids, batch.mask, batch.positions, batch.real, (responses, columns)
         prompts = [self.rows[self.groups[g][0]][0] for g in chunk]
         responses = [self.rows[self.groups[g][0]][1] for g in chunk]
         ids, mask, positions = pad_aligned(prompts, responses, pad)
@@ -281,10 +311,14 @@ class CachedRows:
     def _read_sums(self, logits: torch.Tensor, layout: Any) -> list[list[float]]:
         return read_sums(logits, layout[1])
 
+    def _read_margins(self, logits: torch.Tensor, layout: Any) -> list[list[float]]:
+        return margin_parts(logits, layout[1])
+
     def _pass(self, chunk: list[int], read: Callable[..., list[list[Any]]] | None,
               start: int | None, capture: list[int], stop_after: int | None = None) -> list[list[Any]]:
         lm = self.lm
-        ids, mask, positions, real, layout = self._batch(chunk)
+        contrast = read == self._read_margins
+        ids, mask, positions, real, layout = self._batch(chunk, contrast)
         keep = max(sum(len(r) for r in group) for group in layout[0]) + 1
         device = lm.adapter.input_device
         handles = []
@@ -309,7 +343,8 @@ class CachedRows:
                 hidden[row][real[row].to(first.device)] = kept[g]  # type: ignore[assignment]
             skip = start_at_layer(lm, start, hidden)
         # the output layer only at the positions a sum reads, each distinct context once (grains.read_columns)
-        head = only_read_columns(lm, layout[1]) if read == self._read_sums and layout[1].total else nullcontext()
+        head = (only_contrast_columns(lm, layout[1]) if contrast else
+                only_read_columns(lm, layout[1]) if read == self._read_sums and layout[1].total else nullcontext())
         try:
             with skip, head:
                 out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device),
