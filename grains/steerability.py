@@ -111,12 +111,10 @@ def steerability(lm: LoadedModel, pairs: Sequence[Any], steering: Steering, scal
     if supports(lm) and all(getattr(p, "image", None) is None for p in pairs):
         cache = cache or CachedRows(lm, pair_rows(lm, pairs), layers=[layer])
         with lm.lock:
-            base = cache.logprob_sums()
-            columns = [cache.logprob_sums(steering.at(lm, strength=s)) for s in strengths]
+            margin_columns = [cache.margins()] + [cache.margins(steering.at(lm, strength=s)) for s in strengths]
         diffs = torch.stack([cache.last_hidden(layer, 2 * i).float() - cache.last_hidden(layer, 2 * i + 1).float()
                              for i in range(len(pairs))])
         cosine = mean_pairwise_cosine(diffs)
-        margin_columns = [[c[2 * i] - c[2 * i + 1] for i in range(len(pairs))] for c in [base, *columns]]
     else:
         margin_columns = [[s.margin() for s in score_pairs(lm, pairs, None)]]
         margin_columns += [[s.margin() for s in score_pairs(lm, pairs, steering.at(lm, strength=v))]
