@@ -146,8 +146,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--pairs", type=int, default=16)
-    ap.add_argument("--questions", type=int, default=20)
-    ap.add_argument("--build-rows", type=int, default=16)
+    ap.add_argument("--questions", type=int, default=20, help="0 skips the evaluation figure")
+    ap.add_argument("--build-rows", type=int, default=16, help="0 skips the build figure")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     lm = load_model(args.model)
@@ -166,11 +166,12 @@ def main() -> int:
     result["cv_cells"] = bench_cv_cells(lm, truthfulqa_to_pairs(questions[: args.pairs]), layers,
                                         list(DEFAULT_STRENGTHS)[:2])
     save()
-    from benchmarks.generation_bench import _timing_vector
+    if args.questions:
+        from benchmarks.generation_bench import _timing_vector
 
-    vector = _timing_vector(lm)
-    result["eval_reuse"] = bench_eval(lm, questions[: args.questions], vector, vector.default_layer, 0.5)
-    save()
+        vector = _timing_vector(lm)
+        result["eval_reuse"] = bench_eval(lm, questions[: args.questions], vector, vector.default_layer, 0.5)
+        save()
     if args.build_rows:
         result["build_selection"] = bench_build_selection(lm, truthfulqa_to_pairs(questions[: args.build_rows]))
         save()
