@@ -171,10 +171,11 @@ def only_contrast_columns(lm: LoadedModel, columns: ContrastColumns) -> Iterator
         device = hidden.device
         if columns.pair_rows.numel():
             at = hidden[columns.pair_rows.to(device), columns.pair_columns.to(device)]  # [P, hidden]
-            weights = module.weight[columns.pair_targets.to(device)]  # [P, 2, hidden]
-            logits = torch.einsum("ph,pkh->pk", at.to(weights.dtype), weights).float()
+            targets = columns.pair_targets.to(module.weight.device)  # the head may sit on another GPU
+            weights = module.weight[targets]  # [P, 2, hidden]
+            logits = torch.einsum("ph,pkh->pk", at.to(weights.device, weights.dtype), weights).float()
             if module.bias is not None:
-                logits = logits + module.bias[columns.pair_targets.to(device)].float()
+                logits = logits + module.bias[targets].float()
             columns.diffs = logits[:, 0] - logits[:, 1]
         else:
             columns.diffs = hidden.new_zeros(0, dtype=torch.float32)
