@@ -24,14 +24,14 @@ logit scaling in its config: `plain_output_layer`); elsewhere callers take the d
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from grains.local_hooks import local_forward_pre_hook
+from grains.read_columns import only_read_columns, token_logprobs
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -152,8 +152,7 @@ def contrast_columns(responses: Sequence[Sequence[list[int]]],
                            counts=[len(group) for group in responses])
 
 
-@contextmanager
-def only_contrast_columns(lm: LoadedModel, columns: ContrastColumns) -> Iterator[None]:
+def only_contrast_columns(lm: LoadedModel, columns: ContrastColumns) -> AbstractContextManager[None]:
     """Inside, this context's forwards of `lm` hand the output layer only the contexts one side reads (logits
     [1, columns.total, vocabulary]) and set `columns.diffs` from two weight rows at each pair context.
 
@@ -164,29 +163,20 @@ def only_contrast_columns(lm: LoadedModel, columns: ContrastColumns) -> Iterator
     Returns:
         A context manager; the hook comes off on every path.
     """
-    head = lm.model.get_output_embeddings()
 
-    def gather(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        hidden = args[0]
-        device = hidden.device
-        if columns.pair_rows.numel():
-            at = hidden[columns.pair_rows.to(device), columns.pair_columns.to(device)]  # [P, hidden]
-            targets = columns.pair_targets.to(module.weight.device)  # the head may sit on another GPU
-            weights = module.weight[targets]  # [P, 2, hidden]
-            logits = torch.einsum("ph,pkh->pk", at.to(weights.device, weights.dtype), weights).float()
-            if module.bias is not None:
-                logits = logits + module.bias[targets].float()
-            columns.diffs = logits[:, 0] - logits[:, 1]
-        else:
+    def pair_logits(module: Any, hidden: torch.Tensor) -> None:
+        if not columns.pair_rows.numel():
             columns.diffs = hidden.new_zeros(0, dtype=torch.float32)
-        picked = hidden[columns.rows.to(device), columns.columns.to(device)]
-        return (picked.unsqueeze(0), *args[1:])
+            return
+        at = hidden[columns.pair_rows.to(hidden.device), columns.pair_columns.to(hidden.device)]  # [P, hidden]
+        targets = columns.pair_targets.to(module.weight.device)  # the head may sit on another GPU
+        weights = module.weight[targets]  # [P, 2, hidden]
+        logits = torch.einsum("ph,pkh->pk", at.to(weights.device, weights.dtype), weights).float()
+        if module.bias is not None:
+            logits = logits + module.bias[targets].float()
+        columns.diffs = logits[:, 0] - logits[:, 1]
 
-    handle = local_forward_pre_hook(head, gather)
-    try:
-        yield
-    finally:
-        handle.remove()
+    return only_read_columns(lm, columns, before=pair_logits)
 
 
 def margin_parts(logits: torch.Tensor, columns: ContrastColumns) -> list[list[float]]:
@@ -202,12 +192,7 @@ def margin_parts(logits: torch.Tensor, columns: ContrastColumns) -> list[list[fl
     """
     parts = torch.zeros(sum(columns.counts), dtype=torch.float64)
     if columns.total:
-        flat = logits[0].float()
-        reads = columns.reads.to(flat.device)
-        picked = flat[reads, columns.targets.to(flat.device)]
-        top = flat.amax(dim=-1, keepdim=True)  # logsumexp in place, as grains.read_columns.read_sums does
-        log_total = flat.sub_(top).exp_().sum(dim=-1).log_() + top.squeeze(-1)
-        parts.index_add_(0, columns.owners, (picked - log_total[reads]).double().cpu())
+        parts.index_add_(0, columns.owners, token_logprobs(logits, columns.reads, columns.targets))
     if columns.pair_owners.numel():
         if columns.diffs is None:
             raise ValueError("No logit differences: run the forward inside only_contrast_columns.")

@@ -18,7 +18,7 @@ layout (the same product, up to float rounding).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,12 +90,15 @@ def read_columns(responses: Sequence[Sequence[list[int]]],
 
 
 @contextmanager
-def only_read_columns(lm: LoadedModel, columns: ReadColumns) -> Iterator[None]:
+def only_read_columns(lm: LoadedModel, columns: Any,
+                      before: Callable[[Any, torch.Tensor], None] | None = None) -> Iterator[None]:
     """Inside, this context's forwards of `lm` give logits [1, columns read, vocabulary] instead of [B, kept, V].
 
     Args:
         lm: the model (its output embeddings take the hook).
-        columns: the positions to keep.
+        columns: the positions to keep (`rows` and `columns` tensors: ReadColumns, or
+            grains.contrast_columns.ContrastColumns).
+        before: called with (the output layer, its whole input) before the positions are picked.
 
     Returns:
         A context manager; the hook comes off on every path.
@@ -104,6 +107,8 @@ def only_read_columns(lm: LoadedModel, columns: ReadColumns) -> Iterator[None]:
 
     def gather(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
         hidden = args[0]
+        if before is not None:
+            before(module, hidden)
         picked = hidden[columns.rows.to(hidden.device), columns.columns.to(hidden.device)]
         return (picked.unsqueeze(0), *args[1:])
 
@@ -126,14 +131,7 @@ def read_sums(logits: torch.Tensor, columns: ReadColumns) -> list[list[float]]:
     """
     if not columns.total:  # nothing to read: every response empty
         return [[0.0] * len(group) for group in columns.lengths]
-    flat = logits[0].float()
-    reads = columns.reads.to(flat.device)
-    picked = flat[reads, columns.targets.to(flat.device)]
-    # logsumexp in place (the logits are not needed after this): a vocabulary-wide temporary per row is what made
-    # torch.logsumexp 2.8x slower here (300 x 262k: 0.32 s against 0.11 s, one thread, the same values)
-    top = flat.amax(dim=-1, keepdim=True)
-    log_total = flat.sub_(top).exp_().sum(dim=-1).log_() + top.squeeze(-1)
-    logprobs = (picked - log_total[reads]).double().cpu()
+    logprobs = token_logprobs(logits, columns.reads, columns.targets)
     out, at = [], 0
     for group in columns.lengths:
         sums = []
@@ -142,3 +140,24 @@ def read_sums(logits: torch.Tensor, columns: ReadColumns) -> list[list[float]]:
             at += length
         out.append(sums)
     return out
+
+
+def token_logprobs(logits: torch.Tensor, reads: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log P(target) at each read position, from logits of the output layer at just the positions read.
+
+    Args:
+        logits: [1, positions, vocabulary] (overwritten when already float32).
+        reads: for each token, the position whose logits predict it [N].
+        targets: the tokens [N].
+
+    Returns:
+        [N] float64 on the CPU.
+    """
+    flat = logits[0].float()
+    reads = reads.to(flat.device)
+    picked = flat[reads, targets.to(flat.device)]
+    # logsumexp in place (the logits are not needed after this): a vocabulary-wide temporary per row is what made
+    # torch.logsumexp 2.8x slower here (300 x 262k: 0.32 s against 0.11 s, one thread, the same values)
+    top = flat.amax(dim=-1, keepdim=True)
+    log_total = flat.sub_(top).exp_().sum(dim=-1).log_() + top.squeeze(-1)
+    return (picked - log_total[reads]).double().cpu()
