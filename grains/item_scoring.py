@@ -104,6 +104,9 @@ class BatchedItems:
                 listed.append(seen[ids])
             self.answer_rows.append(listed)
         self.cache = CachedRows(lm, cache_rows, layers=layers)
+        # pairs laid out chosen, rejected (rows 2j, 2j + 1): a steered margin reads only what the two read apart
+        self.margins_only = kind == "pairs" and all(listed == [2 * j, 2 * j + 1]
+                                                    for j, listed in enumerate(self.answer_rows))
         self.lm = lm
 
     def score(self, steering: Steering | None, length_normalize: bool = False,
@@ -129,6 +132,9 @@ class BatchedItems:
 
         try:
             with self.lm.lock:
+                if self.margins_only and not length_normalize:
+                    margins = self.cache.margins(steering, should_stop=should_stop, progress=tick)
+                    return [pair_result(row, [margin, 0.0], [1, 1], False) for row, margin in zip(self.rows, margins)]
                 sums = self.cache.logprob_sums(steering, should_stop=should_stop, progress=tick)
         except Cancelled as exc:
             raise Cancelled(f"Stopped by the user ({label.strip() or 'scoring'}).") from exc

@@ -186,7 +186,8 @@ class CachedRows:
         return self._run(chosen, steering, self._read_sums, should_stop, progress)
 
     def margins(self, steering: Steering | None = None, pairs: Sequence[int] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[float]:
+                should_stop: Callable[[], bool] | None = None,
+                progress: Callable[[float], None] | None = None) -> list[float]:
         """log P(chosen | prompt) - log P(rejected | prompt) per pair, rows 2j and 2j + 1 being pair j's chosen and
         rejected (as grains.scoring.pair_rows lays them out).
 
@@ -197,6 +198,7 @@ class CachedRows:
             steering: the setting (None or strength 0: from the kept unsteered sums).
             pairs: which pairs (default every pair).
             should_stop: polled between passes; True raises grains.errors.Cancelled.
+            progress: called with the fraction of rows done after each pass.
 
         Returns:
             One margin per pair asked for, in order.
@@ -204,9 +206,9 @@ class CachedRows:
         chosen = list(range(len(self.rows) // 2)) if pairs is None else list(pairs)
         rows = [r for j in chosen for r in (2 * j, 2 * j + 1)]
         if steering is None or steering.is_identity or not self.contrast:
-            values = self.logprob_sums(steering, rows, should_stop)
+            values = self.logprob_sums(steering, rows, should_stop, progress)
         else:
-            values = self._run(rows, steering, self._read_margins, should_stop)
+            values = self._run(rows, steering, self._read_margins, should_stop, progress)
         return [values[2 * k] - values[2 * k + 1] for k in range(len(chosen))]
 
     def last_logprobs(self, steering: Steering | None = None, indices: Sequence[int] | None = None,

@@ -92,16 +92,22 @@ def test_batched_evaluation_equals_row_by_row(pairs):
     steering = Steering.create(lm, _vector(lm, 1), 2, 1.5)
     for kind, rows, one in (("truthfulqa", questions, _mc_item), ("pairs", pairs, _pair_item)):
         batched = BatchedItems(lm, rows, kind, layers=[2])
-        for setting in (None, steering):
-            got = batched.score(setting, length_normalize=True)
+        assert batched.margins_only == (kind == "pairs")  # steered pairs: only what the two sides read apart
+        for setting, normalize in ((None, True), (steering, True), (None, False), (steering, False)):
+            got = batched.score(setting, length_normalize=normalize)
             with setting.apply(lm) if setting else torch.no_grad():
-                want = [one(lm, row, True) for row in rows]
+                want = [one(lm, row, normalize) for row in rows]
             for g, w in zip(got, want):
-                assert g["margin"] == pytest.approx(w["margin"], abs=1e-5)
+                # fp32 rounding: a whole sum of the tiny random model's log-probabilities reaches -150 nats
+                assert g["margin"] == pytest.approx(w["margin"], abs=1e-5 if normalize else 5e-5, rel=1e-6)
                 assert g["correct"] == w["correct"] and g["answer"] == w["answer"]
                 for key in ("mc1", "mc2", "mc1_length_normalized", "mc2_length_normalized"):
                     if key in w:
                         assert g[key] == pytest.approx(w[key], abs=1e-5)
+        if kind == "pairs":  # the steered margins from what the two sides read apart equal the whole sums' difference
+            margins = [r["margin"] for r in batched.score(steering)]
+            batched.margins_only = False
+            assert margins == pytest.approx([r["margin"] for r in batched.score(steering)], abs=1e-5)
         if kind == "truthfulqa":  # MC1 choices listed again among the MC2 answers are scored once
             listed = sum(len(answers_of(kind, row)) for row in rows)
             assert len({a for r in batched.answer_rows for a in r}) == len(batched.cache.rows) < listed
