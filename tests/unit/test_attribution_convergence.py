@@ -158,15 +158,15 @@ def test_delta_relative_to_the_score_mass():
 
 @pytest.mark.slow
 def test_embedded_model_at_the_default_settings(gemma):
-    """Two held-out TruthfulQA pairs (rows 21 and 31: not app examples) on Gemma-3-270M, whole-response target, the
-    defaults of `attribute` (graded 16 points, tolerance 5%, cap 128). Measured (docs/ig_convergence.md, all 20
-    held-out rows 20-39 converge): row 21 1.5% after 20 gradient points (one refinement, so the refinement path runs),
-    row 31 1.0% after 16. Among the shortest to run of the twenty (CI time: row 22, 2.2% after 16, was dropped when
-    CI ran on a slower CPU); rows 23 and 25 (26 and 22 points) were used before. Completeness must hold to float
-    precision and each must converge within its cap."""
+    """A held-out TruthfulQA pair (row 21: not an app example) on Gemma-3-270M, whole-response target, the defaults
+    of `attribute` (graded 16 points, tolerance 5%, cap 128). Measured (docs/ig_convergence.md, all 20 held-out rows
+    20-39 converge): 1.5% after 20 gradient points, one refinement, so the refinement path runs on real weights too.
+    Rows 31 (1.0% after 16) and 22 (2.2% after 16) were checked here as well until CI ran on a slower CPU, where the
+    suite took over 10 minutes; rows 23 and 25 before them. Completeness must hold to float precision and the
+    attribution must converge within its cap."""
     from grains.data import load_any, truthfulqa_to_pairs
 
-    for row in (21, 31):
+    for row in (21,):
         _, rows = load_any("assets/data/truthfulqa.jsonl", limit=1, offset=row)
         ex = truthfulqa_to_pairs(rows)[0]
         result = attribute(gemma, ex.prompt, ex.chosen, ex.rejected)
