@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from grains.read_columns import only_read_columns, token_logprobs
+from grains.read_columns import only_read_columns, packed_column, token_logprobs
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
@@ -128,7 +128,7 @@ def contrast_columns(responses: Sequence[Sequence[list[int]]],
                 agree += 1
             if agree < both:  # the first context where the next tokens differ: logit(c) - logit(r)
                 pair_rows.append(b)
-                pair_columns.append(0 if agree == 0 else starts[p] + agree - 1)
+                pair_columns.append(packed_column(starts[p], agree))
                 pair_targets.append((chosen[agree], rejected[agree]))
                 pair_owners.append(flat + p)
             for side, response in enumerate((chosen, rejected)):
@@ -137,7 +137,7 @@ def contrast_columns(responses: Sequence[Sequence[list[int]]],
                     if context not in distinct:
                         distinct[context] = len(rows)
                         rows.append(b)
-                        columns.append(0 if i == 0 else starts[p + side] + i - 1)
+                        columns.append(packed_column(starts[p + side], i))
                     reads.append(distinct[context])
                     targets.append(response[i])
                     owners.append(flat + p + side)

@@ -80,13 +80,26 @@ def read_columns(responses: Sequence[Sequence[list[int]]],
                 if context not in distinct:  # after the same prompt, the same context gives the same logits
                     distinct[context] = len(rows)
                     rows.append(b)
-                    # packed: token 0 of every response is predicted at the prompt's last position
-                    columns.append(i if start is None else (0 if i == 0 else start + i - 1))
+                    columns.append(i if start is None else packed_column(start, i))
                 reads.append(distinct[context])
                 targets.append(token)
     return ReadColumns(rows=torch.tensor(rows, dtype=torch.long), columns=torch.tensor(columns, dtype=torch.long),
                        reads=torch.tensor(reads, dtype=torch.long), targets=torch.tensor(targets, dtype=torch.long),
                        lengths=[[len(r) for r in group] for group in responses])
+
+
+def packed_column(start: int, i: int) -> int:
+    """The kept-logit column that predicts token `i` of a packed response starting at column `start`: token 0 of
+    every response is predicted at the prompt's last position (column 0), token i > 0 at the response's token i - 1.
+
+    Args:
+        start: the response's first column (grains.packing.pack's spans).
+        i: the token's index within the response.
+
+    Returns:
+        The column.
+    """
+    return 0 if i == 0 else start + i - 1
 
 
 @contextmanager
