@@ -53,9 +53,12 @@ def mc_result(q: Any, sums: Sequence[float], counts: Sequence[int], length_norma
 def pair_result(ex: Any, sums: Sequence[float], counts: Sequence[int], length_normalize: bool) -> dict[str, Any]:
     """One preference pair's result from the chosen and rejected answers' log-probability sums."""
     if length_normalize:
-        margin = sums[0] / counts[0] - sums[1] / counts[1]
-    else:
-        margin = sums[0] - sums[1]
+        return margin_result(ex, sums[0] / counts[0] - sums[1] / counts[1])
+    return margin_result(ex, sums[0] - sums[1])
+
+
+def margin_result(ex: Any, margin: float) -> dict[str, Any]:
+    """One preference pair's result from its margin, log p(chosen) - log p(rejected)."""
     return {"correct": margin > 0, "margin": margin, "answer": (ex.chosen if margin > 0 else ex.rejected).strip()}
 
 
@@ -134,7 +137,7 @@ class BatchedItems:
             with self.lm.lock:
                 if self.margins_only and not length_normalize:
                     margins = self.cache.margins(steering, should_stop=should_stop, progress=tick)
-                    return [pair_result(row, [margin, 0.0], [1, 1], False) for row, margin in zip(self.rows, margins)]
+                    return [margin_result(row, margin) for row, margin in zip(self.rows, margins)]
                 sums = self.cache.logprob_sums(steering, should_stop=should_stop, progress=tick)
         except Cancelled as exc:
             raise Cancelled(f"Stopped by the user ({label.strip() or 'scoring'}).") from exc
