@@ -48,6 +48,29 @@ def test_gradients_flow_to_the_input():
     torch.testing.assert_close(x.grad, head.weight.sum(0).expand(2, -1), rtol=1e-4, atol=1e-3)
 
 
+def _graph_nodes(tensor: torch.Tensor) -> set[str]:
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in seen:
+            seen.add(type(node).__name__)
+            todo += [next_node for next_node, _ in node.next_functions]
+    return seen
+
+
+def test_a_thin_batch_that_needs_a_gradient_takes_the_plain_product():
+    """The transposed product's backward multiplies by the transposed weight, the slow layout again (IG reads the
+    prompt's last position with a few rows): a thin batch that needs a gradient takes nn.Linear's product."""
+    head = nn.Linear(16, 40_000, bias=False).requires_grad_(False)  # as loaded: only the input needs a gradient
+    speed_up_output_head(_Model(head))
+    x = torch.randn(2, 16, requires_grad=True)
+    assert not any(name.startswith(("Permute", "Transpose", "TBackward")) for name in _graph_nodes(head(x)))
+    (grad,) = torch.autograd.grad(head(x).sum(), x)
+    torch.testing.assert_close(grad, head.weight.sum(0).expand(2, -1), rtol=1e-4, atol=1e-3)
+    with torch.no_grad():  # scoring and decoding keep the transposed product
+        torch.testing.assert_close(head(x), nn.functional.linear(x, head.weight), rtol=1e-5, atol=1e-5)
+
+
 def test_small_heads_and_non_linear_heads_are_left_alone():
     small = nn.Linear(16, 300)
     assert not speed_up_output_head(_Model(small))
