@@ -61,8 +61,7 @@ class PathIntegrator:
             w = w_all[start:start + self.chunk].to(self.diff[0].device).view(-1, 1, 1)
             plus = self._path(a, 0).requires_grad_(True)
             minus = self._path(a, 1).requires_grad_(True)
-            values = self.objective(plus, minus)
-            grads = torch.autograd.grad(values.sum(), (plus, minus))
+            grads = _gradients(self.objective, plus, minus)
             rows = owner[start:start + self.chunk]
             for i in np.unique(rows):
                 mine = torch.as_tensor(rows == i, device=w.device)
@@ -86,6 +85,17 @@ class PathIntegrator:
                 self._f_cache.update(zip(part, out.float().tolist()))
                 self.forward_evals += len(part)
         return [self._f_cache[a] for a in alphas]
+
+
+def _gradients(objective: Any, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """df/d plus and df/d minus: the objective's own `value_and_gradients` where it has one (SharedPromptObjective
+    runs two backward passes), else autograd on f(plus, minus)."""
+    own = getattr(objective, "value_and_gradients", None)
+    if own is not None:
+        _, grad_plus, grad_minus = own(plus, minus)
+        return grad_plus, grad_minus
+    grad_plus, grad_minus = torch.autograd.grad(objective(plus, minus).sum(), (plus, minus))
+    return grad_plus, grad_minus
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """The contrastive objective IG integrates: f(s+, s-) = log P(chosen | prompt) - log P(rejected | prompt), evaluated
 from input embeddings (both sequences in one right-padded batch, logits only at response positions), and the variant
-that runs the prompt once per point for both responses (SharedPromptObjective)."""
+that runs the prompt once per point for both responses (SharedPromptObjective), with the same gradients."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import copy
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -13,9 +14,6 @@ from grains.logprobs import target_logprobs
 
 if TYPE_CHECKING:
     from grains.models import LoadedModel
-
-if TYPE_CHECKING:
-    pass
 
 Target = Literal["sequence", "last"]
 
@@ -69,6 +67,27 @@ class ContrastiveObjective:
         return ids, weights
 
     def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+        per_row = self._row_terms(emb_plus, emb_minus)
+        n = emb_plus.shape[0]
+        return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
+
+    def value_and_gradients(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """f at each point and its gradients with respect to the s+ and s- embeddings (both require grad).
+
+        Args:
+            emb_plus: [n, T+, D] points on the s+ path.
+            emb_minus: [n, T-, D] points on the s- path.
+
+        Returns:
+            (f [n], df/d emb_plus, df/d emb_minus).
+        """
+        values = self(emb_plus, emb_minus)
+        grad_plus, grad_minus = torch.autograd.grad(values.sum(), (emb_plus, emb_minus))
+        return values.detach(), grad_plus, grad_minus
+
+    def _row_terms(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+        """[2n]: log P(chosen | prompt) of each s+ row, then -log P(rejected | prompt) of each s- row."""
         n = emb_plus.shape[0]
         embeds = torch.cat([self._pad(emb_plus), self._pad(emb_minus)], dim=0)
         ids = self.padded_ids.repeat_interleave(n, dim=0)
@@ -80,36 +99,66 @@ class ContrastiveObjective:
         # the kept window starts at prompt_len-1 for both rows, so response token j sits at index j
         targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
         logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
-        per_row = (logprobs * weights).sum(dim=1)
-        return per_row[:n] + per_row[n:]  # log P(y+ | x) - log P(y- | x): the minus rows carry weight -1
+        return (logprobs * weights).sum(dim=1)
 
 
 class SharedPromptObjective(ContrastiveObjective):
-    """The same f, with the prompt run once per point: its keys and values (KV cache) are repeated for s+ and s-,
-    and both responses continue from them in one batch; the backward pass runs through both responses into the
-    one prompt. The prompt is read from the s+ embeddings, so the prompt's gradient (and score) is the sum of its
-    s+ and s- parts and lands on s+ (the prompt heatmap, s+ score plus s- score, is unchanged; the s- prompt
-    scores are 0). Text models only; build keeps the per-sequence split (the plain objective)."""
+    """The same f and the same gradients, with the prompt run once per point: its keys and values (KV cache) are
+    repeated for s+ and s-, and both responses continue from them in one batch. The prompt is read from the s+
+    embeddings; `value_and_gradients` then runs two backward passes, one from log P(chosen | prompt) and one from
+    -log P(rejected | prompt), so the prompt's gradient keeps its per-sequence split (s+ part on s+, s- part on s-)
+    exactly as the plain objective gives it. Each response has its own output-layer product, so each backward
+    pass meets only its own: one prompt forward and two prompt backwards instead of two of each, the rest unchanged.
+    Text models whose logits are the output layer's product (grains.contrast_columns.plain_output_layer) only."""
 
-    def __call__(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+    def __init__(self, lm: LoadedModel, example: EncodedExample, target: Target = "sequence"):
+        super().__init__(lm, example, target)
+        self.decoder = lm.model.get_decoder()
+        self.head = lm.model.get_output_embeddings()
+
+    def _hidden(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final hidden states: the prompt's last position [n, 1, D], then the s+ and s- responses' [n, width, D],
+        each response continuing from its own copy of the prompt's cache (so each backward pass meets only its own)."""
         n, p = emb_plus.shape[0], self.example.prompt_len
-        model = self.lm.model
-        device = emb_plus.device
-        out = model(inputs_embeds=emb_plus[:, :p], attention_mask=torch.ones((n, p), dtype=torch.long, device=device),
-                    use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(2)  # rows: (s+ of point 0, s- of point 0, s+ of point 1, ...)
-        width = self.width - p
-        resp = torch.stack([self._pad(emb_plus)[:, p:], self._pad(emb_minus)[:, p:]], dim=1).reshape(2 * n, width, -1)
-        mask = torch.stack([self.mask[0], self.mask[1]]).repeat(n, 1)
-        rest = model(inputs_embeds=resp, attention_mask=mask, past_key_values=cache, use_cache=True,
-                     logits_to_keep=width).logits
-        rest = rest if rest.shape[1] == width else rest[:, -width:, :]
-        first = out.logits[:, -1:, :].repeat_interleave(2, dim=0)
-        logits = torch.cat([first, rest], dim=1)[:, : self.keep]  # [2n, keep, V], interleaved rows
-        order = torch.cat([torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2)]).to(device)
-        logits = logits[order]  # [plus rows, minus rows], as the plain objective lays them out
-        targets, weights = (t.repeat_interleave(n, dim=0) for t in self.target_ids_and_weights)
-        logprobs = target_logprobs(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).view(2 * n, -1)
-        per_row = (logprobs * weights).sum(dim=1)
-        return per_row[:n] + per_row[n:]
+        ones = torch.ones((n, p), dtype=torch.long, device=emb_plus.device)
+        prompt = self.decoder(inputs_embeds=emb_plus[:, :p], attention_mask=ones, use_cache=True)
+        caches = (prompt.past_key_values, _fork(prompt.past_key_values))
+        rest = [self.decoder(inputs_embeds=self._pad(emb)[:, p:], attention_mask=self.mask[row].expand(n, -1),
+                             past_key_values=cache, use_cache=True).last_hidden_state
+                for row, (emb, cache) in enumerate(zip((emb_plus, emb_minus), caches))]
+        return prompt.last_hidden_state[:, -1:], rest[0], rest[1]
+
+    def _response_terms(self, last: torch.Tensor, rest: torch.Tensor, row: int) -> torch.Tensor:
+        """[n]: the weighted log-probability sum of one response (row 0: s+, 1: s-) at each point."""
+        n = last.shape[0]
+        hidden = torch.cat([last, rest], dim=1)  # position j predicts response token j: [n, keep, D]
+        logits = self.head(hidden.reshape(n * self.keep, -1))
+        targets, weights = (t[row].expand(n, -1) for t in self.target_ids_and_weights)
+        return (target_logprobs(logits, targets.reshape(-1)).view(n, -1) * weights).sum(dim=1)
+
+    def _row_terms(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor) -> torch.Tensor:
+        last, rest_plus, rest_minus = self._hidden(emb_plus, emb_minus)
+        return torch.cat([self._response_terms(last, rest_plus, 0), self._response_terms(last, rest_minus, 1)])
+
+    def value_and_gradients(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As ContrastiveObjective.value_and_gradients (the same numbers to float rounding), for less arithmetic."""
+        p = self.example.prompt_len
+        last, rest_plus, rest_minus = self._hidden(emb_plus, emb_minus)
+        plus = self._response_terms(last, rest_plus, 0)
+        minus = self._response_terms(last, rest_minus, 1)
+        (grad_plus,) = torch.autograd.grad(plus.sum(), (emb_plus,), retain_graph=True)
+        # the s- term reaches the prompt through the s+ embeddings it was read from: that part belongs to s-
+        prompt_part, grad_minus = torch.autograd.grad(minus.sum(), (emb_plus, emb_minus))
+        grad_minus = torch.cat([prompt_part[:, :p], grad_minus[:, p:]], dim=1)
+        return (plus + minus).detach(), grad_plus, grad_minus
+
+
+def _fork(cache: Any) -> Any:
+    """A second KV cache over the same prompt tensors: a cache layer appends by rebinding its tensors (torch.cat),
+    so shallow copies of the cache and its layers grow apart without copying the prompt's keys and values, and
+    gradients reach the prompt through both."""
+    twin = copy.copy(cache)
+    twin.layers = [copy.copy(layer) for layer in cache.layers]
+    return twin

@@ -1,4 +1,5 @@
-"""The prompt-shared objective (prompt run once, KV cache repeated for s+ and s-) equals the plain one."""
+"""The prompt-shared objective (prompt run once, KV cache repeated for s+ and s-, two backward passes) equals the
+plain one: f and every gradient, the per-sequence split of the prompt's included."""
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from grains.attribution import (
     input_embeddings,
 )
 from grains.encoding import encode_example
+from grains.errors import InputError
 from grains.models import load_model
 
 PROMPT, CHOSEN, REJECTED = "What is the capital of France?", "Paris is the capital.", "London, I think."
@@ -20,8 +22,7 @@ def _value_and_grads(objective, x, b, alphas):
     a = torch.tensor(alphas).view(-1, 1, 1)
     plus = (b[0] + a * (x[0] - b[0])).requires_grad_(True)
     minus = (b[1] + a * (x[1] - b[1])).requires_grad_(True)
-    f = objective(plus, minus)
-    return (f, *torch.autograd.grad(f.sum(), (plus, minus)))
+    return objective.value_and_gradients(plus, minus)
 
 
 def _close(a, b, tol=1e-5):
@@ -41,17 +42,67 @@ def test_shared_prompt_objective_equals_the_plain_one(name, target):
     f1, gp1, gm1 = _value_and_grads(ContrastiveObjective(lm, example, target), x, b, [1e-6, 0.3, 1.0])
     f2, gp2, gm2 = _value_and_grads(SharedPromptObjective(lm, example, target), x, b, [1e-6, 0.3, 1.0])
     _close(f2, f1)
-    _close(gp2[:, :p], gp1[:, :p] + gm1[:, :p])  # the one prompt gets both sequences' gradient
-    _close(gp2[:, p:], gp1[:, p:])
-    _close(gm2[:, p:], gm1[:, p:])
-    assert float(gm2[:, :p].abs().max()) == 0.0
+    _close(gp2, gp1)
+    _close(gm2, gm1)
+    # the split is real: the prompt's s+ and s- gradients differ, and neither is their sum
+    assert float((gp1[:, :p] - gm1[:, :p]).abs().max()) > 1e-3
+    assert float(gm1[:, :p].abs().max()) > 1e-3
 
 
-def test_shared_prompt_attribution_keeps_the_prompt_heatmap():
+def test_shared_prompt_attribution_equals_the_plain_one_per_sequence():
     lm = load_model("tiny-random-llama")
     example = encode_example(lm, PROMPT, CHOSEN, REJECTED)
-    plain = attribute_example(lm, example, steps=8)
+    plain = attribute_example(lm, example, steps=8, share_prompt=False)
     shared = attribute_example(lm, example, steps=8, share_prompt=True)
-    torch.testing.assert_close(torch.tensor(shared.scores), torch.tensor(plain.scores), atol=1e-5, rtol=1e-4)
+    for name in ("scores", "plus_scores", "minus_scores"):  # build's top-k reads s+ and s- separately
+        torch.testing.assert_close(torch.tensor(getattr(shared, name)), torch.tensor(getattr(plain, name)),
+                                   atol=1e-5, rtol=1e-4)
     assert shared.delta == pytest.approx(plain.delta, abs=1e-4)
     assert shared.f_input == pytest.approx(plain.f_input, abs=1e-5)
+
+
+LONG_PROMPT = " ".join(["The committee met on Tuesday and read every report aloud before the vote."] * 4)
+
+
+def test_long_prompts_share_by_default_short_ones_do_not():
+    from grains.attribution import SHARE_MIN_PROMPT, shares_prompt_by_default
+
+    lm = load_model("tiny-random-llama")
+    long = encode_example(lm, LONG_PROMPT + " Did it pass?", " Yes.", " No.")
+    short = encode_example(lm, PROMPT, CHOSEN, REJECTED)
+    assert long.prompt_len >= SHARE_MIN_PROMPT and shares_prompt_by_default(lm, long)
+    assert not shares_prompt_by_default(lm, short)
+    default = attribute_example(lm, long, steps=4)  # shared: the same numbers as the plain objective's
+    plain = attribute_example(lm, long, steps=4, share_prompt=False)
+    for name in ("plus_scores", "minus_scores"):
+        torch.testing.assert_close(torch.tensor(getattr(default, name)), torch.tensor(getattr(plain, name)),
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_sharing_is_refused_where_the_logits_are_not_the_output_layers_product():
+    lm = load_model("tiny-random-gemma3-text")
+    example = encode_example(lm, LONG_PROMPT, CHOSEN, REJECTED)
+    from grains.attribution import shares_prompt_by_default
+
+    assert shares_prompt_by_default(lm, example)
+    config = lm.model.config
+    saved = config.final_logit_softcapping
+    config.final_logit_softcapping = 30.0  # the logits are then capped after the product: sharing would skip that
+    try:
+        assert not shares_prompt_by_default(lm, example)
+        with pytest.raises(InputError, match="output layer"):
+            attribute_example(lm, example, steps=2, share_prompt=True)
+    finally:
+        config.final_logit_softcapping = saved
+
+
+def test_sharing_is_refused_on_a_vision_language_model():
+    from PIL import Image
+
+    from grains.attribution import shares_prompt_by_default
+
+    lm = load_model("tiny-random-llava")
+    example = encode_example(lm, LONG_PROMPT, CHOSEN, REJECTED, image=Image.new("RGB", (64, 48), (200, 40, 40)))
+    assert not shares_prompt_by_default(lm, example)
+    with pytest.raises(InputError, match="text models"):
+        attribute_example(lm, example, steps=2, share_prompt=True)
