@@ -49,8 +49,6 @@ IntegrationPoints = Literal["graded", "gauss-legendre", "midpoint"]
 DEFAULT_STEPS = 16  # starting points of the default graded rule
 CAP_PER_STEP = 8  # default cap on gradient points: 8 x steps (128 at the default 16; see docs/ig_convergence.md 0c)
 DEFAULT_TOLERANCE = 0.05  # |delta| <= 5% of |f(x) - f(x')|: the convergence criterion (see convergence_status)
-SHARE_MIN_PROMPT = 32  # prompt tokens before running the prompt once per point can pay (shares_prompt_by_default)
-SHARE_PROMPT_RATIO = 4  # ... and the prompt at least this many times the longer response
 
 
 @dataclass
@@ -277,21 +275,10 @@ def can_share_prompt(lm: LoadedModel, example: EncodedExample) -> bool:
     return not lm.is_vlm and not example.extras and plain_output_layer(lm)
 
 
-def shares_prompt_by_default(lm: LoadedModel, example: EncodedExample) -> bool:
-    """Whether attribution runs the prompt once per point unless told: where it applies and the prompt is at least
-    SHARE_MIN_PROMPT tokens and SHARE_PROMPT_RATIO times the longer response. One thread, 16 graded points, the same
-    scores to 1e-6 of the largest: Qwen2.5-0.5B on a hallucination pair (221 prompt tokens, answers of 2) 93 s -> 70
-    s; Gemma-3-270M on the same pair about even (its 262k-word output layer, which sharing does not touch, is most
-    of the work), and on a TruthfulQA pair (12 prompt tokens, answers of 9 and 6) 18 s -> 20 s, slower."""
-    width = max(len(example.chosen.ids), len(example.rejected.ids))
-    return (example.prompt_len >= SHARE_MIN_PROMPT and example.prompt_len >= SHARE_PROMPT_RATIO * width
-            and can_share_prompt(lm, example))
-
-
 def attribute_example(lm: LoadedModel, example: EncodedExample, steps: int = 20, target: Target = "sequence",
                       baseline: Baseline = "zero", points: IntegrationPoints = DEFAULT_RULE,
                       chunk_size: int | None = None, tolerance: float | None = None,
-                      max_points: int | None = None, share_prompt: bool | None = None) -> AttributionResult:
+                      max_points: int | None = None, share_prompt: bool = False) -> AttributionResult:
     """Contrastive IG for an already-encoded example.
 
     Args:
@@ -305,7 +292,8 @@ def attribute_example(lm: LoadedModel, example: EncodedExample, steps: int = 20,
         tolerance: if given, refine until within_tolerance(delta, ...) holds or `max_points` is reached.
         max_points: cap on gradient evaluations in tolerance mode (default 8 * steps, at most MAX_STEPS).
         share_prompt: run the prompt once per point for s+ and s- (SharedPromptObjective: the same scores to float
-            rounding, less arithmetic for long prompts; text models only). Default: `shares_prompt_by_default`.
+            rounding, a quarter less arithmetic on long prompts but more passes over the weights; off by default,
+            slower on two CPU threads: benchmarks/README.md, "Prompt sharing"). Text models only.
 
     Returns:
         The AttributionResult, with the points used and the delta reached.
@@ -314,9 +302,7 @@ def attribute_example(lm: LoadedModel, example: EncodedExample, steps: int = 20,
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("The chunk size must be a positive whole number.")
     tolerance, cap = _check_tolerance(tolerance, max_points, steps)
-    if share_prompt is None:
-        share_prompt = shares_prompt_by_default(lm, example)
-    elif share_prompt and not can_share_prompt(lm, example):
+    if share_prompt and not can_share_prompt(lm, example):
         raise InputError("Sharing the prompt between s+ and s- is for text models whose logits are their output "
                          "layer's product.")
     objective = (SharedPromptObjective if share_prompt else ContrastiveObjective)(lm, example, target)

@@ -64,32 +64,17 @@ def test_shared_prompt_attribution_equals_the_plain_one_per_sequence():
 LONG_PROMPT = " ".join(["The committee met on Tuesday and read every report aloud before the vote."] * 4)
 
 
-def test_long_prompts_share_by_default_short_ones_do_not():
-    from grains.attribution import SHARE_MIN_PROMPT, shares_prompt_by_default
-
-    lm = load_model("tiny-random-llama")
-    long = encode_example(lm, LONG_PROMPT + " Did it pass?", " Yes.", " No.")
-    short = encode_example(lm, PROMPT, CHOSEN, REJECTED)
-    assert long.prompt_len >= SHARE_MIN_PROMPT and shares_prompt_by_default(lm, long)
-    assert not shares_prompt_by_default(lm, short)
-    default = attribute_example(lm, long, steps=4)  # shared: the same numbers as the plain objective's
-    plain = attribute_example(lm, long, steps=4, share_prompt=False)
-    for name in ("plus_scores", "minus_scores"):
-        torch.testing.assert_close(torch.tensor(getattr(default, name)), torch.tensor(getattr(plain, name)),
-                                   atol=1e-5, rtol=1e-4)
-
-
 def test_sharing_is_refused_where_the_logits_are_not_the_output_layers_product():
+    from grains.attribution import can_share_prompt
+
     lm = load_model("tiny-random-gemma3-text")
     example = encode_example(lm, LONG_PROMPT, CHOSEN, REJECTED)
-    from grains.attribution import shares_prompt_by_default
-
-    assert shares_prompt_by_default(lm, example)
+    assert can_share_prompt(lm, example)
     config = lm.model.config
     saved = config.final_logit_softcapping
     config.final_logit_softcapping = 30.0  # the logits are then capped after the product: sharing would skip that
     try:
-        assert not shares_prompt_by_default(lm, example)
+        assert not can_share_prompt(lm, example)
         with pytest.raises(InputError, match="output layer"):
             attribute_example(lm, example, steps=2, share_prompt=True)
     finally:
@@ -99,10 +84,10 @@ def test_sharing_is_refused_where_the_logits_are_not_the_output_layers_product()
 def test_sharing_is_refused_on_a_vision_language_model():
     from PIL import Image
 
-    from grains.attribution import shares_prompt_by_default
+    from grains.attribution import can_share_prompt
 
     lm = load_model("tiny-random-llava")
     example = encode_example(lm, LONG_PROMPT, CHOSEN, REJECTED, image=Image.new("RGB", (64, 48), (200, 40, 40)))
-    assert not shares_prompt_by_default(lm, example)
+    assert not can_share_prompt(lm, example)
     with pytest.raises(InputError, match="text models"):
         attribute_example(lm, example, steps=2, share_prompt=True)
