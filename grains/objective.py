@@ -103,12 +103,12 @@ class ContrastiveObjective:
 
 
 class SharedPromptObjective(ContrastiveObjective):
-    """The same f and the same gradients, with the prompt run once per point: its keys and values (KV cache) are
-    repeated for s+ and s-, and both responses continue from them in one batch. The prompt is read from the s+
-    embeddings; `value_and_gradients` then runs two backward passes, one from log P(chosen | prompt) and one from
-    -log P(rejected | prompt), so the prompt's gradient keeps its per-sequence split (s+ part on s+, s- part on s-)
-    exactly as the plain objective gives it. Each response has its own output-layer product, so each backward
-    pass meets only its own: one prompt forward and two prompt backwards instead of two of each, the rest unchanged.
+    """The same f and the same gradients, with the prompt run once per point: each response continues from its own
+    fork of the prompt's KV cache, and `value_and_gradients` runs two backward passes, one from log P(chosen | prompt)
+    and one from -log P(rejected | prompt). The prompt is read from the s+ embeddings; the part of its gradient that
+    comes from the s- term is moved to s-, so the prompt keeps its per-sequence split exactly as the plain objective
+    gives it. One prompt forward and two prompt backwards instead of two of each, but more passes over the weights:
+    slower than the plain objective on two CPU threads (benchmarks/README.md, "Prompt sharing"), so only on request.
     Text models whose logits are the output layer's product (grains.contrast_columns.plain_output_layer) only."""
 
     def __init__(self, lm: LoadedModel, example: EncodedExample, target: Target = "sequence"):
@@ -143,7 +143,7 @@ class SharedPromptObjective(ContrastiveObjective):
 
     def value_and_gradients(self, emb_plus: torch.Tensor, emb_minus: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """As ContrastiveObjective.value_and_gradients (the same numbers to float rounding), for less arithmetic."""
+        """As ContrastiveObjective.value_and_gradients (the same numbers to float rounding)."""
         p = self.example.prompt_len
         last, rest_plus, rest_minus = self._hidden(emb_plus, emb_minus)
         plus = self._response_terms(last, rest_plus, 0)
