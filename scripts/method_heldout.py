@@ -11,6 +11,10 @@ Partial results are written after every step to --out (JSON) and --markdown, lab
 a rerun with the same --out skips the (task, method) results already there (built vectors are saved in --vectors), and
 each IG attribution is kept in --attributions as it finishes, so a stopped run resumes at the next example.
 
+`--reference grains:14:0.5` also scores a built vector at a cell its selection did NOT choose (for example one the KL
+budget excluded), labelled "reference only": it answers what the cell would have done, and is never the method's
+estimate.
+
     python scripts/method_heldout.py --model qwen2.5-0.5b-instruct --train 100 --out /tmp/heldout.json \\
         --markdown /tmp/heldout.md
 """
@@ -35,7 +39,7 @@ from grains.models import load_model  # noqa: E402
 from grains.side_effects import measure_side_effects  # noqa: E402
 from grains.stats import margin_gain_summary, significance_summary  # noqa: E402
 from grains.steering import Steering  # noqa: E402
-from grains.vectors import SteeringVector  # noqa: E402
+from grains.vectors import SteeringVector, load_vector  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -92,6 +96,35 @@ def compare(a: dict[str, list[Any]], b: dict[str, list[Any]], kind: str) -> dict
             f"{key}_gain": cont["mean"], f"{key}_gain_ci": cont["ci"], f"{key}_p": cont["p_value"]}
 
 
+def score_reference_cell(lm: Any, res: dict[str, Any], scorer: BatchedItems, task: str, cell: str,
+                         vectors: Path) -> None:
+    """Score the built vector of "METHOD:LAYER:STRENGTH" at that cell on the held-out items, against unsteered and
+    against each method as its selection left it; kept in res["reference_cells"] (skipped when already there)."""
+    method, layer, strength = cell.split(":")
+    key = f"{method} at layer {int(layer)}, strength {float(strength):g}"
+    if key in res.setdefault("reference_cells", {}):
+        log(f"{task}: reference {key}: already done, skipped")
+        return
+    steering = Steering.create(lm, load_vector(vectors / f"{task}_{method}.safetensors"), int(layer), float(strength))
+    if steering.layers[0] not in scorer.cache.hidden:
+        scorer.cache.wanted.append(steering.layers[0])
+    items = per_item(scorer.score(steering), res["kind"])
+    res["reference_cells"][key] = {
+        "label": "reference only: a cell the selection did not choose; not an estimate of the method",
+        "method": method, "layer": int(layer), "strength": float(strength),
+        "vs_unsteered": compare(res["unsteered"], items, res["kind"]),
+        "vs_chosen": {m: compare(e["items"], items, res["kind"]) for m, e in res["methods"].items() if "items" in e},
+        "side_effects": measure_side_effects(lm, steering).to_dict()}
+    log(f"{task}: reference {key} scored")
+
+
+def run_status(out: dict[str, Any]) -> str:
+    """"complete" when every task has all three methods scored, else "partial (... not scored)"."""
+    missing = [f"{task}/{m}" for task, res in out["tasks"].items() for m in ("caa", "grains", "pca")
+               if "vs_unsteered" not in res["methods"].get(m, {})]
+    return "complete" if not missing else f"partial ({', '.join(missing)} not scored)"
+
+
 def save(out: dict[str, Any], path: Path, markdown: Path | None) -> None:
     path.write_text(json.dumps(out, indent=2) + "\n")
     if markdown:
@@ -136,6 +169,13 @@ def render(out: dict[str, Any]) -> str:
                              f" (layer {b['layer']}, strength {b['strength']:g}) on the held-out rows: accuracy "
                              f"{c['accuracy_a']:.3f} -> {c['accuracy_b']:.3f} (p {c['accuracy_p']:.2g}), {key} "
                              f"{c[k + '_a']:.3f} -> {c[k + '_b']:.3f} (p {c[k + '_p']:.2g}).")
+        for name, r in res.get("reference_cells", {}).items():
+            c, kl = r["vs_unsteered"], r["side_effects"]["kl_mean"]
+            lines.append(f"\nReference only ({name}; the selection did not choose it): accuracy {c['accuracy_a']:.3f} "
+                         f"-> {c['accuracy_b']:.3f} (p {c['accuracy_p']:.2g}), {key} {c[k + '_a']:.3f} -> "
+                         f"{c[k + '_b']:.3f} (p {c[k + '_p']:.2g}), KL {kl:.3f}; against each method's chosen setting: "
+                         + "; ".join(f"{m} {v['accuracy_gain']:+.3f} (p {v['accuracy_p']:.2g})"
+                                     for m, v in r["vs_chosen"].items()) + ".")
         if res.get("between"):
             lines += ["", "Between methods, same held-out items (second minus first):", "",
                       f"| pair | accuracy gain (95% CI, McNemar p) | {key} gain (95% CI, sign-flip p) |",
@@ -162,6 +202,9 @@ def main() -> int:
     ap.add_argument("--vectors", default="/tmp/method_heldout_vectors")
     ap.add_argument("--attributions", default="/tmp/method_heldout_attributions",
                     help="folder that keeps every IG attribution (a rerun reads them back)")
+    ap.add_argument("--reference", default="",
+                    help="METHOD:LAYER:STRENGTH[,...]: also score a built vector (in --vectors) at a cell its "
+                         "selection did not choose, labelled reference only")
     args = ap.parse_args()
     path, markdown = Path(args.out), Path(args.markdown) if args.markdown else None
     out: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"tasks": {}}
@@ -234,7 +277,10 @@ def main() -> int:
                                                             kind)
             out["updated"] = time.strftime("%H:%M:%S UTC")
             save(out, path, markdown)
-    out["status"] = "complete"
+        for cell in filter(None, args.reference.split(",")):
+            score_reference_cell(lm, res, scorer, task, cell, Path(args.vectors))
+            save(out, path, markdown)
+    out["status"] = run_status(out)
     out["updated"] = time.strftime("%H:%M:%S UTC")
     save(out, path, markdown)
     return 0
