@@ -83,6 +83,9 @@ def test_toy_recipe_new_scene_check_heatmap_with_boxes_and_steered_recheck(page,
     page.wait_for_selector("#grains-hc-heat-note .grains-hc-grounding")
     note = page.inner_text("#grains-hc-heat-note")
     assert "Against the true boxes" in note and "often seen with it in training" in note and "covers" in note
+    # the picture is decoded after it is in the page: naturalWidth is 0 until then
+    page.wait_for_function("document.querySelector('#grains-hc-heatmap img')?.complete && "
+                           "document.querySelector('#grains-hc-heatmap img').naturalWidth > 0")
     width = page.evaluate("document.querySelector('#grains-hc-heatmap img').naturalWidth")
     assert width == 384  # the 64 px scene enlarged 6x under its outlines
     page.screenshot(path=str(test_output_dir / "toy_scene_heatmap_boxes.png"), full_page=True)

@@ -3,41 +3,24 @@ only, and a run's status naming what is not scored."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-import torch
 
 from grains.data import BUILTIN_DATASETS, load_pairs
 from grains.item_scoring import BatchedItems
 from grains.steering import Steering
-from grains.vectors import SteeringVector
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import load_script, random_vector
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("method_heldout", ROOT / "scripts" / "method_heldout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _vector(lm) -> SteeringVector:
-    gen = torch.Generator().manual_seed(3)
-    directions = {layer: torch.randn(lm.hidden_size, generator=gen) for layer in range(lm.num_layers)}
-    return SteeringVector(directions=directions, layer_norms={layer: 1.0 for layer in range(lm.num_layers)},
-                          model_id=lm.model_id, hidden_size=lm.hidden_size, num_layers=lm.num_layers, method="grains",
-                          k=5, n_examples=4)
+    return load_script("method_heldout")
 
 
 def test_a_reference_cell_is_scored_against_unsteered_and_each_chosen_setting(script, lm, tmp_path):
     rows = load_pairs(BUILTIN_DATASETS["hallucination_pairs"], limit=6)
     scorer = BatchedItems(lm, rows, "pairs")
     unsteered = script.per_item(scorer.score(None), "pairs")
-    vector = _vector(lm)
+    vector = random_vector(lm, seed=3, norm=1.0, method="grains", k=5, n_examples=4)
     vector.save(tmp_path / "hallucination_grains.safetensors")
     res = {"kind": "pairs", "unsteered": unsteered, "methods": {"caa": {"items": unsteered, "vs_unsteered": {}}}}
 

@@ -5,11 +5,9 @@ by preset name, answer from the picture and show the planted bias against the co
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
-from pathlib import Path
 
 import grains
 from grains.vlm.pope import evaluate_probes, score_yes_no
@@ -17,16 +15,13 @@ from grains.vlm.toy.probes import QUESTION, scene_probes
 from grains.vlm.toy.scenes import PLANTED_PAIRS, make_scene
 from grains.vlm.toy.shapes import KINDS
 from grains.vlm.toy.training import QuestionBank, TrainingRecipe, image_features, patch_labels, prompt_ids
+from tests.factories import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = 1_000_000_000
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_toy_vlm", ROOT / "scripts" / "train_toy_vlm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_toy_vlm")
 
 
 def test_a_short_run_of_the_script_reproduces_the_recipe(tmp_path) -> None:

@@ -17,8 +17,8 @@ import pytest
 from grains import truthfulqa_metrics as tqm
 from grains.data import BUILTIN_DATASETS, load_truthfulqa
 from grains.errors import DataError
+from tests.factories import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks" / "truthfulqa"  # lm-eval==0.4.13, pinned in requirements
 
 
@@ -253,11 +253,7 @@ def _fake_sdist(path: Path, questions: list[dict], mc: list[dict]) -> Path:
 
 
 def test_conversion_script_adds_targets_reports_misses_and_is_idempotent(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mc2_script", ROOT / "scripts" / "add_truthfulqa_mc2_targets.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("add_truthfulqa_mc2_targets")
     bb_q = {"Question": ROW["question"], "Category": "", "Best answer": "Yes.", "True answers": ["Yes.", "Usually."],
             "False answers": ["No.", "It is green."]}
     bb_mc = {"input": ROW["question"], "target_scores": {"Yes.": 1, "No.": 0, "It is green.": 0}}
