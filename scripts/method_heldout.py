@@ -109,8 +109,12 @@ def score_reference_cell(lm: Any, res: dict[str, Any], scorer: BatchedItems, tas
     if steering.layers[0] not in scorer.cache.hidden:
         scorer.cache.wanted.append(steering.layers[0])
     items = per_item(scorer.score(steering), res["kind"])
+    chosen = res["methods"].get(method, {})
+    label = ("the cell this method's selection chose, scored again from the vector in the folder"
+             if (chosen.get("layer"), chosen.get("strength")) == (int(layer), float(strength))
+             else "reference only: a cell the selection did not choose; not an estimate of the method")
     res["reference_cells"][key] = {
-        "label": "reference only: a cell the selection did not choose; not an estimate of the method",
+        "label": label,
         "method": method, "layer": int(layer), "strength": float(strength),
         "vs_unsteered": compare(res["unsteered"], items, res["kind"]),
         "vs_chosen": {m: compare(e["items"], items, res["kind"]) for m, e in res["methods"].items() if "items" in e},
@@ -171,7 +175,7 @@ def render(out: dict[str, Any]) -> str:
                              f"{c[k + '_a']:.3f} -> {c[k + '_b']:.3f} (p {c[k + '_p']:.2g}).")
         for name, r in res.get("reference_cells", {}).items():
             c, kl = r["vs_unsteered"], r["side_effects"]["kl_mean"]
-            lines.append(f"\nReference only ({name}; the selection did not choose it): accuracy {c['accuracy_a']:.3f} "
+            lines.append(f"\n{name} ({r['label']}): accuracy {c['accuracy_a']:.3f} "
                          f"-> {c['accuracy_b']:.3f} (p {c['accuracy_p']:.2g}), {key} {c[k + '_a']:.3f} -> "
                          f"{c[k + '_b']:.3f} (p {c[k + '_p']:.2g}), KL {kl:.3f}; against each method's chosen setting: "
                          + "; ".join(f"{m} {v['accuracy_gain']:+.3f} (p {v['accuracy_p']:.2g})"

@@ -36,8 +36,14 @@ def test_a_reference_cell_is_scored_against_unsteered_and_each_chosen_setting(sc
     assert cell["vs_chosen"]["caa"]["margin_gain"] == pytest.approx(want["margin_gain"], abs=1e-5)
     assert cell["side_effects"]["kl_mean"] > 0
     text = script.render({"status": "partial", "updated": "now", "tasks": {"hallucination": res}})
-    assert "Reference only (grains at layer 1, strength 2; the selection did not choose it)" in text
+    assert "grains at layer 1, strength 2 (reference only: a cell the selection did not choose" in text
 
+    res["methods"]["grains"] = {"layer": 1, "strength": 2.0, "items": unsteered}
+    script.score_reference_cell(lm, res, scorer, "hallucination", "grains:1:2.0", tmp_path)  # the same key: skipped
+    assert res["reference_cells"]["grains at layer 1, strength 2"]["label"].startswith("reference only")
+    again = {**res, "reference_cells": {}}  # scored afresh now that it is the cell grains' selection chose
+    script.score_reference_cell(lm, again, scorer, "hallucination", "grains:1:2", tmp_path)
+    assert again["reference_cells"]["grains at layer 1, strength 2"]["label"].startswith("the cell this method's")
     kept = dict(cell)
     script.score_reference_cell(lm, res, scorer, "hallucination", "grains:1:2", tmp_path)  # a rerun skips it
     assert res["reference_cells"]["grains at layer 1, strength 2"] == kept
