@@ -106,8 +106,6 @@ def score_reference_cell(lm: Any, res: dict[str, Any], scorer: BatchedItems, tas
         log(f"{task}: reference {key}: already done, skipped")
         return
     steering = Steering.create(lm, load_vector(vectors / f"{task}_{method}.safetensors"), int(layer), float(strength))
-    if steering.layers[0] not in scorer.cache.hidden:
-        scorer.cache.wanted.append(steering.layers[0])
     items = per_item(scorer.score(steering), res["kind"])
     chosen = res["methods"].get(method, {})
     label = ("the cell this method's selection chose, scored again from the vector in the folder"
@@ -257,8 +255,6 @@ def main() -> int:
             log(f"{task}/{method}: layer {entry['layer']}, strength {entry['strength']}, "
                 f"{entry['build_seconds_without_attribution']:.0f} s")
             steering = Steering.create(lm, vector, vector.default_layer, vector.default_strength)
-            if steering.layers[0] not in scorer.cache.hidden:
-                scorer.cache.wanted.append(steering.layers[0])
             # strength 0 is the unsteered model: its own items (a second scoring pass differs by float noise, ~1e-6,
             # which a sign-flip test would read as a consistent sign)
             unchanged = vector.default_strength == 0
