@@ -19,7 +19,6 @@ import gradio as gr
 
 from components import api
 from components.actions.compare import (
-    GENERATING,
     STOP_FLAGS,
     counted_steps,
     job_key,
@@ -28,6 +27,7 @@ from components.actions.compare import (
     side_effect_line,
     stream_texts,
     sweep_rows,
+    take_generating_count,
 )
 from components.attribution_panel import AttributionPanel
 from components.common import (
@@ -267,18 +267,19 @@ def build_compare_panel(state: gr.State, attr: AttributionPanel, steer: Steering
         kind = "warn" if "over the budget" in line else "ok"  # the greedy texts are done either way
         yield [left, right, title, note_html(f"{done} {esc(line)}", kind), shown]
 
-    gen_event = generate.click(
+    generate.click(
         generate_ui, inputs=[state, prompt, image, layer, strength, steer.normalize, max_new_tokens,
                              do_sample, temperature, top_p, seed, prompt_format, stop_qa, stop_custom],
         outputs=[unsteered, steered, steered_title, status, model_input], concurrency_id=SHORT_QUEUE,
         api_visibility="private", **one_status(status))
 
     def stopped(session: Session) -> Any:
-        """The status after Stop, from the run's own state: how far it got, or unchanged when it had finished."""
-        count = GENERATING.pop(job_key(session), None)
+        """The status after Stop, from the run's own state: how far it got, or unchanged when it had finished. The
+        run ends itself at its next step and sends the same status last (a queued run: "Cancel my waiting jobs")."""
+        count = take_generating_count(session)
         return gr.update() if count is None else stopped_note(count)
 
-    stop.click(stopped, inputs=state, outputs=status, cancels=[gen_event], queue=False, api_visibility="private")
+    stop.click(stopped, inputs=state, outputs=status, queue=False, api_visibility="private")
 
     @guarded
     def sweep_ui(session: Session, p: str, img: str | None, layer: Any, values: str, norm: bool, n: Any,

@@ -4,6 +4,7 @@ paired sampling) under one `Steering`, a strength sweep with each strength's sid
 from __future__ import annotations
 
 import difflib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 STOP_FLAGS: dict[Any, bool] = {}  # job_key(session) -> stop requested for this session's running strength sweep
 GENERATING: dict[Any, int] = {}  # job_key(session) -> tokens so far of its running side-by-side run (gone when done)
+_GENERATING_LOCK = threading.Lock()  # a step's check-and-count and Stop's take are one step each
 
 
 def job_key(session: Session) -> Any:
@@ -101,24 +103,43 @@ def stream_texts(session: Session, prompt: str, image_path: str | None, steering
 
 
 def counted_steps(session: Session, stream: TextStream) -> Iterator[tuple[int, str, str]]:
-    """(steps so far, unsteered, steered) per step of `stream`, the count kept in GENERATING while it runs. Stop takes
-    the count from there and writes the final status; Gradio's cancel of the run lands a few steps later (or not at
-    all), so a step that finds its count taken ends the run here and sets `stream.stopped`: the caller then ends with
-    the same status instead of writing "Generating…" over Stop's."""
+    """(steps so far, unsteered, steered) per step of `stream`, the count kept in GENERATING while it runs.
+
+    Stop is cooperative (`take_generating_count`): it takes the count, and the next step that finds it taken ends
+    the run here and sets `stream.stopped`, so the caller's last message says "Stopped after ...". The run is not
+    cancelled from outside: a cancel could land after a "Generating…" message was sent and before that last one,
+    leaving "Generating…" on screen for good."""
     key = job_key(session)
-    GENERATING[key] = count = 0
+    with _GENERATING_LOCK:
+        GENERATING[key] = count = 0
     steps = iter(stream)
     try:
         for u, s in steps:
-            if key not in GENERATING:
+            with _GENERATING_LOCK:  # a Stop between the check and the count would be undone by the count
+                stopped = key not in GENERATING
+                if not stopped:
+                    count += 1
+                    GENERATING[key] = count
+            if stopped:
                 stream.stopped = True
                 steps.close()  # the generation's own finally stops the worker and takes the hooks off
                 return
-            count += 1
-            GENERATING[key] = count
             yield count, u, s
     finally:  # also when the stream fails (a queue probe's miss): no count is left for Stop to find
         GENERATING.pop(key, None)
+
+
+def take_generating_count(session: Session) -> int | None:
+    """Stop the session's running side-by-side run: take its count of steps so far (its next step then ends it).
+
+    Args:
+        session: the session whose run to stop.
+
+    Returns:
+        The steps it had generated, or None when no run of this session was generating.
+    """
+    with _GENERATING_LOCK:
+        return GENERATING.pop(job_key(session), None)
 
 
 def remember_generation(session: Session, prompt: str, steering: Steering, settings: GenerationSettings,

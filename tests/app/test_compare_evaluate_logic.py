@@ -24,6 +24,46 @@ from tests.factories import random_vector
 PROMPT = "What is the capital of France?"
 
 
+# ---------------------------------------------------------------- Stop of a side-by-side run
+
+
+class _Steps:
+    """A stand-in for TextStream: `n` steps, calling `during(i)` while step i is being computed."""
+
+    def __init__(self, n: int, during=lambda i: None):
+        self.n, self.during, self.stopped, self.closed = n, during, False, False
+
+    def __iter__(self):
+        try:
+            for i in range(1, self.n + 1):
+                self.during(i)
+                yield f"u{i}", f"s{i}"
+        finally:
+            self.closed = True
+
+
+def test_stop_while_a_step_is_computed_ends_the_run_at_that_step_and_leaves_no_count():
+    from components.actions.compare import GENERATING, counted_steps, job_key, take_generating_count
+
+    session = Session(model_name="tiny-random-llama")
+    taken = []
+    stream = _Steps(10, during=lambda i: taken.append(take_generating_count(session)) if i == 4 else None)
+    seen = [count for count, _, _ in counted_steps(session, stream)]
+    assert seen == [1, 2, 3] and taken == [3]  # Stop took the count of the steps on screen; step 4 never showed
+    assert stream.stopped and stream.closed  # the caller ends with "Stopped after 3", the worker is closed
+    assert job_key(session) not in GENERATING  # no step re-counted the run after Stop took it
+    assert take_generating_count(session) is None  # a second Stop finds nothing running
+
+
+def test_stop_after_the_run_finished_changes_nothing():
+    from components.actions.compare import counted_steps, take_generating_count
+
+    session = Session(model_name="tiny-random-llama")
+    stream = _Steps(3)
+    assert [count for count, _, _ in counted_steps(session, stream)] == [1, 2, 3]
+    assert not stream.stopped and take_generating_count(session) is None
+
+
 # ---------------------------------------------------------------- stop sequences
 
 
