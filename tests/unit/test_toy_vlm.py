@@ -20,14 +20,10 @@ from tests.factories import load_script
 HELDOUT = 1_000_000_000
 
 
-def _script():
-    return load_script("train_toy_vlm")
-
-
 def test_a_short_run_of_the_script_reproduces_the_recipe(tmp_path) -> None:
     argv = ["--out", str(tmp_path), "--steps", "30", "--scenes-per-step", "6", "--small", "--learning-rate", "0.01",
             "--only", "toy-vlm-shapes"]
-    assert _script().main(argv) == 0
+    assert load_script("train_toy_vlm").main(argv) == 0
     folder = tmp_path / "toy-vlm-shapes"
     info = json.loads((folder / "training.json").read_text())
     losses, patch_losses = info["losses"], info["patch_label_losses"]
@@ -53,7 +49,7 @@ def test_a_short_run_is_deterministic(tmp_path) -> None:
     for name in ("a", "b"):
         argv = ["--out", str(tmp_path / name), "--steps", "4", "--scenes-per-step", "3", "--small", "--only",
                 "toy-vlm-shapes-control"]
-        assert _script().main(argv) == 0
+        assert load_script("train_toy_vlm").main(argv) == 0
         runs.append(json.loads((tmp_path / name / "toy-vlm-shapes-control" / "training.json").read_text()))
     assert runs[0]["losses"] == runs[1]["losses"] and runs[0]["patch_label_losses"] == runs[1]["patch_label_losses"]
     assert runs[0]["distribution"] == "unbiased" and runs[0]["planted_pairs"] == []
